@@ -1,0 +1,45 @@
+# corebench: the two set-up commands of the README, plus helpers.
+# `make quickstart` and `make test` create .venv when it is missing and install everything.
+PYTHON ?= python3.11
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+PIP    := $(BIN)/python -m pip --disable-pip-version-check -q
+STAMP  := $(VENV)/.installed
+TORCH  := torch==2.14.1 torchvision==0.29.1
+
+.PHONY: quickstart test test-all lint leaderboards benchmarks clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): $(BIN)/python pyproject.toml
+	$(PIP) install $(TORCH) 2>&1 | grep -v "is ignored: it is neither" || true
+	$(BIN)/python -c "import torch, torchvision"
+	$(PIP) install -e '.[dev]' 2>&1 | grep -v "is ignored: it is neither" || true
+	$(BIN)/python -c "import bench, methods, timm, pyautoattack"
+	touch $(STAMP)
+
+## Install, run the quickstart grid on the shipped digits data, write its leaderboards.
+quickstart: $(STAMP)
+	$(BIN)/corebench run configs/quickstart.yaml --results runs/results
+	$(BIN)/corebench leaderboard runs/results --out runs/leaderboards
+
+## Install and run the test suite (slow and GPU checks are skipped; see README).
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+test-all: $(STAMP)
+	$(BIN)/python -m pytest -q -m ""
+
+lint: $(STAMP)
+	$(BIN)/ruff check bench methods tests benchmarks
+
+## Regenerate every board from the result records kept in the repository.
+leaderboards: $(STAMP)
+	$(BIN)/corebench leaderboard results --out leaderboards
+
+benchmarks: $(STAMP)
+	$(BIN)/python benchmarks/run_all.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache cache runs

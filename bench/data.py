@@ -1,0 +1,341 @@
+"""The dataset registry: every dataset as in-memory float tensors in [0, 1], NCHW.
+
+Each entry carries what the rest of the suite needs to treat it correctly: classes, input
+shape, mean/std (used inside the model, so attacks work in [0, 1]), the default L∞ attack ε
+and the augmentations that make sense for it. The torchvision datasets read real files from a
+local root (`download: true` is an opt-in for users with internet); digits ships with
+scikit-learn, synthetic is generated, npz is the user's own arrays.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from bench.config import DatasetSpec
+from bench.errors import DataError, invalid
+
+log = logging.getLogger(__name__)
+
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """What the suite must know about a dataset to train and attack on it."""
+
+    name: str
+    num_classes: int
+    input_shape: tuple[int, int, int]  # C, H, W
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    eps: float  # default L∞ attack radius in [0, 1] pixel units
+    augment: tuple[str, ...] = ("crop", "flip")  # random crop (pad 4) and horizontal flip
+    crop_padding: int = 4
+    classes: tuple[str, ...] = ()
+
+
+@dataclass
+class Dataset:
+    """Train and test splits as float32 [N, C, H, W] in [0, 1] and int64 labels."""
+
+    info: DatasetInfo
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+
+    def __post_init__(self) -> None:
+        for name in ("x_train", "x_test"):
+            x = getattr(self, name)
+            if x.ndim != 4 or tuple(x.shape[1:]) != self.info.input_shape:
+                raise DataError(f"dataset {self.info.name}: {name} has shape {tuple(x.shape)}, expected [N, {self.info.input_shape}]")
+
+
+Loader = Callable[[DatasetSpec], Dataset]
+_LOADERS: dict[str, Loader] = {}
+
+
+def register_dataset(name: str) -> Callable[[Loader], Loader]:
+    def deco(fn: Loader) -> Loader:
+        _LOADERS[name] = fn
+        return fn
+
+    return deco
+
+
+def list_datasets() -> list[str]:
+    return sorted(_LOADERS)
+
+
+def load_dataset(spec: DatasetSpec) -> Dataset:
+    """Load a dataset by its spec; unknown names and missing files are one-line errors."""
+    if spec.name not in _LOADERS:
+        raise invalid("datasets", spec.name, list_datasets())
+    return _LOADERS[spec.name](spec)
+
+
+def _options(spec: DatasetSpec, defaults: dict) -> dict:
+    opts = dict(defaults)
+    for key, value in spec.options.items():
+        if key not in defaults:
+            raise invalid(f"datasets.{spec.name}.options.{key}", key, list(defaults) or "no options")
+        opts[key] = type(defaults[key])(value)
+    return opts
+
+
+def _to_tensor_hwc(x: np.ndarray) -> torch.Tensor:
+    """uint8 [N, H, W, C] -> float32 [N, C, H, W] in [0, 1]."""
+    return torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2))).float().div_(255.0)
+
+
+def _stats(x: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    mean = x.mean(dim=(0, 2, 3))
+    std = x.std(dim=(0, 2, 3)).clamp_min(1e-3)
+    return tuple(round(float(m), 4) for m in mean), tuple(round(float(s), 4) for s in std)
+
+
+def _split(x: np.ndarray, y: np.ndarray, test_fraction: float, seed: int) -> tuple[np.ndarray, ...]:
+    """A fixed stratified train/test split (seeded, so every run sees the same split)."""
+    from sklearn.model_selection import train_test_split
+
+    return train_test_split(x, y, test_size=test_fraction, random_state=seed, stratify=y)
+
+
+# --------------------------------------------------------------------------- shipped / generated
+
+
+@register_dataset("digits")
+def load_digits_dataset(spec: DatasetSpec) -> Dataset:
+    """scikit-learn's 8×8 handwritten digits (1,797 real images, 10 classes), 75/25 split.
+
+    ε defaults to 32/255: at 8/255 a pixel moves less than one of the 17 grey levels and every
+    method scores the same; 32/255 gives robust accuracies that spread between methods.
+    No flips (digits are not mirror-symmetric); crops with one pixel of padding.
+    """
+    from sklearn.datasets import load_digits
+
+    opts = _options(spec, {"test_fraction": 0.25, "split_seed": 0})
+    bunch = load_digits()
+    x = (bunch.images / 16.0).astype(np.float32)[:, None]  # [N, 1, 8, 8] in [0, 1]
+    y = bunch.target.astype(np.int64)
+    x_tr, x_te, y_tr, y_te = _split(x, y, opts["test_fraction"], opts["split_seed"])
+    info = DatasetInfo(
+        name="digits",
+        num_classes=10,
+        input_shape=(1, 8, 8),
+        mean=(0.3047,),
+        std=(0.3835,),
+        eps=32 / 255,
+        augment=("crop",),
+        crop_padding=1,
+        classes=tuple(str(i) for i in range(10)),
+    )
+    return Dataset(info, torch.from_numpy(x_tr), torch.from_numpy(y_tr), torch.from_numpy(x_te), torch.from_numpy(y_te))
+
+
+def make_synthetic(
+    n_train: int = 600,
+    n_test: int = 200,
+    num_classes: int = 2,
+    size: int = 8,
+    margin: float = 1.0,
+    noise: float = 0.5,
+    flip_fraction: float = 0.05,
+    seed: int = 0,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Images with a known structure: class templates plus noise, a few labels flipped.
+
+    Each class c has a random template t_c; sample i is clip(0.5 + margin·d_i·t_c + noise·ε).
+    The per-sample "distance from the boundary" d_i is uniform in [0, 1], so easy (far) and
+    hard (near) samples are known, and `flip_fraction` of train labels are flipped to another
+    class (the hardest of all). Returns x_train, y_train, x_test, y_test and the train indices
+    whose labels were flipped.
+    """
+    rng = np.random.default_rng(seed)
+    templates = rng.standard_normal((num_classes, 1, size, size)).astype(np.float32)
+    templates /= np.abs(templates).max(axis=(1, 2, 3), keepdims=True)
+
+    def draw(n: int) -> tuple[np.ndarray, np.ndarray]:
+        y = np.arange(n) % num_classes
+        rng.shuffle(y)
+        dist = rng.uniform(0.0, 1.0, size=n).astype(np.float32)
+        x = 0.5 + 0.25 * margin * dist[:, None, None, None] * templates[y]
+        x = x + 0.1 * noise * rng.standard_normal(x.shape).astype(np.float32)
+        return np.clip(x, 0.0, 1.0).astype(np.float32), y.astype(np.int64)
+
+    x_tr, y_tr = draw(n_train)
+    x_te, y_te = draw(n_test)
+    flipped = np.sort(rng.choice(n_train, size=int(round(flip_fraction * n_train)), replace=False))
+    y_tr[flipped] = (y_tr[flipped] + rng.integers(1, num_classes, size=flipped.size)) % num_classes
+    return x_tr, y_tr, x_te, y_te, flipped
+
+
+@register_dataset("synthetic")
+def load_synthetic_dataset(spec: DatasetSpec) -> Dataset:
+    """Generated data with known easy/hard/flipped samples (see `make_synthetic`)."""
+    opts = _options(
+        spec,
+        {"n_train": 600, "n_test": 200, "num_classes": 2, "size": 8, "margin": 1.0, "noise": 0.5,
+         "flip_fraction": 0.05, "seed": 0},
+    )
+    x_tr, y_tr, x_te, y_te, _ = make_synthetic(**opts)
+    info = DatasetInfo(
+        name="synthetic",
+        num_classes=opts["num_classes"],
+        input_shape=(1, opts["size"], opts["size"]),
+        mean=(0.5,),
+        std=(0.25,),
+        eps=16 / 255,
+        augment=(),
+        crop_padding=0,
+        classes=tuple(str(i) for i in range(opts["num_classes"])),
+    )
+    return Dataset(info, torch.from_numpy(x_tr), torch.from_numpy(y_tr), torch.from_numpy(x_te), torch.from_numpy(y_te))
+
+
+@register_dataset("npz")
+def load_npz_dataset(spec: DatasetSpec) -> Dataset:
+    """A user's own arrays: `x_train, y_train, x_test, y_test` (uint8 HWC/CHW or float in [0, 1]).
+
+    Options: `eps` (default 8/255), `augment` ("crop,flip", "crop" or "none").
+    """
+    opts = _options(spec, {"eps": 8 / 255, "augment": "crop,flip"})
+    if not spec.path:
+        raise invalid("datasets.npz.path", spec.path, "the path of an .npz file with x_train, y_train, x_test, y_test")
+    path = Path(spec.path).expanduser()
+    if not path.is_file():
+        raise invalid("datasets.npz.path", str(path), "an existing .npz file")
+    with np.load(path, allow_pickle=False) as f:
+        missing = {"x_train", "y_train", "x_test", "y_test"} - set(f.files)
+        if missing:
+            raise DataError(f"datasets.npz.path: {path} lacks arrays {sorted(missing)}; it has {sorted(f.files)}")
+        arrays = {k: f[k] for k in ("x_train", "y_train", "x_test", "y_test")}
+    xs = [_as_nchw(arrays[k], k, path) for k in ("x_train", "x_test")]
+    ys = [torch.from_numpy(arrays[k].astype(np.int64)) for k in ("y_train", "y_test")]
+    num_classes = int(max(ys[0].max(), ys[1].max())) + 1
+    mean, std = _stats(xs[0])
+    augment = tuple(a for a in opts["augment"].split(",") if a and a != "none")
+    for a in augment:
+        if a not in ("crop", "flip"):
+            raise invalid("datasets.npz.options.augment", a, "crop, flip, none")
+    info = DatasetInfo(
+        name=spec.label,
+        num_classes=num_classes,
+        input_shape=tuple(xs[0].shape[1:]),
+        mean=mean,
+        std=std,
+        eps=float(opts["eps"]),
+        augment=augment,
+        classes=tuple(str(i) for i in range(num_classes)),
+    )
+    return Dataset(info, xs[0], ys[0], xs[1], ys[1])
+
+
+def _as_nchw(x: np.ndarray, key: str, path: Path) -> torch.Tensor:
+    if x.ndim == 3:
+        x = x[:, None]
+    if x.ndim != 4:
+        raise DataError(f"datasets.npz: {key} in {path} has shape {x.shape}; expected [N, H, W, C] or [N, C, H, W]")
+    if x.shape[-1] in (1, 3) and x.shape[1] not in (1, 3):
+        x = x.transpose(0, 3, 1, 2)
+    if x.dtype == np.uint8:
+        return torch.from_numpy(np.ascontiguousarray(x)).float().div_(255.0)
+    x = x.astype(np.float32)
+    if x.min() < 0 or x.max() > 1:
+        raise DataError(f"datasets.npz: {key} in {path} has values outside [0, 1]; give uint8 or floats in [0, 1]")
+    return torch.from_numpy(np.ascontiguousarray(x))
+
+
+# --------------------------------------------------------------------------- torchvision
+
+
+def _root(spec: DatasetSpec) -> Path:
+    if not spec.root:
+        raise invalid(f"datasets.{spec.name}.root", spec.root, "the folder holding the dataset files (or add download: true)")
+    root = Path(spec.root).expanduser()
+    if not root.is_dir() and not spec.download:
+        raise invalid(f"datasets.{spec.name}.root", str(root), "an existing folder (or add download: true)")
+    return root
+
+
+def _torchvision(spec: DatasetSpec, build: Callable[[Path, bool], tuple]) -> tuple:
+    root = _root(spec)
+    try:
+        return build(root, spec.download)
+    except RuntimeError as exc:  # torchvision: "Dataset not found or corrupted."
+        raise DataError(
+            f"datasets.{spec.name}.root: {root} does not hold the {spec.name} files ({exc}); "
+            "allowed: the torchvision folder layout, or download: true"
+        ) from None
+
+
+@register_dataset("cifar10")
+def load_cifar10(spec: DatasetSpec) -> Dataset:
+    """CIFAR-10 (Krizhevsky 2009) from torchvision's `cifar-10-batches-py` folder."""
+    from torchvision.datasets import CIFAR10
+
+    def build(root: Path, download: bool) -> tuple:
+        return CIFAR10(str(root), train=True, download=download), CIFAR10(str(root), train=False, download=download)
+
+    train, test = _torchvision(spec, build)
+    info = DatasetInfo("cifar10", 10, (3, 32, 32), (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616), 8 / 255,
+                       classes=tuple(train.classes))
+    return Dataset(info, _to_tensor_hwc(train.data), torch.tensor(train.targets), _to_tensor_hwc(test.data), torch.tensor(test.targets))
+
+
+@register_dataset("cifar100")
+def load_cifar100(spec: DatasetSpec) -> Dataset:
+    """CIFAR-100 (Krizhevsky 2009) from torchvision's `cifar-100-python` folder (fine labels)."""
+    from torchvision.datasets import CIFAR100
+
+    def build(root: Path, download: bool) -> tuple:
+        return CIFAR100(str(root), train=True, download=download), CIFAR100(str(root), train=False, download=download)
+
+    train, test = _torchvision(spec, build)
+    info = DatasetInfo("cifar100", 100, (3, 32, 32), (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762), 8 / 255,
+                       classes=tuple(train.classes))
+    return Dataset(info, _to_tensor_hwc(train.data), torch.tensor(train.targets), _to_tensor_hwc(test.data), torch.tensor(test.targets))
+
+
+@register_dataset("svhn")
+def load_svhn(spec: DatasetSpec) -> Dataset:
+    """SVHN (Netzer et al. 2011) from torchvision's `train_32x32.mat`/`test_32x32.mat`. No flips."""
+    from torchvision.datasets import SVHN
+
+    def build(root: Path, download: bool) -> tuple:
+        return SVHN(str(root), split="train", download=download), SVHN(str(root), split="test", download=download)
+
+    train, test = _torchvision(spec, build)
+
+    def chw(x: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.ascontiguousarray(x)).float().div_(255.0)
+
+    info = DatasetInfo("svhn", 10, (3, 32, 32), (0.4377, 0.4438, 0.4728), (0.1980, 0.2010, 0.1970), 8 / 255,
+                       augment=("crop",), classes=tuple(str(i) for i in range(10)))
+    return Dataset(info, chw(train.data), torch.from_numpy(train.labels.astype(np.int64)),
+                   chw(test.data), torch.from_numpy(test.labels.astype(np.int64)))
+
+
+def augment_batch(x: torch.Tensor, info: DatasetInfo, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Random crop (zero padding) and horizontal flip on a batch, on its own device."""
+    if "flip" in info.augment:
+        flip = torch.rand(x.shape[0], generator=generator, device="cpu").to(x.device) < 0.5
+        x = torch.where(flip[:, None, None, None], x.flip(3), x)
+    if "crop" in info.augment and info.crop_padding > 0:
+        p = info.crop_padding
+        n, _, h, w = x.shape
+        padded = torch.nn.functional.pad(x, (p, p, p, p))
+        dx = torch.randint(0, 2 * p + 1, (n,), generator=generator).to(x.device)
+        dy = torch.randint(0, 2 * p + 1, (n,), generator=generator).to(x.device)
+        rows = (dy[:, None] + torch.arange(h, device=x.device)[None])  # [n, h]
+        cols = (dx[:, None] + torch.arange(w, device=x.device)[None])  # [n, w]
+        x = padded[torch.arange(n, device=x.device)[:, None, None, None],
+                   torch.arange(x.shape[1], device=x.device)[None, :, None, None],
+                   rows[:, None, :, None], cols[:, None, None, :]]
+    return x

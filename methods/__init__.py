@@ -1,0 +1,32 @@
+"""Plug-in coreset methods. Importing this package registers the built-in ones.
+
+    from methods import register_method, CoresetMethod, SelectionContext, create_method
+"""
+
+from methods.base import (
+    CoresetMethod,
+    NoParams,
+    ScoreBasedMethod,
+    SelectionContext,
+    budget_for,
+    run_selection,
+    validate_selection,
+)
+from methods.registry import create_method, get_method_class, list_methods, register_method
+
+# Built-in methods: importing each module runs its @register_method.
+from methods import easycore, random_sampling  # noqa: E402,F401  isort: skip
+
+__all__ = [
+    "CoresetMethod",
+    "NoParams",
+    "ScoreBasedMethod",
+    "SelectionContext",
+    "budget_for",
+    "create_method",
+    "get_method_class",
+    "list_methods",
+    "register_method",
+    "run_selection",
+    "validate_selection",
+]

@@ -1,0 +1,44 @@
+"""Helpers shared by several methods: exact class-balanced budgets and ranked keeps."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def class_budgets(labels: np.ndarray, budget: int) -> dict[int, int]:
+    """Split `budget` over classes in proportion to class size, summing exactly to `budget`.
+
+    Largest-remainder rounding; ties go to the smaller class id. A class never gets more
+    than it has.
+    """
+    classes, counts = np.unique(labels, return_counts=True)
+    exact = budget * counts / counts.sum()
+    base = np.minimum(np.floor(exact).astype(int), counts)
+    left = budget - int(base.sum())
+    order = sorted(range(len(classes)), key=lambda i: (-(exact[i] - base[i]), classes[i]))
+    while left > 0:
+        for i in order:
+            if left == 0:
+                break
+            if base[i] < counts[i]:
+                base[i] += 1
+                left -= 1
+    return {int(c): int(b) for c, b in zip(classes, base, strict=True)}
+
+
+def rank(scores: np.ndarray, end: str) -> np.ndarray:
+    """Indices ordered from the chosen end ('lowest' or 'highest'); ties broken by index."""
+    keyed = scores if end == "lowest" else -scores
+    return np.lexsort((np.arange(scores.shape[0]), keyed))
+
+
+def keep_extreme(scores: np.ndarray, budget: int, end: str, labels: np.ndarray | None = None) -> np.ndarray:
+    """Keep `budget` samples from one end of the ranking, globally or per class."""
+    scores = np.asarray(scores, dtype=np.float64)
+    if labels is None:
+        return np.sort(rank(scores, end)[:budget])
+    picked = []
+    for cls, k in class_budgets(labels, budget).items():
+        members = np.flatnonzero(labels == cls)
+        picked.append(members[rank(scores[members], end)[:k]])
+    return np.sort(np.concatenate(picked))

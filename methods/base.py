@@ -1,0 +1,178 @@
+"""The method contract: what a coreset method receives, returns, and how that is checked.
+
+Methods never train models. The scoring run records per-sample signals once; a method turns
+them (and the labels) into the indices to KEEP. The harness validates every selection, so a
+broken method fails its own cell with a message naming it, not the grid.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+
+from bench.errors import MethodError
+
+Direction = Literal["hardest", "easiest"]
+
+
+def budget_for(fraction: float, n: int) -> int:
+    """Number of samples to keep: round(fraction × n), halves rounded up, at least 1."""
+    return max(1, min(n, math.floor(fraction * n + 0.5)))
+
+
+@dataclass(frozen=True)
+class NoParams:
+    """Parameters of a method that has none."""
+
+
+@dataclass(frozen=True)
+class SelectionContext:
+    """Everything a method may look at, for one dataset × scoring architecture × seed.
+
+    Attributes:
+        labels: int64 [N] training labels.
+        num_classes: number of classes.
+        runs: the signals of each scoring run, runs[0] from this cell's seed; a mapping
+            signal name -> array ([E, N] per epoch, [K, N] GraNd, [N, D] features).
+        seed: the cell's seed; `rng()` derives every random choice from it.
+    """
+
+    labels: np.ndarray
+    num_classes: int
+    runs: tuple[Mapping[str, np.ndarray], ...]
+    seed: int = 0
+
+    @property
+    def n(self) -> int:
+        return int(self.labels.shape[0])
+
+    @property
+    def signals(self) -> Mapping[str, np.ndarray]:
+        """The signals of the first scoring run (the cell's own seed)."""
+        return self.runs[0]
+
+    def rng(self) -> np.random.Generator:
+        """A fresh generator from the seed: the same call gives the same draw, every time."""
+        return np.random.default_rng(self.seed)
+
+    def signal_runs(self, name: str, n_runs: int = 1) -> list[np.ndarray]:
+        """Signal `name` from the first `n_runs` scoring runs (for averaging over runs)."""
+        if len(self.runs) < n_runs:
+            raise MethodError(f"needs {n_runs} scoring runs of {name!r}, only {len(self.runs)} given")
+        missing = [i for i in range(n_runs) if name not in self.runs[i]]
+        if missing:
+            raise MethodError(f"signal {name!r} was not recorded by the scoring run")
+        return [np.asarray(self.runs[i][name]) for i in range(n_runs)]
+
+    def budget(self, fraction: float) -> int:
+        return budget_for(fraction, self.n)
+
+    def keep_lowest(self, scores: np.ndarray, fraction: float, class_balanced: bool = False) -> np.ndarray:
+        """Indices of the round(fraction × N) lowest scores (ties by index)."""
+        from methods._common import keep_extreme
+
+        return keep_extreme(scores, self.budget(fraction), "lowest", self.labels if class_balanced else None)
+
+    def keep_highest(self, scores: np.ndarray, fraction: float, class_balanced: bool = False) -> np.ndarray:
+        """Indices of the round(fraction × N) highest scores (ties by index)."""
+        from methods._common import keep_extreme
+
+        return keep_extreme(scores, self.budget(fraction), "highest", self.labels if class_balanced else None)
+
+
+class CoresetMethod(ABC):
+    """Base class of every method. Subclasses set `Params`, `signals` and `select`.
+
+    Register with `@register_method("name")`; create with `create_method("name", **params)`.
+    `Params` is a frozen dataclass whose defaults follow the method's reference; every field
+    is written into each result record, so a number can be traced to the options that made it.
+    """
+
+    name: ClassVar[str] = ""
+    Params: ClassVar[type] = NoParams
+    signals: ClassVar[tuple[str, ...]] = ()  # what the scoring run must record
+
+    def __init__(self, params: Any | None = None) -> None:
+        self.params = params if params is not None else self.Params()
+
+    def required_signals(self) -> tuple[str, ...]:
+        """Signals this configured method needs (override when they depend on params)."""
+        return tuple(self.signals)
+
+    def scoring_runs(self) -> int:
+        """How many scoring runs (different seeds) the method averages over."""
+        return int(getattr(self.params, "n_runs", 1))
+
+    def options(self) -> dict[str, Any]:
+        """Every parameter with its value, for the result record."""
+        from bench.config import to_jsonable
+
+        return {f.name: to_jsonable(getattr(self.params, f.name)) for f in fields(self.params)}
+
+    @abstractmethod
+    def select(self, ctx: SelectionContext, fraction: float) -> np.ndarray:
+        """Return the indices of the samples to KEEP (exactly ctx.budget(fraction) of them)."""
+
+
+class ScoreBasedMethod(CoresetMethod):
+    """A method that ranks samples by one hardness score (higher = harder) and keeps one end.
+
+    Subclasses implement `hardness` and give their `Params` a `direction` (the reference's
+    by default) and a `class_balanced` field.
+    """
+
+    @abstractmethod
+    def hardness(self, ctx: SelectionContext) -> np.ndarray:
+        """Per-sample hardness [N]; higher means harder."""
+
+    def select(self, ctx: SelectionContext, fraction: float) -> np.ndarray:
+        scores = check_scores(self.name, self.hardness(ctx), ctx.n)
+        balanced = bool(getattr(self.params, "class_balanced", False))
+        if self.params.direction == "hardest":
+            return ctx.keep_highest(scores, fraction, balanced)
+        return ctx.keep_lowest(scores, fraction, balanced)
+
+
+def check_scores(method: str, scores: np.ndarray, n: int) -> np.ndarray:
+    """Scores must be one finite number per sample."""
+    scores = np.asarray(scores, dtype=np.float64)
+    if scores.shape != (n,):
+        raise MethodError(f"method {method!r}: scores have shape {scores.shape}, expected ({n},)")
+    bad = ~np.isfinite(scores)
+    if bad.any():
+        raise MethodError(
+            f"method {method!r}: {int(bad.sum())} of {n} scores are NaN or infinite "
+            f"(first at index {int(np.flatnonzero(bad)[0])})"
+        )
+    return scores
+
+
+def validate_selection(method: str, indices: Any, n: int, budget: int) -> np.ndarray:
+    """Check a method's output; return it as sorted int64 or raise MethodError naming the method."""
+    arr = np.asarray(indices)
+    if arr.ndim != 1:
+        raise MethodError(f"method {method!r}: returned an array of shape {arr.shape}, expected 1-D indices")
+    if arr.size and not np.issubdtype(arr.dtype, np.integer):
+        raise MethodError(f"method {method!r}: returned dtype {arr.dtype}, expected integer indices")
+    arr = arr.astype(np.int64)
+    if arr.size and (arr.min() < 0 or arr.max() >= n):
+        bad = arr[(arr < 0) | (arr >= n)][0]
+        raise MethodError(f"method {method!r}: index {int(bad)} is out of range [0, {n})")
+    uniq = np.unique(arr)
+    if uniq.size != arr.size:
+        raise MethodError(f"method {method!r}: returned {arr.size - uniq.size} duplicate indices")
+    if arr.size != budget:
+        raise MethodError(f"method {method!r}: returned {arr.size} indices, expected exactly {budget}")
+    return uniq
+
+
+def run_selection(method: CoresetMethod, ctx: SelectionContext, fraction: float) -> np.ndarray:
+    """Call the method and validate what it returns (sorted, unique int64 indices to keep)."""
+    if not 0.0 < fraction <= 1.0:
+        raise MethodError(f"method {method.name!r}: fraction {fraction!r} is not in (0, 1]")
+    return validate_selection(method.name, method.select(ctx, fraction), ctx.n, ctx.budget(fraction))
