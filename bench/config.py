@@ -24,6 +24,8 @@ from bench.errors import ConfigError, invalid
 
 Regime = Literal["standard", "pgd_at", "trades"]
 REGIMES: tuple[str, ...] = get_args(Regime)
+# the attack names pyautoattack's AutoAttack runs (its `AttackName` literal)
+AUTOATTACK_ATTACKS: tuple[str, ...] = ("apgd-ce", "apgd-dlr", "apgd-t", "fab", "fab-t", "square")
 FULL_DATA = "full"  # method name of the full-data reference cells
 SAME_AS_TARGET = "same"  # scoring architecture placeholder: score with the target architecture
 
@@ -42,6 +44,9 @@ class DatasetSpec:
     options: Mapping[str, Any] = field(default_factory=dict)
     id: str = ""  # label in results and boards; defaults to name
 
+    def __hash__(self) -> int:  # mappings inside: hash the JSON form
+        return hash(stable_hash(self))
+
     @property
     def label(self) -> str:
         return self.id or self.name
@@ -56,6 +61,9 @@ class ArchSpec:
     small_input_stem: bool | None = None  # None: on for inputs of 64 px or less
     id: str = ""
 
+    def __hash__(self) -> int:  # mappings inside: hash the JSON form
+        return hash(stable_hash(self))
+
     @property
     def label(self) -> str:
         return self.id or self.name
@@ -68,6 +76,9 @@ class MethodSpec:
     name: str
     params: Mapping[str, Any] = field(default_factory=dict)
     id: str = ""
+
+    def __hash__(self) -> int:  # mappings inside: hash the JSON form
+        return hash(stable_hash(self))
 
     @property
     def label(self) -> str:
@@ -352,7 +363,7 @@ def _parse_number(text: str, where: str) -> float:
             num, den = text.split("/")
             return float(num) / float(den)
         return float(text)
-    except ValueError:
+    except (ValueError, ZeroDivisionError):
         raise invalid(where, text, "a number such as 0.03 or 8/255") from None
 
 
@@ -372,10 +383,20 @@ def _named(entry: Any, field_name: str, cls: type, known_keys: tuple[str, ...]) 
         return cls(name=entry)
     if not isinstance(entry, Mapping) or "name" not in entry:
         raise invalid(field_name, entry, "a name or a mapping with a 'name' key")
+    where = f"{field_name}.{entry['name']}" if isinstance(entry["name"], str) else field_name
     extra = set(entry) - set(known_keys)
     if extra:
-        raise invalid(f"{field_name}.{sorted(extra)[0]}", sorted(extra)[0], known_keys)
-    return cls(**dict(entry))
+        raise invalid(f"{where}.{sorted(extra)[0]}", sorted(extra)[0], known_keys)
+    return build_dataclass(cls, entry, where)  # checks the types of root, kwargs, ...
+
+
+def _unique(values: Sequence[Any], field_name: str, allowed: str = "each entry once") -> None:
+    """Repeated axis entries would give two cells the same results path."""
+    seen: set[Any] = set()
+    for v in values:
+        if v in seen:
+            raise invalid(field_name, v, allowed)
+        seen.add(v)
 
 
 def suggest(value: str, known: Sequence[str]) -> str:
@@ -423,6 +444,8 @@ def parse_grid(data: Mapping[str, Any], source: str = "") -> GridSpec:
         None if e == SAME_AS_TARGET else _named(e, "scoring_architectures", ArchSpec, arch_keys)
         for e in _entries(scorer_entries, "scoring_architectures")
     )
+    _unique([d.label for d in datasets], "datasets", "each dataset once (give repeats an 'id')")
+    _unique([a.label for a in architectures], "architectures", "each architecture once (give repeats an 'id')")
     known_archs = list_architectures()
     for where, arch in [("architectures", a) for a in architectures] + [
         ("scoring_architectures", s) for s in scorers if s is not None
@@ -437,6 +460,7 @@ def parse_grid(data: Mapping[str, Any], source: str = "") -> GridSpec:
     for f in fractions:
         if not 0.0 < f <= 1.0:
             raise invalid("fractions", f, "numbers in (0, 1]")
+    _unique(fractions, "fractions")
 
     raw_methods = _entries(data.get("methods"), "methods")
     if raw_methods == ["all"]:
@@ -463,8 +487,13 @@ def parse_grid(data: Mapping[str, Any], source: str = "") -> GridSpec:
     for r in regimes:
         if r not in REGIMES:
             raise invalid("regimes", r, REGIMES)
+    _unique(regimes, "regimes")
 
     seeds = tuple(_scalar(s, int, "seeds") for s in _entries(data.get("seeds", [0]), "seeds"))
+    for s in seeds:
+        if s < 0:
+            raise invalid("seeds", s, "integers >= 0 (numpy generators reject negative seeds)")
+    _unique(seeds, "seeds")
 
     sections = {
         key: build_dataclass(cls, data.get(key), key)
@@ -480,13 +509,16 @@ def parse_grid(data: Mapping[str, Any], source: str = "") -> GridSpec:
         raise invalid("evaluation.autoattack.attacks", list(aa.attacks), "only with version: custom")
     if aa.version == "custom" and not aa.attacks:
         raise invalid("evaluation.autoattack.attacks", aa.attacks, "a list of attacks with version: custom")
+    for attack_name in aa.attacks or ():
+        if attack_name not in AUTOATTACK_ATTACKS:
+            raise invalid("evaluation.autoattack.attacks", attack_name, AUTOATTACK_ATTACKS)
     _check_positive(sections)
 
     device = data.get("device", "auto")
     if not isinstance(device, str) or not (device in ("auto", "cpu") or device.startswith("cuda")):
         raise invalid("device", device, "auto, cpu, cuda, cuda:N")
 
-    return GridSpec(
+    grid = GridSpec(
         name=name,
         datasets=datasets,
         architectures=architectures,
@@ -500,6 +532,23 @@ def parse_grid(data: Mapping[str, Any], source: str = "") -> GridSpec:
         source=source,
         **sections,
     )
+    _unique_paths(grid)
+    return grid
+
+
+def _unique_paths(grid: GridSpec) -> None:
+    """Two cells with one results path would overwrite (or skip) each other: e.g. a scorer with
+    the same label as the target but other kwargs, or labels that differ only in odd characters."""
+    seen: dict[Path, Cell] = {}
+    for cell in grid.cells():
+        path = cell.relpath(grid.name)
+        other = seen.setdefault(path, cell)
+        if other is cell:
+            continue
+        pairs = (("datasets", other.dataset, cell.dataset), ("architectures", other.arch, cell.arch),
+                 ("methods", other.method, cell.method), ("scoring_architectures", other.scoring_arch, cell.scoring_arch))
+        where, _, spec = next((p for p in pairs if p[1] != p[2]), pairs[-1])
+        raise invalid(where, spec.label, f"entries with distinct labels (two cells share {path.as_posix()}; give one an 'id')")
 
 
 def _check_positive(sections: Mapping[str, Any]) -> None:
@@ -515,6 +564,18 @@ def _check_positive(sections: Mapping[str, Any]) -> None:
     for where, value in checks.items():
         if value <= 0:
             raise invalid(where, value, "a positive integer")
+    radii = {
+        "attack.eps": sections["attack"].eps,
+        "attack.step_size": sections["attack"].step_size,
+        "evaluation.eps": sections["evaluation"].eps,
+        "evaluation.pgd_step_size": sections["evaluation"].pgd_step_size,
+    }
+    for where, value in radii.items():
+        if value is not None and not 0.0 < value <= 1.0:
+            raise invalid(where, value, "a number in (0, 1] (pixel units, e.g. 8/255), or leave it out")
+    for where, value in {"scoring.lr": sections["scoring"].lr, "training.lr": sections["training"].lr}.items():
+        if not value > 0.0:
+            raise invalid(where, value, "a positive number")
     for e in sections["scoring"].grand_epochs:
         if not 0 <= e <= sections["scoring"].epochs:
             raise invalid("scoring.grand_epochs", e, f"epochs between 0 and scoring.epochs ({sections['scoring'].epochs})")

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bench.config import DatasetSpec
+from bench.config import DatasetSpec, _scalar
 from bench.errors import DataError, invalid
 
 log = logging.getLogger(__name__)
@@ -55,6 +55,9 @@ class Dataset:
             x = getattr(self, name)
             if x.ndim != 4 or tuple(x.shape[1:]) != self.info.input_shape:
                 raise DataError(f"dataset {self.info.name}: {name} has shape {tuple(x.shape)}, expected [N, {self.info.input_shape}]")
+            y = getattr(self, "y" + name[1:])
+            if y.ndim != 1 or y.shape[0] != x.shape[0]:
+                raise DataError(f"dataset {self.info.name}: {'y' + name[1:]} has shape {tuple(y.shape)}, expected [{x.shape[0]}]")
 
 
 Loader = Callable[[DatasetSpec], Dataset]
@@ -85,7 +88,7 @@ def _options(spec: DatasetSpec, defaults: dict) -> dict:
     for key, value in spec.options.items():
         if key not in defaults:
             raise invalid(f"datasets.{spec.name}.options.{key}", key, list(defaults) or "no options")
-        opts[key] = type(defaults[key])(value)
+        opts[key] = _scalar(value, type(defaults[key]), f"datasets.{spec.name}.options.{key}")
     return opts
 
 
@@ -184,6 +187,17 @@ def load_synthetic_dataset(spec: DatasetSpec) -> Dataset:
         {"n_train": 600, "n_test": 200, "num_classes": 2, "size": 8, "margin": 1.0, "noise": 0.5,
          "flip_fraction": 0.05, "seed": 0},
     )
+    where = "datasets.synthetic.options"
+    for key, low in (("n_train", 1), ("n_test", 1), ("num_classes", 2), ("size", 1)):
+        if opts[key] < low:
+            raise invalid(f"{where}.{key}", opts[key], f"an integer >= {low}")
+    if opts["n_train"] < opts["num_classes"]:
+        raise invalid(f"{where}.n_train", opts["n_train"], f"at least num_classes ({opts['num_classes']})")
+    for key in ("margin", "noise"):
+        if not opts[key] >= 0:
+            raise invalid(f"{where}.{key}", opts[key], "a number >= 0")
+    if not 0.0 <= opts["flip_fraction"] < 1.0:
+        raise invalid(f"{where}.flip_fraction", opts["flip_fraction"], "a number in [0, 1)")
     x_tr, y_tr, x_te, y_te, _ = make_synthetic(**opts)
     info = DatasetInfo(
         name="synthetic",
@@ -211,13 +225,23 @@ def load_npz_dataset(spec: DatasetSpec) -> Dataset:
     path = Path(spec.path).expanduser()
     if not path.is_file():
         raise invalid("datasets.npz.path", str(path), "an existing .npz file")
-    with np.load(path, allow_pickle=False) as f:
-        missing = {"x_train", "y_train", "x_test", "y_test"} - set(f.files)
-        if missing:
-            raise DataError(f"datasets.npz.path: {path} lacks arrays {sorted(missing)}; it has {sorted(f.files)}")
-        arrays = {k: f[k] for k in ("x_train", "y_train", "x_test", "y_test")}
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            missing = {"x_train", "y_train", "x_test", "y_test"} - set(f.files)
+            if missing:
+                raise DataError(f"datasets.npz.path: {path} lacks arrays {sorted(missing)}; it has {sorted(f.files)}")
+            arrays = {k: f[k] for k in ("x_train", "y_train", "x_test", "y_test")}
+    except (ValueError, OSError, AttributeError, EOFError) as exc:  # not an npz, or object arrays
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise DataError(f"datasets.npz.path: {path} is not a readable .npz of plain arrays ({first})") from None
     xs = [_as_nchw(arrays[k], k, path) for k in ("x_train", "x_test")]
-    ys = [torch.from_numpy(arrays[k].astype(np.int64)) for k in ("y_train", "y_test")]
+    ys = [_labels(arrays[k], k, path) for k in ("y_train", "y_test")]
+    for x, y, kx, ky in ((xs[0], ys[0], "x_train", "y_train"), (xs[1], ys[1], "x_test", "y_test")):
+        if y.shape[0] != x.shape[0]:
+            raise DataError(f"datasets.npz: {ky} in {path} has {y.shape[0]} labels but {kx} has {x.shape[0]} images")
+    if xs[1].shape[1:] != xs[0].shape[1:]:
+        raise DataError(f"datasets.npz: x_test in {path} has images of shape {tuple(xs[1].shape[1:])}, "
+                        f"x_train {tuple(xs[0].shape[1:])}; allowed: the same shape")
     num_classes = int(max(ys[0].max(), ys[1].max())) + 1
     mean, std = _stats(xs[0])
     augment = tuple(a for a in opts["augment"].split(",") if a and a != "none")
@@ -237,17 +261,31 @@ def load_npz_dataset(spec: DatasetSpec) -> Dataset:
     return Dataset(info, xs[0], ys[0], xs[1], ys[1])
 
 
+def _labels(y: np.ndarray, key: str, path: Path) -> torch.Tensor:
+    """Integer class ids 0..K-1 as int64 [N] (floats allowed only when they are whole numbers)."""
+    y = np.asarray(y).reshape(-1) if y.ndim == 2 and 1 in y.shape else np.asarray(y)
+    if y.ndim != 1 or y.size == 0 or not (np.issubdtype(y.dtype, np.integer) or np.issubdtype(y.dtype, np.floating)):
+        raise DataError(f"datasets.npz: {key} in {path} has shape {y.shape} and dtype {y.dtype}; expected [N] integer class ids")
+    if np.issubdtype(y.dtype, np.floating) and not np.all(np.isfinite(y) & (y == np.round(y))):
+        raise DataError(f"datasets.npz: {key} in {path} has non-integer labels; expected integer class ids 0..K-1")
+    if y.min() < 0:
+        raise DataError(f"datasets.npz: {key} in {path} has label {int(y.min())}; expected class ids 0..K-1")
+    return torch.from_numpy(y.astype(np.int64))
+
+
 def _as_nchw(x: np.ndarray, key: str, path: Path) -> torch.Tensor:
     if x.ndim == 3:
         x = x[:, None]
-    if x.ndim != 4:
+    if x.ndim != 4 or x.shape[0] == 0:
         raise DataError(f"datasets.npz: {key} in {path} has shape {x.shape}; expected [N, H, W, C] or [N, C, H, W]")
+    if not (x.dtype == np.uint8 or np.issubdtype(x.dtype, np.floating)):
+        raise DataError(f"datasets.npz: {key} in {path} has dtype {x.dtype}; expected uint8 or floats in [0, 1]")
     if x.shape[-1] in (1, 3) and x.shape[1] not in (1, 3):
         x = x.transpose(0, 3, 1, 2)
     if x.dtype == np.uint8:
         return torch.from_numpy(np.ascontiguousarray(x)).float().div_(255.0)
     x = x.astype(np.float32)
-    if x.min() < 0 or x.max() > 1:
+    if not np.isfinite(x).all() or x.min() < 0 or x.max() > 1:
         raise DataError(f"datasets.npz: {key} in {path} has values outside [0, 1]; give uint8 or floats in [0, 1]")
     return torch.from_numpy(np.ascontiguousarray(x))
 
@@ -264,14 +302,22 @@ def _root(spec: DatasetSpec) -> Path:
     return root
 
 
+_EXPECTED_FILES = {
+    "cifar10": "cifar-10-batches-py/data_batch_1..5, test_batch, batches.meta",
+    "cifar100": "cifar-100-python/train, test, meta",
+    "svhn": "train_32x32.mat, test_32x32.mat",
+}
+
+
 def _torchvision(spec: DatasetSpec, build: Callable[[Path, bool], tuple]) -> tuple:
     root = _root(spec)
     try:
         return build(root, spec.download)
-    except RuntimeError as exc:  # torchvision: "Dataset not found or corrupted."
+    except (RuntimeError, OSError) as exc:  # torchvision: "Dataset not found or corrupted."; no network
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise DataError(
-            f"datasets.{spec.name}.root: {root} does not hold the {spec.name} files ({exc}); "
-            "allowed: the torchvision folder layout, or download: true"
+            f"datasets.{spec.name}.root: {root} does not hold the {spec.name} files ({first}); "
+            f"allowed: a folder with {_EXPECTED_FILES.get(spec.name, 'the torchvision layout')}, or download: true"
         ) from None
 
 

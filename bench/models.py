@@ -69,15 +69,53 @@ def create_model(arch: ArchSpec, info: DatasetInfo) -> NormalizedModel:
         if key in kwargs and isinstance(kwargs[key], list):
             kwargs[key] = tuple(kwargs[key])
     small = arch.small_input_stem if arch.small_input_stem is not None else max(h, w) <= SMALL_INPUT_PX
-    if small and "img_size" not in kwargs and _takes_img_size(arch.name):
-        kwargs["img_size"] = h
+    # Transformers fix their token grid at build time: size it for the dataset at every size.
+    auto_img_size = "img_size" not in kwargs and _takes_img_size(arch.name)
+    if auto_img_size:
+        kwargs["img_size"] = h if h == w else (h, w)
+    where = f"architectures.{arch.label}.kwargs"
     try:
-        net = timm.create_model(arch.name, pretrained=False, num_classes=info.num_classes, in_chans=c, **kwargs)
-    except TypeError as exc:
-        raise ConfigError(f"architectures.{arch.label}.kwargs: {dict(arch.kwargs)!r} is not accepted by timm ({exc})") from None
+        try:
+            net = timm.create_model(arch.name, pretrained=False, num_classes=info.num_classes, in_chans=c, **kwargs)
+        except TypeError as exc:
+            if not (auto_img_size and "img_size" in str(exc)):
+                raise
+            del kwargs["img_size"]  # the name looked like a transformer, the class takes no img_size
+            net = timm.create_model(arch.name, pretrained=False, num_classes=info.num_classes, in_chans=c, **kwargs)
+    except Exception as exc:  # timm raises many types for kwargs it cannot use
+        raise ConfigError(f"{where}: {dict(arch.kwargs)!r} is not accepted by timm "
+                          f"({type(exc).__name__}: {_first_line(exc)}); allowed: keyword arguments of "
+                          f"timm's {arch.name} constructor") from None
     if small:
         _apply_small_input_stem(net, arch.name)
-    return NormalizedModel(net, info.mean, info.std)
+    model = NormalizedModel(net, info.mean, info.std)
+    _check_forward(model, info, where, arch)
+    return model
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc)
+    return text.splitlines()[0] if text else ""
+
+
+def _check_forward(model: NormalizedModel, info: DatasetInfo, where: str, arch: ArchSpec) -> None:
+    """One eval-mode forward of two blank images, so a model that cannot take the dataset's
+    input size (or kwargs that only break at run time) fails here, before any training."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            out = model(torch.zeros(2, *info.input_shape))
+    except Exception as exc:
+        raise ConfigError(
+            f"{where}: {arch.name} with {dict(arch.kwargs)!r} cannot run on {info.name} inputs of shape "
+            f"{info.input_shape} ({type(exc).__name__}: {_first_line(exc)}); allowed: kwargs that fit the input size"
+        ) from None
+    finally:
+        model.train(was_training)
+    if tuple(out.shape) != (2, info.num_classes):
+        raise ConfigError(f"{where}: {arch.name} gives outputs of shape {tuple(out.shape)}, "
+                          f"expected [B, {info.num_classes}]; allowed: kwargs that keep num_classes")
 
 
 def _takes_img_size(name: str) -> bool:

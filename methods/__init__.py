@@ -15,7 +15,7 @@ from methods.base import (
 from methods.registry import create_method, get_method_class, list_methods, register_method
 
 # Built-in methods: importing each module runs its @register_method.
-from methods import easycore, random_sampling  # noqa: E402,F401  isort: skip
+from methods import ccs, easycore, el2n, forgetting, grand, moderate, random_sampling  # noqa: E402,F401  isort: skip
 
 __all__ = [
     "CoresetMethod",

@@ -42,3 +42,24 @@ def keep_extreme(scores: np.ndarray, budget: int, end: str, labels: np.ndarray |
         members = np.flatnonzero(labels == cls)
         picked.append(members[rank(scores[members], end)[:k]])
     return np.sort(np.concatenate(picked))
+
+
+def forgetting_counts(correct: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Forgetting events per sample from a [E, N] correctness record, and who was ever learned.
+
+    A forgetting event is a 1→0 transition between consecutive presentations (Toneva et al.
+    2019); the first presentation cannot be one (every reference starts from "not learned").
+
+    Returns:
+        (counts int64 [N], ever_correct bool [N]).
+    """
+    correct = np.asarray(correct, dtype=bool)
+    if correct.ndim != 2:
+        raise ValueError(f"correct must be [epochs, N], got shape {correct.shape}")
+    counts = (correct[:-1] & ~correct[1:]).sum(axis=0, dtype=np.int64)
+    return counts, correct.any(axis=0)
+
+
+def mean_over_runs(arrays: list[np.ndarray]) -> np.ndarray:
+    """Element-wise mean of one signal's per-run arrays (float64), for `n_runs` averaging."""
+    return np.mean(np.stack([np.asarray(a, dtype=np.float64) for a in arrays]), axis=0)

@@ -1,0 +1,85 @@
+"""GraNd: keep the samples with the largest per-sample loss-gradient norm early in training.
+
+Paper: Paul, Ganguli & Dziugaite, "Deep Learning on a Data Diet: Finding Important Examples
+Early in Training", NeurIPS 2021. Reference implementation: github.com/mansheej/data_diet,
+`data_diet/scores.py` (`get_grad_norm_fn`: ‖∂ CE / ∂θ‖₂ over the flattened Jacobian of ALL
+parameters, test-mode apply function, un-augmented train set) with `scripts/get_run_score.py`
+at a chosen checkpoint (step 0 = initialisation) and `scripts/get_mean_score.py` averaging runs.
+DeepCore (PatrickZH/DeepCore `deepcore/methods/grand.py`) instead takes the closed-form norm of
+the last layer's gradient after a few training epochs, averaged over `repeat=10` runs.
+
+The scoring run records the norms at the epochs of `scoring.grand_epochs` (rows of
+`grand_all` / `grand_last`) and the epochs themselves as `grand_epochs`; `epoch` picks the
+row by its epoch value.
+
+Options where references disagree (default first, with its source):
+- `params`: "all" (data_diet: every parameter) or "last_layer" (DeepCore: classifier only,
+  closed form, far cheaper).
+- `epoch`: 0, at initialisation (the paper's GraNd at init); any epoch listed in
+  `scoring.grand_epochs` can be chosen (DeepCore scores after training epochs).
+- `n_runs`: averaged over the first n scoring runs; default 1 here, the paper averages 10
+  initialisations.
+- `direction`: "hardest" (keep the largest norms, the paper) or "easiest".
+- `class_balanced`: global keep (the paper and DeepCore's default) or per class.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+from bench.errors import MethodError, invalid
+from methods._common import mean_over_runs
+from methods.base import Direction, ScoreBasedMethod, SelectionContext
+from methods.registry import register_method
+
+
+@dataclass(frozen=True)
+class GraNdParams:
+    params: Literal["all", "last_layer"] = "all"
+    epoch: int = 0
+    direction: Direction = "hardest"
+    class_balanced: bool = False
+    n_runs: int = 1
+
+    def __post_init__(self) -> None:
+        if self.epoch < 0:
+            raise invalid("grand.epoch", self.epoch, "an epoch >= 0 listed in scoring.grand_epochs (0 = initialisation)")
+        if self.n_runs < 1:
+            raise invalid("grand.n_runs", self.n_runs, "an integer >= 1")
+
+
+@register_method("grand")
+class GraNd(ScoreBasedMethod):
+    """Keep the samples with the largest per-sample gradient norm at an early epoch."""
+
+    Params = GraNdParams
+    signals = ("grand_all",)
+
+    def required_signals(self) -> tuple[str, ...]:
+        return ("grand_all",) if self.params.params == "all" else ("grand_last",)
+
+    def hardness(self, ctx: SelectionContext) -> np.ndarray:
+        name = self.required_signals()[0]
+        rows = []
+        for r, norms in enumerate(ctx.signal_runs(name, self.params.n_runs)):
+            rows.append(norms[self._row(ctx.runs[r], norms.shape[0])])
+        return mean_over_runs(rows)
+
+    def _row(self, run, n_rows: int) -> int:
+        """The row of the GraNd signal taken at `params.epoch`."""
+        if "grand_epochs" not in run:
+            raise MethodError(f"method {self.name!r}: the scoring run did not record 'grand_epochs'")
+        epochs = [int(e) for e in np.asarray(run["grand_epochs"]).ravel()]
+        if len(epochs) != n_rows:
+            raise MethodError(
+                f"method {self.name!r}: grand_epochs lists {len(epochs)} epochs for {n_rows} GraNd rows"
+            )
+        if self.params.epoch not in epochs:
+            raise MethodError(
+                f"method {self.name!r}: epoch {self.params.epoch} is not in scoring.grand_epochs; "
+                f"recorded: {', '.join(map(str, epochs))}"
+            )
+        return epochs.index(self.params.epoch)

@@ -1,0 +1,391 @@
+"""Known answers: synthetic signals, built as the scoring run would record them, where the
+right selection is known in advance (from geometry or by hand), checked exactly."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from bench.errors import ConfigError, MethodError
+from methods import SelectionContext, budget_for, create_method, run_selection
+from methods._common import class_budgets, forgetting_counts
+from methods.ccs import BETA_CIFAR10, allocate, default_hard_cutoff, strata_of
+from methods.el2n import default_epoch
+from methods.moderate import class_distances
+
+# --------------------------------------------------------------------------- a two-class world
+
+E = 8  # scoring epochs
+
+
+def forgetting_row(count: int, epochs: int = E) -> np.ndarray:
+    """A correctness record with exactly `count` 1→0 transitions, learned at the end."""
+    row = [1, 0] * count + [1] * (epochs - 2 * count)
+    return np.asarray(row[:epochs], dtype=bool)
+
+
+@pytest.fixture(scope="module")
+def world() -> dict:
+    """Two Gaussian classes split by the plane x0 = 0, five flipped labels per class.
+
+    Hardness as a trained model would see it: gradient norms, EL2N and GraNd grow as a point
+    nears the boundary and are largest for flipped points; boundary points are forgotten
+    twice, middle points once, far points never; flipped points are never learned.
+    """
+    rng = np.random.default_rng(0)
+    n_per = 100
+    x = np.concatenate([rng.normal((-2.0, 0.0), 1.0, (n_per, 2)), rng.normal((2.0, 0.0), 1.0, (n_per, 2))])
+    true = np.repeat([0, 1], n_per)
+    labels = true.copy()
+    flipped = np.concatenate([rng.choice(n_per, 5, replace=False), n_per + rng.choice(n_per, 5, replace=False)])
+    labels[flipped] = 1 - labels[flipped]
+    is_flipped = np.zeros(2 * n_per, dtype=bool)
+    is_flipped[flipped] = True
+    # distance to the boundary, on the side of the given label (negative: wrong side)
+    margin = np.where(labels == 1, x[:, 0], -x[:, 0])
+    # hardness decreasing with the margin; flipped points sit on the wrong side -> hardest
+    h = np.exp(-margin)
+    h[is_flipped] = 20.0 + np.abs(x[is_flipped, 0])
+    epochs = np.arange(1, E + 1)[:, None]
+    counts = np.where(np.abs(x[:, 0]) < 0.75, 2, np.where(np.abs(x[:, 0]) < 1.5, 1, 0))
+    correct = np.stack([forgetting_row(int(c)) for c in counts], axis=1)
+    correct[:, is_flipped] = False
+    signals = {
+        "input_grad_norm": (h[None, :] / epochs).astype(np.float32),
+        "el2n_eval": np.tile(np.minimum(np.sqrt(2.0), 0.1 * h)[None, :], (E, 1)).astype(np.float32),
+        "grand_all": np.stack([3.0 * h, 1.0 / h]).astype(np.float32),
+        "grand_epochs": np.array([0, 4], dtype=np.int64),
+        "correct": correct,
+        "margin_logits": np.tile(-h[None, :], (E, 1)).astype(np.float32),
+    }
+    ctx = SelectionContext(labels=labels, num_classes=2, runs=(signals,), seed=0)
+    # expected hardness order from geometry alone: flipped first, then by margin
+    geo_order = np.lexsort((np.arange(2 * n_per), margin, ~is_flipped))
+    return {"ctx": ctx, "x": x, "labels": labels, "flipped": np.flatnonzero(is_flipped),
+            "margin": margin, "geo_order": geo_order, "counts": counts}
+
+
+def test_easycore_keeps_the_points_far_from_the_boundary(world):
+    kept = run_selection(create_method("easycore"), world["ctx"], 0.25)
+    far = np.sort(world["geo_order"][::-1][:50])  # the 50 largest margins
+    assert np.array_equal(kept, far)
+    assert not set(kept) & set(world["flipped"])
+    assert world["margin"][kept].min() > np.median(world["margin"])
+
+
+@pytest.mark.parametrize("name", ["el2n", "grand"])
+def test_el2n_and_grand_rank_flipped_and_boundary_points_highest(world, name):
+    kept = run_selection(create_method(name), world["ctx"], 0.15)  # 30 = 10 flipped + 20 boundary
+    assert set(world["flipped"]) <= set(kept)
+    assert np.array_equal(kept, np.sort(world["geo_order"][:30]))
+
+
+def test_forgetting_ranks_flipped_then_boundary_points_highest(world):
+    n_boundary = int(np.sum((world["counts"] == 2) & ~np.isin(np.arange(200), world["flipped"])))
+    k = 10 + n_boundary
+    kept = run_selection(create_method("forgetting"), world["ctx"], k / 200)
+    expected = np.union1d(world["flipped"], np.flatnonzero(world["counts"] == 2))
+    assert np.array_equal(kept, expected)
+
+
+@pytest.mark.parametrize("name", ["easycore", "el2n", "grand", "forgetting"])
+def test_direction_flips_the_kept_end(world, name):
+    default = create_method(name)
+    other = "easiest" if default.params.direction == "hardest" else "hardest"
+    a = run_selection(default, world["ctx"], 0.5)
+    b = run_selection(create_method(name, direction=other), world["ctx"], 0.5)
+    if name == "forgetting":  # most counts tie at 0: the easiest half is all unforgettable
+        assert set(world["flipped"]) <= set(a)
+        assert not set(world["flipped"]) & set(b) and np.all(world["counts"][b] == 0)
+    else:  # distinct scores: the two halves partition the data
+        assert not set(a) & set(b) and len(a) + len(b) == 200
+
+
+@pytest.mark.parametrize("name", ["easycore", "el2n", "grand", "forgetting", "ccs", "moderate", "random"])
+def test_class_balanced_gives_exact_class_budgets(name):
+    rng = np.random.default_rng(1)
+    labels = np.repeat([0, 1, 2], [70, 20, 10])  # uneven classes
+    n = labels.size
+    d = rng.uniform(size=n)
+    run = {
+        "input_grad_norm": np.tile(d, (E, 1)).astype(np.float32),
+        "el2n_eval": np.tile(d, (E, 1)).astype(np.float32),
+        "grand_all": d[None, :].astype(np.float32),
+        "grand_epochs": np.array([0]),
+        "correct": rng.uniform(size=(E, n)) < 0.7,
+        "margin_probs": np.tile(-d, (E, 1)).astype(np.float32),
+        "features": rng.normal(size=(n, 4)).astype(np.float32),
+    }
+    ctx = SelectionContext(labels=labels, num_classes=3, runs=(run,), seed=0)
+    for fraction in (0.07, 0.33, 0.5):
+        kept = run_selection(create_method(name, class_balanced=True), ctx, fraction)
+        got = {c: int(np.sum(labels[kept] == c)) for c in (0, 1, 2)}
+        assert got == class_budgets(labels, budget_for(fraction, n))
+    # global keeps of the hardest ignore classes: at 0.2 the 20 top scores are not 14/4/2
+    top = run_selection(create_method("el2n"), ctx, 0.2)
+    assert np.array_equal(top, np.sort(np.argsort(-d)[:20]))
+
+
+# --------------------------------------------------------------------------- forgetting
+
+
+def test_forgetting_counts_are_the_one_to_zero_transitions():
+    correct = np.array(
+        [
+            [0, 1, 1, 0, 1],
+            [1, 0, 1, 0, 0],
+            [0, 1, 1, 0, 1],
+            [1, 0, 0, 0, 1],
+        ],
+        dtype=bool,
+    )
+    counts, learned = forgetting_counts(correct)
+    assert counts.tolist() == [1, 2, 1, 0, 1]
+    assert learned.tolist() == [True, True, True, False, True]
+
+
+def _forgetting_ctx() -> SelectionContext:
+    # 0-9 never learned; 10-19 forgotten 3 times; 20-29 once; 30-49 learned and kept
+    rows = [np.zeros(E, bool)] * 10 + [forgetting_row(3)] * 10 + [forgetting_row(1)] * 10 + [forgetting_row(0)] * 20
+    correct = np.stack(rows, axis=1)
+    return SelectionContext(labels=np.zeros(50, np.int64), num_classes=1, runs=({"correct": correct},), seed=0)
+
+
+def test_never_learned_most_forgotten_ranks_them_first():
+    kept = run_selection(create_method("forgetting"), _forgetting_ctx(), 0.2)
+    assert kept.tolist() == list(range(10))
+
+
+def test_never_learned_zero_ranks_them_with_the_unforgettable():
+    ctx = _forgetting_ctx()
+    assert run_selection(create_method("forgetting", never_learned="zero"), ctx, 0.2).tolist() == list(range(10, 20))
+    assert run_selection(create_method("forgetting", never_learned="zero"), ctx, 0.4).tolist() == list(range(10, 30))
+    easiest = run_selection(create_method("forgetting", never_learned="zero", direction="easiest"), ctx, 0.2)
+    assert easiest.tolist() == list(range(10))  # count 0, ties broken by index: the never-learned come first
+
+
+# --------------------------------------------------------------------------- n_runs
+
+
+def test_n_runs_averages_exactly_the_first_n_runs():
+    n = 40
+    rng = np.random.default_rng(2)
+    s0, s1 = rng.uniform(size=n), rng.uniform(size=n)
+    poisoned = np.full((E, n), np.nan, np.float32)  # run 2 must never be read with n_runs=2
+    runs = tuple({"el2n_eval": np.tile(s, (E, 1)).astype(np.float32)} for s in (s0, s1)) + ({"el2n_eval": poisoned},)
+    ctx = SelectionContext(labels=np.zeros(n, np.int64), num_classes=1, runs=runs, seed=0)
+    kept = run_selection(create_method("el2n", n_runs=2), ctx, 0.25)
+    mean = (s0.astype(np.float32).astype(np.float64) + s1.astype(np.float32)) / 2
+    assert np.array_equal(kept, np.sort(np.argsort(-mean)[:10]))
+    assert not np.array_equal(kept, run_selection(create_method("el2n"), ctx, 0.25))
+    with pytest.raises(MethodError, match="el2n"):
+        run_selection(create_method("el2n", n_runs=3), ctx, 0.25)
+    one_run = SelectionContext(labels=ctx.labels, num_classes=1, runs=runs[:1], seed=0)
+    with pytest.raises(MethodError, match="needs 2 scoring runs"):
+        run_selection(create_method("el2n", n_runs=2), one_run, 0.25)
+
+
+def test_forgetting_n_runs_average_counts_never_learned_as_epochs_per_run():
+    a = np.stack([np.zeros(E, bool), forgetting_row(3), forgetting_row(1)], axis=1)
+    b = np.stack([forgetting_row(2), forgetting_row(0), forgetting_row(1)], axis=1)
+    ctx = SelectionContext(labels=np.zeros(3, np.int64), num_classes=1, runs=({"correct": a}, {"correct": b}), seed=0)
+    method = create_method("forgetting", n_runs=2)
+    assert method.hardness(ctx).tolist() == [(E + 2) / 2, 1.5, 1.0]
+
+
+# --------------------------------------------------------------------------- EL2N and GraNd epochs
+
+
+def test_el2n_default_epoch_is_ten_percent_of_training():
+    assert [default_epoch(e) for e in (1, 6, 10, 11, 20, 200)] == [1, 1, 1, 2, 2, 20]
+
+
+def test_el2n_reads_the_chosen_epoch_and_pass():
+    n, epochs = 20, 20
+    rows = np.tile(np.arange(n, dtype=np.float32), (epochs, 1))  # every row: highest = last samples
+    rows[1] = np.arange(n)[::-1]  # epoch 2 (the default for 20 epochs): highest = first samples
+    train = np.tile(np.arange(n, dtype=np.float32) % 7, (epochs, 1))
+    ctx = SelectionContext(labels=np.zeros(n, np.int64), num_classes=1,
+                           runs=({"el2n_eval": rows, "el2n": train},), seed=0)
+    assert run_selection(create_method("el2n"), ctx, 0.2).tolist() == [0, 1, 2, 3]
+    assert run_selection(create_method("el2n", epoch=5), ctx, 0.2).tolist() == [16, 17, 18, 19]
+    kept = run_selection(create_method("el2n", score_pass="train", epoch=5), ctx, 0.2)
+    assert sorted(kept.tolist()) == [5, 6, 12, 13]  # values 5, 6, 5, 6: the two 6s and the first two 5s
+    with pytest.raises(MethodError, match="epoch 21 is not recorded"):
+        run_selection(create_method("el2n", epoch=21), ctx, 0.2)
+
+
+def test_grand_picks_the_row_by_epoch_value(world):
+    ctx = world["ctx"]
+    hardest = run_selection(create_method("grand", epoch=0), ctx, 0.1)
+    at_four = run_selection(create_method("grand", epoch=4), ctx, 0.1)  # row 1 = 1/h: the easiest
+    assert np.array_equal(hardest, np.sort(world["geo_order"][:20]))
+    assert np.array_equal(at_four, np.sort(world["geo_order"][::-1][:20]))
+    with pytest.raises(MethodError, match=r"epoch 3 is not in scoring.grand_epochs; recorded: 0, 4"):
+        run_selection(create_method("grand", epoch=3), ctx, 0.1)
+
+
+def test_grand_last_layer_reads_grand_last():
+    n = 10
+    run = {"grand_all": np.arange(n, dtype=np.float32)[None], "grand_last": np.arange(n, dtype=np.float32)[::-1][None].copy(),
+           "grand_epochs": np.array([0])}
+    ctx = SelectionContext(labels=np.zeros(n, np.int64), num_classes=1, runs=(run,), seed=0)
+    assert run_selection(create_method("grand"), ctx, 0.2).tolist() == [8, 9]
+    assert run_selection(create_method("grand", params="last_layer"), ctx, 0.2).tolist() == [0, 1]
+    assert create_method("grand", params="last_layer").required_signals() == ("grand_last",)
+
+
+# --------------------------------------------------------------------------- Moderate
+
+
+def _moderate_ctx() -> SelectionContext:
+    # 1-D features; class 0 median 3 (mean 3.8), class 1 median 104 (mean 105)
+    feats = np.array([0, 2, 3, 5, 9, 100, 100.5, 104, 105.5, 115], dtype=np.float32)[:, None]
+    labels = np.repeat([0, 1], 5)
+    return SelectionContext(labels=labels, num_classes=2, runs=({"features": feats},), seed=0)
+
+
+def test_moderate_distances_to_the_median_centre():
+    ctx = _moderate_ctx()
+    dist = class_distances(ctx.signals["features"], ctx.labels, "median")
+    assert np.allclose(dist, [3, 1, 0, 2, 6, 4, 3.5, 0, 1.5, 11])
+
+
+def test_moderate_keeps_the_median_distance_band():
+    # distances ranked: 0,0,1,1.5,[2,3,3.5,... ] -> with 4 kept, ranks 3..6 = distances 1.5, 2, 3, 3.5
+    kept = run_selection(create_method("moderate"), _moderate_ctx(), 0.4)
+    assert kept.tolist() == [0, 3, 6, 8]
+
+
+def test_moderate_mean_centre_changes_the_band():
+    kept = run_selection(create_method("moderate", center="mean"), _moderate_ctx(), 0.4)
+    assert kept.tolist() == [0, 1, 3, 6]  # distances to 3.8 / 105: ranks 3..6 = 1.2, 1.8, 3.8, 4.5
+
+
+def test_moderate_class_balanced_keeps_each_class_median_band():
+    kept = run_selection(create_method("moderate", class_balanced=True), _moderate_ctx(), 0.4)
+    assert kept.tolist() == [1, 3, 6, 8]
+
+
+def test_moderate_nan_feature_is_a_method_error():
+    ctx = _moderate_ctx()
+    feats = ctx.signals["features"].copy()
+    feats[4, 0] = np.nan
+    bad = SelectionContext(labels=ctx.labels, num_classes=2, runs=({"features": feats},), seed=0)
+    with pytest.raises(MethodError, match="'moderate'"):
+        run_selection(create_method("moderate"), bad, 0.4)
+
+
+# --------------------------------------------------------------------------- CCS
+
+
+def _ccs_ctx(hardness: np.ndarray, labels: np.ndarray | None = None, seed: int = 0) -> SelectionContext:
+    n = hardness.size
+    labels = np.zeros(n, np.int64) if labels is None else labels
+    margins = np.tile(-hardness, (4, 1)).astype(np.float64)  # AUM = −hardness
+    return SelectionContext(labels=labels, num_classes=int(labels.max()) + 1,
+                            runs=({"margin_logits": margins, "margin_probs": margins},), seed=seed)
+
+
+def _three_strata() -> np.ndarray:
+    # after the cut: hardness in [0, 3] -> with 3 strata exactly [0,1) 5, [1,2) 25, [2,3] 60
+    return np.concatenate([
+        np.linspace(0.0, 0.9, 5), np.linspace(1.1, 1.9, 25), np.linspace(2.1, 3.0, 60),
+        np.linspace(5.0, 6.0, 10),  # the 10 hardest, cut by β = 0.1
+    ])
+
+
+def test_ccs_drops_the_hardest_beta_and_fills_the_smallest_strata_first():
+    h = _three_strata()
+    method = create_method("ccs", aum_on="logits", hard_cutoff=0.1, strata=3)
+    for seed in (0, 1, 2):
+        kept = run_selection(method, _ccs_ctx(h, seed=seed), 0.3)  # budget 30
+        assert not set(kept) & set(range(90, 100))  # β cut: the 10 hardest never kept
+        per_stratum = [int(np.sum(kept < 5)), int(np.sum((kept >= 5) & (kept < 30))), int(np.sum((kept >= 30) & (kept < 90)))]
+        # sizes 5, 25, 60: 5 -> min(5, 30//3); 25 -> min(25, 25//2) = 12; 60 -> 13
+        assert per_stratum == [5, 12, 13]
+
+
+def test_ccs_covers_every_non_empty_stratum_and_skips_empty_ones():
+    h = np.concatenate([np.linspace(0.0, 0.3, 4), np.linspace(2.1, 3.0, 20)])  # nothing in [1, 2)
+    kept = run_selection(create_method("ccs", aum_on="logits", hard_cutoff=0.0, strata=3), _ccs_ctx(h), 0.5)
+    assert int(np.sum(kept < 4)) == 4 and int(np.sum(kept >= 4)) == 8  # sizes [4, 0, 20], budget 12
+
+
+def test_ccs_strata_and_allocation_match_the_reference_algorithm():
+    assert strata_of(np.array([0.0, 0.99, 1.0, 2.5, 3.0]), 3).tolist() == [0, 0, 1, 2, 2]
+    assert strata_of(np.full(4, 7.0), 50).tolist() == [0, 0, 0, 0]
+    assert allocate(np.array([60, 5, 25]), 30).tolist() == [13, 5, 12]
+    assert allocate(np.array([0, 3, 4, 4]), 11).tolist() == [0, 3, 4, 4]
+    assert allocate(np.array([10, 10, 10]), 10).tolist() == [3, 3, 4]
+    with pytest.raises(MethodError):
+        allocate(np.array([1, 2]), 5)
+
+
+def test_ccs_is_seeded_and_different_seeds_sample_differently():
+    h = np.random.default_rng(3).uniform(size=400)
+    method = create_method("ccs", aum_on="logits")
+    a = run_selection(method, _ccs_ctx(h, seed=5), 0.2)
+    assert np.array_equal(a, run_selection(method, _ccs_ctx(h, seed=5), 0.2))
+    assert not np.array_equal(a, run_selection(method, _ccs_ctx(h, seed=6), 0.2))
+
+
+def test_ccs_default_beta_follows_the_cifar10_table():
+    assert BETA_CIFAR10[0.9] == 0.3  # the reference README's 90 % pruning command
+    assert default_hard_cutoff(0.1) == 0.3
+    assert default_hard_cutoff(0.05) == 0.3  # 95 % -> nearest listed 90 %
+    assert default_hard_cutoff(0.5) == 0.0
+    assert default_hard_cutoff(0.7) == 0.0
+    assert default_hard_cutoff(0.9) == 0.0  # 10 % pruning -> nearest listed 30 %
+    assert default_hard_cutoff(0.3) == BETA_CIFAR10[0.7]
+    assert default_hard_cutoff(0.15) == BETA_CIFAR10[0.8]  # 85 %: tie between 80 and 90 -> lower rate
+
+
+def test_ccs_default_beta_cuts_the_hardest_at_ten_percent():
+    h = np.random.default_rng(4).permutation(1000).astype(np.float64)
+    kept = run_selection(create_method("ccs", aum_on="logits"), _ccs_ctx(h), 0.1)
+    assert h[kept].max() < 700  # β = 0.3: the 300 hardest (h >= 700) are gone
+    assert len(kept) == 100
+
+
+def test_ccs_beta_is_capped_to_leave_the_budget():
+    h = np.arange(100, dtype=np.float64)
+    kept = run_selection(create_method("ccs", aum_on="logits", hard_cutoff=0.5), _ccs_ctx(h), 0.8)
+    assert kept.tolist() == list(range(80))  # only 20 can be cut, then all 80 remaining are kept
+
+
+def test_ccs_aum_on_chooses_the_margin_signal():
+    assert create_method("ccs").required_signals() == ("margin_probs",)
+    assert create_method("ccs", aum_on="logits").required_signals() == ("margin_logits",)
+    assert create_method("ccs", score="forgetting").required_signals() == ("correct", "margin_probs")
+    assert create_method("ccs", score="el2n", cutoff_by="score").required_signals() == ("el2n",)
+
+
+def test_ccs_cutoff_by_aum_or_by_the_score():
+    n = 20
+    # forgetting counts: samples 0-3 most forgotten; AUM says 16-19 are hardest
+    correct = np.stack([forgetting_row(3 if i < 4 else 0) for i in range(n)], axis=1)
+    margins = np.tile(np.where(np.arange(n) >= 16, -1.0, 1.0), (E, 1))
+    ctx = SelectionContext(labels=np.zeros(n, np.int64), num_classes=1,
+                           runs=({"correct": correct, "margin_probs": margins},), seed=0)
+    by_aum = run_selection(create_method("ccs", score="forgetting", hard_cutoff=0.2), ctx, 0.8)
+    by_score = run_selection(create_method("ccs", score="forgetting", hard_cutoff=0.2, cutoff_by="score"), ctx, 0.8)
+    assert by_aum.tolist() == list(range(16))
+    assert by_score.tolist() == list(range(4, 20))
+
+
+def test_ccs_el2n_averages_the_first_el2n_epochs_of_the_training_pass():
+    n = 10
+    el2n = np.zeros((20, n))
+    el2n[:10] = np.arange(n)  # first 10 epochs: sample 9 hardest
+    el2n[10:] = np.arange(n)[::-1] * 100  # later epochs would reverse it
+    ctx = SelectionContext(labels=np.zeros(n, np.int64), num_classes=1, runs=({"el2n": el2n},), seed=0)
+    method = create_method("ccs", score="el2n", cutoff_by="score", hard_cutoff=0.2)
+    assert method.hardness(ctx).tolist() == list(range(n))
+    kept = run_selection(method, ctx, 0.5)
+    assert not {8, 9} & set(kept.tolist())
+
+
+def test_ccs_invalid_hard_cutoff_is_a_config_error():
+    with pytest.raises(ConfigError, match=r"ccs.hard_cutoff: 1.5 is not allowed"):
+        create_method("ccs", hard_cutoff=1.5)
