@@ -1,0 +1,170 @@
+"""AutoAttack (Croce & Hein, ICML 2020) through `pyautoattack`, isolated from the rest of the run.
+
+The only module that imports `pyautoattack`. The package seeds the global torch RNGs inside
+every attack, switches `sys.settrace` during its dynamic-defence check, lets FAB accumulate
+parameter gradients and logs every step; a benchmark that trains and attacks many models in
+one process must not inherit any of that. `run_autoattack` therefore saves and restores the
+torch (CPU and CUDA), numpy and `random` RNG states, the trace function, the model's mode and
+its parameters' `requires_grad` flags, and quiets the 'auto-attack' logger below WARNING
+unless this module's logger is at DEBUG.
+
+Per-attack robust accuracies: the attacks of a version run one at a time, each on the points
+still robust after the previous ones — the cascade `run_standard_evaluation` itself performs,
+and the same one-attack-at-a-time use the package makes in `run_standard_evaluation_individual`.
+Every attack seeds itself per batch and the batches hold the same points in the same order, so
+the final robust accuracy equals that of one `run_standard_evaluation` call.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import random
+import sys
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from bench.errors import ConfigError, invalid
+
+log = logging.getLogger(__name__)
+
+AA_LOGGER = "auto-attack"
+ALLOWED_ATTACKS: tuple[str, ...] = ("apgd-ce", "apgd-dlr", "apgd-t", "fab", "fab-t", "square")
+VERSION_ATTACKS: dict[str, tuple[str, ...]] = {
+    "standard": ("apgd-ce", "apgd-t", "fab-t", "square"),
+    "plus": ("apgd-ce", "apgd-dlr", "fab", "square", "apgd-t", "fab-t"),
+    "rand": ("apgd-ce", "apgd-dlr"),
+}
+VERSIONS: tuple[str, ...] = (*VERSION_ATTACKS, "custom")
+# The DLR losses read the 3rd (untargeted) and 4th (targeted) largest logits.
+MIN_CLASSES = {"apgd-dlr": 3, "apgd-t": 4}
+
+
+def attacks_for(version: str, attacks: Sequence[str] | None) -> tuple[str, ...]:
+    """The attacks a version runs, in the order it runs them.
+
+    'standard', 'plus' and 'rand' have fixed lists (a given list must equal it, so a
+    resolved config can be passed back in); 'custom' runs the given list, validated.
+    """
+    if version not in VERSIONS:
+        raise invalid("evaluation.autoattack.version", version, VERSIONS)
+    if version != "custom":
+        fixed = VERSION_ATTACKS[version]
+        if attacks is not None and tuple(attacks) != fixed:
+            raise invalid(
+                "evaluation.autoattack.attacks", list(attacks),
+                f"only with version: custom (version {version} runs {', '.join(fixed)})",
+            )
+        return fixed
+    if not attacks:
+        raise invalid("evaluation.autoattack.attacks", attacks, "a non-empty list with version: custom, of " + ", ".join(ALLOWED_ATTACKS))
+    for name in attacks:
+        if name not in ALLOWED_ATTACKS:
+            raise invalid("evaluation.autoattack.attacks", name, ALLOWED_ATTACKS)
+    if len(set(attacks)) != len(attacks):
+        raise invalid("evaluation.autoattack.attacks", list(attacks), "each attack at most once")
+    return tuple(attacks)
+
+
+@contextlib.contextmanager
+def isolated(model: nn.Module) -> Iterator[None]:
+    """Run a block that may touch global RNGs, the tracer, the model's mode and parameter grads."""
+    torch_state = torch.get_rng_state()
+    cuda_states = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
+    np_state = np.random.get_state()
+    py_state = random.getstate()
+    tracer = sys.gettrace()
+    was_training = model.training
+    flags = [(p, p.requires_grad) for p in model.parameters()]
+    aa_logger = logging.getLogger(AA_LOGGER)
+    aa_level = aa_logger.level
+    if not log.isEnabledFor(logging.DEBUG):
+        aa_logger.setLevel(logging.WARNING)
+    try:
+        model.eval()
+        for p, _ in flags:
+            p.requires_grad_(False)  # FAB calls backward(): keep parameter .grad untouched
+        yield
+    finally:
+        for p, flag in flags:
+            p.requires_grad_(flag)
+        model.train(was_training)
+        aa_logger.setLevel(aa_level)
+        sys.settrace(tracer)
+        random.setstate(py_state)
+        np.random.set_state(np_state)
+        torch.set_rng_state(torch_state)
+        if cuda_states is not None:
+            torch.cuda.set_rng_state_all(cuda_states)
+
+
+def run_autoattack(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    eps: float,
+    norm: str = "Linf",
+    version: str = "standard",
+    attacks: Sequence[str] | None = None,
+    seed: int = 0,
+    batch_size: int = 500,
+    device: torch.device | str = "cpu",
+) -> tuple[float, dict[str, float], tuple[str, ...]]:
+    """AutoAttack robust accuracy on (x, y) in [0, 1].
+
+    Returns (robust accuracy in percent, robust accuracy after each attack in percent
+    keyed 'clean' then by attack name, the attacks actually run). On datasets with fewer
+    than 10 classes the targeted attacks aim at every other class (the package's default of
+    9 targets assumes at least 10 classes).
+    """
+    from pyautoattack import AutoAttack  # lazy: only evaluation needs it
+
+    if norm not in ("Linf", "L2", "L1"):
+        raise invalid("evaluation.norm", norm, ("Linf", "L2", "L1"))
+    to_run = attacks_for(version, attacks)
+    n = int(x.shape[0])
+    if n == 0:
+        raise invalid("evaluation.n_examples", 0, "at least one test example")
+    device = torch.device(device)
+    x = x.detach().to(device)
+    y = y.detach().to(device)
+
+    with isolated(model):
+        with torch.no_grad():
+            robust = _predict(model, x, batch_size) == y
+            num_classes = int(model(x[:1]).shape[1])
+        for name in to_run:
+            need = MIN_CLASSES.get(name, 2)
+            if num_classes < need:
+                raise ConfigError(
+                    f"evaluation.autoattack.attacks: {name!r} is not allowed with {num_classes} classes "
+                    f"(needs at least {need}); allowed: "
+                    + ", ".join(a for a in ALLOWED_ATTACKS if MIN_CLASSES.get(a, 2) <= num_classes)
+                )
+        if version == "custom":
+            adversary = AutoAttack(model, attacks=list(to_run), device=device, eps=eps, norm=norm,
+                                   seed=seed, version="custom")
+        else:
+            adversary = AutoAttack(model, device=device, eps=eps, norm=norm, seed=seed, version=version)
+        targets = min(9, num_classes - 1)  # public attributes the package's own _set_version sets
+        adversary.apgd_targeted.n_target_classes = min(adversary.apgd_targeted.n_target_classes, targets)
+        adversary.fab.n_target_classes = min(adversary.fab.n_target_classes, targets)
+
+        per_attack = {"clean": 100.0 * robust.sum().item() / n}
+        for name in to_run:
+            idx = torch.nonzero(robust).flatten()
+            if idx.numel() > 0:
+                adversary.attacks_to_run = [name]
+                _, y_adv = adversary.run_standard_evaluation(x[idx], y[idx], batch_size=batch_size)
+                robust[idx] = y_adv.to(device) == y[idx]
+            per_attack[name] = 100.0 * robust.sum().item() / n
+            log.debug("AutoAttack %s: robust accuracy %.2f%%", name, per_attack[name])
+    return per_attack[to_run[-1]], per_attack, to_run
+
+
+def _predict(model: nn.Module, x: torch.Tensor, batch_size: int) -> torch.Tensor:
+    return torch.cat([model(x[i : i + batch_size]).argmax(1) for i in range(0, x.shape[0], batch_size)])

@@ -1,0 +1,128 @@
+"""The single evaluation entry point: clean, PGD-k and AutoAttack accuracy on the test split.
+
+As RobustBench does, the first `n_examples` test images are used (no shuffling, so every
+model of a grid is attacked on the same images), the model is put in eval mode here, and
+inputs stay in [0, 1] (normalisation lives inside the model). Accuracies are percentages.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from bench.attacks import pgd_attack
+from bench.autoattack_adapter import attacks_for, run_autoattack
+from bench.config import EvaluationConfig
+from bench.data import Dataset, DatasetInfo
+from bench.errors import invalid
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    """What one evaluation measured, with the protocol that produced it."""
+
+    clean_acc: float
+    pgd_acc: float
+    autoattack_acc: float | None  # None when AutoAttack is disabled
+    n_eval: int
+    eps: float
+    norm: str
+    pgd_steps: int
+    pgd_step_size: float
+    autoattack_version: str
+    autoattack_attacks: tuple[str, ...]
+    autoattack_per_attack: dict[str, float]
+
+
+def resolve_evaluation(cfg: EvaluationConfig, info: DatasetInfo) -> EvaluationConfig:
+    """Fill ε from the dataset, the PGD step as ε/4 and the attacks a version runs.
+
+    The result is what a record stores, so boards can compare protocols field by field;
+    passing it back to `evaluate` gives the same evaluation.
+    """
+    eps = info.eps if cfg.eps is None else float(cfg.eps)
+    if eps < 0:
+        raise invalid("evaluation.eps", eps, "a non-negative number")
+    step = eps / 4 if cfg.pgd_step_size is None else float(cfg.pgd_step_size)
+    if step < 0:
+        raise invalid("evaluation.pgd_step_size", step, "a non-negative number")
+    if cfg.pgd_steps < 0:
+        raise invalid("evaluation.pgd_steps", cfg.pgd_steps, "a non-negative integer")
+    aa = cfg.autoattack
+    attacks = attacks_for(aa.version, aa.attacks)
+    return dataclasses.replace(
+        cfg, eps=eps, pgd_step_size=step, autoattack=dataclasses.replace(aa, attacks=attacks)
+    )
+
+
+def evaluate(
+    model: nn.Module,
+    data: Dataset,
+    cfg: EvaluationConfig,
+    device: torch.device,
+    *,
+    progress: bool = True,
+) -> EvalResult:
+    """Clean, PGD-k (random start, fixed seed) and AutoAttack accuracy of `model`.
+
+    `cfg` may be unresolved; it is resolved against the dataset first. The PGD start is
+    drawn from a generator seeded with `cfg.autoattack.seed`, so the evaluation is a
+    deterministic function of the model and the config. The model is left in eval mode.
+    """
+    cfg = resolve_evaluation(cfg, data.info)
+    if cfg.n_examples <= 0:
+        raise invalid("evaluation.n_examples", cfg.n_examples, "a positive integer")
+    if cfg.batch_size <= 0:
+        raise invalid("evaluation.batch_size", cfg.batch_size, "a positive integer")
+    n = min(cfg.n_examples, int(data.x_test.shape[0]))
+    x_all, y_all = data.x_test[:n], data.y_test[:n]
+    model.to(device).eval()
+    generator = torch.Generator().manual_seed(cfg.autoattack.seed)
+
+    clean = robust = 0
+    batches = range(0, n, cfg.batch_size)
+    for start in tqdm(batches, desc="clean+PGD", leave=False, disable=not progress):
+        x = x_all[start : start + cfg.batch_size].to(device)
+        y = y_all[start : start + cfg.batch_size].to(device)
+        with torch.no_grad():
+            correct = model(x).argmax(1) == y
+        x_adv = pgd_attack(model, x, y, eps=cfg.eps, step_size=cfg.pgd_step_size,
+                           steps=cfg.pgd_steps, random_start=True, generator=generator)
+        with torch.no_grad():
+            # x itself lies in the ball: robust means right on x and on x_adv (as AutoAttack counts)
+            robust += (correct & (model(x_adv).argmax(1) == y)).sum().item()
+        clean += correct.sum().item()
+    clean_acc, pgd_acc = 100.0 * clean / n, 100.0 * robust / n
+
+    aa = cfg.autoattack
+    aa_acc: float | None = None
+    per_attack: dict[str, float] = {}
+    ran: tuple[str, ...] = ()
+    if aa.enabled:
+        log.debug("AutoAttack %s (%s) on %d examples", aa.version, ", ".join(aa.attacks), n)
+        aa_acc, per_attack, ran = run_autoattack(
+            model, x_all, y_all, eps=cfg.eps, norm=cfg.norm, version=aa.version,
+            attacks=aa.attacks, seed=aa.seed, batch_size=cfg.batch_size, device=device,
+        )
+    log.info("eval: clean %.2f%%, PGD-%d %.2f%%, AutoAttack %s", clean_acc, cfg.pgd_steps, pgd_acc,
+             "off" if aa_acc is None else f"{aa_acc:.2f}%")
+    return EvalResult(
+        clean_acc=clean_acc,
+        pgd_acc=pgd_acc,
+        autoattack_acc=aa_acc,
+        n_eval=n,
+        eps=cfg.eps,
+        norm=cfg.norm,
+        pgd_steps=cfg.pgd_steps,
+        pgd_step_size=cfg.pgd_step_size,
+        autoattack_version=aa.version,
+        autoattack_attacks=ran,
+        autoattack_per_attack=per_attack,
+    )

@@ -1,0 +1,136 @@
+"""One training module for every regime: standard, PGD-AT (Madry et al. 2018), TRADES (Zhang et al. 2019).
+
+The target model is trained in place on the coreset `data.x_train[indices]` (like airbench's
+mask): SGD with momentum, Nesterov and weight decay under a per-step cosine schedule
+(`bench.optim`), shuffled mini-batches and augmentation drawn from one `torch.Generator`
+seeded from `seed`, so a (model, data, indices, config, seed) gives the same weights twice
+on the same device. No global RNG is touched; the caller seeds model initialisation.
+
+Attack-mode choices, as the references:
+- `pgd_at`: the PGD examples are generated with the model in train mode (BatchNorm uses
+  batch statistics and updates its running statistics during the attack), as in
+  locuslab/robust_overfitting `train_cifar.py` (Rice et al. 2020) and Madry et al.'s code.
+- `trades`: the adversary is found in eval mode and the loss computed in train mode,
+  as in yaodongyu/TRADES `trades.py` (see `bench.attacks.trades_loss`); its start is the
+  reference's x + 0.001·N(0, 1), so `attack.random_start` applies to PGD-AT only.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from bench.attacks import ResolvedAttack, pgd_attack, trades_loss
+from bench.config import REGIMES, TrainingConfig
+from bench.data import Dataset, augment_batch
+from bench.errors import invalid
+from bench.models import NormalizedModel
+from bench.optim import batch_order, make_optimizer
+
+log = logging.getLogger(__name__)
+
+__all__ = ["REGIMES", "train_model"]  # REGIMES: ("standard", "pgd_at", "trades"), from bench.config
+
+
+def _batches_per_epoch(n: int, batch_size: int) -> int:
+    """Mini-batches per epoch; a last batch of one sample is dropped (BatchNorm needs two)."""
+    full, rest = divmod(n, batch_size)
+    return full + (1 if rest > 1 or (rest == 1 and full == 0) else 0)
+
+
+def train_model(
+    model: NormalizedModel,
+    data: Dataset,
+    indices: np.ndarray,
+    *,
+    regime: str,
+    training: TrainingConfig,
+    attack: ResolvedAttack,
+    seed: int,
+    device: torch.device,
+    progress: bool = True,
+) -> dict:
+    """Train `model` in place on `data.x_train[indices]` under `regime`.
+
+    Returns {"epochs", "steps", "final_loss" (mean training loss of the last epoch),
+    "seconds"}. The model is left in eval mode, ready to be evaluated.
+    """
+    if regime not in REGIMES:
+        raise invalid("regimes", regime, REGIMES)
+    indices = np.asarray(indices, dtype=np.int64)
+    if indices.ndim != 1 or indices.size == 0:
+        raise invalid("coreset indices", f"array of shape {indices.shape}", "a non-empty 1-D index array")
+    start_time = time.perf_counter()
+    n = int(indices.size)
+    per_epoch = _batches_per_epoch(n, training.batch_size)
+    total_steps = training.epochs * per_epoch
+    model.to(device)
+    optimizer, scheduler = make_optimizer(
+        model,
+        lr=training.lr,
+        momentum=training.momentum,
+        nesterov=training.nesterov,
+        weight_decay=training.weight_decay,
+        total_steps=total_steps,
+        schedule=training.schedule,
+    )
+    generator = torch.Generator().manual_seed(seed)
+    x_train = data.x_train[torch.from_numpy(indices)].to(device)
+    y_train = data.y_train[torch.from_numpy(indices)].to(device)
+    positions = np.arange(n)
+    augment = training.augment and bool(data.info.augment)
+
+    steps, final_loss = 0, math.nan
+    bar = tqdm(range(training.epochs), desc=f"train {regime}", leave=False, disable=not progress)
+    for _ in bar:
+        model.train()
+        loss_sum, seen = 0.0, 0
+        for batch in batch_order(positions, training.batch_size, generator):
+            if len(batch) == 1 and n > 1:
+                continue  # see _batches_per_epoch
+            index = torch.from_numpy(batch).to(device)
+            x, y = x_train[index], y_train[index]
+            if augment:
+                x = augment_batch(x, data.info, generator)
+            loss = _loss(model, x, y, regime, attack, generator)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            steps += 1
+            loss_sum += loss.item() * len(batch)
+            seen += len(batch)
+        final_loss = loss_sum / max(seen, 1)
+        bar.set_postfix(loss=f"{final_loss:.3f}")
+    optimizer.zero_grad(set_to_none=True)  # hand back a model without stale gradients
+    model.eval()
+    seconds = time.perf_counter() - start_time
+    log.debug("trained %s on %d samples: %d epochs, %d steps, loss %.4f, %.1fs",
+              regime, n, training.epochs, steps, final_loss, seconds)
+    return {"epochs": training.epochs, "steps": steps, "final_loss": float(final_loss), "seconds": seconds}
+
+
+def _loss(
+    model: NormalizedModel,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    regime: str,
+    attack: ResolvedAttack,
+    generator: torch.Generator,
+) -> torch.Tensor:
+    """The regime's training loss on one batch (model in train mode)."""
+    if regime == "standard":
+        return F.cross_entropy(model(x), y)
+    if regime == "pgd_at":
+        x_adv = pgd_attack(model, x, y, eps=attack.eps, step_size=attack.step_size, steps=attack.steps,
+                           random_start=attack.random_start, generator=generator)
+        return F.cross_entropy(model(x_adv), y)
+    loss, _ = trades_loss(model, x, y, beta=attack.trades_beta, eps=attack.eps,
+                          step_size=attack.step_size, steps=attack.steps, generator=generator)
+    return loss

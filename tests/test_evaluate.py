@@ -1,0 +1,196 @@
+"""evaluate + the AutoAttack adapter: accuracies, the protocol recorded, isolation, clear errors."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import random
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from bench.attacks import resolve_attack
+from bench.autoattack_adapter import ALLOWED_ATTACKS, attacks_for, run_autoattack
+from bench.config import (
+    AttackConfig,
+    AutoAttackConfig,
+    DatasetSpec,
+    EvaluationConfig,
+    TrainingConfig,
+)
+from bench.data import load_dataset
+from bench.errors import BenchError, ConfigError
+from bench.evaluate import EvalResult, evaluate, resolve_evaluation
+from bench.models import NormalizedModel
+from bench.robustbench_adapter import load_reference_model
+from bench.train import train_model
+
+CPU = torch.device("cpu")
+APGD_CE = AutoAttackConfig(version="custom", attacks=("apgd-ce",))
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models gain nothing from intra-op threads, and on a shared 2-core box contended
+    threads slow them down 10-40×; restore the setting for the other test files."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_dataset(DatasetSpec("digits"))
+
+
+def tiny_model(num_classes: int, info, seed: int = 0) -> NormalizedModel:
+    torch.manual_seed(seed)
+    net = nn.Sequential(
+        nn.Conv2d(1, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
+        nn.Conv2d(8, 16, 3, stride=2, padding=1), nn.BatchNorm2d(16), nn.ReLU(),
+        nn.Flatten(), nn.Linear(16 * 4 * 4, num_classes),
+    )
+    return NormalizedModel(net, info.mean, info.std)
+
+
+@pytest.fixture(scope="module")
+def model(digits):
+    """A standard-trained tiny net (about 90% clean accuracy on digits)."""
+    m = tiny_model(10, digits.info)
+    train_model(m, digits, np.arange(len(digits.x_train)), regime="standard",
+                training=TrainingConfig(epochs=3), attack=resolve_attack(AttackConfig(), digits.info),
+                seed=0, device=CPU, progress=False)
+    return m
+
+
+def test_resolve_evaluation_fills_defaults_from_the_dataset(digits):
+    cfg = resolve_evaluation(EvaluationConfig(), digits.info)
+    assert cfg.eps == pytest.approx(32 / 255) and cfg.pgd_step_size == pytest.approx(8 / 255)
+    assert cfg.autoattack.attacks == ("apgd-ce", "apgd-t", "fab-t", "square")
+    assert resolve_evaluation(cfg, digits.info) == cfg  # a resolved config resolves to itself
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.eps = 0.5  # type: ignore[misc]
+    custom = resolve_evaluation(EvaluationConfig(eps=0.1, pgd_step_size=0.02, autoattack=APGD_CE), digits.info)
+    assert (custom.eps, custom.pgd_step_size, custom.autoattack.attacks) == (0.1, 0.02, ("apgd-ce",))
+
+
+def test_attack_lists_per_version():
+    assert attacks_for("standard", None) == ("apgd-ce", "apgd-t", "fab-t", "square")
+    assert attacks_for("rand", None) == ("apgd-ce", "apgd-dlr")
+    assert set(attacks_for("plus", None)) == set(ALLOWED_ATTACKS)
+    assert attacks_for("custom", ["square", "apgd-ce"]) == ("square", "apgd-ce")
+    with pytest.raises(ConfigError, match="allowed: apgd-ce, apgd-dlr, apgd-t, fab, fab-t, square"):
+        attacks_for("custom", ["apgd-ce", "pgd"])
+    with pytest.raises(ConfigError, match="only with version: custom"):
+        attacks_for("standard", ["apgd-ce"])
+    with pytest.raises(ConfigError, match="each attack at most once"):
+        attacks_for("custom", ["apgd-ce", "apgd-ce"])
+
+
+def test_evaluate_reports_consistent_accuracies(model, digits):
+    cfg = EvaluationConfig(n_examples=80, batch_size=32, pgd_steps=10, autoattack=APGD_CE)
+    res = evaluate(model, digits, cfg, CPU, progress=False)
+    assert isinstance(res, EvalResult)
+    assert res.n_eval == 80 and res.eps == pytest.approx(32 / 255) and res.norm == "Linf"
+    assert (res.pgd_steps, res.pgd_step_size) == (10, pytest.approx(8 / 255))
+    assert res.autoattack_version == "custom" and res.autoattack_attacks == ("apgd-ce",)
+    assert list(res.autoattack_per_attack) == ["clean", "apgd-ce"]
+    assert res.clean_acc > 60
+    assert res.autoattack_per_attack["clean"] == pytest.approx(res.clean_acc)
+    assert res.autoattack_acc == res.autoattack_per_attack["apgd-ce"]
+    assert 0 <= res.autoattack_acc <= res.clean_acc and 0 <= res.pgd_acc <= res.clean_acc
+    assert res.pgd_acc < res.clean_acc  # ε = 32/255 breaks a standard-trained net
+    with torch.no_grad():
+        expected_clean = (model(digits.x_test[:80]).argmax(1) == digits.y_test[:80]).float().mean().item()
+    assert res.clean_acc == pytest.approx(100 * expected_clean)
+    assert not model.training
+    assert evaluate(model, digits, cfg, CPU, progress=False) == res  # deterministic
+
+
+def test_evaluate_caps_at_test_size_and_can_skip_autoattack(model, digits):
+    cfg = EvaluationConfig(n_examples=10_000, pgd_steps=2, autoattack=AutoAttackConfig(enabled=False))
+    res = evaluate(model, digits, cfg, CPU, progress=False)
+    assert res.n_eval == len(digits.x_test) == 450
+    assert res.autoattack_acc is None and res.autoattack_per_attack == {} and res.autoattack_attacks == ()
+
+
+def test_cascade_matches_one_autoattack_run(model, digits):
+    """Per-attack numbers come from running the attacks one by one; the final number must equal
+    what a single pyautoattack run gives."""
+    from pyautoattack import AutoAttack
+
+    x, y = digits.x_test[:40], digits.y_test[:40]
+    acc, per_attack, ran = run_autoattack(model, x, y, eps=32 / 255, version="custom",
+                                          attacks=["apgd-ce", "apgd-t"], seed=0, batch_size=16)
+    assert ran == ("apgd-ce", "apgd-t")
+    assert per_attack["clean"] >= per_attack["apgd-ce"] >= per_attack["apgd-t"] == acc
+    reference = copy.deepcopy(model).eval()
+    adversary = AutoAttack(reference, attacks=["apgd-ce", "apgd-t"], eps=32 / 255, seed=0, version="custom")
+    _, y_adv = adversary.run_standard_evaluation(x, y, batch_size=16)
+    assert acc == pytest.approx(100 * (y_adv == y).float().mean().item())
+
+
+def test_autoattack_is_isolated_from_global_state(model, digits):
+    torch.manual_seed(123)
+    np.random.seed(123)
+    random.seed(123)
+    torch_state, np_state, py_state = torch.get_rng_state(), np.random.get_state(), random.getstate()
+    model.train()
+    model.zero_grad(set_to_none=True)
+    flags = [p.requires_grad for p in model.parameters()]
+
+    def tracer(frame, event, arg):  # a stand-in for a debugger or coverage
+        return None
+
+    old = sys.gettrace()
+    sys.settrace(tracer)
+    try:
+        run_autoattack(model, digits.x_test[:20], digits.y_test[:20], eps=32 / 255, version="custom",
+                       attacks=["fab-t"], seed=5, batch_size=20)
+        assert sys.gettrace() is tracer
+    finally:
+        sys.settrace(old)
+    assert torch.equal(torch.get_rng_state(), torch_state)
+    assert random.getstate() == py_state
+    saved = np.random.get_state()
+    assert saved[0] == np_state[0] and np.array_equal(saved[1], np_state[1]) and saved[2:] == np_state[2:]
+    assert model.training
+    model.eval()
+    assert [p.requires_grad for p in model.parameters()] == flags
+    assert all(p.grad is None for p in model.parameters())  # FAB's backward() left nothing behind
+
+
+def test_standard_autoattack_on_a_few_examples(model, digits):
+    start = time.perf_counter()
+    acc, per_attack, ran = run_autoattack(model, digits.x_test[:20], digits.y_test[:20], eps=32 / 255,
+                                          version="standard", seed=0)
+    assert ran == ("apgd-ce", "apgd-t", "fab-t", "square")
+    assert list(per_attack) == ["clean", *ran]
+    values = list(per_attack.values())
+    assert all(a >= b for a, b in zip(values, values[1:], strict=False))  # each attack only removes points
+    assert acc == values[-1]
+    assert time.perf_counter() - start < 60
+
+
+def test_dlr_attacks_need_enough_classes(digits):
+    two_class = tiny_model(2, digits.info)
+    y = (digits.y_test[:8] % 2).long()
+    with pytest.raises(ConfigError, match="'apgd-t' is not allowed with 2 classes"):
+        run_autoattack(two_class, digits.x_test[:8], y, eps=0.1, version="standard")
+    acc, per_attack, _ = run_autoattack(two_class, digits.x_test[:8], y, eps=0.1, version="custom",
+                                        attacks=["apgd-ce", "fab-t"])
+    assert 0 <= acc <= per_attack["clean"]
+
+
+def test_robustbench_missing_is_one_clean_line(monkeypatch):
+    monkeypatch.setitem(sys.modules, "robustbench", None)  # absent, whatever is installed
+    with pytest.raises(BenchError) as info:
+        load_reference_model("Standard", "cifar10")
+    message = str(info.value)
+    assert "robustbench is not installed or does not import" in message
+    assert "pip install 'corebench[robustbench]'" in message and "\n" not in message

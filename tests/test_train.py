@@ -1,0 +1,112 @@
+"""train_model: every regime trains, standard training learns, a seed gives the same weights."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from bench.attacks import resolve_attack
+from bench.config import ArchSpec, AttackConfig, DatasetSpec, TrainingConfig
+from bench.data import load_dataset
+from bench.errors import ConfigError
+from bench.models import NormalizedModel, create_model
+from bench.train import REGIMES, train_model
+
+CPU = torch.device("cpu")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models gain nothing from intra-op threads, and on a shared 2-core box contended
+    threads slow them down 10-40×; restore the setting for the other test files."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_dataset(DatasetSpec("digits"))
+
+
+@pytest.fixture(scope="module")
+def attack(digits):
+    return resolve_attack(AttackConfig(steps=3), digits.info)
+
+
+def tiny_model(info, seed: int = 0) -> NormalizedModel:
+    torch.manual_seed(seed)
+    net = nn.Sequential(
+        nn.Conv2d(1, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
+        nn.Conv2d(8, 16, 3, stride=2, padding=1), nn.BatchNorm2d(16), nn.ReLU(),
+        nn.Flatten(), nn.Linear(16 * 4 * 4, info.num_classes),
+    )
+    return NormalizedModel(net, info.mean, info.std)
+
+
+def weights(model: nn.Module) -> list[torch.Tensor]:
+    return [t.detach().clone() for t in model.state_dict().values()]
+
+
+def test_regimes_are_the_config_regimes():
+    assert REGIMES == ("standard", "pgd_at", "trades")
+
+
+@pytest.mark.parametrize("regime", REGIMES)
+def test_each_regime_trains_and_changes_weights(digits, attack, regime):
+    model = tiny_model(digits.info)
+    before = weights(model)
+    indices = np.arange(0, 400, 2)  # 200 samples: 2 batches of 128 and 72
+    out = train_model(model, digits, indices, regime=regime, training=TrainingConfig(epochs=2),
+                      attack=attack, seed=0, device=CPU, progress=False)
+    assert out["epochs"] == 2 and out["steps"] == 4
+    assert np.isfinite(out["final_loss"]) and out["final_loss"] > 0 and out["seconds"] > 0
+    after = weights(model)
+    assert any(not torch.equal(a, b) for a, b in zip(before, after, strict=True))
+    assert not model.training
+
+
+def test_training_is_deterministic_for_a_seed_and_leaves_global_rng_alone(digits, attack):
+    indices = np.arange(300)
+    cfg = TrainingConfig(epochs=1, batch_size=64)
+    runs = []
+    for seed in (7, 7, 8):
+        model = tiny_model(digits.info, seed=0)
+        state = torch.get_rng_state()
+        train_model(model, digits, indices, regime="pgd_at", training=cfg, attack=attack, seed=seed,
+                    device=CPU, progress=False)
+        assert torch.equal(state, torch.get_rng_state())
+        runs.append(weights(model))
+    assert all(torch.equal(a, b) for a, b in zip(runs[0], runs[1], strict=True))
+    assert any(not torch.equal(a, b) for a, b in zip(runs[0], runs[2], strict=True))
+
+
+def test_standard_training_learns_digits(digits, attack):
+    model = tiny_model(digits.info)
+    indices = np.arange(len(digits.x_train))
+    train_model(model, digits, indices, regime="standard", training=TrainingConfig(epochs=3),
+                attack=attack, seed=0, device=CPU, progress=False)
+    with torch.no_grad():
+        acc = (model(digits.x_test).argmax(1) == digits.y_test).float().mean().item()
+    assert acc > 0.7  # chance is 0.1; about 0.9 measured
+
+
+def test_a_last_batch_of_one_is_dropped(digits, attack):
+    """BatchNorm cannot train on one sample (the ResNet's last stage is 1×1 on 8×8 digits);
+    129 samples at batch 128 make one step per epoch."""
+    model = create_model(ArchSpec("resnet18", {"channels": [8, 16, 32, 64]}), digits.info)
+    out = train_model(model, digits, np.arange(129), regime="standard", training=TrainingConfig(epochs=2),
+                      attack=attack, seed=0, device=CPU, progress=False)
+    assert out["steps"] == 2
+
+
+def test_unknown_regime_names_the_allowed_ones(digits, attack):
+    with pytest.raises(ConfigError, match="regimes: 'fgsm' is not allowed; allowed: standard, pgd_at, trades"):
+        train_model(tiny_model(digits.info), digits, np.arange(10), regime="fgsm",
+                    training=TrainingConfig(epochs=1), attack=attack, seed=0, device=CPU, progress=False)
+    with pytest.raises(ConfigError, match="coreset indices"):
+        train_model(tiny_model(digits.info), digits, np.array([], dtype=np.int64), regime="standard",
+                    training=TrainingConfig(epochs=1), attack=attack, seed=0, device=CPU, progress=False)
