@@ -114,6 +114,10 @@ class CoresetMethod(ABC):
 
         return {f.name: to_jsonable(getattr(self.params, f.name)) for f in fields(self.params)}
 
+    def options_for(self, fraction: float) -> dict[str, Any]:
+        """The options as used at `fraction` (a method fills in per-fraction defaults here)."""
+        return self.options()
+
     @abstractmethod
     def select(self, ctx: SelectionContext, fraction: float) -> np.ndarray:
         """Return the indices of the samples to KEEP (exactly ctx.budget(fraction) of them)."""

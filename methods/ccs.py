@@ -142,6 +142,10 @@ class CCS(CoresetMethod):
         """β for this fraction: the configured number or the CIFAR-10 table's."""
         return self.params.hard_cutoff if self.params.hard_cutoff is not None else default_hard_cutoff(fraction)
 
+    def options_for(self, fraction: float) -> dict[str, object]:
+        """Records the β actually used at this fraction, not only `None`."""
+        return {**self.options(), "hard_cutoff": self.hard_cutoff(fraction)}
+
     def hardness(self, ctx: SelectionContext, score: str | None = None) -> np.ndarray:
         """Per-sample hardness (higher = harder) by `score` (default: the configured one)."""
         score = score or self.params.score

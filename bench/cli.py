@@ -1,0 +1,249 @@
+"""The `corebench` command. argparse lives here only; library code never sees a Namespace.
+
+Errors a user can cause print as one line and exit 2; a run whose cells partly failed exits 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+from bench.errors import BenchError, invalid
+
+log = logging.getLogger("corebench")
+
+
+def _shard(text: str) -> tuple[int, int]:
+    try:
+        k, n = (int(v) for v in text.split("/"))
+    except ValueError:
+        raise invalid("--shard", text, "K/N with 0 <= K < N, e.g. 3/16") from None
+    if not 0 <= k < n:
+        raise invalid("--shard", text, "K/N with 0 <= K < N, e.g. 3/16")
+    return k, n
+
+
+def _params(pairs: list[str]) -> dict[str, Any]:
+    """--param key=value pairs; values parsed as YAML scalars (true, 0.5, [1, 2])."""
+    import yaml
+
+    out = {}
+    for pair in pairs or []:
+        if "=" not in pair:
+            raise invalid("--param", pair, "key=value")
+        key, value = pair.split("=", 1)
+        out[key] = yaml.safe_load(value)
+    return out
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from bench.config import load_grid
+    from bench.runner import run_grid
+
+    spec = load_grid(args.grid)
+    shard = _shard(args.shard)
+    if args.executor == "slurm":
+        from bench.executors import submit_slurm
+
+        jobs = submit_slurm(args.grid, args.results, n_jobs=args.jobs, cache_dir=args.cache, slurm=_params(args.slurm))
+        print(f"submitted {len(jobs)} jobs: {', '.join(j for j in jobs)}")
+        return 0
+    summary = run_grid(spec, args.results, cache_dir=args.cache, shard=shard, force=args.force,
+                       scoring_only=args.scoring_only, progress=not args.no_progress)
+    print(f"grid {spec.name}: {summary.total} cells, {summary.skipped} already done, "
+          f"{summary.finished} finished, {summary.failed} failed; records in {args.results}")
+    for path, error in summary.failures[:20]:
+        print(f"  failed: {path}: {error}")
+    if not args.scoring_only:
+        _print_summary(Path(args.results) / spec.name)
+    return 1 if summary.failed else 0
+
+
+def _print_summary(results: Path) -> None:
+    from bench.leaderboard import render_summary
+    from bench.results import load
+
+    if results.is_dir():
+        df = load(results)
+        if len(df):
+            print(render_summary(df))
+
+
+def cmd_methods(args: argparse.Namespace) -> int:
+    from tabulate import tabulate
+
+    from methods import create_method, get_method_class, list_methods
+
+    rows = []
+    for name in list_methods(args.pattern):
+        m = create_method(name)
+        doc = (get_method_class(name).__doc__ or "").strip().splitlines()[0]
+        opts = ", ".join(f"{k}={v}" for k, v in m.options().items())
+        rows.append((name, ", ".join(m.required_signals()) or "-", opts or "-", doc))
+    print(tabulate(rows, headers=["method", "signals", "options (defaults)", "what it keeps"], tablefmt="simple"))
+    return 0
+
+
+def cmd_leaderboard(args: argparse.Namespace) -> int:
+    from bench.leaderboard import generate_leaderboards
+
+    if not Path(args.results).is_dir():
+        raise invalid("RESULTS_DIR", args.results, "an existing results folder")
+    report = generate_leaderboards(args.results, args.out, strict=args.strict)
+    print(f"{len(report.pages)} boards written to {args.out} ({report.n_ok} finished cells, "
+          f"{report.n_failed} failed, {len(report.skipped)} malformed files skipped)")
+    for path, why in report.skipped[:20]:
+        print(f"  skipped {path}: {why}")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from tabulate import tabulate
+
+    from bench.results import scan
+
+    if not Path(args.results).is_dir():
+        raise invalid("RESULTS_DIR", args.results, "an existing results folder")
+    records, problems = scan(Path(args.results))
+    counts: dict[str, dict[str, int]] = {}
+    for rec in records:
+        c = counts.setdefault(rec["grid"]["name"], {"ok": 0, "failed": 0})
+        c[rec["status"]] += 1
+    rows = [(g, c["ok"], c["failed"]) for g, c in sorted(counts.items())]
+    if args.grid:
+        from bench.config import load_grid
+        from bench.results import is_done
+
+        spec = load_grid(args.grid)
+        cells = spec.cells()
+        pending = sum(not is_done(Path(args.results) / c.relpath(spec.name)) for c in cells)
+        print(f"grid {spec.name}: {len(cells) - pending} of {len(cells)} cells done, {pending} pending")
+    print(tabulate(rows, headers=["grid", "finished", "failed"], tablefmt="simple") if rows else "no records")
+    for rec in records:
+        if rec["status"] == "failed":
+            print(f"  failed: {rec['_path']}: {rec['error']}")
+    for path, why in problems:
+        print(f"  malformed: {path}: {why}")
+    return 0
+
+
+def cmd_check_method(args: argparse.Namespace) -> int:
+    from methods.testing import check_method
+
+    results = check_method(args.name, **_params(args.param))
+    for r in results:
+        print(f"{'PASS' if r.passed else 'FAIL'}  {r.name}: {r.detail}")
+    failed = [r for r in results if not r.passed]
+    print(f"{args.name}: {len(results) - len(failed)} of {len(results)} checks passed")
+    return 1 if failed else 0
+
+
+def cmd_select(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from bench.config import ArchSpec, DatasetSpec, MethodSpec, ScoringConfig, load_grid
+    from bench.runner import select_coreset
+
+    if not 0.0 < args.fraction <= 1.0:
+        raise invalid("--fraction", args.fraction, "a number in (0, 1]")
+    scoring = load_grid(args.grid).scoring if args.grid else ScoringConfig(epochs=args.scoring_epochs)
+    from bench.data import list_datasets
+
+    if args.dataset not in list_datasets():
+        raise invalid("--dataset", args.dataset, list_datasets())
+    dataset = DatasetSpec(args.dataset, root=args.root, path=args.path)
+    arch = ArchSpec(args.arch, kwargs=json.loads(args.arch_kwargs) if args.arch_kwargs else {})
+    from methods import create_method
+
+    params = _params(args.param)
+    create_method(args.method, **params)  # validate before any training
+    indices = select_coreset(dataset, arch, MethodSpec(args.method, params), args.fraction, seed=args.seed,
+                             scoring=scoring, cache_dir=Path(args.cache) if args.cache else None,
+                             device=args.device, progress=not args.no_progress)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    np.save(out, indices)
+    print(f"kept {indices.size} samples (sorted indices to KEEP) -> {out}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="corebench", description="Coreset selection methods, measured by the robustness they keep.")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    r = sub.add_parser("run", help="run a grid file (skips finished cells)")
+    r.add_argument("grid", help="grid file (YAML)")
+    r.add_argument("--results", default="results", help="results folder (default: results)")
+    r.add_argument("--cache", default=None, help="signal cache folder (default: $COREBENCH_CACHE or ~/.cache/corebench)")
+    r.add_argument("--shard", default="0/1", help="run only shard K of N (K/N), for array jobs")
+    r.add_argument("--force", action="store_true", help="re-run finished cells")
+    r.add_argument("--scoring-only", action="store_true", help="only make the scoring signals (a cluster's first stage)")
+    r.add_argument("--no-progress", action="store_true", help="no progress bars")
+    r.add_argument("--executor", choices=("local", "slurm"), default="local")
+    r.add_argument("--jobs", type=int, default=1, help="slurm: number of array tasks (shards)")
+    r.add_argument("--slurm", action="append", default=[], metavar="KEY=VALUE", help="slurm: submitit parameter")
+    r.set_defaults(fn=cmd_run)
+
+    m = sub.add_parser("methods", help="list registered coreset methods")
+    m.add_argument("pattern", nargs="?", default="*")
+    m.set_defaults(fn=cmd_methods)
+
+    lb = sub.add_parser("leaderboard", help="write Markdown leaderboards from result records")
+    lb.add_argument("results", metavar="RESULTS_DIR")
+    lb.add_argument("--out", default="leaderboards")
+    lb.add_argument("--strict", action="store_true", help="fail on a malformed record instead of skipping it")
+    lb.set_defaults(fn=cmd_leaderboard)
+
+    st = sub.add_parser("status", help="count finished and failed cells")
+    st.add_argument("results", metavar="RESULTS_DIR")
+    st.add_argument("--grid", default=None, help="also count the grid's pending cells")
+    st.set_defaults(fn=cmd_status)
+
+    cm = sub.add_parser("check-method", help="run the conformance kit on a registered method")
+    cm.add_argument("name")
+    cm.add_argument("--param", action="append", default=[], metavar="KEY=VALUE")
+    cm.set_defaults(fn=cmd_check_method)
+
+    se = sub.add_parser("select", help="export a coreset: the sorted indices to KEEP, as .npy")
+    se.add_argument("--method", required=True)
+    se.add_argument("--dataset", required=True)
+    se.add_argument("--fraction", type=float, required=True)
+    se.add_argument("--out", required=True)
+    se.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help="method parameter")
+    se.add_argument("--arch", default="resnet18", help="scoring architecture (timm name)")
+    se.add_argument("--arch-kwargs", default=None, help="timm kwargs as JSON")
+    se.add_argument("--root", default=None, help="dataset root (torchvision datasets)")
+    se.add_argument("--path", default=None, help="dataset file (npz)")
+    se.add_argument("--seed", type=int, default=0)
+    se.add_argument("--grid", default=None, help="take the scoring settings from this grid file")
+    se.add_argument("--scoring-epochs", type=int, default=10)
+    se.add_argument("--cache", default=None)
+    se.add_argument("--device", default="auto")
+    se.add_argument("--no-progress", action="store_true")
+    se.set_defaults(fn=cmd_select)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("auto-attack").setLevel(logging.WARNING)
+    try:
+        return args.fn(args)
+    except BenchError as exc:
+        print(f"corebench: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("corebench: interrupted; finished cells are kept, re-run to continue", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,310 @@
+"""The grid runner: cells -> scoring signals -> selection -> training -> evaluation -> records.
+
+One straight line per cell. Scoring runs are shared by every cell of a dataset × scoring
+architecture × seed (and cached on disk), so a grid costs one proxy run per group plus one
+training per cell. Every finished cell is one JSON record written atomically; a failed cell
+gets a record with its error and the grid goes on; re-running skips finished cells, so a
+2,000-cell grid split over many jobs (`shard`) survives pre-emption.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import platform
+import subprocess
+import time
+from dataclasses import dataclass, field
+from functools import lru_cache
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from bench import __version__
+from bench.attacks import resolve_attack
+from bench.config import FULL_DATA, ArchSpec, Cell, DatasetSpec, GridSpec, MethodSpec, ScoringConfig, stable_hash, to_jsonable
+from bench.data import Dataset, load_dataset
+from bench.errors import BenchError
+from bench.evaluate import evaluate, resolve_evaluation
+from bench.models import create_model
+from bench.optim import resolve_device
+from bench.results import SCHEMA_VERSION, is_done, write_indices, write_record
+from bench.scoring import get_signals, seeded
+from bench.train import train_model
+from methods import CoresetMethod, SelectionContext, create_method, run_selection
+
+log = logging.getLogger(__name__)
+RUN_SEED_STRIDE = 1000  # scoring run r of seed s uses seed s + 1000·r
+
+
+def default_cache_dir() -> Path:
+    """Where scoring signals are cached: $COREBENCH_CACHE, else ~/.cache/corebench."""
+    env = os.environ.get("COREBENCH_CACHE")
+    if env:
+        return Path(env).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "corebench"
+
+
+@dataclass
+class RunSummary:
+    total: int = 0
+    skipped: int = 0
+    finished: int = 0
+    failed: int = 0
+    failures: list[tuple[str, str]] = field(default_factory=list)  # (record path, error)
+
+
+def run_grid(
+    spec: GridSpec,
+    results_dir: str | Path,
+    *,
+    cache_dir: str | Path | None = None,
+    shard: tuple[int, int] = (0, 1),
+    force: bool = False,
+    scoring_only: bool = False,
+    progress: bool = True,
+) -> RunSummary:
+    """Run every unfinished cell of `spec` (those of shard k of n), writing one record each."""
+    results_dir = Path(results_dir)
+    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    device = resolve_device(spec.device)
+    k, n = shard
+    cells = [c for i, c in enumerate(spec.cells()) if i % n == k]
+    summary = RunSummary(total=len(cells))
+    todo = []
+    for cell in cells:
+        if not force and is_done(results_dir / cell.relpath(spec.name)):
+            summary.skipped += 1
+        else:
+            todo.append(cell)
+    log.info("grid %s: %d cells in this shard, %d already done, %d to run", spec.name, len(cells), summary.skipped, len(todo))
+    if not todo:
+        return summary
+
+    datasets = {ds: load_dataset(ds) for ds in {c.dataset for c in todo}}  # missing data fails here, before training
+    methods = {m: create_method(m.name, **m.params) for m in {c.method for c in todo} if m.name != FULL_DATA}
+    scorer = ScoringCache(spec.scoring, cache / "scoring", device, progress)
+    for cell in todo:  # every group's signal needs are known up front, so one run records them all
+        if cell.method.name != FULL_DATA:
+            scorer.request(cell, methods[cell.method])
+    if scoring_only:
+        for cell in todo:
+            if cell.method.name != FULL_DATA:
+                scorer.contexts(cell, datasets[cell.dataset], methods[cell.method])
+        return summary
+
+    from tqdm import tqdm
+
+    for cell in tqdm(todo, desc=f"grid {spec.name}", disable=not progress):
+        path = results_dir / cell.relpath(spec.name)
+        record = run_cell(spec, cell, datasets[cell.dataset], methods.get(cell.method), scorer, device, path, progress)
+        if record["status"] == "ok":
+            summary.finished += 1
+        else:
+            summary.failed += 1
+            summary.failures.append((str(path), record["error"]))
+    return summary
+
+
+class ScoringCache:
+    """Signals per (dataset, scoring arch, run seed), made once with the union of every need."""
+
+    def __init__(self, cfg: ScoringConfig, cache_dir: Path | None, device: torch.device, progress: bool) -> None:
+        self.cfg, self.cache_dir, self.device, self.progress = cfg, cache_dir, device, progress
+        self.needs: dict[tuple, set[str]] = {}
+        self.made: dict[tuple, tuple[dict[str, np.ndarray], float] | BenchError | Exception] = {}
+
+    def _keys(self, cell: Cell, method: CoresetMethod) -> list[tuple]:
+        return [
+            (cell.dataset, cell.scoring_arch, cell.seed + RUN_SEED_STRIDE * r)
+            for r in range(method.scoring_runs())
+        ]
+
+    def request(self, cell: Cell, method: CoresetMethod) -> None:
+        for key in self._keys(cell, method):
+            self.needs.setdefault(key, set()).update(method.required_signals())
+
+    def contexts(self, cell: Cell, data: Dataset, method: CoresetMethod) -> tuple[SelectionContext, float]:
+        """The method's SelectionContext and the seconds its scoring runs took."""
+        self.request(cell, method)
+        runs, seconds = [], 0.0
+        for key in self._keys(cell, method):
+            if key not in self.made:
+                try:
+                    res = get_signals(
+                        data, key[0], key[1], self.cfg, key[2], self.needs[key],
+                        cache_dir=self.cache_dir, device=self.device, progress=self.progress,
+                    )
+                    self.made[key] = (res.signals, res.seconds)
+                except Exception as exc:  # every cell of the group fails with the same error
+                    self.made[key] = exc
+            made = self.made[key]
+            if isinstance(made, Exception):
+                raise made
+            runs.append(made[0])
+            seconds += made[1]
+        labels = data.y_train.numpy()
+        ctx = SelectionContext(labels=labels, num_classes=data.info.num_classes, runs=tuple(runs), seed=cell.seed)
+        return ctx, seconds
+
+
+def select_indices(cell: Cell, data: Dataset, method: CoresetMethod | None, scorer: ScoringCache) -> tuple[np.ndarray, float, float]:
+    """Kept indices for a cell, with scoring and selection seconds."""
+    n = data.x_train.shape[0]
+    if method is None:
+        return np.arange(n, dtype=np.int64), 0.0, 0.0
+    ctx, scoring_s = scorer.contexts(cell, data, method)
+    start = time.perf_counter()
+    indices = run_selection(method, ctx, cell.fraction)
+    return indices, scoring_s, time.perf_counter() - start
+
+
+def cell_config(spec: GridSpec, cell: Cell, data: Dataset) -> dict[str, Any]:
+    """Every setting that changes the cell's numbers, resolved (ε filled in from the dataset)."""
+    return to_jsonable(
+        {
+            "dataset": cell.dataset,
+            "arch": cell.arch,
+            "scoring_arch": cell.scoring_arch,
+            "scoring": spec.scoring,
+            "training": spec.training,
+            "attack": resolve_attack(spec.attack, data.info),
+            "evaluation": resolve_evaluation(spec.evaluation, data.info),
+        }
+    )
+
+
+def run_cell(
+    spec: GridSpec,
+    cell: Cell,
+    data: Dataset,
+    method: CoresetMethod | None,
+    scorer: ScoringCache,
+    device: torch.device,
+    path: Path,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Select, train, evaluate one cell and write its record (a failed one on any error)."""
+    start = time.perf_counter()
+    config = cell_config(spec, cell, data)
+    options = method.options_for(cell.fraction) if method is not None else {}
+    record: dict[str, Any] = {
+        "schema_version": SCHEMA_VERSION,
+        "cell_id": stable_hash({"cell": cell.key(), "options": options, "config": config}),
+        "status": "failed",
+        "error": None,
+        "grid": {"name": spec.name, "source": spec.source},
+        "cell": cell.key(),
+        "method_options": options,
+        "config": config,
+        "metrics": None,
+        "coreset": None,
+        "timings": {},
+        "versions": versions(),
+        "device": device_name(device),
+    }
+    try:
+        indices, scoring_s, selection_s = select_indices(cell, data, method, scorer)
+        index_file = path.with_name(path.stem + ".indices.npy")
+        write_indices(index_file, indices)
+        hist = np.bincount(data.y_train.numpy()[indices], minlength=data.info.num_classes)
+        record["coreset"] = {
+            "n_train": int(data.x_train.shape[0]),
+            "size": int(indices.size),
+            "indices_file": index_file.name,
+            "class_histogram": hist.tolist(),
+        }
+        t0 = time.perf_counter()
+        with seeded(cell.seed, device):
+            model = create_model(cell.arch, data.info).to(device)
+        train_model(
+            model, data, indices, regime=cell.regime, training=spec.training,
+            attack=resolve_attack(spec.attack, data.info), seed=cell.seed, device=device, progress=progress,
+        )
+        t1 = time.perf_counter()
+        result = evaluate(model, data, resolve_evaluation(spec.evaluation, data.info), device, progress=progress)
+        t2 = time.perf_counter()
+        record["metrics"] = {
+            "clean_acc": result.clean_acc,
+            "pgd_acc": result.pgd_acc,
+            "autoattack_acc": result.autoattack_acc,
+            "n_eval": result.n_eval,
+            "autoattack_per_attack": dict(result.autoattack_per_attack),
+        }
+        record["timings"] = {
+            "scoring_s": round(scoring_s, 3),
+            "selection_s": round(selection_s, 4),
+            "train_s": round(t1 - t0, 3),
+            "eval_s": round(t2 - t1, 3),
+        }
+        record["status"] = "ok"
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except Exception as exc:  # the cell fails, the grid goes on
+        record["error"] = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}".strip()
+        if not isinstance(exc, BenchError):
+            log.exception("cell %s failed", path)
+        else:
+            log.error("cell %s failed: %s", path, exc)
+    record["timings"]["total_s"] = round(time.perf_counter() - start, 3)
+    write_record(path, record)
+    return record
+
+
+def select_coreset(
+    dataset: DatasetSpec,
+    arch: ArchSpec,
+    method: MethodSpec,
+    fraction: float,
+    *,
+    seed: int = 0,
+    scoring: ScoringConfig | None = None,
+    cache_dir: Path | None = None,
+    device: str = "auto",
+    progress: bool = True,
+) -> np.ndarray:
+    """The sorted indices to KEEP, for users who only want the subset (`corebench select`)."""
+    data = load_dataset(dataset)
+    cell = Cell(dataset, arch, arch, "standard", method, fraction, seed)
+    scorer = ScoringCache(scoring or ScoringConfig(), (cache_dir or default_cache_dir()) / "scoring", resolve_device(device), progress)
+    impl = None if method.name == FULL_DATA else create_method(method.name, **method.params)
+    indices, _, _ = select_indices(cell, data, impl, scorer)
+    return indices
+
+
+@lru_cache(maxsize=1)
+def versions() -> dict[str, str | None]:
+    """Package versions and the git commit, recorded in every result."""
+    out: dict[str, str | None] = {"corebench": __version__, "python": platform.python_version()}
+    for pkg in ("torch", "torchvision", "timm", "pyautoattack", "numpy"):
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            out[pkg] = None
+    out["git_commit"] = _git_commit()
+    return out
+
+
+def _git_commit() -> str | None:
+    try:
+        repo = Path(__file__).resolve().parents[1]
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True, timeout=5)
+        if sha.returncode != 0:
+            return None
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=repo,
+                               capture_output=True, text=True, timeout=5).stdout.strip()
+        return sha.stdout.strip()[:12] + ("-dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"cpu ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)"
+
+

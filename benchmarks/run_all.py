@@ -1,0 +1,27 @@
+"""Run every benchmark (`make benchmarks`) and print each target as a ratio to its baseline."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+BENCHMARKS = ("bench_scoring", "bench_selection", "bench_leaderboard")
+
+
+def main() -> int:
+    failed = []
+    for name in BENCHMARKS:
+        print(f"\n== {name} ==")
+        result = importlib.import_module(name).main()
+        if isinstance(result, dict) and result.get("ok") is False:
+            failed.append(name)
+    print(f"\n{len(BENCHMARKS) - len(failed)} of {len(BENCHMARKS)} benchmarks within target" +
+          (f"; missed: {', '.join(failed)}" if failed else ""))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

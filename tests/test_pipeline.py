@@ -1,0 +1,162 @@
+"""End to end through the CLI on digits: grid -> records -> leaderboard; skips, failures, bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from bench.cli import main
+from methods import CoresetMethod, SelectionContext
+from methods.registry import _REGISTRY, register_method
+
+TINY_GRID = {
+    "name": "tiny",
+    "datasets": ["digits"],
+    "architectures": [{"name": "resnet18", "id": "r18w4", "kwargs": {"channels": [4, 8, 16, 32]}}],
+    "fractions": [0.3],
+    "methods": ["easycore", "random"],
+    "regimes": ["standard", "trades"],
+    "seeds": [0],
+    "scoring": {"epochs": 2, "batch_size": 128},
+    "training": {"epochs": 2, "batch_size": 128},
+    "attack": {"steps": 2},
+    "evaluation": {"n_examples": 60, "pgd_steps": 5, "autoattack": {"version": "custom", "attacks": ["apgd-ce"]}},
+}
+
+
+def write_grid(tmp_path: Path, **changes) -> Path:
+    grid = {**TINY_GRID, **changes}
+    path = tmp_path / f"{grid['name']}.yaml"
+    path.write_text(yaml.safe_dump(grid))
+    return path
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("e2e")
+    grid = write_grid(tmp)
+    code = main(["run", str(grid), "--results", str(tmp / "res"), "--cache", str(tmp / "cache"), "--no-progress"])
+    return tmp, grid, code
+
+
+def test_run_writes_one_valid_record_per_cell(finished_run):
+    tmp, _, code = finished_run
+    assert code == 0
+    records = sorted((tmp / "res" / "tiny").rglob("seed0.json"))
+    # 2 regimes x (1 full-data reference + 2 methods x 1 fraction)
+    assert len(records) == 6
+    n_train, budget = 1347, round(0.3 * 1347)
+    for path in records:
+        rec = json.loads(path.read_text())
+        assert rec["status"] == "ok", rec["error"]
+        m = rec["metrics"]
+        assert 0 <= m["autoattack_acc"] <= m["clean_acc"] <= 100
+        assert m["pgd_acc"] <= m["clean_acc"] and m["n_eval"] == 60
+        size = n_train if rec["cell"]["method"] == "full" else budget
+        indices = np.load(path.with_name("seed0.indices.npy"), allow_pickle=False)
+        assert indices.size == rec["coreset"]["size"] == size == sum(rec["coreset"]["class_histogram"])
+        assert np.all(np.diff(indices) > 0)
+        assert rec["config"]["attack"]["eps"] == pytest.approx(32 / 255)
+        assert rec["versions"]["torch"] and rec["device"].startswith("cpu")
+    easy = json.loads((tmp / "res/tiny/digits/r18w4/standard/easycore/f0.3/seed0.json").read_text())
+    assert easy["method_options"] == {"gradient_pass": "train", "direction": "easiest", "class_balanced": False}
+    assert easy["timings"]["scoring_s"] > 0
+
+
+def test_rerun_skips_finished_cells(finished_run, capsys):
+    tmp, grid, _ = finished_run
+    before = {p: p.stat().st_mtime_ns for p in (tmp / "res").rglob("*.json")}
+    assert main(["run", str(grid), "--results", str(tmp / "res"), "--cache", str(tmp / "cache"), "--no-progress"]) == 0
+    assert "6 already done, 0 finished" in capsys.readouterr().out
+    assert before == {p: p.stat().st_mtime_ns for p in (tmp / "res").rglob("*.json")}
+
+
+def test_leaderboard_and_status_commands(finished_run, capsys):
+    tmp, grid, _ = finished_run
+    assert main(["leaderboard", str(tmp / "res"), "--out", str(tmp / "boards")]) == 0
+    pages = sorted(p.name for p in (tmp / "boards" / "tiny").glob("*.md"))
+    assert len(pages) == 2 and any("standard" in p for p in pages) and any("trades" in p for p in pages)
+    text = (tmp / "boards" / "tiny" / next(p for p in pages if "trades" in p)).read_text()
+    for row in ("easycore", "random", "full"):
+        assert row in text
+    assert (tmp / "boards" / "README.md").is_file()
+    capsys.readouterr()
+    assert main(["status", str(tmp / "res"), "--grid", str(grid)]) == 0
+    out = capsys.readouterr().out
+    assert "6 of 6 cells done, 0 pending" in out and "tiny" in out
+
+
+def test_a_failing_method_fails_its_cell_and_the_grid_goes_on(tmp_path, capsys):
+    @register_method("broken_for_test")
+    class Broken(CoresetMethod):
+        def select(self, ctx: SelectionContext, fraction: float) -> np.ndarray:
+            return np.zeros(ctx.budget(fraction), dtype=np.int64)  # duplicates
+
+    try:
+        grid = write_grid(tmp_path, methods=["broken_for_test", "random"], regimes=["standard"])
+        code = main(["run", str(grid), "--results", str(tmp_path / "res"), "--cache", str(tmp_path / "c"), "--no-progress"])
+    finally:
+        del _REGISTRY["broken_for_test"]
+    assert code == 1
+    failed = json.loads((tmp_path / "res/tiny/digits/r18w4/standard/broken_for_test/f0.3/seed0.json").read_text())
+    assert failed["status"] == "failed" and "broken_for_test" in failed["error"] and "duplicate" in failed["error"]
+    ok = json.loads((tmp_path / "res/tiny/digits/r18w4/standard/random/f0.3/seed0.json").read_text())
+    assert ok["status"] == "ok"
+    assert "1 failed" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"methods": ["easycor"]}, "methods: 'easycor' is not allowed; allowed: ccs, easycore"),
+        ({"datasets": ["cifar11"]}, "datasets: 'cifar11' is not allowed; allowed: cifar10, cifar100, digits"),
+        ({"regimes": ["madry"]}, "regimes: 'madry' is not allowed; allowed: standard, pgd_at, trades"),
+        ({"fractions": [0.3, 1.5]}, "fractions: 1.5 is not allowed; allowed: numbers in (0, 1]"),
+        ({"architectures": ["resnet1800"]}, "architectures: 'resnet1800' is not a timm architecture"),
+        ({"seeds": []}, "seeds: [] is not allowed; allowed: a non-empty list"),
+        ({"datasets": [{"name": "cifar10", "root": "/nonexistent/cifar"}]}, "datasets.cifar10.root: '/nonexistent/cifar'"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2_before_training(tmp_path, capsys, changes, message):
+    grid = write_grid(tmp_path, **changes)
+    code = main(["run", str(grid), "--results", str(tmp_path / "res"), "--cache", str(tmp_path / "c"), "--no-progress"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert message in err and len(err.splitlines()) == 1
+    assert not list((tmp_path).rglob("*.npz")) and not list(tmp_path.rglob("seed*.json"))
+
+
+def test_select_exports_sorted_indices_to_keep(tmp_path, capsys):
+    out = tmp_path / "keep.npy"
+    code = main(["select", "--method", "easycore", "--dataset", "digits", "--fraction", "0.2", "--out", str(out),
+                 "--arch", "resnet18", "--arch-kwargs", '{"channels": [4, 8, 16, 32]}', "--scoring-epochs", "1",
+                 "--cache", str(tmp_path / "c"), "--no-progress"])
+    assert code == 0
+    keep = np.load(out, allow_pickle=False)
+    assert keep.dtype == np.int64 and keep.size == round(0.2 * 1347)
+    assert np.all(np.diff(keep) > 0) and keep.min() >= 0 and keep.max() < 1347
+    assert main(["select", "--method", "easycore", "--dataset", "digits", "--fraction", "0", "--out", str(out)]) == 2
+    assert "--fraction: 0.0 is not allowed" in capsys.readouterr().err
+
+
+def test_methods_command_lists_every_method(capsys):
+    from methods import list_methods
+
+    assert main(["methods"]) == 0
+    out = capsys.readouterr().out
+    for name in list_methods():
+        assert name in out
+
+
+def test_records_carry_the_options_used_at_each_fraction():
+    from methods import create_method
+
+    ccs = create_method("ccs")
+    assert ccs.options()["hard_cutoff"] is None
+    assert ccs.options_for(0.1)["hard_cutoff"] == 0.3  # 90 % pruning: the reference's β
+    assert ccs.options_for(0.5)["hard_cutoff"] == 0.0
+    assert create_method("easycore").options_for(0.3) == create_method("easycore").options()
