@@ -36,15 +36,27 @@ def make_optimizer(
 
 
 def batch_order(indices: np.ndarray, batch_size: int, generator: torch.Generator) -> Iterator[np.ndarray]:
-    """Shuffled mini-batches of `indices` (the last one may be smaller; never empty)."""
+    """Shuffled mini-batches of `indices`; every sample once per epoch.
+
+    A last batch of one sample joins the batch before it: train-mode BatchNorm cannot
+    normalise a single sample (ResNets end at 1×1 on small inputs), and dropping it would
+    leave a sample without its signals in the scoring run.
+    """
     perm = torch.randperm(len(indices), generator=generator).numpy()
     shuffled = np.asarray(indices)[perm]
-    for start in range(0, len(shuffled), batch_size):
-        yield shuffled[start : start + batch_size]
+    n = len(shuffled)
+    starts = list(range(0, n, batch_size))
+    if len(starts) > 1 and n - starts[-1] == 1:
+        starts.pop()
+    for i, start in enumerate(starts):
+        end = starts[i + 1] if i + 1 < len(starts) else n
+        yield shuffled[start:end]
 
 
 def steps_per_epoch(n: int, batch_size: int) -> int:
-    return max(1, math.ceil(n / batch_size))
+    """Number of batches `batch_order` yields for n samples."""
+    steps = max(1, math.ceil(n / batch_size))
+    return steps - 1 if steps > 1 and n % batch_size == 1 else steps
 
 
 def resolve_device(name: str) -> torch.device:

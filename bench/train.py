@@ -31,17 +31,11 @@ from bench.config import REGIMES, TrainingConfig
 from bench.data import Dataset, augment_batch
 from bench.errors import invalid
 from bench.models import NormalizedModel
-from bench.optim import batch_order, make_optimizer
+from bench.optim import batch_order, make_optimizer, steps_per_epoch
 
 log = logging.getLogger(__name__)
 
 __all__ = ["REGIMES", "train_model"]  # REGIMES: ("standard", "pgd_at", "trades"), from bench.config
-
-
-def _batches_per_epoch(n: int, batch_size: int) -> int:
-    """Mini-batches per epoch; a last batch of one sample is dropped (BatchNorm needs two)."""
-    full, rest = divmod(n, batch_size)
-    return full + (1 if rest > 1 or (rest == 1 and full == 0) else 0)
 
 
 def train_model(
@@ -68,7 +62,7 @@ def train_model(
         raise invalid("coreset indices", f"array of shape {indices.shape}", "a non-empty 1-D index array")
     start_time = time.perf_counter()
     n = int(indices.size)
-    per_epoch = _batches_per_epoch(n, training.batch_size)
+    per_epoch = steps_per_epoch(n, training.batch_size)
     total_steps = training.epochs * per_epoch
     model.to(device)
     optimizer, scheduler = make_optimizer(
@@ -92,8 +86,6 @@ def train_model(
         model.train()
         loss_sum, seen = 0.0, 0
         for batch in batch_order(positions, training.batch_size, generator):
-            if len(batch) == 1 and n > 1:
-                continue  # see _batches_per_epoch
             index = torch.from_numpy(batch).to(device)
             x, y = x_train[index], y_train[index]
             if augment:

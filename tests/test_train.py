@@ -94,9 +94,14 @@ def test_standard_training_learns_digits(digits, attack):
     assert acc > 0.7  # chance is 0.1; about 0.9 measured
 
 
-def test_a_last_batch_of_one_is_dropped(digits, attack):
+def test_a_last_batch_of_one_joins_the_batch_before(digits, attack):
     """BatchNorm cannot train on one sample (the ResNet's last stage is 1×1 on 8×8 digits);
-    129 samples at batch 128 make one step per epoch."""
+    129 samples at batch 128 make one step of 129 per epoch, and every sample is seen."""
+    from bench.optim import batch_order
+
+    batches = list(batch_order(np.arange(129), 128, torch.Generator().manual_seed(0)))
+    assert [len(b) for b in batches] == [129]
+    assert [len(b) for b in batch_order(np.arange(130), 128, torch.Generator().manual_seed(0))] == [128, 2]
     model = create_model(ArchSpec("resnet18", {"channels": [8, 16, 32, 64]}), digits.info)
     out = train_model(model, digits, np.arange(129), regime="standard", training=TrainingConfig(epochs=2),
                       attack=attack, seed=0, device=CPU, progress=False)
