@@ -12,6 +12,7 @@ import dataclasses
 import difflib
 import hashlib
 import json
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -106,7 +107,9 @@ class ScoringConfig:
     """The proxy training run on the FULL train set that records per-sample signals.
 
     Defaults follow the EasyCore setup (AIGN averaged over every epoch of a normal training
-    run); `el2n_epoch`/`grand_epochs` follow Paul et al. 2021 (scores early in training).
+    run). Snapshot signals (GraNd, eval-mode EL2N) are taken only at `snapshot_epochs`, as the
+    references score one checkpoint: None means (0, ⌈0.1·epochs⌉), i.e. at initialisation
+    (GraNd, Paul et al. 2021) and 10 % into training (EL2N: epoch 20 of 200).
     """
 
     epochs: int = 10
@@ -116,8 +119,13 @@ class ScoringConfig:
     nesterov: bool = True
     weight_decay: float = 5e-4
     augment: bool = True
-    grand_epochs: tuple[int, ...] = (0,)  # epochs (0 = at initialisation) at which GraNd is taken
-    feature_batch_size: int = 512
+    snapshot_epochs: tuple[int, ...] | None = None  # 0 = at initialisation
+
+    def snapshots(self) -> tuple[int, ...]:
+        """The snapshot epochs, sorted, with the default filled in."""
+        if self.snapshot_epochs is not None:
+            return tuple(sorted(set(self.snapshot_epochs)))
+        return (0, max(1, math.ceil(0.1 * self.epochs - 1e-9)))
 
 
 @dataclass(frozen=True)
@@ -576,9 +584,9 @@ def _check_positive(sections: Mapping[str, Any]) -> None:
     for where, value in {"scoring.lr": sections["scoring"].lr, "training.lr": sections["training"].lr}.items():
         if not value > 0.0:
             raise invalid(where, value, "a positive number")
-    for e in sections["scoring"].grand_epochs:
+    for e in sections["scoring"].snapshots():
         if not 0 <= e <= sections["scoring"].epochs:
-            raise invalid("scoring.grand_epochs", e, f"epochs between 0 and scoring.epochs ({sections['scoring'].epochs})")
+            raise invalid("scoring.snapshot_epochs", e, f"epochs between 0 and scoring.epochs ({sections['scoring'].epochs})")
 
 
 def load_grid(path: str | Path) -> GridSpec:

@@ -25,7 +25,17 @@ import torch
 
 from bench import __version__
 from bench.attacks import resolve_attack
-from bench.config import FULL_DATA, ArchSpec, Cell, DatasetSpec, GridSpec, MethodSpec, ScoringConfig, stable_hash, to_jsonable
+from bench.config import (
+    FULL_DATA,
+    ArchSpec,
+    Cell,
+    DatasetSpec,
+    GridSpec,
+    MethodSpec,
+    ScoringConfig,
+    stable_hash,
+    to_jsonable,
+)
 from bench.data import Dataset, load_dataset
 from bench.errors import BenchError
 from bench.evaluate import evaluate, resolve_evaluation

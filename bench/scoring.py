@@ -15,13 +15,13 @@ Signals (E = scoring epochs, row e = epoch e+1, N = train size):
     correct              [E, N]  prediction correct in the training pass (bool).
     loss                 [E, N]  per-sample CE in the training pass.
     el2n                 [E, N]  ‖softmax − onehot‖₂ in the training pass.
-    el2n_eval            [E, N]  the same in the eval-mode pass (un-augmented).
     margin_logits        [E, N]  AUM margin logit_y − max_{k≠y} logit_k, training pass.
     margin_probs         [E, N]  the same margin on softmax probabilities.
-    grand_all            [K, N]  per-sample ‖∇_θ CE‖₂ over all parameters (eval mode,
-                                 un-augmented) at scoring.grand_epochs (0 = initialisation).
+  snapshots, eval mode on un-augmented inputs at scoring.snapshot_epochs (0 = initialisation):
+    el2n_eval            [K, N]  ‖softmax − onehot‖₂.
+    grand_all            [K, N]  per-sample ‖∇_θ CE‖₂ over all parameters.
     grand_last           [K, N]  the same over the classifier layer only (closed form).
-    grand_epochs         [K]     the epochs the GraNd rows were taken at (int64).
+    snapshot_epochs      [K]     the epochs the snapshot rows were taken at (int64).
     features             [N, D]  penultimate features of the final model (eval, un-augmented).
 """
 
@@ -49,8 +49,8 @@ from bench.optim import batch_order, make_optimizer, steps_per_epoch
 log = logging.getLogger(__name__)
 
 TRAIN_PASS = ("input_grad_norm", "correct", "loss", "el2n", "margin_logits", "margin_probs")
-EVAL_PASS = ("input_grad_norm_eval", "el2n_eval")
-SNAPSHOT = ("grand_all", "grand_last")
+EVAL_PASS = ("input_grad_norm_eval",)
+SNAPSHOT = ("el2n_eval", "grand_all", "grand_last")
 FINAL = ("features",)
 ALL_SIGNALS = TRAIN_PASS + EVAL_PASS + SNAPSHOT + FINAL
 EVAL_BATCH = 512
@@ -134,7 +134,7 @@ def get_signals(
 
 
 def _companions(names: set[str]) -> set[str]:
-    return {"grand_epochs"} if names & set(SNAPSHOT) else set()
+    return {"snapshot_epochs"} if names & set(SNAPSHOT) else set()
 
 
 def _save(path: Path, arrays: dict[str, np.ndarray], meta: dict) -> None:
@@ -164,11 +164,11 @@ def run_scoring(
     out: dict[str, np.ndarray] = {}
     for name in signals & set(TRAIN_PASS + EVAL_PASS):
         out[name] = np.zeros((epochs, n), dtype=bool if name == "correct" else np.float32)
-    grand_epochs = sorted(set(cfg.grand_epochs))
+    snapshot_epochs = list(cfg.snapshots())
     if signals & set(SNAPSHOT):
-        out["grand_epochs"] = np.asarray(grand_epochs, dtype=np.int64)
+        out["snapshot_epochs"] = np.asarray(snapshot_epochs, dtype=np.int64)
         for name in signals & set(SNAPSHOT):
-            out[name] = np.zeros((len(grand_epochs), n), dtype=np.float32)
+            out[name] = np.zeros((len(snapshot_epochs), n), dtype=np.float32)
 
     with seeded(seed, device):
         model = create_model(arch, data.info).to(device)
@@ -178,7 +178,7 @@ def run_scoring(
             total_steps=epochs * steps_per_epoch(n, cfg.batch_size), schedule="cosine",
         )
         x_all, y_all = data.x_train, data.y_train
-        _snapshot(model, data, signals, out, grand_epochs, epoch=0, cfg=cfg, device=device)
+        _snapshot(model, data, signals, out, snapshot_epochs, epoch=0, device=device)
         bar = tqdm(range(epochs), desc=f"scoring {arch.label}", disable=not progress, leave=False)
         for epoch in bar:
             model.train()
@@ -203,7 +203,7 @@ def run_scoring(
                         out["input_grad_norm"][epoch, idx] = norms.cpu().numpy()
             if signals & set(EVAL_PASS):
                 _eval_pass(model, data, signals, out, epoch, device)
-            _snapshot(model, data, signals, out, grand_epochs, epoch=epoch + 1, cfg=cfg, device=device)
+            _snapshot(model, data, signals, out, snapshot_epochs, epoch=epoch + 1, device=device)
         if "features" in signals:
             out["features"] = _features(model, data, device)
     return out
@@ -245,49 +245,47 @@ def _eval_batches(n: int) -> Iterable[slice]:
 def _eval_pass(model: NormalizedModel, data: Dataset, signals: set[str], out: dict, epoch: int, device: torch.device) -> None:
     """Eval-mode, un-augmented: exact per-sample input gradients (samples are independent)."""
     model.eval()
-    want_grad = "input_grad_norm_eval" in signals
     for sl in _eval_batches(data.x_train.shape[0]):
-        x = data.x_train[sl].to(device)
+        x = data.x_train[sl].to(device).requires_grad_(True)
         y = data.y_train[sl].to(device)
-        with torch.set_grad_enabled(want_grad):
-            x.requires_grad_(want_grad)
-            logits = model(x)
-            if want_grad:
-                losses = F.cross_entropy(logits, y, reduction="none")
-                (grad,) = torch.autograd.grad(losses.sum(), x)
-                out["input_grad_norm_eval"][epoch, sl] = grad.flatten(1).norm(dim=1).cpu().numpy()
-        if "el2n_eval" in signals:
-            out["el2n_eval"][epoch, sl] = el2n(logits.detach().softmax(1), y).cpu().numpy()
-    model.zero_grad(set_to_none=True)
+        losses = F.cross_entropy(model(x), y, reduction="none")
+        (grad,) = torch.autograd.grad(losses.sum(), x)
+        out["input_grad_norm_eval"][epoch, sl] = grad.flatten(1).norm(dim=1).cpu().numpy()
 
 
-def _snapshot(model: NormalizedModel, data: Dataset, signals: set[str], out: dict, grand_epochs: list[int],
-              epoch: int, cfg: ScoringConfig, device: torch.device) -> None:
-    """GraNd rows at the chosen epochs (0 = before any training step)."""
-    if epoch not in grand_epochs or not signals & set(SNAPSHOT):
+def _snapshot(model: NormalizedModel, data: Dataset, signals: set[str], out: dict, snapshot_epochs: list[int],
+              epoch: int, device: torch.device) -> None:
+    """Snapshot rows at the chosen epochs (0 = before any training step), eval mode."""
+    if epoch not in snapshot_epochs or not signals & set(SNAPSHOT):
         return
-    row = grand_epochs.index(epoch)
+    row = snapshot_epochs.index(epoch)
     model.eval()
-    if "grand_last" in signals:
-        out["grand_last"][row] = _grand_last(model, data, device)
+    if signals & {"el2n_eval", "grand_last"}:
+        errors, last_layer = _head_pass(model, data, device)
+        if "el2n_eval" in signals:
+            out["el2n_eval"][row] = errors
+        if "grand_last" in signals:
+            out["grand_last"][row] = last_layer
     if "grand_all" in signals:
         out["grand_all"][row] = _grand_all(model, data, device)
 
 
-def _grand_last(model: NormalizedModel, data: Dataset, device: torch.device) -> np.ndarray:
-    """Closed form for a linear classifier: ‖∇_W‖² + ‖∇_b‖² = ‖p − y‖² (‖h‖² + 1)."""
+def _head_pass(model: NormalizedModel, data: Dataset, device: torch.device) -> tuple[np.ndarray, np.ndarray]:
+    """EL2N and the last layer's gradient norm from one forward pass.
+
+    For a linear classifier the per-sample gradient is (p − y) hᵀ (and p − y for the
+    bias), so ‖∇‖² = ‖p − y‖² (‖h‖² + 1): the EL2N times a feature-norm factor.
+    """
     head = model.classifier()
     has_bias = getattr(head, "bias", None) is not None
-    norms = []
+    errors, last = [], []
     with torch.no_grad():
         for sl in _eval_batches(data.x_train.shape[0]):
-            x = data.x_train[sl].to(device)
-            y = data.y_train[sl].to(device)
-            h = model.features(x)
-            probs = head(h).softmax(1)
-            err = el2n(probs, y)
-            norms.append((err * (h.pow(2).sum(1) + float(has_bias)).sqrt()).cpu())
-    return torch.cat(norms).numpy()
+            h = model.features(data.x_train[sl].to(device))
+            err = el2n(head(h).softmax(1), data.y_train[sl].to(device))
+            errors.append(err.cpu())
+            last.append((err * (h.pow(2).sum(1) + float(has_bias)).sqrt()).cpu())
+    return torch.cat(errors).numpy(), torch.cat(last).numpy()
 
 
 def _grand_all(model: NormalizedModel, data: Dataset, device: torch.device) -> np.ndarray:

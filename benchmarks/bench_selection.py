@@ -40,7 +40,7 @@ def fake_signals(seed: int = 0) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         "margin_probs": np.clip(margin, -1, 1),
         "grand_all": np.exp(d + rng.normal(0, 0.2, size=(1, N))).astype(np.float32),
         "grand_last": np.exp(d + rng.normal(0, 0.2, size=(1, N))).astype(np.float32),
-        "grand_epochs": np.array([0], dtype=np.int64),
+        "snapshot_epochs": np.array([0], dtype=np.int64),
         "features": (rng.normal(0, 3, size=(CLASSES, DIM))[labels] + rng.normal(size=(N, DIM))).astype(np.float32),
     }
     return labels, signals

@@ -9,12 +9,13 @@ apply function on the un-augmented train set, `scripts/get_run_score.py` at one 
 sums the training-pass EL2N over the first 10 epochs instead; DeepCore has no EL2N.
 
 Options where references disagree (default first, with its source):
-- `epoch`: the scoring epoch whose EL2N is used (1-based; row epoch−1 of the signal).
-  None means ⌈0.1 × E⌉ (at least 1) for a scoring run of E epochs: the paper scores at
-  epoch 20 of a 200-epoch run, i.e. 10 % of training; corebench's scoring runs are shorter,
-  so the epoch scales with them.
+- `epoch`: the scoring epoch whose EL2N is used. None means 10 % into training, the paper's
+  epoch 20 of 200: with `score_pass: eval` the first snapshot epoch after 0 (by default
+  `scoring.snapshot_epochs` is (0, ⌈0.1·E⌉)); with `score_pass: train`, ⌈0.1·E⌉ (at least 1).
+  corebench's scoring runs are shorter than 200 epochs, so the epoch scales with them.
 - `score_pass` (the brief's `pass`, a Python keyword): "eval" reads `el2n_eval` (eval mode,
-  un-augmented inputs, end of each epoch — the data_diet reference); "train" reads `el2n`
+  un-augmented inputs, at the snapshot epochs — the data_diet reference scores one checkpoint
+  this way); "train" reads `el2n`
   from the training pass (augmented, train mode — what the CCS reference logs).
 - `n_runs`: EL2N averaged over the first n scoring runs. Default 1 here (one scoring run per
   seed is what the grid pays for); the paper averages 10 runs.
@@ -68,6 +69,8 @@ class EL2N(ScoreBasedMethod):
 
     def hardness(self, ctx: SelectionContext) -> np.ndarray:
         runs = ctx.signal_runs(self.required_signals()[0], self.params.n_runs)
+        if self.params.score_pass == "eval":
+            return mean_over_runs([r[self._snapshot_row(ctx.runs[i])] for i, r in enumerate(runs)])
         n_epochs = runs[0].shape[0]
         epoch = self.params.epoch if self.params.epoch is not None else default_epoch(n_epochs)
         if epoch > n_epochs:
@@ -75,3 +78,21 @@ class EL2N(ScoreBasedMethod):
                 f"method {self.name!r}: epoch {epoch} is not recorded; the scoring run has epochs 1..{n_epochs}"
             )
         return mean_over_runs([r[epoch - 1] for r in runs])
+
+    def _snapshot_row(self, run) -> int:
+        """The `el2n_eval` row at `epoch` (default: the first snapshot after initialisation)."""
+        if "snapshot_epochs" not in run:
+            raise MethodError(f"method {self.name!r}: the scoring run did not record 'snapshot_epochs'")
+        epochs = [int(e) for e in np.asarray(run["snapshot_epochs"]).ravel()]
+        epoch = self.params.epoch
+        if epoch is None:
+            later = [e for e in epochs if e > 0]
+            if not later:
+                raise MethodError(f"method {self.name!r}: scoring.snapshot_epochs has no epoch after 0; recorded: {epochs}")
+            epoch = later[0]
+        if epoch not in epochs:
+            raise MethodError(
+                f"method {self.name!r}: epoch {epoch} is not in scoring.snapshot_epochs; "
+                f"recorded: {', '.join(map(str, epochs))}"
+            )
+        return epochs.index(epoch)

@@ -8,15 +8,15 @@ at a chosen checkpoint (step 0 = initialisation) and `scripts/get_mean_score.py`
 DeepCore (PatrickZH/DeepCore `deepcore/methods/grand.py`) instead takes the closed-form norm of
 the last layer's gradient after a few training epochs, averaged over `repeat=10` runs.
 
-The scoring run records the norms at the epochs of `scoring.grand_epochs` (rows of
-`grand_all` / `grand_last`) and the epochs themselves as `grand_epochs`; `epoch` picks the
+The scoring run records the norms at the epochs of `scoring.snapshot_epochs` (rows of
+`grand_all` / `grand_last`) and the epochs themselves as `snapshot_epochs`; `epoch` picks the
 row by its epoch value.
 
 Options where references disagree (default first, with its source):
 - `params`: "all" (data_diet: every parameter) or "last_layer" (DeepCore: classifier only,
   closed form, far cheaper).
 - `epoch`: 0, at initialisation (the paper's GraNd at init); any epoch listed in
-  `scoring.grand_epochs` can be chosen (DeepCore scores after training epochs).
+  `scoring.snapshot_epochs` can be chosen (DeepCore scores after training epochs).
 - `n_runs`: averaged over the first n scoring runs; default 1 here, the paper averages 10
   initialisations.
 - `direction`: "hardest" (keep the largest norms, the paper) or "easiest".
@@ -46,7 +46,7 @@ class GraNdParams:
 
     def __post_init__(self) -> None:
         if self.epoch < 0:
-            raise invalid("grand.epoch", self.epoch, "an epoch >= 0 listed in scoring.grand_epochs (0 = initialisation)")
+            raise invalid("grand.epoch", self.epoch, "an epoch >= 0 listed in scoring.snapshot_epochs (0 = initialisation)")
         if self.n_runs < 1:
             raise invalid("grand.n_runs", self.n_runs, "an integer >= 1")
 
@@ -70,16 +70,16 @@ class GraNd(ScoreBasedMethod):
 
     def _row(self, run, n_rows: int) -> int:
         """The row of the GraNd signal taken at `params.epoch`."""
-        if "grand_epochs" not in run:
-            raise MethodError(f"method {self.name!r}: the scoring run did not record 'grand_epochs'")
-        epochs = [int(e) for e in np.asarray(run["grand_epochs"]).ravel()]
+        if "snapshot_epochs" not in run:
+            raise MethodError(f"method {self.name!r}: the scoring run did not record 'snapshot_epochs'")
+        epochs = [int(e) for e in np.asarray(run["snapshot_epochs"]).ravel()]
         if len(epochs) != n_rows:
             raise MethodError(
-                f"method {self.name!r}: grand_epochs lists {len(epochs)} epochs for {n_rows} GraNd rows"
+                f"method {self.name!r}: snapshot_epochs lists {len(epochs)} epochs for {n_rows} GraNd rows"
             )
         if self.params.epoch not in epochs:
             raise MethodError(
-                f"method {self.name!r}: epoch {self.params.epoch} is not in scoring.grand_epochs; "
+                f"method {self.name!r}: epoch {self.params.epoch} is not in scoring.snapshot_epochs; "
                 f"recorded: {', '.join(map(str, epochs))}"
             )
         return epochs.index(self.params.epoch)

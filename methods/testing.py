@@ -32,7 +32,7 @@ KNOWN_SIGNALS: tuple[str, ...] = (
     "input_grad_norm", "correct", "loss", "el2n", "margin_logits", "margin_probs",
     "input_grad_norm_eval", "el2n_eval", "grand_all", "grand_last", "features",
 )
-GRAND_SIGNALS = ("grand_all", "grand_last")
+SNAPSHOT_SIGNALS = ("el2n_eval", "grand_all", "grand_last")  # [K, N] at snapshot_epochs
 BOOL_SIGNALS = ("correct",)
 
 
@@ -68,7 +68,7 @@ class _Recorded(Mapping):
         return len(self._data)
 
 
-def _grand_epochs(method: CoresetMethod, epochs: int) -> np.ndarray:
+def _snapshot_epochs(method: CoresetMethod, epochs: int) -> np.ndarray:
     wanted = {0, 1, max(1, epochs // 2), epochs}
     epoch = getattr(method.params, "epoch", None)
     if isinstance(epoch, int) and not isinstance(epoch, bool):
@@ -89,7 +89,7 @@ def fake_context(
     One run per `method.scoring_runs()`. Labels are uneven on purpose (class c is drawn with
     probability ∝ c + 1) so class budgets are not trivially equal. Each sample has a latent
     difficulty shared by its signals: hard samples have large gradient norms, EL2N and loss,
-    small margins, and are correct less often. `grand_epochs` accompanies GraNd signals and
+    small margins, and are correct less often. `snapshot_epochs` accompanies GraNd signals and
     includes the method's `epoch` parameter if it has one; `epochs` grows to cover an integer
     `epoch` parameter too.
     """
@@ -107,8 +107,8 @@ def fake_context(
         run: dict[str, np.ndarray] = {}
         for name in names:
             run[name] = _fake_signal(name, difficulty, labels, centres, epochs, rng, method)
-        if set(names) & set(GRAND_SIGNALS):
-            run["grand_epochs"] = _grand_epochs(method, epochs)
+        if set(names) & set(SNAPSHOT_SIGNALS):
+            run["snapshot_epochs"] = _snapshot_epochs(method, epochs)
         runs.append(run)
     return SelectionContext(labels=labels, num_classes=num_classes, runs=tuple(runs), seed=seed)
 
@@ -122,8 +122,11 @@ def _fake_signal(
     noise = rng.normal(0.0, 0.1, size=(epochs, n))
     if name in ("input_grad_norm", "input_grad_norm_eval", "loss"):
         return (np.exp(2.0 * difficulty - 1.5 * progress + noise)).astype(np.float32)
-    if name in ("el2n", "el2n_eval"):
+    if name == "el2n":
         return np.clip(1.4 * difficulty * (1.2 - progress) + np.abs(noise), 0.0, np.sqrt(2.0)).astype(np.float32)
+    if name == "el2n_eval":
+        k = _snapshot_epochs(method, epochs).size
+        return np.clip(1.4 * difficulty + np.abs(rng.normal(0.0, 0.1, size=(k, n))), 0.0, np.sqrt(2.0)).astype(np.float32)
     if name == "margin_logits":
         return (4.0 * (progress - difficulty) + noise).astype(np.float32)
     if name == "margin_probs":
@@ -131,8 +134,8 @@ def _fake_signal(
     if name == "correct":
         p_correct = np.clip(progress + 0.3 - difficulty, 0.02, 0.98)
         return rng.uniform(size=(epochs, n)) < p_correct
-    if name in GRAND_SIGNALS:
-        k = _grand_epochs(method, epochs).size
+    if name in SNAPSHOT_SIGNALS:
+        k = _snapshot_epochs(method, epochs).size
         return np.exp(difficulty + rng.normal(0.0, 0.2, size=(k, n))).astype(np.float32)
     if name == "features":
         spread = 0.5 + difficulty[:, None]
@@ -193,7 +196,7 @@ def check_method(name: str, **params: Any) -> list[CheckResult]:
             return False, f"declares {unknown} which the scoring run does not record; known: {', '.join(KNOWN_SIGNALS)}"
         seen: set[str] = set()
         run_selection(create_method(name, **params), _recording(fake_context(method, n=n), seen), 0.3)
-        allowed = set(declared) | ({"grand_epochs"} if set(declared) & set(GRAND_SIGNALS) else set())
+        allowed = set(declared) | ({"snapshot_epochs"} if set(declared) & set(SNAPSHOT_SIGNALS) else set())
         extra = sorted(seen - allowed)
         if extra:
             return False, f"reads {extra} without declaring them (declared: {list(declared)})"

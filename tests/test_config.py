@@ -149,7 +149,7 @@ BAD_INPUTS = [
     ({"training": {"schedule": "step"}}, "training.schedule", "'step'", "cosine, constant"),
     ({"training": {"augment": "yes"}}, "training.augment", "'yes'", "true or false"),
     ({"training": [1]}, "training", "[1]", "a mapping"),
-    ({"scoring": {"grand_epochs": [99]}}, "scoring.grand_epochs", "99", "epochs between 0"),
+    ({"scoring": {"snapshot_epochs": [99]}}, "scoring.snapshot_epochs", "99", "epochs between 0"),
     ({"attack": {"eps": -0.1}}, "attack.eps", "-0.1", "(0, 1]"),
     ({"attack": {"eps": "8/0.0"}}, "attack.eps", "'8/0.0'", "8/255"),
     ({"evaluation": {"norm": "L2"}}, "evaluation.norm", "'L2'", "Linf"),

@@ -52,9 +52,9 @@ def world() -> dict:
     correct[:, is_flipped] = False
     signals = {
         "input_grad_norm": (h[None, :] / epochs).astype(np.float32),
-        "el2n_eval": np.tile(np.minimum(np.sqrt(2.0), 0.1 * h)[None, :], (E, 1)).astype(np.float32),
+        "el2n_eval": np.tile(np.minimum(np.sqrt(2.0), 0.1 * h)[None, :], (2, 1)).astype(np.float32),
         "grand_all": np.stack([3.0 * h, 1.0 / h]).astype(np.float32),
-        "grand_epochs": np.array([0, 4], dtype=np.int64),
+        "snapshot_epochs": np.array([0, 4], dtype=np.int64),
         "correct": correct,
         "margin_logits": np.tile(-h[None, :], (E, 1)).astype(np.float32),
     }
@@ -109,9 +109,9 @@ def test_class_balanced_gives_exact_class_budgets(name):
     d = rng.uniform(size=n)
     run = {
         "input_grad_norm": np.tile(d, (E, 1)).astype(np.float32),
-        "el2n_eval": np.tile(d, (E, 1)).astype(np.float32),
-        "grand_all": d[None, :].astype(np.float32),
-        "grand_epochs": np.array([0]),
+        "el2n_eval": np.tile(d, (2, 1)).astype(np.float32),
+        "grand_all": np.tile(d, (2, 1)).astype(np.float32),
+        "snapshot_epochs": np.array([0, 1]),
         "correct": rng.uniform(size=(E, n)) < 0.7,
         "margin_probs": np.tile(-d, (E, 1)).astype(np.float32),
         "features": rng.normal(size=(n, 4)).astype(np.float32),
@@ -171,8 +171,10 @@ def test_n_runs_averages_exactly_the_first_n_runs():
     n = 40
     rng = np.random.default_rng(2)
     s0, s1 = rng.uniform(size=n), rng.uniform(size=n)
-    poisoned = np.full((E, n), np.nan, np.float32)  # run 2 must never be read with n_runs=2
-    runs = tuple({"el2n_eval": np.tile(s, (E, 1)).astype(np.float32)} for s in (s0, s1)) + ({"el2n_eval": poisoned},)
+    poisoned = np.full((2, n), np.nan, np.float32)  # run 2 must never be read with n_runs=2
+    snaps = np.array([0, 1])
+    runs = tuple({"el2n_eval": np.tile(s, (2, 1)).astype(np.float32), "snapshot_epochs": snaps} for s in (s0, s1))
+    runs += ({"el2n_eval": poisoned, "snapshot_epochs": snaps},)
     ctx = SelectionContext(labels=np.zeros(n, np.int64), num_classes=1, runs=runs, seed=0)
     kept = run_selection(create_method("el2n", n_runs=2), ctx, 0.25)
     mean = (s0.astype(np.float32).astype(np.float64) + s1.astype(np.float32)) / 2
@@ -202,17 +204,21 @@ def test_el2n_default_epoch_is_ten_percent_of_training():
 
 def test_el2n_reads_the_chosen_epoch_and_pass():
     n, epochs = 20, 20
-    rows = np.tile(np.arange(n, dtype=np.float32), (epochs, 1))  # every row: highest = last samples
-    rows[1] = np.arange(n)[::-1]  # epoch 2 (the default for 20 epochs): highest = first samples
+    snapshots = np.tile(np.arange(n, dtype=np.float32), (3, 1))  # rows at epochs 0, 2, 5
+    snapshots[1] = np.arange(n)[::-1]  # epoch 2, the first after 0 (the default): highest = first samples
     train = np.tile(np.arange(n, dtype=np.float32) % 7, (epochs, 1))
-    ctx = SelectionContext(labels=np.zeros(n, np.int64), num_classes=1,
-                           runs=({"el2n_eval": rows, "el2n": train},), seed=0)
+    train[1] = np.arange(n)  # epoch 2 = ⌈0.1·20⌉, the default of the training pass
+    run = {"el2n_eval": snapshots, "snapshot_epochs": np.array([0, 2, 5]), "el2n": train}
+    ctx = SelectionContext(labels=np.zeros(n, np.int64), num_classes=1, runs=(run,), seed=0)
     assert run_selection(create_method("el2n"), ctx, 0.2).tolist() == [0, 1, 2, 3]
     assert run_selection(create_method("el2n", epoch=5), ctx, 0.2).tolist() == [16, 17, 18, 19]
     kept = run_selection(create_method("el2n", score_pass="train", epoch=5), ctx, 0.2)
     assert sorted(kept.tolist()) == [5, 6, 12, 13]  # values 5, 6, 5, 6: the two 6s and the first two 5s
+    assert run_selection(create_method("el2n", score_pass="train"), ctx, 0.2).tolist() == [16, 17, 18, 19]
+    with pytest.raises(MethodError, match="epoch 3 is not in scoring.snapshot_epochs; recorded: 0, 2, 5"):
+        run_selection(create_method("el2n", epoch=3), ctx, 0.2)
     with pytest.raises(MethodError, match="epoch 21 is not recorded"):
-        run_selection(create_method("el2n", epoch=21), ctx, 0.2)
+        run_selection(create_method("el2n", score_pass="train", epoch=21), ctx, 0.2)
 
 
 def test_grand_picks_the_row_by_epoch_value(world):
@@ -221,14 +227,14 @@ def test_grand_picks_the_row_by_epoch_value(world):
     at_four = run_selection(create_method("grand", epoch=4), ctx, 0.1)  # row 1 = 1/h: the easiest
     assert np.array_equal(hardest, np.sort(world["geo_order"][:20]))
     assert np.array_equal(at_four, np.sort(world["geo_order"][::-1][:20]))
-    with pytest.raises(MethodError, match=r"epoch 3 is not in scoring.grand_epochs; recorded: 0, 4"):
+    with pytest.raises(MethodError, match=r"epoch 3 is not in scoring.snapshot_epochs; recorded: 0, 4"):
         run_selection(create_method("grand", epoch=3), ctx, 0.1)
 
 
 def test_grand_last_layer_reads_grand_last():
     n = 10
     run = {"grand_all": np.arange(n, dtype=np.float32)[None], "grand_last": np.arange(n, dtype=np.float32)[::-1][None].copy(),
-           "grand_epochs": np.array([0])}
+           "snapshot_epochs": np.array([0])}
     ctx = SelectionContext(labels=np.zeros(n, np.int64), num_classes=1, runs=(run,), seed=0)
     assert run_selection(create_method("grand"), ctx, 0.2).tolist() == [8, 9]
     assert run_selection(create_method("grand", params="last_layer"), ctx, 0.2).tolist() == [0, 1]

@@ -34,16 +34,16 @@ def test_margin_and_el2n_match_their_definitions():
 
 
 def test_every_signal_has_its_shape_and_is_deterministic(digits):
-    cfg = ScoringConfig(epochs=2, batch_size=64, grand_epochs=(0, 2))
+    cfg = ScoringConfig(epochs=2, batch_size=64, snapshot_epochs=(0, 2))
     wanted = set(ALL_SIGNALS)
     a = run_scoring(digits, TINY, cfg, 0, wanted, device=CPU, progress=False)
     b = run_scoring(digits, TINY, cfg, 0, wanted, device=CPU, progress=False)
     n = digits.x_train.shape[0]
-    for name in TRAIN_PASS + ("input_grad_norm_eval", "el2n_eval"):
+    for name in TRAIN_PASS + ("input_grad_norm_eval",):
         assert a[name].shape == (2, n), name
     assert a["correct"].dtype == bool
-    assert a["grand_all"].shape == a["grand_last"].shape == (2, n)
-    assert a["grand_epochs"].tolist() == [0, 2]
+    assert a["grand_all"].shape == a["grand_last"].shape == a["el2n_eval"].shape == (2, n)
+    assert a["snapshot_epochs"].tolist() == [0, 2]
     assert a["features"].shape[0] == n and a["features"].ndim == 2
     for name in a:
         np.testing.assert_array_equal(a[name], b[name], err_msg=name)
@@ -69,8 +69,9 @@ def test_training_pass_loss_is_the_per_sample_cross_entropy(digits):
 
 
 def test_eval_pass_and_grand_match_per_sample_autograd(digits):
-    cfg = ScoringConfig(epochs=1, batch_size=64, grand_epochs=(1,))
-    out = run_scoring(digits, TINY, cfg, 0, {"input_grad_norm_eval", "grand_all", "grand_last"}, device=CPU, progress=False)
+    cfg = ScoringConfig(epochs=1, batch_size=64, snapshot_epochs=(1,))
+    out = run_scoring(digits, TINY, cfg, 0, {"input_grad_norm_eval", "grand_all", "grand_last", "el2n_eval"},
+                      device=CPU, progress=False)
     # rebuild the final model by re-running the same seeded training and keeping it
     from bench import scoring
 
@@ -97,6 +98,15 @@ def test_eval_pass_and_grand_match_per_sample_autograd(digits):
         assert out["grand_all"][0, i] == pytest.approx(float(full), rel=1e-3)
         last = torch.autograd.grad(F.cross_entropy(model(digits.x_train[i : i + 1]), digits.y_train[i : i + 1]), list(head.parameters()))
         assert out["grand_last"][0, i] == pytest.approx(float(torch.sqrt(sum(g.pow(2).sum() for g in last))), rel=1e-3)
+        with torch.no_grad():
+            probs = model(digits.x_train[i : i + 1]).softmax(1)
+        assert out["el2n_eval"][0, i] == pytest.approx(float(el2n(probs, digits.y_train[i : i + 1])), rel=1e-4)
+
+
+def test_snapshots_default_to_initialisation_and_ten_percent_into_training():
+    assert ScoringConfig(epochs=200).snapshots() == (0, 20)
+    assert ScoringConfig(epochs=8).snapshots() == (0, 1)
+    assert ScoringConfig(epochs=8, snapshot_epochs=(3, 0, 3)).snapshots() == (0, 3)
 
 
 def test_cache_reuses_runs_and_stores_the_union(digits, tmp_path):

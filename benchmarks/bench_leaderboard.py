@@ -1,0 +1,156 @@
+"""Leaderboard generation for 10,000 result records: target at most 3 s.
+
+Workload: 4 datasets × 3 architectures × 3 regimes = 36 boards, each with 8 methods + random
+× 6 fractions × 5 seeds plus 5 full-data cells (9,900 records, 1% of them failed), and 100
+records of a second evaluation protocol (another ε) on one group, which splits it into two
+tagged boards: 10,000 records, 38 boards, 38 PNGs, ~2,000 RobustBench-style JSON exports.
+
+Baselines measured in the same run: json.load of the same 10,000 files (sorted rglob), the
+least any generator has to do, and writing files of the same sizes plainly (this VM's file
+creation cost swings 10x with other load). Prints the times and the ratio to the 3 s target.
+Run: `.venv/bin/python benchmarks/bench_leaderboard.py`.
+
+Measured (2-core dev VM, Python 3.11, matplotlib 3.11): quiet machine 2.23-2.29 s (ratio 0.76;
+CPU incl. plot workers 3.5 s; json.load 0.31 s), up to 3.4 s when file creation was slow;
+3.8-6.2 s while another job held the cores. With one plot worker (COREBENCH_PLOT_WORKERS=1)
+4.8 s. Plots cost ~50 ms CPU each (37 here), the rest is reading and writing ~12,000 files.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+from bench.leaderboard import generate_leaderboards
+from bench.results import example_record, record_relpath
+
+TARGET_S = 3.0
+DATASETS = ("cifar10", "cifar100", "svhn", "tinyimagenet")
+ARCHS = ("resnet18", "wide_resnet28_10", "vit_tiny")
+REGIMES = ("standard", "pgd_at", "trades")
+METHODS = ("easycore", "moderate", "ccs", "forgetting", "el2n", "grand", "aum", "glister", "random")
+FRACTIONS = (0.05, 0.1, 0.2, 0.3, 0.5, 0.7)
+SEEDS = (0, 1, 2, 3, 4)
+
+
+def make_records() -> list[dict]:
+    """10,000 deterministic synthetic records (see the module docstring)."""
+    records = []
+    i = 0
+    for d, ds in enumerate(DATASETS):
+        for a, arch in enumerate(ARCHS):
+            for r, regime in enumerate(REGIMES):
+                for seed in SEEDS:
+                    acc = 40.0 + d + a + r + 0.3 * seed
+                    records.append(example_record(grid="big", dataset=ds, arch=arch, regime=regime,
+                                                  method="full", fraction=1.0, seed=seed,
+                                                  autoattack_acc=acc, clean_acc=acc + 40))  # fmt: skip
+                    for m, method in enumerate(METHODS):
+                        for f in FRACTIONS:
+                            i += 1
+                            error = "RuntimeError: out of memory" if i % 100 == 0 else None
+                            acc = 15 + 30 * f + 0.5 * m + 0.37 * ((seed * 7 + m * 3) % 5)
+                            records.append(example_record(grid="big", dataset=ds, arch=arch,
+                                                          regime=regime, method=method, fraction=f,
+                                                          seed=seed, autoattack_acc=acc,
+                                                          clean_acc=acc + 40, error=error))  # fmt: skip
+    for m, method in enumerate(METHODS[:5]):  # a second protocol on one group: ε = 4/255
+        for f in FRACTIONS[:4]:
+            for seed in SEEDS:
+                acc = 30 + 30 * f + m + 0.2 * seed
+                records.append(example_record(grid="big", dataset="cifar10", arch="resnet18",
+                                              regime="standard", method=method, fraction=f,
+                                              seed=seed, autoattack_acc=acc, clean_acc=acc + 40,
+                                              eps=4 / 255))  # fmt: skip
+    return records
+
+
+def write_records(records: list[dict], root: Path) -> None:
+    for rec in records:
+        path = root / record_relpath(rec)
+        if rec["config"]["evaluation"]["eps"] != 32 / 255:  # same cell key, other protocol
+            path = path.with_name(path.stem + "_eps4.json")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(rec, sort_keys=True, indent=1, allow_nan=False) + "\n")
+
+
+def _cpu() -> float:
+    """CPU seconds of this process and its finished children (the plot workers)."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def main() -> dict:
+    tmp = Path(tempfile.mkdtemp(prefix="corebench-bench-lb-"))
+    try:
+        records = make_records()
+        results = tmp / "results"
+        write_records(records, results)
+        n_files = sum(1 for _ in results.rglob("*.json"))
+
+        t0 = time.perf_counter()
+        for path in sorted(results.rglob("*.json")):
+            with open(path, encoding="utf-8") as f:
+                json.load(f)
+        json_s = time.perf_counter() - t0
+
+        times, cpus = [], []
+        for run in range(2):
+            out = tmp / f"boards{run}"
+            t0, c0 = time.perf_counter(), _cpu()
+            report = generate_leaderboards(results, out)
+            times.append(time.perf_counter() - t0)
+            cpus.append(_cpu() - c0)
+        identical = all(
+            (tmp / "boards0" / p.relative_to(tmp / "boards1")).read_bytes() == p.read_bytes()
+            for p in report.files
+        )
+        # what the file system alone costs: the same files written plainly, no generation
+        sizes = [p.stat().st_size for p in report.files]
+        t0 = time.perf_counter()
+        for i, size in enumerate(sizes):
+            target = tmp / "plain" / f"{i // 500}" / f"{i}.bin"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(b"x" * size)
+        write_s = time.perf_counter() - t0
+        result = {
+            "records": n_files,
+            "boards": len(report.pages),
+            "files_written": len(report.files),
+            "json_load_s": round(json_s, 3),
+            "plain_file_write_s": round(write_s, 3),
+            "generate_s_first": round(times[0], 3),
+            "generate_s_second": round(times[1], 3),
+            "generate_cpu_s_first": round(cpus[0], 3),
+            "target_s": TARGET_S,
+            "ratio_to_target": round(times[0] / TARGET_S, 3),
+            "ratio_to_json_load": round(times[0] / json_s, 2),
+            "byte_identical": identical,
+            "load_average_1min": round(os.getloadavg()[0], 2),
+            "cpus": os.cpu_count(),
+        }
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    print(
+        f"leaderboards for {result['records']} records ({result['boards']} boards, "
+        f"{result['files_written']} files): {result['generate_s_first']:.2f} s first run "
+        f"(CPU incl. plot workers {result['generate_cpu_s_first']:.2f} s), "
+        f"{result['generate_s_second']:.2f} s second; target {TARGET_S:.0f} s -> ratio "
+        f"{result['ratio_to_target']:.2f} (<= 1 meets it)\n"
+        f"baselines in this run: json.load of the records {result['json_load_s']:.2f} s "
+        f"(generation = {result['ratio_to_json_load']:.1f}x); writing the same files plainly "
+        f"{result['plain_file_write_s']:.2f} s; byte-identical across runs: "
+        f"{result['byte_identical']}; load average {result['load_average_1min']} on "
+        f"{result['cpus']} CPUs"
+    )
+    return result
+
+
+if __name__ == "__main__":
+    main()

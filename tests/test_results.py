@@ -1,0 +1,258 @@
+"""The results store: atomic writes, validation messages, is_done, scan and load()."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from bench.errors import ResultsError
+from bench.results import (
+    AUTOATTACK_VERSION_ATTACKS,
+    COLUMNS,
+    SCHEMA_VERSION,
+    example_record,
+    is_done,
+    load,
+    protocol_key,
+    protocol_of,
+    read_record,
+    record_relpath,
+    scan,
+    write_indices,
+    write_record,
+)
+
+
+def _files(folder: Path) -> list[str]:
+    return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def test_write_record_round_trips_with_sorted_keys_and_creates_folders(tmp_path: Path) -> None:
+    rec = example_record(method="easycore", fraction=0.3, seed=1, autoattack_acc=38.7)
+    path = tmp_path / "a" / "b" / "seed1.json"
+    write_record(path, rec)
+    assert read_record(path) == rec
+    text = path.read_text()
+    assert text == json.dumps(rec, sort_keys=True, indent=1) + "\n"
+    assert _files(tmp_path) == ["a/b/seed1.json"]
+
+
+def test_write_record_with_nan_raises_and_leaves_no_file_or_temp(tmp_path: Path) -> None:
+    rec = example_record(autoattack_acc=math.nan)
+    path = tmp_path / "cell" / "seed0.json"
+    with pytest.raises(ResultsError, match=r"seed0\.json: record cannot be written as JSON"):
+        write_record(path, rec)
+    assert _files(tmp_path) == []
+
+
+def test_failed_write_keeps_the_previous_record_intact(tmp_path: Path) -> None:
+    path = tmp_path / "seed0.json"
+    good = example_record(autoattack_acc=41.0)
+    write_record(path, good)
+    before = path.read_bytes()
+    with pytest.raises(ResultsError):
+        write_record(path, example_record(clean_acc=math.inf))
+    assert path.read_bytes() == before
+    assert _files(tmp_path) == ["seed0.json"]
+
+
+def test_crash_during_rename_removes_the_temp_file(tmp_path: Path, monkeypatch) -> None:
+    def boom(src, dst):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "replace", boom)
+    with pytest.raises(OSError, match="disk full"):
+        write_record(tmp_path / "seed0.json", example_record())
+    assert _files(tmp_path) == []
+
+
+def test_write_indices_saves_sorted_int64_without_pickle(tmp_path: Path) -> None:
+    path = tmp_path / "x" / "seed0.indices.npy"
+    write_indices(path, np.array([7, 3, 5], dtype=np.int32))
+    got = np.load(path, allow_pickle=False)
+    assert got.dtype == np.int64 and got.tolist() == [3, 5, 7]
+    assert _files(tmp_path) == ["x/seed0.indices.npy"]
+
+
+@pytest.mark.parametrize("bad", [np.array([[1, 2]]), np.array([0.5, 1.0])])
+def test_write_indices_rejects_non_integer_or_2d(tmp_path: Path, bad: np.ndarray) -> None:
+    with pytest.raises(ResultsError, match="1-D integer array"):
+        write_indices(tmp_path / "i.npy", bad)
+    assert _files(tmp_path) == []
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def _mutate(rec: dict, dotted: str, value: object) -> dict:
+    node = rec
+    *parents, last = dotted.split(".")
+    for key in parents:
+        node = node[key]
+    if value is KeyError:
+        del node[last]
+    else:
+        node[last] = value
+    return rec
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("metrics.clean_acc", "91.2", "metrics.clean_acc: '91.2' (a string) is not allowed; expected a number"),
+        ("metrics.autoattack_acc", None, "metrics.autoattack_acc: null (or missing) is not allowed"),
+        ("metrics.autoattack_acc", 130.0, "metrics.autoattack_acc: 130.0 is not allowed; expected a number in [0, 100]"),
+        ("metrics.n_eval", True, "metrics.n_eval: true is not allowed; expected a positive integer"),
+        ("status", "done", "status: 'done' is not allowed; allowed: ok, failed"),
+        ("schema_version", 99, "schema_version: 99 is not known; known: 1"),
+        ("metrics", KeyError, "missing key(s) metrics (a partial record?)"),
+        ("cell.fraction", 1.5, "cell.fraction: 1.5 is not allowed; expected a number in (0, 1]"),
+        ("cell.seed", "0", "cell.seed: '0' (a string) is not allowed; expected an integer"),
+        ("config.evaluation.eps", "8/255", "config.evaluation.eps: '8/255' (a string) is not allowed"),
+        ("config.evaluation.autoattack.attacks", "apgd-ce", "config.evaluation.autoattack.attacks"),
+        ("timings.train_s", "20s", "timings.train_s: '20s' (a string) is not allowed"),
+    ],
+)
+def test_read_record_names_file_and_field(tmp_path: Path, field: str, value: object, message: str) -> None:
+    path = tmp_path / "seed0.json"
+    path.write_text(json.dumps(_mutate(example_record(), field, value)))
+    with pytest.raises(ResultsError) as info:
+        read_record(path)
+    assert str(info.value).startswith(f"{path}: ")
+    assert message in str(info.value)
+
+
+def test_failed_record_needs_an_error_line(tmp_path: Path) -> None:
+    rec = example_record(error="RuntimeError: boom")
+    path = tmp_path / "seed0.json"
+    write_record(path, rec)
+    assert read_record(path)["status"] == "failed"
+    path.write_text(json.dumps(_mutate(rec, "error", None)))
+    with pytest.raises(ResultsError, match="error: null .* one-line error message"):
+        read_record(path)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('{"schema_version": 1, "cell_', "not valid JSON"),
+        ("[1, 2]", "top level is list; expected a JSON object"),
+        ("", "not valid JSON"),
+    ],
+)
+def test_read_record_rejects_partial_or_wrong_json(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "seed0.json"
+    path.write_text(text)
+    with pytest.raises(ResultsError, match=f"^{path}: {message}"):
+        read_record(path)
+
+
+def test_read_record_of_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(ResultsError, match="no such file"):
+        read_record(tmp_path / "nope.json")
+
+
+def test_is_done_only_for_valid_ok_records(tmp_path: Path) -> None:
+    ok, failed, bad = tmp_path / "ok.json", tmp_path / "failed.json", tmp_path / "bad.json"
+    write_record(ok, example_record())
+    write_record(failed, example_record(error="ValueError: x"))
+    bad.write_text('{"status": "ok"')
+    assert is_done(ok)
+    assert not is_done(failed)  # failed cells are retried
+    assert not is_done(bad)  # so are malformed ones
+    assert not is_done(tmp_path / "missing.json")
+
+
+# --------------------------------------------------------------------------- scan / load
+
+
+def _populate(root: Path) -> list[dict]:
+    recs = [
+        example_record(grid="g", method="random", fraction=0.1, seed=0, autoattack_acc=30.0),
+        example_record(grid="g", method="easycore", fraction=0.1, seed=0, autoattack_acc=33.5),
+        example_record(grid="g", method="easycore", fraction=0.1, seed=1, error="RuntimeError: oom"),
+        example_record(grid="g", method="full", fraction=1.0, seed=0, autoattack_acc=45.0),
+    ]
+    for rec in recs:
+        write_record(root / record_relpath(rec), rec)
+    return recs
+
+
+def test_scan_returns_sorted_records_with_path_and_problems(tmp_path: Path) -> None:
+    _populate(tmp_path)
+    bad = tmp_path / "g" / "digits" / "resnet18" / "standard" / "random" / "f0.1" / "seed9.json"
+    bad.write_text("{")
+    (bad.parent / ".seed8.json.123.abcd.tmp").write_text("{")  # a crashed write: ignored
+    records, problems = scan(tmp_path)
+    paths = [r["_path"] for r in records]
+    assert paths == sorted(paths) and len(paths) == 4
+    assert [(p, reason.split(" (")[0]) for p, reason in problems] == [(bad, "not valid JSON")]
+
+
+def test_scan_of_missing_folder_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(ResultsError, match="no such results directory"):
+        scan(tmp_path / "missing")
+
+
+def test_load_columns_types_and_values(tmp_path: Path) -> None:
+    _populate(tmp_path)
+    df = load(tmp_path)
+    assert list(df.columns) == list(COLUMNS)
+    assert len(df) == 4
+    for col in ("dataset", "arch", "scoring_arch", "regime", "method", "method_label", "fraction",
+                "seed", "status", "clean_acc", "pgd_acc", "autoattack_acc", "n_eval", "norm", "eps",
+                "autoattack_version", "autoattack_attacks", "n_examples", "grid", "cell_id",
+                "total_s", "path"):  # fmt: skip
+        assert col in df.columns
+    assert df["autoattack_acc"].dtype == float and df["fraction"].dtype == float
+    assert df["seed"].dtype == np.int64
+    row = df[(df.method == "easycore") & (df.status == "ok")].iloc[0]
+    assert row.autoattack_acc == 33.5 and row.n_eval == 450 and row.grid == "g"
+    assert row.autoattack_attacks == "apgd-ce,apgd-t" and row.autoattack_version == "custom"
+    assert row.eps == pytest.approx(32 / 255) and row.norm == "Linf" and row.n_examples == 450
+    failed = df[df.status == "failed"].iloc[0]
+    assert math.isnan(failed.autoattack_acc) and pd.isna(failed.n_eval)
+    assert failed.error == "RuntimeError: oom"
+    assert set(df.path.map(lambda p: Path(p).name)) == {"seed0.json", "seed1.json"}
+
+
+def test_load_skips_malformed_by_default_and_strict_names_the_file(tmp_path: Path) -> None:
+    _populate(tmp_path)
+    bad = tmp_path / "g" / "x.json"
+    bad.write_text(json.dumps(_mutate(example_record(), "metrics.clean_acc", "90")))
+    assert len(load(tmp_path)) == 4
+    with pytest.raises(ResultsError, match=rf"^{bad}: metrics\.clean_acc: '90' \(a string\)"):
+        load(tmp_path, strict=True)
+
+
+def test_load_of_empty_folder_has_the_columns(tmp_path: Path) -> None:
+    df = load(tmp_path)
+    assert df.empty and list(df.columns) == list(COLUMNS)
+
+
+def test_protocol_resolves_empty_attack_list_and_tells_protocols_apart() -> None:
+    spelled = example_record(autoattack_version="standard",
+                             autoattack_attacks=list(AUTOATTACK_VERSION_ATTACKS["standard"]))  # fmt: skip
+    empty = example_record(autoattack_version="standard")
+    empty["config"]["evaluation"]["autoattack"]["attacks"] = None
+    assert protocol_key(protocol_of(spelled)) == protocol_key(protocol_of(empty))
+    other_eps = example_record(eps=8 / 255)
+    other_n = example_record(n_examples=1000)
+    keys = {protocol_key(protocol_of(r)) for r in (example_record(), other_eps, other_n, spelled)}
+    assert len(keys) == 4
+
+
+def test_example_record_is_valid_and_current_schema(tmp_path: Path) -> None:
+    rec = example_record(method="full", fraction=1.0)
+    assert rec["schema_version"] == SCHEMA_VERSION
+    write_record(tmp_path / "r.json", rec)
+    assert read_record(tmp_path / "r.json")["cell"]["method"] == "full"
