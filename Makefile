@@ -21,7 +21,7 @@ $(STAMP): $(BIN)/python pyproject.toml
 
 ## Install, run the quickstart grid on the shipped digits data, write its leaderboards.
 quickstart: $(STAMP)
-	$(BIN)/corebench run configs/quickstart.yaml --results runs/results
+	$(BIN)/corebench run configs/quickstart.yaml --results runs/results --workers 2
 	$(BIN)/corebench leaderboard runs/results --out runs/leaderboards
 
 ## Install and run the test suite (slow and GPU checks are skipped; see README).

@@ -27,6 +27,12 @@ def _shard(text: str) -> tuple[int, int]:
     return k, n
 
 
+def _positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not allowed; allowed: a positive integer")
+    return int(text)
+
+
 def _params(pairs: list[str]) -> dict[str, Any]:
     """--param key=value pairs; values parsed as YAML scalars (true, 0.5, [1, 2])."""
     import yaml
@@ -53,7 +59,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"submitted {len(jobs)} jobs: {', '.join(j for j in jobs)}")
         return 0
     summary = run_grid(spec, args.results, cache_dir=args.cache, shard=shard, force=args.force,
-                       scoring_only=args.scoring_only, progress=not args.no_progress)
+                       scoring_only=args.scoring_only, workers=args.workers, progress=not args.no_progress)
     print(f"grid {spec.name}: {summary.total} cells, {summary.skipped} already done, "
           f"{summary.finished} finished, {summary.failed} failed; records in {args.results}")
     for path, error in summary.failures[:20]:
@@ -184,6 +190,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--force", action="store_true", help="re-run finished cells")
     r.add_argument("--scoring-only", action="store_true", help="only make the scoring signals (a cluster's first stage)")
     r.add_argument("--no-progress", action="store_true", help="no progress bars")
+    r.add_argument("--workers", type=_positive_int, default=1,
+                   help="train and attack cells in N local processes (scoring runs first)")
     r.add_argument("--executor", choices=("local", "slurm"), default="local")
     r.add_argument("--jobs", type=int, default=1, help="slurm: number of array tasks (shards)")
     r.add_argument("--slurm", action="append", default=[], metavar="KEY=VALUE", help="slurm: submitit parameter")

@@ -76,9 +76,14 @@ def run_grid(
     shard: tuple[int, int] = (0, 1),
     force: bool = False,
     scoring_only: bool = False,
+    workers: int = 1,
     progress: bool = True,
 ) -> RunSummary:
-    """Run every unfinished cell of `spec` (those of shard k of n), writing one record each."""
+    """Run every unfinished cell of `spec` (those of shard k of n), writing one record each.
+
+    With `workers` > 1 the scoring runs are made here first, then the cells are trained and
+    attacked in that many processes (each with an equal share of the CPU threads).
+    """
     results_dir = Path(results_dir)
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     device = resolve_device(spec.device)
@@ -101,23 +106,75 @@ def run_grid(
     for cell in todo:  # every group's signal needs are known up front, so one run records them all
         if cell.method.name != FULL_DATA:
             scorer.request(cell, methods[cell.method])
-    if scoring_only:
+    if scoring_only or workers > 1:
         for cell in todo:
             if cell.method.name != FULL_DATA:
-                scorer.contexts(cell, datasets[cell.dataset], methods[cell.method])
-        return summary
+                try:
+                    scorer.contexts(cell, datasets[cell.dataset], methods[cell.method])
+                except Exception:
+                    if scoring_only:
+                        raise
+                    # the cell's own run reports the error in its record
+        if scoring_only:
+            return summary
 
     from tqdm import tqdm
 
-    for cell in tqdm(todo, desc=f"grid {spec.name}", disable=not progress):
-        path = results_dir / cell.relpath(spec.name)
-        record = run_cell(spec, cell, datasets[cell.dataset], methods.get(cell.method), scorer, device, path, progress)
-        if record["status"] == "ok":
+    if workers > 1:
+        outcomes = _run_parallel(spec, todo, results_dir, cache, workers)
+    else:
+        outcomes = (
+            _outcome(run_cell(spec, cell, datasets[cell.dataset], methods.get(cell.method), scorer, device,
+                              results_dir / cell.relpath(spec.name), progress))
+            for cell in todo
+        )
+    for status, path, error in tqdm(outcomes, total=len(todo), desc=f"grid {spec.name}", disable=not progress):
+        if status == "ok":
             summary.finished += 1
         else:
             summary.failed += 1
-            summary.failures.append((str(path), record["error"]))
+            summary.failures.append((path, error))
     return summary
+
+
+def _outcome(record: dict[str, Any]) -> tuple[str, str, str | None]:
+    return record["status"], record.get("_path", ""), record["error"]
+
+
+# --------------------------------------------------------------------------- worker processes
+
+_WORKER: dict[str, Any] = {}
+
+
+def _run_parallel(spec: GridSpec, todo: list[Cell], results_dir: Path, cache: Path, workers: int):
+    """Cells in `workers` spawned processes; yields (status, path, error) as they finish."""
+    import multiprocessing
+
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    ctx = multiprocessing.get_context("spawn")  # fork after OpenMP/CUDA start is unsafe
+    with ctx.Pool(workers, initializer=_worker_init, initargs=(spec, results_dir, cache, threads)) as pool:
+        yield from pool.imap_unordered(_worker_cell, todo)
+
+
+def _worker_init(spec: GridSpec, results_dir: Path, cache: Path, threads: int) -> None:
+    torch.set_num_threads(threads)
+    device = resolve_device(spec.device)
+    _WORKER.update(spec=spec, results_dir=results_dir, device=device, datasets={}, methods={},
+                   scorer=ScoringCache(spec.scoring, cache / "scoring", device, progress=False))
+
+
+def _worker_cell(cell: Cell) -> tuple[str, str, str | None]:
+    w = _WORKER
+    if cell.dataset not in w["datasets"]:
+        w["datasets"][cell.dataset] = load_dataset(cell.dataset)
+    method = None
+    if cell.method.name != FULL_DATA:
+        if cell.method not in w["methods"]:
+            w["methods"][cell.method] = create_method(cell.method.name, **cell.method.params)
+        method = w["methods"][cell.method]
+    path = w["results_dir"] / cell.relpath(w["spec"].name)
+    record = run_cell(w["spec"], cell, w["datasets"][cell.dataset], method, w["scorer"], w["device"], path, False)
+    return _outcome(record)
 
 
 class ScoringCache:
@@ -142,8 +199,10 @@ class ScoringCache:
         """The method's SelectionContext and the seconds its scoring runs took."""
         self.request(cell, method)
         runs, seconds = [], 0.0
+        wanted = set(method.required_signals())
         for key in self._keys(cell, method):
-            if key not in self.made:
+            made = self.made.get(key)
+            if made is None or (not isinstance(made, Exception) and not wanted <= set(made[0])):
                 try:
                     res = get_signals(
                         data, key[0], key[1], self.cfg, key[2], self.needs[key],
@@ -262,7 +321,7 @@ def run_cell(
             log.error("cell %s failed: %s", path, exc)
     record["timings"]["total_s"] = round(time.perf_counter() - start, 3)
     write_record(path, record)
-    return record
+    return {**record, "_path": str(path)}
 
 
 def select_coreset(

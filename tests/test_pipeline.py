@@ -160,3 +160,32 @@ def test_records_carry_the_options_used_at_each_fraction():
     assert ccs.options_for(0.1)["hard_cutoff"] == 0.3  # 90 % pruning: the reference's β
     assert ccs.options_for(0.5)["hard_cutoff"] == 0.0
     assert create_method("easycore").options_for(0.3) == create_method("easycore").options()
+
+
+def test_scoring_cache_serves_methods_requested_one_at_a_time(tmp_path):
+    """A worker process learns its cells' needs one by one: each new need is served."""
+    import torch
+
+    from bench.config import ArchSpec, Cell, DatasetSpec, MethodSpec, ScoringConfig
+    from bench.data import load_dataset
+    from bench.runner import ScoringCache
+    from methods import create_method
+
+    data = load_dataset(DatasetSpec("digits"))
+    arch = ArchSpec("resnet18", {"channels": [4, 8, 16, 32]})
+    scorer = ScoringCache(ScoringConfig(epochs=1), tmp_path, torch.device("cpu"), progress=False)
+    for name in ("easycore", "moderate", "forgetting"):
+        cell = Cell(DatasetSpec("digits"), arch, arch, "standard", MethodSpec(name), 0.3, 0)
+        method = create_method(name)
+        ctx, _ = scorer.contexts(cell, data, method)
+        assert set(method.required_signals()) <= set(ctx.signals)
+
+
+def test_parallel_workers_write_the_same_cells(tmp_path):
+    grid = write_grid(tmp_path, methods=["easycore", "moderate"], regimes=["standard"])
+    code = main(["run", str(grid), "--results", str(tmp_path / "res"), "--cache", str(tmp_path / "c"),
+                 "--no-progress", "--workers", "2"])
+    assert code == 0
+    records = [json.loads(p.read_text()) for p in (tmp_path / "res").rglob("seed0.json")]
+    assert len(records) == 3 and all(r["status"] == "ok" for r in records)
+    assert {r["cell"]["method"] for r in records} == {"full", "easycore", "moderate"}
