@@ -152,8 +152,15 @@ def _run_parallel(spec: GridSpec, todo: list[Cell], results_dir: Path, cache: Pa
 
     threads = max(1, (os.cpu_count() or 1) // workers)
     ctx = multiprocessing.get_context("spawn")  # fork after OpenMP/CUDA start is unsafe
-    with ctx.Pool(workers, initializer=_worker_init, initargs=(spec, results_dir, cache, threads)) as pool:
+    pool = ctx.Pool(workers, initializer=_worker_init, initargs=(spec, results_dir, cache, threads))
+    try:
         yield from pool.imap_unordered(_worker_cell, todo)
+        pool.close()  # let workers exit cleanly (terminating them leaks their semaphores)
+    except BaseException:
+        pool.terminate()
+        raise
+    finally:
+        pool.join()
 
 
 def _worker_init(spec: GridSpec, results_dir: Path, cache: Path, threads: int) -> None:
