@@ -189,3 +189,87 @@ def test_parallel_workers_write_the_same_cells(tmp_path):
     records = [json.loads(p.read_text()) for p in (tmp_path / "res").rglob("seed0.json")]
     assert len(records) == 3 and all(r["status"] == "ok" for r in records)
     assert {r["cell"]["method"] for r in records} == {"full", "easycore", "moderate"}
+
+
+def test_the_scoring_architecture_is_its_own_axis(tmp_path):
+    scorer = {"name": "resnet18", "id": "scorer_w2", "kwargs": {"channels": [2, 4, 8, 16]}}
+    grid = write_grid(tmp_path, methods=["easycore"], regimes=["standard"], scoring_architectures=["same", scorer])
+    code = main(["run", str(grid), "--results", str(tmp_path / "res"), "--cache", str(tmp_path / "c"), "--no-progress"])
+    assert code == 0
+    records = {r["cell"]["method_label"]: r for r in (json.loads(p.read_text()) for p in (tmp_path / "res").rglob("seed0.json"))}
+    assert set(records) == {"full", "easycore", "easycore@scorer_w2"}
+    assert records["easycore@scorer_w2"]["cell"]["scoring_arch"] == "scorer_w2"
+    assert records["easycore@scorer_w2"]["config"]["scoring_arch"]["kwargs"] == {"channels": [2, 4, 8, 16]}
+    assert records["easycore"]["cell"]["scoring_arch"] == "r18w4"
+    board = tmp_path / "res/tiny/digits/r18w4/standard"
+    kept = {label: np.load(board / label / "f0.3/seed0.indices.npy") for label in records if label != "full"}
+    assert not np.array_equal(kept["easycore"], kept["easycore@scorer_w2"])  # another model, another ranking
+    assert len(list((tmp_path / "c" / "scoring").glob("*.npz"))) == 2
+
+
+def test_averaging_over_scoring_runs_reuses_cached_runs(tmp_path):
+    import torch
+
+    from bench.config import ArchSpec, Cell, DatasetSpec, MethodSpec, ScoringConfig
+    from bench.data import load_dataset
+    from bench.runner import ScoringCache
+    from methods import create_method
+
+    data = load_dataset(DatasetSpec("digits"))
+    arch = ArchSpec("resnet18", {"channels": [4, 8, 16, 32]})
+    cell = Cell(DatasetSpec("digits"), arch, arch, "standard", MethodSpec("el2n", {"n_runs": 2}), 0.3, 0)
+    first = ScoringCache(ScoringConfig(epochs=1), tmp_path, torch.device("cpu"), progress=False)
+    ctx, _ = first.contexts(cell, data, create_method("el2n", n_runs=2))
+    assert len(ctx.runs) == 2 and not np.array_equal(ctx.runs[0]["el2n_eval"], ctx.runs[1]["el2n_eval"])
+    assert len(list(tmp_path.glob("*.npz"))) == 2
+    before = {p: p.stat().st_mtime_ns for p in tmp_path.glob("*.npz")}
+    again = ScoringCache(ScoringConfig(epochs=1), tmp_path, torch.device("cpu"), progress=False)
+    ctx2, _ = again.contexts(cell, data, create_method("el2n", n_runs=2))
+    np.testing.assert_array_equal(ctx.runs[1]["el2n_eval"], ctx2.runs[1]["el2n_eval"])
+    assert before == {p: p.stat().st_mtime_ns for p in tmp_path.glob("*.npz")}  # nothing re-made
+
+
+def test_check_method_command(capsys):
+    assert main(["check-method", "easycore"]) == 0
+    out = capsys.readouterr().out
+    assert "PASS" in out and "FAIL" not in out and "easycore:" in out
+    assert main(["check-method", "nosuchmethod"]) == 2
+    assert "method: 'nosuchmethod' is not allowed" in capsys.readouterr().err
+
+
+def test_slurm_executor_submits_scoring_then_dependent_shards(tmp_path, monkeypatch):
+    """submitit is an optional extra: a stand-in records what would be submitted."""
+    import sys
+    import types
+
+    submitted, params = [], []
+
+    class Job:
+        def __init__(self, i):
+            self.job_id = str(100 + i)
+
+    class AutoExecutor:
+        def __init__(self, folder):
+            self.folder = folder
+
+        def update_parameters(self, **kw):
+            params.append(kw)
+
+        def submit(self, fn, *args):
+            submitted.append(args)
+            return Job(len(submitted))
+
+        def batch(self):
+            import contextlib
+
+            return contextlib.nullcontext()
+
+    monkeypatch.setitem(sys.modules, "submitit", types.SimpleNamespace(AutoExecutor=AutoExecutor))
+    from bench.executors import submit_slurm
+
+    jobs = submit_slurm("g.yaml", str(tmp_path / "res"), n_jobs=3, slurm={"timeout_min": 60}, log_dir=tmp_path)
+    assert jobs == ["101", "102", "103", "104"]
+    assert submitted[0][3:] == ("0/1", True)  # the scoring stage first
+    assert [a[3] for a in submitted[1:]] == ["0/3", "1/3", "2/3"] and not any(a[4] for a in submitted[1:])
+    assert params[0] == {"timeout_min": 60}
+    assert params[1] == {"slurm_additional_parameters": {"dependency": "afterok:101"}}
