@@ -35,12 +35,12 @@ def fake_signals(seed: int = 0) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         "correct": rng.uniform(size=(EPOCHS, N)) < np.clip(progress + 0.3 - d, 0.02, 0.98),
         "loss": grad * 1.1,
         "el2n": el2n,
-        "el2n_eval": el2n * 0.95,
+        "el2n_eval": el2n[:2] * 0.95,  # snapshots at epochs 0 and 1
         "margin_logits": 4 * margin,
         "margin_probs": np.clip(margin, -1, 1),
-        "grand_all": np.exp(d + rng.normal(0, 0.2, size=(1, N))).astype(np.float32),
-        "grand_last": np.exp(d + rng.normal(0, 0.2, size=(1, N))).astype(np.float32),
-        "snapshot_epochs": np.array([0], dtype=np.int64),
+        "grand_all": np.exp(d + rng.normal(0, 0.2, size=(2, N))).astype(np.float32),
+        "grand_last": np.exp(d + rng.normal(0, 0.2, size=(2, N))).astype(np.float32),
+        "snapshot_epochs": np.array([0, 1], dtype=np.int64),
         "features": (rng.normal(0, 3, size=(CLASSES, DIM))[labels] + rng.normal(size=(N, DIM))).astype(np.float32),
     }
     return labels, signals
