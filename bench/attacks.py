@@ -39,14 +39,21 @@ class ResolvedAttack:
     trades_beta: float
 
 
+def radius_and_step(eps: float | None, step: float | None, info: DatasetInfo, *, section: str,
+                    step_field: str) -> tuple[float, float]:
+    """ε (the dataset's default, 8/255 on CIFAR, when None) and the step (ε/4 when None)."""
+    eps = info.eps if eps is None else float(eps)
+    if eps < 0:
+        raise invalid(f"{section}.eps", eps, "a non-negative number")
+    step = eps / 4 if step is None else float(step)
+    if step < 0:
+        raise invalid(f"{section}.{step_field}", step, "a non-negative number")
+    return eps, step
+
+
 def resolve_attack(cfg: AttackConfig, info: DatasetInfo) -> ResolvedAttack:
     """Fill ε from the dataset (8/255 on CIFAR) and the step size as ε/4 (2/255 at 8/255)."""
-    eps = info.eps if cfg.eps is None else float(cfg.eps)
-    if eps < 0:
-        raise invalid("attack.eps", eps, "a non-negative number")
-    step_size = eps / 4 if cfg.step_size is None else float(cfg.step_size)
-    if step_size < 0:
-        raise invalid("attack.step_size", step_size, "a non-negative number")
+    eps, step_size = radius_and_step(cfg.eps, cfg.step_size, info, section="attack", step_field="step_size")
     if cfg.steps < 0:
         raise invalid("attack.steps", cfg.steps, "a non-negative integer")
     if cfg.trades_beta < 0:

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from bench.attacks import pgd_attack
+from bench.attacks import pgd_attack, radius_and_step
 from bench.autoattack_adapter import attacks_for, run_autoattack
 from bench.config import EvaluationConfig
 from bench.data import Dataset, DatasetInfo
@@ -47,12 +47,7 @@ def resolve_evaluation(cfg: EvaluationConfig, info: DatasetInfo) -> EvaluationCo
     The result is what a record stores, so boards can compare protocols field by field;
     passing it back to `evaluate` gives the same evaluation.
     """
-    eps = info.eps if cfg.eps is None else float(cfg.eps)
-    if eps < 0:
-        raise invalid("evaluation.eps", eps, "a non-negative number")
-    step = eps / 4 if cfg.pgd_step_size is None else float(cfg.pgd_step_size)
-    if step < 0:
-        raise invalid("evaluation.pgd_step_size", step, "a non-negative number")
+    eps, step = radius_and_step(cfg.eps, cfg.pgd_step_size, info, section="evaluation", step_field="pgd_step_size")
     if cfg.pgd_steps < 0:
         raise invalid("evaluation.pgd_steps", cfg.pgd_steps, "a non-negative integer")
     aa = cfg.autoattack

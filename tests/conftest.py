@@ -32,3 +32,24 @@ def tiny_grid() -> dict:
         "regimes": ["standard"],
         "seeds": [0],
     }
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny models gain nothing from intra-op threads, and on a shared 2-core box contended
+    threads slow them down 10-40×; restore the setting for the other test files."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    """The digits dataset, loaded once per test module (modules may slice their copy)."""
+    from bench.config import DatasetSpec
+    from bench.data import load_dataset
+
+    return load_dataset(DatasetSpec("digits"))

@@ -10,27 +10,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from bench.attacks import ResolvedAttack, pgd_attack, resolve_attack, trades_adversary, trades_loss
-from bench.config import AttackConfig, DatasetSpec
-from bench.data import load_dataset
+from bench.config import AttackConfig
 from bench.errors import ConfigError
 from bench.models import NormalizedModel
 
 TOL = 1e-6
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models gain nothing from intra-op threads, and on a shared 2-core box contended
-    threads slow them down 10-40×; restore the setting for the other test files."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def digits():
-    return load_dataset(DatasetSpec("digits"))
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny_model(info, seed: int = 0) -> NormalizedModel:

@@ -18,11 +18,9 @@ from bench.autoattack_adapter import ALLOWED_ATTACKS, attacks_for, run_autoattac
 from bench.config import (
     AttackConfig,
     AutoAttackConfig,
-    DatasetSpec,
     EvaluationConfig,
     TrainingConfig,
 )
-from bench.data import load_dataset
 from bench.errors import BenchError, ConfigError
 from bench.evaluate import EvalResult, evaluate, resolve_evaluation
 from bench.models import NormalizedModel
@@ -33,19 +31,7 @@ CPU = torch.device("cpu")
 APGD_CE = AutoAttackConfig(version="custom", attacks=("apgd-ce",))
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models gain nothing from intra-op threads, and on a shared 2-core box contended
-    threads slow them down 10-40×; restore the setting for the other test files."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def digits():
-    return load_dataset(DatasetSpec("digits"))
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny_model(num_classes: int, info, seed: int = 0) -> NormalizedModel:

@@ -8,8 +8,7 @@ import torch
 from torch import nn
 
 from bench.attacks import resolve_attack
-from bench.config import ArchSpec, AttackConfig, DatasetSpec, TrainingConfig
-from bench.data import load_dataset
+from bench.config import ArchSpec, AttackConfig, TrainingConfig
 from bench.errors import ConfigError
 from bench.models import NormalizedModel, create_model
 from bench.train import REGIMES, train_model
@@ -17,19 +16,7 @@ from bench.train import REGIMES, train_model
 CPU = torch.device("cpu")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models gain nothing from intra-op threads, and on a shared 2-core box contended
-    threads slow them down 10-40×; restore the setting for the other test files."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def digits():
-    return load_dataset(DatasetSpec("digits"))
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
