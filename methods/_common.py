@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
+
+from bench.errors import MethodError
 
 
 def class_budgets(labels: np.ndarray, budget: int) -> dict[int, int]:
@@ -63,3 +67,23 @@ def forgetting_counts(correct: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def mean_over_runs(arrays: list[np.ndarray]) -> np.ndarray:
     """Element-wise mean of one signal's per-run arrays (float64), for `n_runs` averaging."""
     return np.mean(np.stack([np.asarray(a, dtype=np.float64) for a in arrays]), axis=0)
+
+
+def snapshot_epochs(method: str, run: Mapping[str, np.ndarray], n_rows: int) -> list[int]:
+    """The epochs at which a run's [K, N] snapshot signals were taken (one per row)."""
+    if "snapshot_epochs" not in run:
+        raise MethodError(f"method {method!r}: the scoring run did not record 'snapshot_epochs'")
+    epochs = [int(e) for e in np.asarray(run["snapshot_epochs"]).ravel()]
+    if len(epochs) != n_rows:
+        raise MethodError(f"method {method!r}: snapshot_epochs lists {len(epochs)} epochs for {n_rows} snapshot rows")
+    return epochs
+
+
+def snapshot_row(method: str, epochs: list[int], epoch: int) -> int:
+    """The row taken at `epoch`, or a MethodError listing the recorded epochs."""
+    if epoch not in epochs:
+        raise MethodError(
+            f"method {method!r}: epoch {epoch} is not in scoring.snapshot_epochs; "
+            f"recorded: {', '.join(map(str, epochs))}"
+        )
+    return epochs.index(epoch)

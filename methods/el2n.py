@@ -32,7 +32,7 @@ from typing import Literal
 import numpy as np
 
 from bench.errors import MethodError, invalid
-from methods._common import mean_over_runs
+from methods._common import mean_over_runs, snapshot_epochs, snapshot_row
 from methods.base import Direction, ScoreBasedMethod, SelectionContext
 from methods.registry import register_method
 
@@ -70,7 +70,7 @@ class EL2N(ScoreBasedMethod):
     def hardness(self, ctx: SelectionContext) -> np.ndarray:
         runs = ctx.signal_runs(self.required_signals()[0], self.params.n_runs)
         if self.params.score_pass == "eval":
-            return mean_over_runs([r[self._snapshot_row(ctx.runs[i])] for i, r in enumerate(runs)])
+            return mean_over_runs([r[self._snapshot_row(ctx.runs[i], r.shape[0])] for i, r in enumerate(runs)])
         n_epochs = runs[0].shape[0]
         epoch = self.params.epoch if self.params.epoch is not None else default_epoch(n_epochs)
         if epoch > n_epochs:
@@ -79,20 +79,13 @@ class EL2N(ScoreBasedMethod):
             )
         return mean_over_runs([r[epoch - 1] for r in runs])
 
-    def _snapshot_row(self, run) -> int:
+    def _snapshot_row(self, run, n_rows: int) -> int:
         """The `el2n_eval` row at `epoch` (default: the first snapshot after initialisation)."""
-        if "snapshot_epochs" not in run:
-            raise MethodError(f"method {self.name!r}: the scoring run did not record 'snapshot_epochs'")
-        epochs = [int(e) for e in np.asarray(run["snapshot_epochs"]).ravel()]
+        epochs = snapshot_epochs(self.name, run, n_rows)
         epoch = self.params.epoch
         if epoch is None:
             later = [e for e in epochs if e > 0]
             if not later:
                 raise MethodError(f"method {self.name!r}: scoring.snapshot_epochs has no epoch after 0; recorded: {epochs}")
             epoch = later[0]
-        if epoch not in epochs:
-            raise MethodError(
-                f"method {self.name!r}: epoch {epoch} is not in scoring.snapshot_epochs; "
-                f"recorded: {', '.join(map(str, epochs))}"
-            )
-        return epochs.index(epoch)
+        return snapshot_row(self.name, epochs, epoch)

@@ -30,8 +30,8 @@ from typing import Literal
 
 import numpy as np
 
-from bench.errors import MethodError, invalid
-from methods._common import mean_over_runs
+from bench.errors import invalid
+from methods._common import mean_over_runs, snapshot_epochs, snapshot_row
 from methods.base import Direction, ScoreBasedMethod, SelectionContext
 from methods.registry import register_method
 
@@ -70,16 +70,4 @@ class GraNd(ScoreBasedMethod):
 
     def _row(self, run, n_rows: int) -> int:
         """The row of the GraNd signal taken at `params.epoch`."""
-        if "snapshot_epochs" not in run:
-            raise MethodError(f"method {self.name!r}: the scoring run did not record 'snapshot_epochs'")
-        epochs = [int(e) for e in np.asarray(run["snapshot_epochs"]).ravel()]
-        if len(epochs) != n_rows:
-            raise MethodError(
-                f"method {self.name!r}: snapshot_epochs lists {len(epochs)} epochs for {n_rows} GraNd rows"
-            )
-        if self.params.epoch not in epochs:
-            raise MethodError(
-                f"method {self.name!r}: epoch {self.params.epoch} is not in scoring.snapshot_epochs; "
-                f"recorded: {', '.join(map(str, epochs))}"
-            )
-        return epochs.index(self.params.epoch)
+        return snapshot_row(self.name, snapshot_epochs(self.name, run, n_rows), self.params.epoch)

@@ -7,12 +7,11 @@ import copy
 import pytest
 import torch
 import torch.nn.functional as F
-from torch import nn
+from helpers import tiny_model
 
 from bench.attacks import ResolvedAttack, pgd_attack, resolve_attack, trades_adversary, trades_loss
 from bench.config import AttackConfig
 from bench.errors import ConfigError
-from bench.models import NormalizedModel
 
 TOL = 1e-6
 
@@ -20,15 +19,6 @@ TOL = 1e-6
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def tiny_model(info, seed: int = 0) -> NormalizedModel:
-    """A small conv net with BatchNorm (so train/eval mode matters), normalising inside."""
-    torch.manual_seed(seed)
-    net = nn.Sequential(
-        nn.Conv2d(1, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
-        nn.Conv2d(8, 16, 3, stride=2, padding=1), nn.BatchNorm2d(16), nn.ReLU(),
-        nn.Flatten(), nn.Linear(16 * 4 * 4, info.num_classes),
-    )
-    return NormalizedModel(net, info.mean, info.std)
 
 
 @pytest.fixture(scope="module")

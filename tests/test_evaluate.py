@@ -11,7 +11,7 @@ import time
 import numpy as np
 import pytest
 import torch
-from torch import nn
+from helpers import tiny_model
 
 from bench.attacks import resolve_attack
 from bench.autoattack_adapter import ALLOWED_ATTACKS, attacks_for, run_autoattack
@@ -23,7 +23,6 @@ from bench.config import (
 )
 from bench.errors import BenchError, ConfigError
 from bench.evaluate import EvalResult, evaluate, resolve_evaluation
-from bench.models import NormalizedModel
 from bench.robustbench_adapter import load_reference_model
 from bench.train import train_model
 
@@ -34,20 +33,12 @@ APGD_CE = AutoAttackConfig(version="custom", attacks=("apgd-ce",))
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def tiny_model(num_classes: int, info, seed: int = 0) -> NormalizedModel:
-    torch.manual_seed(seed)
-    net = nn.Sequential(
-        nn.Conv2d(1, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
-        nn.Conv2d(8, 16, 3, stride=2, padding=1), nn.BatchNorm2d(16), nn.ReLU(),
-        nn.Flatten(), nn.Linear(16 * 4 * 4, num_classes),
-    )
-    return NormalizedModel(net, info.mean, info.std)
 
 
 @pytest.fixture(scope="module")
 def model(digits):
     """A standard-trained tiny net (about 90% clean accuracy on digits)."""
-    m = tiny_model(10, digits.info)
+    m = tiny_model(digits.info)
     train_model(m, digits, np.arange(len(digits.x_train)), regime="standard",
                 training=TrainingConfig(epochs=3), attack=resolve_attack(AttackConfig(), digits.info),
                 seed=0, device=CPU, progress=False)
@@ -164,7 +155,7 @@ def test_standard_autoattack_on_a_few_examples(model, digits):
 
 
 def test_dlr_attacks_need_enough_classes(digits):
-    two_class = tiny_model(2, digits.info)
+    two_class = tiny_model(digits.info, num_classes=2)
     y = (digits.y_test[:8] % 2).long()
     with pytest.raises(ConfigError, match="'apgd-t' is not allowed with 2 classes"):
         run_autoattack(two_class, digits.x_test[:8], y, eps=0.1, version="standard")

@@ -5,12 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from helpers import tiny_model
 from torch import nn
 
 from bench.attacks import resolve_attack
 from bench.config import ArchSpec, AttackConfig, TrainingConfig
 from bench.errors import ConfigError
-from bench.models import NormalizedModel, create_model
+from bench.models import create_model
 from bench.train import REGIMES, train_model
 
 CPU = torch.device("cpu")
@@ -24,14 +25,6 @@ def attack(digits):
     return resolve_attack(AttackConfig(steps=3), digits.info)
 
 
-def tiny_model(info, seed: int = 0) -> NormalizedModel:
-    torch.manual_seed(seed)
-    net = nn.Sequential(
-        nn.Conv2d(1, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
-        nn.Conv2d(8, 16, 3, stride=2, padding=1), nn.BatchNorm2d(16), nn.ReLU(),
-        nn.Flatten(), nn.Linear(16 * 4 * 4, info.num_classes),
-    )
-    return NormalizedModel(net, info.mean, info.std)
 
 
 def weights(model: nn.Module) -> list[torch.Tensor]:

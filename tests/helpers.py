@@ -1,0 +1,20 @@
+"""Small builders shared by test files (import as `from helpers import ...`)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from bench.data import DatasetInfo
+from bench.models import NormalizedModel
+
+
+def tiny_model(info: DatasetInfo, seed: int = 0, num_classes: int | None = None) -> NormalizedModel:
+    """A small conv net with BatchNorm (so train/eval mode matters), normalising inside."""
+    torch.manual_seed(seed)
+    net = nn.Sequential(
+        nn.Conv2d(info.input_shape[0], 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
+        nn.Conv2d(8, 16, 3, stride=2, padding=1), nn.BatchNorm2d(16), nn.ReLU(),
+        nn.Flatten(), nn.Linear(16 * (info.input_shape[1] // 2) * (info.input_shape[2] // 2), num_classes or info.num_classes),
+    )
+    return NormalizedModel(net, info.mean, info.std)
