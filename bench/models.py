@@ -126,12 +126,20 @@ def _apply_small_input_stem(net: nn.Module, name: str) -> None:
     """3×3 stride-1 first conv and no max-pool (ResNet-family stems); a no-op elsewhere."""
     conv = getattr(net, "conv1", None)
     if isinstance(conv, nn.Conv2d) and hasattr(net, "maxpool"):
-        net.conv1 = nn.Conv2d(conv.in_channels, conv.out_channels, 3, 1, 1, bias=conv.bias is not None)
+        net.conv1 = _small_conv(conv)
         net.maxpool = nn.Identity()
         return
     if isinstance(conv, nn.Sequential) and hasattr(net, "maxpool"):  # deep stems (resnet*d, *t)
-        first = conv[0]
-        conv[0] = nn.Conv2d(first.in_channels, first.out_channels, 3, 1, 1, bias=first.bias is not None)
+        conv[0] = _small_conv(conv[0])
         net.maxpool = nn.Identity()
         return
     log.info("architecture %s: no small-input stem known; using timm's default stem", name)
+
+
+def _small_conv(conv: nn.Conv2d) -> nn.Conv2d:
+    """A 3×3 stride-1 replacement, initialised as timm's ResNet initialises its convs."""
+    small = nn.Conv2d(conv.in_channels, conv.out_channels, 3, 1, 1, bias=conv.bias is not None)
+    nn.init.kaiming_normal_(small.weight, mode="fan_out", nonlinearity="relu")
+    if small.bias is not None:
+        nn.init.zeros_(small.bias)
+    return small

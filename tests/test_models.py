@@ -121,3 +121,19 @@ def test_name_that_looks_like_a_transformer_but_takes_no_img_size():
     assert model(torch.rand(2, 3, 32, 32)).shape == (2, 10)
     with pytest.raises(ConfigError, match="img_size"):  # but an explicit img_size is the user's: reported
         create_model(ArchSpec("tiny_vit_5m_224", {"img_size": 32}), CIFAR)
+
+
+def test_small_input_stem_is_initialised_like_timm_resnets():
+    """kaiming_normal(fan_out, relu), as timm's ResNet.init_weights does for every conv."""
+    import math
+
+    from bench.config import ArchSpec
+    from bench.data import DatasetInfo
+    from bench.models import create_model
+
+    info = DatasetInfo("cifar_like", 10, (3, 32, 32), (0.5,) * 3, (0.25,) * 3, 8 / 255)
+    torch.manual_seed(0)
+    conv1 = create_model(ArchSpec("resnet18"), info).net.conv1
+    assert conv1.kernel_size == (3, 3) and conv1.stride == (1, 1)
+    expected = math.sqrt(2.0 / (conv1.out_channels * 9))
+    assert abs(float(conv1.weight.detach().std()) - expected) < 0.1 * expected
