@@ -11,12 +11,19 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 BENCHMARKS = ("bench_scoring", "bench_selection", "bench_leaderboard")
 
 
+def within_target(result: dict) -> bool:
+    """A benchmark meets its target when it says so (`ok`) or its time/target ratio is <= 1."""
+    if "ok" in result:
+        return bool(result["ok"])
+    return result["ratio_to_target"] <= 1.0
+
+
 def main() -> int:
     failed = []
     for name in BENCHMARKS:
         print(f"\n== {name} ==")
         result = importlib.import_module(name).main()
-        if isinstance(result, dict) and result.get("ok") is False:
+        if not within_target(result):
             failed.append(name)
     print(f"\n{len(BENCHMARKS) - len(failed)} of {len(BENCHMARKS)} benchmarks within target" +
           (f"; missed: {', '.join(failed)}" if failed else ""))

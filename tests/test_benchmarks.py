@@ -26,3 +26,10 @@ def test_selection_benchmark_selects_every_method_on_its_fake_signals(monkeypatc
 @pytest.mark.slow
 def test_all_benchmarks_run():
     assert importlib.import_module("run_all").main() in (0, 1)
+
+
+def test_run_all_judges_each_target_by_its_ratio():
+    run_all = importlib.import_module("run_all")
+    assert run_all.within_target({"ratio_to_target": 0.7})
+    assert not run_all.within_target({"ratio_to_target": 1.12})
+    assert not run_all.within_target({"ok": False, "ratio_to_target": 0.5})
