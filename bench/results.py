@@ -90,12 +90,12 @@ def write_record(path: Path, record: dict) -> None:
         text = json.dumps(to_jsonable(record), sort_keys=True, indent=1, allow_nan=False)
     except (TypeError, ValueError) as exc:
         raise ResultsError(f"{path}: record cannot be written as JSON ({exc})") from None
-    _atomic_write(path, lambda f: f.write((text + "\n").encode()))
+    write_atomic(path, lambda f: f.write((text + "\n").encode()))
 
 
 def write_bytes_atomic(path: Path, data: bytes, *, fsync: bool = True, mkdir: bool = True) -> None:
     """Replace `path` with `data` atomically (generated files pass fsync=False: regenerable)."""
-    _atomic_write(Path(path), lambda f: f.write(data), fsync=fsync, mkdir=mkdir)
+    write_atomic(Path(path), lambda f: f.write(data), fsync=fsync, mkdir=mkdir)
 
 
 def write_indices(path: Path, indices: np.ndarray) -> None:
@@ -105,10 +105,10 @@ def write_indices(path: Path, indices: np.ndarray) -> None:
     if arr.ndim != 1 or not (arr.size == 0 or np.issubdtype(arr.dtype, np.integer)):
         raise ResultsError(f"{path}: indices must be a 1-D integer array, got {arr.dtype} {arr.shape}")
     arr = np.sort(arr.astype(np.int64))
-    _atomic_write(path, lambda f: np.save(f, arr, allow_pickle=False))
+    write_atomic(path, lambda f: np.save(f, arr, allow_pickle=False))
 
 
-def _atomic_write(
+def write_atomic(
     path: Path, write: Callable[[Any], object], *, fsync: bool = True, mkdir: bool = True
 ) -> None:
     """Write through `write(file)` to a temp file in the same folder, then rename over `path`.

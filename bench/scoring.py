@@ -45,6 +45,7 @@ from bench.data import Dataset, augment_batch
 from bench.errors import ConfigError
 from bench.models import NormalizedModel, create_model
 from bench.optim import batch_order, make_optimizer, steps_per_epoch
+from bench.results import write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -138,15 +139,10 @@ def _companions(names: set[str]) -> set[str]:
 
 
 def _save(path: Path, arrays: dict[str, np.ndarray], meta: dict) -> None:
-    """Atomic write: a crashed job never leaves half a cache file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.{time.time_ns()}.tmp.npz")
-    np.savez(tmp, **arrays)
-    tmp.replace(path)
-    meta_path = path.with_suffix(".json")
-    tmp_meta = meta_path.with_name(f".{meta_path.name}.{time.time_ns()}.tmp")
-    tmp_meta.write_text(json.dumps(to_jsonable(meta), indent=1, sort_keys=True))
-    tmp_meta.replace(meta_path)
+    """Atomic writes: a crashed job never leaves half a cache file."""
+    write_atomic(path, lambda f: np.savez(f, **arrays))
+    text = json.dumps(to_jsonable(meta), indent=1, sort_keys=True)
+    write_atomic(path.with_suffix(".json"), lambda f: f.write(text.encode()))
 
 
 def run_scoring(
