@@ -24,12 +24,13 @@ import numpy as np
 import torch
 
 from bench import __version__
-from bench.attacks import resolve_attack
+from bench.attacks import ResolvedAttack, resolve_attack
 from bench.config import (
     FULL_DATA,
     ArchSpec,
     Cell,
     DatasetSpec,
+    EvaluationConfig,
     GridSpec,
     MethodSpec,
     ScoringConfig,
@@ -239,7 +240,7 @@ def select_indices(cell: Cell, data: Dataset, method: CoresetMethod | None, scor
     return indices, scoring_s, time.perf_counter() - start
 
 
-def cell_config(spec: GridSpec, cell: Cell, data: Dataset) -> dict[str, Any]:
+def cell_config(spec: GridSpec, cell: Cell, attack: ResolvedAttack, evaluation: EvaluationConfig) -> dict[str, Any]:
     """Every setting that changes the cell's numbers, resolved (ε filled in from the dataset)."""
     return to_jsonable(
         {
@@ -248,8 +249,8 @@ def cell_config(spec: GridSpec, cell: Cell, data: Dataset) -> dict[str, Any]:
             "scoring_arch": cell.scoring_arch,
             "scoring": spec.scoring,
             "training": spec.training,
-            "attack": resolve_attack(spec.attack, data.info),
-            "evaluation": resolve_evaluation(spec.evaluation, data.info),
+            "attack": attack,
+            "evaluation": evaluation,
         }
     )
 
@@ -266,7 +267,9 @@ def run_cell(
 ) -> dict[str, Any]:
     """Select, train, evaluate one cell and write its record (a failed one on any error)."""
     start = time.perf_counter()
-    config = cell_config(spec, cell, data)
+    attack = resolve_attack(spec.attack, data.info)
+    evaluation = resolve_evaluation(spec.evaluation, data.info)
+    config = cell_config(spec, cell, attack, evaluation)
     options = method.options_for(cell.fraction) if method is not None else {}
     record: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
@@ -299,10 +302,10 @@ def run_cell(
             model = create_model(cell.arch, data.info).to(device)
         train_model(
             model, data, indices, regime=cell.regime, training=spec.training,
-            attack=resolve_attack(spec.attack, data.info), seed=cell.seed, device=device, progress=progress,
+            attack=attack, seed=cell.seed, device=device, progress=progress,
         )
         t1 = time.perf_counter()
-        result = evaluate(model, data, resolve_evaluation(spec.evaluation, data.info), device, progress=progress)
+        result = evaluate(model, data, evaluation, device, progress=progress)
         t2 = time.perf_counter()
         record["metrics"] = {
             "clean_acc": result.clean_acc,
