@@ -19,11 +19,10 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from corebench.config import AttackConfig
+from corebench.data import DatasetInfo
+from corebench.errors import invalid
 from torch import nn
-
-from bench.config import AttackConfig
-from bench.data import DatasetInfo
-from bench.errors import invalid
 
 TRADES_INIT_STD = 0.001  # the reference's Gaussian start: x + 0.001 * randn
 

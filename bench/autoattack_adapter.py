@@ -25,9 +25,8 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 import torch
+from corebench.errors import ConfigError, invalid
 from torch import nn
-
-from bench.errors import ConfigError, invalid
 
 log = logging.getLogger(__name__)
 

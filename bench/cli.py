@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from bench.errors import BenchError, invalid
+from corebench.errors import BenchError, invalid
 
 log = logging.getLogger("corebench")
 
@@ -47,13 +47,13 @@ def _params(pairs: list[str]) -> dict[str, Any]:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from bench.config import load_grid
-    from bench.runner import run_grid
+    from corebench.config import load_grid
+    from corebench.runner import run_grid
 
     spec = load_grid(args.grid)
     shard = _shard(args.shard)
     if args.executor == "slurm":
-        from bench.executors import submit_slurm
+        from corebench.executors import submit_slurm
 
         jobs = submit_slurm(args.grid, args.results, n_jobs=args.jobs, cache_dir=args.cache, slurm=_params(args.slurm))
         print(f"submitted {len(jobs)} jobs: {', '.join(j for j in jobs)}")
@@ -70,8 +70,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _print_summary(results: Path) -> None:
-    from bench.leaderboard import render_summary
-    from bench.results import load
+    from corebench.leaderboard import render_summary
+    from corebench.results import load
 
     if results.is_dir():
         df = load(results)
@@ -80,9 +80,8 @@ def _print_summary(results: Path) -> None:
 
 
 def cmd_methods(args: argparse.Namespace) -> int:
+    from corebench.methods import create_method, get_method_class, list_methods
     from tabulate import tabulate
-
-    from methods import create_method, get_method_class, list_methods
 
     rows = []
     for name in list_methods(args.pattern):
@@ -95,7 +94,7 @@ def cmd_methods(args: argparse.Namespace) -> int:
 
 
 def cmd_leaderboard(args: argparse.Namespace) -> int:
-    from bench.leaderboard import generate_leaderboards
+    from corebench.leaderboard import generate_leaderboards
 
     if not Path(args.results).is_dir():
         raise invalid("RESULTS_DIR", args.results, "an existing results folder")
@@ -108,9 +107,8 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    from corebench.results import scan
     from tabulate import tabulate
-
-    from bench.results import scan
 
     if not Path(args.results).is_dir():
         raise invalid("RESULTS_DIR", args.results, "an existing results folder")
@@ -121,8 +119,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         c[rec["status"]] += 1
     rows = [(g, c["ok"], c["failed"]) for g, c in sorted(counts.items())]
     if args.grid:
-        from bench.config import load_grid
-        from bench.results import is_done
+        from corebench.config import load_grid
+        from corebench.results import is_done
 
         spec = load_grid(args.grid)
         cells = spec.cells()
@@ -138,7 +136,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_check_method(args: argparse.Namespace) -> int:
-    from methods.testing import check_method
+    from corebench.methods.testing import check_method
 
     results = check_method(args.name, **_params(args.param))
     for r in results:
@@ -150,20 +148,19 @@ def cmd_check_method(args: argparse.Namespace) -> int:
 
 def cmd_select(args: argparse.Namespace) -> int:
     import numpy as np
-
-    from bench.config import ArchSpec, DatasetSpec, MethodSpec, ScoringConfig, load_grid
-    from bench.runner import select_coreset
+    from corebench.config import ArchSpec, DatasetSpec, MethodSpec, ScoringConfig, load_grid
+    from corebench.runner import select_coreset
 
     if not 0.0 < args.fraction <= 1.0:
         raise invalid("--fraction", args.fraction, "a number in (0, 1]")
     scoring = load_grid(args.grid).scoring if args.grid else ScoringConfig(epochs=args.scoring_epochs)
-    from bench.data import list_datasets
+    from corebench.data import list_datasets
 
     if args.dataset not in list_datasets():
         raise invalid("--dataset", args.dataset, list_datasets())
     dataset = DatasetSpec(args.dataset, root=args.root, path=args.path)
     arch = ArchSpec(args.arch, kwargs=json.loads(args.arch_kwargs) if args.arch_kwargs else {})
-    from methods import create_method
+    from corebench.methods import create_method
 
     params = _params(args.param)
     create_method(args.method, **params)  # validate before any training

@@ -20,8 +20,7 @@ from types import UnionType
 from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
 import yaml
-
-from bench.errors import ConfigError, invalid
+from corebench.errors import ConfigError, invalid
 
 Regime = Literal["standard", "pgd_at", "trades"]
 REGIMES: tuple[str, ...] = get_args(Regime)
@@ -418,9 +417,9 @@ def suggest(value: str, known: Sequence[str]) -> str:
 
 def parse_grid(data: Mapping[str, Any], source: str = "") -> GridSpec:
     """Validate a grid mapping (from YAML) against every registry; raise ConfigError."""
-    from bench.data import list_datasets
-    from bench.models import list_architectures
-    from methods import create_method, list_methods
+    from corebench.data import list_datasets
+    from corebench.methods import create_method, list_methods
+    from corebench.models import list_architectures
 
     if not isinstance(data, Mapping):
         raise invalid("grid", type(data).__name__, "a YAML mapping")

@@ -16,9 +16,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
-from bench.config import DatasetSpec, _scalar
-from bench.errors import DataError, invalid
+from corebench.config import DatasetSpec, _scalar
+from corebench.errors import DataError, invalid
 
 log = logging.getLogger(__name__)
 

@@ -12,14 +12,13 @@ import logging
 from dataclasses import dataclass
 
 import torch
+from corebench.attacks import pgd_attack, radius_and_step
+from corebench.autoattack_adapter import attacks_for, run_autoattack
+from corebench.config import EvaluationConfig
+from corebench.data import Dataset, DatasetInfo
+from corebench.errors import invalid
 from torch import nn
 from tqdm.auto import tqdm
-
-from bench.attacks import pgd_attack, radius_and_step
-from bench.autoattack_adapter import attacks_for, run_autoattack
-from bench.config import EvaluationConfig
-from bench.data import Dataset, DatasetInfo
-from bench.errors import invalid
 
 log = logging.getLogger(__name__)
 

@@ -10,11 +10,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from bench.errors import BenchError
+from corebench.errors import BenchError
 
 
 def _shard_main(grid: str, results: str, cache: str | None, shard: str, scoring_only: bool) -> int:
-    from bench.cli import main
+    from corebench.cli import main
 
     argv = ["run", grid, "--results", results, "--shard", shard, "--no-progress"]
     if cache:

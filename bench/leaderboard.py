@@ -12,7 +12,7 @@ Layout under `out_dir`:
 
 Protocols are never mixed. Records of one grid × dataset × arch × regime made under different
 evaluation protocols (norm, ε, AutoAttack version or attack list, n_examples; see
-`bench.results`) go to separate boards: when a group has more than one protocol, *each* of its
+`corebench.results`) go to separate boards: when a group has more than one protocol, *each* of its
 pages (and exports) gets a protocol tag suffix, e.g.
 `digits__resnet18__standard__linf-eps8_255-aa-standard-n1000.md`, and the page header states the
 protocol. A group with one protocol keeps the plain name. Duplicate cells (same key and
@@ -21,11 +21,11 @@ protocol in two files) keep the first file in path order; the others are reporte
 Determinism: same records in → byte-identical files out. Everything is sorted by values taken
 from the records, floats are printed with fixed formats (2 decimals for accuracies), nothing
 depends on time, the machine or the results folder's location (paths are shown relative to
-it), and plots come from `bench.plots` (fresh figure, default style, no PNG metadata).
+it), and plots come from `corebench.plots` (fresh figure, default style, no PNG metadata).
 
 Numbers: mean ± sample std (ddof=1) over the seeds that finished; n is that count. The
 difference to random is paired over seeds (same seed and fraction) with a 95% t-interval
-(`bench.stats`); † marks an interval that excludes zero. Rank 1 is the highest mean robust
+(`corebench.stats`); † marks an interval that excludes zero. Rank 1 is the highest mean robust
 accuracy at a fraction (ties share the average rank, compared at the printed precision).
 Random is the `random` method's row (label `random` when several random rows exist, else the
 first label in sort order); full data is the `full` method, shown as a reference line.
@@ -45,13 +45,12 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from corebench.config import FULL_DATA, stable_hash
+from corebench.errors import ResultsError
+from corebench.plots import PlotSpec, Series, rendering
+from corebench.results import flatten, protocol_key, protocol_of, scan, write_bytes_atomic
+from corebench.stats import PairedDiff, paired_diff
 from tabulate import tabulate
-
-from bench.config import FULL_DATA, stable_hash
-from bench.errors import ResultsError
-from bench.plots import PlotSpec, Series, rendering
-from bench.results import flatten, protocol_key, protocol_of, scan, write_bytes_atomic
-from bench.stats import PairedDiff, paired_diff
 
 log = logging.getLogger(__name__)
 

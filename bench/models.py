@@ -12,11 +12,10 @@ import logging
 from functools import lru_cache
 
 import torch
+from corebench.config import ArchSpec
+from corebench.data import DatasetInfo
+from corebench.errors import ConfigError
 from torch import nn
-
-from bench.config import ArchSpec
-from bench.data import DatasetInfo
-from bench.errors import ConfigError
 
 log = logging.getLogger(__name__)
 SMALL_INPUT_PX = 64
@@ -60,7 +59,7 @@ def create_model(arch: ArchSpec, info: DatasetInfo) -> NormalizedModel:
     import timm
 
     if arch.name not in _all_timm():
-        from bench.config import suggest
+        from corebench.config import suggest
 
         raise ConfigError(f"architectures: {arch.name!r} is not a timm architecture; allowed: {suggest(arch.name, list(_all_timm()))}")
     c, h, w = info.input_shape

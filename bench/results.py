@@ -34,9 +34,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-
-from bench.config import stable_hash, to_jsonable
-from bench.errors import ResultsError
+from corebench.config import stable_hash, to_jsonable
+from corebench.errors import ResultsError
 
 log = logging.getLogger(__name__)
 

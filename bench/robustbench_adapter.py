@@ -9,9 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from corebench.errors import BenchError
 from torch import nn
-
-from bench.errors import BenchError
 
 INSTALL_HINT = "pip install 'corebench[robustbench]'"
 

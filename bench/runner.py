@@ -22,10 +22,9 @@ from typing import Any
 
 import numpy as np
 import torch
-
-from bench import __version__
-from bench.attacks import ResolvedAttack, resolve_attack
-from bench.config import (
+from corebench import __version__
+from corebench.attacks import ResolvedAttack, resolve_attack
+from corebench.config import (
     FULL_DATA,
     ArchSpec,
     Cell,
@@ -37,15 +36,15 @@ from bench.config import (
     stable_hash,
     to_jsonable,
 )
-from bench.data import Dataset, load_dataset
-from bench.errors import BenchError
-from bench.evaluate import evaluate, resolve_evaluation
-from bench.models import create_model
-from bench.optim import resolve_device
-from bench.results import SCHEMA_VERSION, is_done, write_indices, write_record
-from bench.scoring import get_signals, seeded
-from bench.train import train_model
-from methods import CoresetMethod, SelectionContext, create_method, run_selection
+from corebench.data import Dataset, load_dataset
+from corebench.errors import BenchError
+from corebench.evaluate import evaluate, resolve_evaluation
+from corebench.methods import CoresetMethod, SelectionContext, create_method, run_selection
+from corebench.models import create_model
+from corebench.optim import resolve_device
+from corebench.results import SCHEMA_VERSION, is_done, write_indices, write_record
+from corebench.scoring import get_signals, seeded
+from corebench.train import train_model
 
 log = logging.getLogger(__name__)
 RUN_SEED_STRIDE = 1000  # scoring run r of seed s uses seed s + 1000·r

@@ -38,14 +38,13 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from corebench.config import ArchSpec, DatasetSpec, ScoringConfig, stable_hash, to_jsonable
+from corebench.data import Dataset, augment_batch
+from corebench.errors import ConfigError
+from corebench.models import NormalizedModel, create_model
+from corebench.optim import batch_order, make_optimizer, steps_per_epoch
+from corebench.results import write_atomic
 from tqdm import tqdm
-
-from bench.config import ArchSpec, DatasetSpec, ScoringConfig, stable_hash, to_jsonable
-from bench.data import Dataset, augment_batch
-from bench.errors import ConfigError
-from bench.models import NormalizedModel, create_model
-from bench.optim import batch_order, make_optimizer, steps_per_epoch
-from bench.results import write_atomic
 
 log = logging.getLogger(__name__)
 

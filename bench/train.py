@@ -2,7 +2,7 @@
 
 The target model is trained in place on the coreset `data.x_train[indices]` (like airbench's
 mask): SGD with momentum, Nesterov and weight decay under a per-step cosine schedule
-(`bench.optim`), shuffled mini-batches and augmentation drawn from one `torch.Generator`
+(`corebench.optim`), shuffled mini-batches and augmentation drawn from one `torch.Generator`
 seeded from `seed`, so a (model, data, indices, config, seed) gives the same weights twice
 on the same device. No global RNG is touched; the caller seeds model initialisation.
 
@@ -11,7 +11,7 @@ Attack-mode choices, as the references:
   batch statistics and updates its running statistics during the attack), as in
   locuslab/robust_overfitting `train_cifar.py` (Rice et al. 2020) and Madry et al.'s code.
 - `trades`: the adversary is found in eval mode and the loss computed in train mode,
-  as in yaodongyu/TRADES `trades.py` (see `bench.attacks.trades_loss`); its start is the
+  as in yaodongyu/TRADES `trades.py` (see `corebench.attacks.trades_loss`); its start is the
   reference's x + 0.001·N(0, 1), so `attack.random_start` applies to PGD-AT only.
 """
 
@@ -24,18 +24,17 @@ import time
 import numpy as np
 import torch
 import torch.nn.functional as F
+from corebench.attacks import ResolvedAttack, pgd_attack, trades_loss
+from corebench.config import REGIMES, TrainingConfig
+from corebench.data import Dataset, augment_batch
+from corebench.errors import invalid
+from corebench.models import NormalizedModel
+from corebench.optim import batch_order, make_optimizer, steps_per_epoch
 from tqdm.auto import tqdm
-
-from bench.attacks import ResolvedAttack, pgd_attack, trades_loss
-from bench.config import REGIMES, TrainingConfig
-from bench.data import Dataset, augment_batch
-from bench.errors import invalid
-from bench.models import NormalizedModel
-from bench.optim import batch_order, make_optimizer, steps_per_epoch
 
 log = logging.getLogger(__name__)
 
-__all__ = ["REGIMES", "train_model"]  # REGIMES: ("standard", "pgd_at", "trades"), from bench.config
+__all__ = ["REGIMES", "train_model"]  # REGIMES: ("standard", "pgd_at", "trades"), from corebench.config
 
 
 def train_model(

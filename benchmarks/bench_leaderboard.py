@@ -26,8 +26,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.leaderboard import generate_leaderboards
-from bench.results import example_record, record_relpath
+from corebench.leaderboard import generate_leaderboards
+from corebench.results import example_record, record_relpath
 
 TARGET_S = 3.0
 DATASETS = ("cifar10", "cifar100", "svhn", "tinyimagenet")

@@ -48,7 +48,7 @@ def fake_signals(seed: int = 0) -> tuple[np.ndarray, dict[str, np.ndarray]]:
 
 def main() -> dict:
     """Time every registered method; print per-method seconds, the total and its ratio to 2 s."""
-    from methods import SelectionContext, create_method, list_methods, run_selection
+    from corebench.methods import SelectionContext, create_method, list_methods, run_selection
 
     labels, signals = fake_signals()
     ctx = SelectionContext(labels=labels, num_classes=CLASSES, runs=(signals,), seed=0)

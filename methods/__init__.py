@@ -1,9 +1,9 @@
 """Plug-in coreset methods. Importing this package registers the built-in ones.
 
-    from methods import register_method, CoresetMethod, SelectionContext, create_method
+    from corebench.methods import register_method, CoresetMethod, SelectionContext, create_method
 """
 
-from methods.base import (
+from corebench.methods.base import (
     CoresetMethod,
     NoParams,
     ScoreBasedMethod,
@@ -12,10 +12,15 @@ from methods.base import (
     run_selection,
     validate_selection,
 )
-from methods.registry import create_method, get_method_class, list_methods, register_method
+from corebench.methods.registry import (
+    create_method,
+    get_method_class,
+    list_methods,
+    register_method,
+)
 
 # Built-in methods: importing each module runs its @register_method.
-from methods import ccs, easycore, el2n, forgetting, grand, moderate, random_sampling  # noqa: E402,F401  isort: skip
+from corebench.methods import ccs, easycore, el2n, forgetting, grand, moderate, random_sampling  # noqa: E402,F401  isort: skip
 
 __all__ = [
     "CoresetMethod",

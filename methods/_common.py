@@ -5,8 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import numpy as np
-
-from bench.errors import MethodError
+from corebench.errors import MethodError
 
 
 def class_budgets(labels: np.ndarray, budget: int) -> dict[int, int]:

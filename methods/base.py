@@ -14,8 +14,7 @@ from dataclasses import dataclass, fields
 from typing import Any, ClassVar, Literal
 
 import numpy as np
-
-from bench.errors import MethodError
+from corebench.errors import MethodError
 
 Direction = Literal["hardest", "easiest"]
 
@@ -74,13 +73,13 @@ class SelectionContext:
 
     def keep_lowest(self, scores: np.ndarray, fraction: float, class_balanced: bool = False) -> np.ndarray:
         """Indices of the round(fraction × N) lowest scores (ties by index)."""
-        from methods._common import keep_extreme
+        from corebench.methods._common import keep_extreme
 
         return keep_extreme(scores, self.budget(fraction), "lowest", self.labels if class_balanced else None)
 
     def keep_highest(self, scores: np.ndarray, fraction: float, class_balanced: bool = False) -> np.ndarray:
         """Indices of the round(fraction × N) highest scores (ties by index)."""
-        from methods._common import keep_extreme
+        from corebench.methods._common import keep_extreme
 
         return keep_extreme(scores, self.budget(fraction), "highest", self.labels if class_balanced else None)
 
@@ -110,7 +109,7 @@ class CoresetMethod(ABC):
 
     def options(self) -> dict[str, Any]:
         """Every parameter with its value, for the result record."""
-        from bench.config import to_jsonable
+        from corebench.config import to_jsonable
 
         return {f.name: to_jsonable(getattr(self.params, f.name)) for f in fields(self.params)}
 

@@ -48,11 +48,10 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
-
-from bench.errors import MethodError, invalid
-from methods._common import class_budgets, forgetting_counts, mean_over_runs, rank
-from methods.base import CoresetMethod, SelectionContext, check_scores
-from methods.registry import register_method
+from corebench.errors import MethodError, invalid
+from corebench.methods._common import class_budgets, forgetting_counts, mean_over_runs, rank
+from corebench.methods.base import CoresetMethod, SelectionContext, check_scores
+from corebench.methods.registry import register_method
 
 log = logging.getLogger(__name__)
 

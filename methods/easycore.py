@@ -21,9 +21,8 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
-
-from methods.base import Direction, ScoreBasedMethod, SelectionContext
-from methods.registry import register_method
+from corebench.methods.base import Direction, ScoreBasedMethod, SelectionContext
+from corebench.methods.registry import register_method
 
 
 @dataclass(frozen=True)

@@ -30,11 +30,10 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
-
-from bench.errors import MethodError, invalid
-from methods._common import mean_over_runs, snapshot_epochs, snapshot_row
-from methods.base import Direction, ScoreBasedMethod, SelectionContext
-from methods.registry import register_method
+from corebench.errors import MethodError, invalid
+from corebench.methods._common import mean_over_runs, snapshot_epochs, snapshot_row
+from corebench.methods.base import Direction, ScoreBasedMethod, SelectionContext
+from corebench.methods.registry import register_method
 
 
 def default_epoch(n_epochs: int) -> int:

@@ -27,11 +27,10 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
-
-from bench.errors import invalid
-from methods._common import forgetting_counts, mean_over_runs
-from methods.base import Direction, ScoreBasedMethod, SelectionContext
-from methods.registry import register_method
+from corebench.errors import invalid
+from corebench.methods._common import forgetting_counts, mean_over_runs
+from corebench.methods.base import Direction, ScoreBasedMethod, SelectionContext
+from corebench.methods.registry import register_method
 
 
 @dataclass(frozen=True)

@@ -26,11 +26,10 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
-
-from bench.errors import MethodError
-from methods._common import class_budgets, rank
-from methods.base import CoresetMethod, SelectionContext, check_scores
-from methods.registry import register_method
+from corebench.errors import MethodError
+from corebench.methods._common import class_budgets, rank
+from corebench.methods.base import CoresetMethod, SelectionContext, check_scores
+from corebench.methods.registry import register_method
 
 
 def class_distances(features: np.ndarray, labels: np.ndarray, center: str) -> np.ndarray:

@@ -9,10 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-
-from methods._common import class_budgets
-from methods.base import CoresetMethod, SelectionContext
-from methods.registry import register_method
+from corebench.methods._common import class_budgets
+from corebench.methods.base import CoresetMethod, SelectionContext
+from corebench.methods.registry import register_method
 
 
 @dataclass(frozen=True)

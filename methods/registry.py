@@ -12,8 +12,8 @@ import logging
 from collections.abc import Callable
 from importlib import metadata
 
-from bench.errors import ConfigError, invalid
-from methods.base import CoresetMethod
+from corebench.errors import ConfigError, invalid
+from corebench.methods.base import CoresetMethod
 
 ENTRY_POINT_GROUP = "corebench.methods"
 _REGISTRY: dict[str, type[CoresetMethod]] = {}
@@ -75,7 +75,7 @@ def get_method_class(name: str) -> type[CoresetMethod]:
 
 def create_method(name: str, **params: object) -> CoresetMethod:
     """Create a registered method; unknown or ill-typed parameters are ConfigErrors."""
-    from bench.config import build_dataclass
+    from corebench.config import build_dataclass
 
     cls = get_method_class(name)
     return cls(build_dataclass(cls.Params, params, f"methods.{name}"))

@@ -6,7 +6,7 @@ configured method declares; `check_method` runs the contract checks on it and re
 check-method NAME` prints `check_method`'s results. A method from another package is checked
 the same way once its entry point is installed:
 
-    from methods.testing import assert_method_conforms
+    from corebench.methods.testing import assert_method_conforms
 
     def test_my_method_conforms():
         assert_method_conforms("mymethod", my_option=3)
@@ -20,11 +20,10 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 import numpy as np
-
-from bench.errors import MethodError
-from methods._common import class_budgets
-from methods.base import CoresetMethod, SelectionContext, budget_for, run_selection
-from methods.registry import create_method
+from corebench.errors import MethodError
+from corebench.methods._common import class_budgets
+from corebench.methods.base import CoresetMethod, SelectionContext, budget_for, run_selection
+from corebench.methods.registry import create_method
 
 # Signals the scoring run can record; kept here so the kit does not import torch.
 # Must match bench/scoring.py ALL_SIGNALS (a test checks it).

@@ -49,7 +49,7 @@ def one_thread():
 @pytest.fixture(scope="module")
 def digits():
     """The digits dataset, loaded once per test module (modules may slice their copy)."""
-    from bench.config import DatasetSpec
-    from bench.data import load_dataset
+    from corebench.config import DatasetSpec
+    from corebench.data import load_dataset
 
     return load_dataset(DatasetSpec("digits"))

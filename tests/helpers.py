@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import torch
+from corebench.data import DatasetInfo
+from corebench.models import NormalizedModel
 from torch import nn
-
-from bench.data import DatasetInfo
-from bench.models import NormalizedModel
 
 
 def tiny_model(info: DatasetInfo, seed: int = 0, num_classes: int | None = None) -> NormalizedModel:

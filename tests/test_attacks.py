@@ -7,11 +7,16 @@ import copy
 import pytest
 import torch
 import torch.nn.functional as F
+from corebench.attacks import (
+    ResolvedAttack,
+    pgd_attack,
+    resolve_attack,
+    trades_adversary,
+    trades_loss,
+)
+from corebench.config import AttackConfig
+from corebench.errors import ConfigError
 from helpers import tiny_model
-
-from bench.attacks import ResolvedAttack, pgd_attack, resolve_attack, trades_adversary, trades_loss
-from bench.config import AttackConfig
-from bench.errors import ConfigError
 
 TOL = 1e-6
 

@@ -17,7 +17,7 @@ def test_selection_benchmark_selects_every_method_on_its_fake_signals(monkeypatc
     result = bench.main()
     assert result["total_s"] > 0 and result["n"] == 2_000
     out = capsys.readouterr().out
-    from methods import list_methods
+    from corebench.methods import list_methods
 
     for name in list_methods():
         assert name in out

@@ -8,8 +8,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-
-from bench.config import (
+from corebench.config import (
     FULL_DATA,
     ArchSpec,
     AttackConfig,
@@ -22,8 +21,8 @@ from bench.config import (
     parse_grid,
     stable_hash,
 )
-from bench.errors import ConfigError
-from methods import list_methods
+from corebench.errors import ConfigError
+from corebench.methods import list_methods
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -14,10 +14,8 @@ import numpy as np
 import pytest
 import torch
 from conftest import shared_data_file
-from sklearn.linear_model import LogisticRegression
-
-from bench.config import DatasetSpec
-from bench.data import (
+from corebench.config import DatasetSpec
+from corebench.data import (
     CIFAR10_CLASSES,
     DatasetInfo,
     augment_batch,
@@ -25,7 +23,8 @@ from bench.data import (
     load_dataset,
     make_synthetic,
 )
-from bench.errors import BenchError, ConfigError, DataError
+from corebench.errors import BenchError, ConfigError, DataError
+from sklearn.linear_model import LogisticRegression
 
 
 def one_line(exc: pytest.ExceptionInfo) -> str:

@@ -11,20 +11,19 @@ import time
 import numpy as np
 import pytest
 import torch
-from helpers import tiny_model
-
-from bench.attacks import resolve_attack
-from bench.autoattack_adapter import ALLOWED_ATTACKS, attacks_for, run_autoattack
-from bench.config import (
+from corebench.attacks import resolve_attack
+from corebench.autoattack_adapter import ALLOWED_ATTACKS, attacks_for, run_autoattack
+from corebench.config import (
     AttackConfig,
     AutoAttackConfig,
     EvaluationConfig,
     TrainingConfig,
 )
-from bench.errors import BenchError, ConfigError
-from bench.evaluate import EvalResult, evaluate, resolve_evaluation
-from bench.robustbench_adapter import load_reference_model
-from bench.train import train_model
+from corebench.errors import BenchError, ConfigError
+from corebench.evaluate import EvalResult, evaluate, resolve_evaluation
+from corebench.robustbench_adapter import load_reference_model
+from corebench.train import train_model
+from helpers import tiny_model
 
 CPU = torch.device("cpu")
 APGD_CE = AutoAttackConfig(version="custom", attacks=("apgd-ce",))

@@ -14,12 +14,11 @@ import shutil
 from pathlib import Path
 
 import pytest
-
-from bench.errors import ResultsError
-from bench.leaderboard import _average_ranks, generate_leaderboards, render_summary
-from bench.plots import PlotSpec, Series, render_all, render_png
-from bench.results import example_record, load, record_relpath, write_record
-from bench.stats import paired_diff, t_critical
+from corebench.errors import ResultsError
+from corebench.leaderboard import _average_ranks, generate_leaderboards, render_summary
+from corebench.plots import PlotSpec, Series, render_all, render_png
+from corebench.results import example_record, load, record_relpath, write_record
+from corebench.stats import paired_diff, t_critical
 
 GOLDEN = Path(__file__).parent / "golden" / "leaderboards"
 REGEN = os.environ.get("COREBENCH_REGEN_GOLDEN") == "1"

@@ -11,13 +11,18 @@ import sys
 import textwrap
 from pathlib import Path
 
+import corebench.methods.registry as registry
 import numpy as np
 import pytest
-
-import methods.registry as registry
-from bench.errors import ConfigError
-from methods import CoresetMethod, create_method, list_methods, register_method, run_selection
-from methods.testing import assert_method_conforms, fake_context
+from corebench.errors import ConfigError
+from corebench.methods import (
+    CoresetMethod,
+    create_method,
+    list_methods,
+    register_method,
+    run_selection,
+)
+from corebench.methods.testing import assert_method_conforms, fake_context
 
 PLUGIN_MODULE = "corebench_plugin_demo"
 
@@ -28,8 +33,8 @@ PLUGIN_SOURCE = textwrap.dedent(
 
     import numpy as np
 
-    from methods import ScoreBasedMethod, SelectionContext, register_method
-    from methods.base import Direction
+    from corebench.methods import ScoreBasedMethod, SelectionContext, register_method
+    from corebench.methods.base import Direction
 
 
     @dataclass(frozen=True)
@@ -94,7 +99,7 @@ def test_broken_plugin_is_logged_and_the_suite_goes_on(plugin_env, caplog):
         f"[corebench.methods]\nbroken_plugin = {PLUGIN_MODULE}\n",
         {f"{PLUGIN_MODULE}.py": "raise ImportError('missing dependency xyz')\n"},
     )
-    with caplog.at_level(logging.WARNING, logger="methods.registry"):
+    with caplog.at_level(logging.WARNING, logger="corebench.methods.registry"):
         names = list_methods()
     assert "easycore" in names and "broken_plugin" not in names
     assert "could not load method plug-in broken_plugin" in caplog.text and "xyz" in caplog.text
@@ -118,10 +123,10 @@ def test_duplicate_registration_error_lists_registered_names():
     with pytest.raises(ConfigError) as err:
         register_method("easycore")(AnotherEasyCore)
     message = str(err.value)
-    assert "'easycore' is already registered by methods.easycore.EasyCore" in message
+    assert "'easycore' is already registered by corebench.methods.easycore.EasyCore" in message
     for name in list_methods():
         assert name in message
-    assert registry._REGISTRY["easycore"].__module__ == "methods.easycore"
+    assert registry._REGISTRY["easycore"].__module__ == "corebench.methods.easycore"
 
 
 @pytest.mark.parametrize("bad", ["EasyCore", "my-method", ""])

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from bench.errors import ConfigError, MethodError
-from methods import SelectionContext, budget_for, create_method, run_selection
-from methods._common import class_budgets, forgetting_counts
-from methods.ccs import BETA_CIFAR10, allocate, default_hard_cutoff, strata_of
-from methods.el2n import default_epoch
-from methods.moderate import class_distances
+from corebench.errors import ConfigError, MethodError
+from corebench.methods import SelectionContext, budget_for, create_method, run_selection
+from corebench.methods._common import class_budgets, forgetting_counts
+from corebench.methods.ccs import BETA_CIFAR10, allocate, default_hard_cutoff, strata_of
+from corebench.methods.el2n import default_epoch
+from corebench.methods.moderate import class_distances
 
 # --------------------------------------------------------------------------- a two-class world
 

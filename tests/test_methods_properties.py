@@ -8,9 +8,8 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 import pytest
-
-from bench.errors import ConfigError, MethodError
-from methods import (
+from corebench.errors import ConfigError, MethodError
+from corebench.methods import (
     CoresetMethod,
     ScoreBasedMethod,
     SelectionContext,
@@ -18,9 +17,14 @@ from methods import (
     list_methods,
     run_selection,
 )
-from methods.base import Direction
-from methods.registry import _REGISTRY, register_method
-from methods.testing import KNOWN_SIGNALS, assert_method_conforms, check_method, fake_context
+from corebench.methods.base import Direction
+from corebench.methods.registry import _REGISTRY, register_method
+from corebench.methods.testing import (
+    KNOWN_SIGNALS,
+    assert_method_conforms,
+    check_method,
+    fake_context,
+)
 
 METHODS = list_methods()
 
@@ -92,7 +96,7 @@ def test_declared_signals_are_known_to_the_scoring_run(name):
 
 
 def test_kit_signal_list_matches_the_scoring_run():
-    scoring = pytest.importorskip("bench.scoring")
+    scoring = pytest.importorskip("corebench.scoring")
     assert set(KNOWN_SIGNALS) == set(scoring.ALL_SIGNALS)
 
 

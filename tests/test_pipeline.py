@@ -8,10 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-
-from bench.cli import main
-from methods import CoresetMethod, SelectionContext
-from methods.registry import _REGISTRY, register_method
+from corebench.cli import main
+from corebench.methods import CoresetMethod, SelectionContext
+from corebench.methods.registry import _REGISTRY, register_method
 
 TINY_GRID = {
     "name": "tiny",
@@ -144,7 +143,7 @@ def test_select_exports_sorted_indices_to_keep(tmp_path, capsys):
 
 
 def test_methods_command_lists_every_method(capsys):
-    from methods import list_methods
+    from corebench.methods import list_methods
 
     assert main(["methods"]) == 0
     out = capsys.readouterr().out
@@ -153,7 +152,7 @@ def test_methods_command_lists_every_method(capsys):
 
 
 def test_records_carry_the_options_used_at_each_fraction():
-    from methods import create_method
+    from corebench.methods import create_method
 
     ccs = create_method("ccs")
     assert ccs.options()["hard_cutoff"] is None
@@ -165,11 +164,10 @@ def test_records_carry_the_options_used_at_each_fraction():
 def test_scoring_cache_serves_methods_requested_one_at_a_time(tmp_path):
     """A worker process learns its cells' needs one by one: each new need is served."""
     import torch
-
-    from bench.config import ArchSpec, Cell, DatasetSpec, MethodSpec, ScoringConfig
-    from bench.data import load_dataset
-    from bench.runner import ScoringCache
-    from methods import create_method
+    from corebench.config import ArchSpec, Cell, DatasetSpec, MethodSpec, ScoringConfig
+    from corebench.data import load_dataset
+    from corebench.methods import create_method
+    from corebench.runner import ScoringCache
 
     data = load_dataset(DatasetSpec("digits"))
     arch = ArchSpec("resnet18", {"channels": [4, 8, 16, 32]})
@@ -209,11 +207,10 @@ def test_the_scoring_architecture_is_its_own_axis(tmp_path):
 
 def test_averaging_over_scoring_runs_reuses_cached_runs(tmp_path):
     import torch
-
-    from bench.config import ArchSpec, Cell, DatasetSpec, MethodSpec, ScoringConfig
-    from bench.data import load_dataset
-    from bench.runner import ScoringCache
-    from methods import create_method
+    from corebench.config import ArchSpec, Cell, DatasetSpec, MethodSpec, ScoringConfig
+    from corebench.data import load_dataset
+    from corebench.methods import create_method
+    from corebench.runner import ScoringCache
 
     data = load_dataset(DatasetSpec("digits"))
     arch = ArchSpec("resnet18", {"channels": [4, 8, 16, 32]})
@@ -265,7 +262,7 @@ def test_slurm_executor_submits_scoring_then_dependent_shards(tmp_path, monkeypa
             return contextlib.nullcontext()
 
     monkeypatch.setitem(sys.modules, "submitit", types.SimpleNamespace(AutoExecutor=AutoExecutor))
-    from bench.executors import submit_slurm
+    from corebench.executors import submit_slurm
 
     jobs = submit_slurm("g.yaml", str(tmp_path / "res"), n_jobs=3, slurm={"timeout_min": 60}, log_dir=tmp_path)
     assert jobs == ["101", "102", "103", "104"]

@@ -10,9 +10,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-
-from bench.errors import ResultsError
-from bench.results import (
+from corebench.errors import ResultsError
+from corebench.results import (
     AUTOATTACK_VERSION_ATTACKS,
     COLUMNS,
     SCHEMA_VERSION,

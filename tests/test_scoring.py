@@ -6,12 +6,19 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-
-from bench.config import ArchSpec, DatasetSpec, ScoringConfig
-from bench.data import load_dataset
-from bench.errors import ConfigError
-from bench.models import create_model
-from bench.scoring import ALL_SIGNALS, TRAIN_PASS, el2n, get_signals, margin, run_scoring, seeded
+from corebench.config import ArchSpec, DatasetSpec, ScoringConfig
+from corebench.data import load_dataset
+from corebench.errors import ConfigError
+from corebench.models import create_model
+from corebench.scoring import (
+    ALL_SIGNALS,
+    TRAIN_PASS,
+    el2n,
+    get_signals,
+    margin,
+    run_scoring,
+    seeded,
+)
 
 CPU = torch.device("cpu")
 TINY = ArchSpec("resnet18", {"channels": [4, 8, 16, 32]})
@@ -73,7 +80,7 @@ def test_eval_pass_and_grand_match_per_sample_autograd(digits):
     out = run_scoring(digits, TINY, cfg, 0, {"input_grad_norm_eval", "grand_all", "grand_last", "el2n_eval"},
                       device=CPU, progress=False)
     # rebuild the final model by re-running the same seeded training and keeping it
-    from bench import scoring
+    from corebench import scoring
 
     captured = {}
     original = scoring._features

@@ -5,14 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from corebench.attacks import resolve_attack
+from corebench.config import ArchSpec, AttackConfig, TrainingConfig
+from corebench.errors import ConfigError
+from corebench.models import create_model
+from corebench.train import REGIMES, train_model
 from helpers import tiny_model
 from torch import nn
-
-from bench.attacks import resolve_attack
-from bench.config import ArchSpec, AttackConfig, TrainingConfig
-from bench.errors import ConfigError
-from bench.models import create_model
-from bench.train import REGIMES, train_model
 
 CPU = torch.device("cpu")
 
@@ -77,7 +76,7 @@ def test_standard_training_learns_digits(digits, attack):
 def test_a_last_batch_of_one_joins_the_batch_before(digits, attack):
     """BatchNorm cannot train on one sample (the ResNet's last stage is 1×1 on 8×8 digits);
     129 samples at batch 128 make one step of 129 per epoch, and every sample is seen."""
-    from bench.optim import batch_order
+    from corebench.optim import batch_order
 
     batches = list(batch_order(np.arange(129), 128, torch.Generator().manual_seed(0)))
     assert [len(b) for b in batches] == [129]
