@@ -24,15 +24,17 @@ quickstart: $(STAMP)
 	$(BIN)/corebench run configs/quickstart.yaml --results runs/results --workers 2
 	$(BIN)/corebench leaderboard runs/results --out runs/leaderboards
 
-## Install and run the test suite (slow and GPU checks are skipped; see README).
-test: $(STAMP)
+## Install, lint (style and the import layering) and run the test suite (slow and GPU checks
+## are skipped; see README).
+test: lint
 	$(BIN)/python -m pytest -q
 
 test-all: $(STAMP)
 	$(BIN)/python -m pytest -q -m ""
 
 lint: $(STAMP)
-	$(BIN)/ruff check bench methods tests benchmarks
+	$(BIN)/ruff check bench methods tests benchmarks scripts
+	$(BIN)/python scripts/check_layers.py
 
 ## Regenerate every board from the result records kept in the repository.
 leaderboards: $(STAMP)

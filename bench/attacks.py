@@ -15,49 +15,11 @@ they found it in. References:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 import torch.nn.functional as F
-from corebench.config import AttackConfig
-from corebench.data import DatasetInfo
-from corebench.errors import invalid
 from torch import nn
 
 TRADES_INIT_STD = 0.001  # the reference's Gaussian start: x + 0.001 * randn
-
-
-@dataclass(frozen=True)
-class ResolvedAttack:
-    """The training-time attack with every default filled in (what a result records)."""
-
-    eps: float
-    step_size: float
-    steps: int
-    random_start: bool
-    trades_beta: float
-
-
-def radius_and_step(eps: float | None, step: float | None, info: DatasetInfo, *, section: str,
-                    step_field: str) -> tuple[float, float]:
-    """ε (the dataset's default, 8/255 on CIFAR, when None) and the step (ε/4 when None)."""
-    eps = info.eps if eps is None else float(eps)
-    if eps < 0:
-        raise invalid(f"{section}.eps", eps, "a non-negative number")
-    step = eps / 4 if step is None else float(step)
-    if step < 0:
-        raise invalid(f"{section}.{step_field}", step, "a non-negative number")
-    return eps, step
-
-
-def resolve_attack(cfg: AttackConfig, info: DatasetInfo) -> ResolvedAttack:
-    """Fill ε from the dataset (8/255 on CIFAR) and the step size as ε/4 (2/255 at 8/255)."""
-    eps, step_size = radius_and_step(cfg.eps, cfg.step_size, info, section="attack", step_field="step_size")
-    if cfg.steps < 0:
-        raise invalid("attack.steps", cfg.steps, "a non-negative integer")
-    if cfg.trades_beta < 0:
-        raise invalid("attack.trades_beta", cfg.trades_beta, "a non-negative number")
-    return ResolvedAttack(eps, step_size, int(cfg.steps), bool(cfg.random_start), float(cfg.trades_beta))
 
 
 def _noise(

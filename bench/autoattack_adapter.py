@@ -21,51 +21,18 @@ import contextlib
 import logging
 import random
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 
 import numpy as np
 import torch
-from corebench.errors import ConfigError, invalid
 from torch import nn
+
+from corebench.errors import ConfigError
+from corebench.spec import AUTOATTACK_ATTACKS, AUTOATTACK_MIN_CLASSES, AutoAttackConfig
 
 log = logging.getLogger(__name__)
 
 AA_LOGGER = "auto-attack"
-ALLOWED_ATTACKS: tuple[str, ...] = ("apgd-ce", "apgd-dlr", "apgd-t", "fab", "fab-t", "square")
-VERSION_ATTACKS: dict[str, tuple[str, ...]] = {
-    "standard": ("apgd-ce", "apgd-t", "fab-t", "square"),
-    "plus": ("apgd-ce", "apgd-dlr", "fab", "square", "apgd-t", "fab-t"),
-    "rand": ("apgd-ce", "apgd-dlr"),
-}
-VERSIONS: tuple[str, ...] = (*VERSION_ATTACKS, "custom")
-# The DLR losses read the 3rd (untargeted) and 4th (targeted) largest logits.
-MIN_CLASSES = {"apgd-dlr": 3, "apgd-t": 4}
-
-
-def attacks_for(version: str, attacks: Sequence[str] | None) -> tuple[str, ...]:
-    """The attacks a version runs, in the order it runs them.
-
-    'standard', 'plus' and 'rand' have fixed lists (a given list must equal it, so a
-    resolved config can be passed back in); 'custom' runs the given list, validated.
-    """
-    if version not in VERSIONS:
-        raise invalid("evaluation.autoattack.version", version, VERSIONS)
-    if version != "custom":
-        fixed = VERSION_ATTACKS[version]
-        if attacks is not None and tuple(attacks) != fixed:
-            raise invalid(
-                "evaluation.autoattack.attacks", list(attacks),
-                f"only with version: custom (version {version} runs {', '.join(fixed)})",
-            )
-        return fixed
-    if not attacks:
-        raise invalid("evaluation.autoattack.attacks", attacks, "a non-empty list with version: custom, of " + ", ".join(ALLOWED_ATTACKS))
-    for name in attacks:
-        if name not in ALLOWED_ATTACKS:
-            raise invalid("evaluation.autoattack.attacks", name, ALLOWED_ATTACKS)
-    if len(set(attacks)) != len(attacks):
-        raise invalid("evaluation.autoattack.attacks", list(attacks), "each attack at most once")
-    return tuple(attacks)
 
 
 @contextlib.contextmanager
@@ -107,13 +74,12 @@ def run_autoattack(
     *,
     eps: float,
     norm: str = "Linf",
-    version: str = "standard",
-    attacks: Sequence[str] | None = None,
-    seed: int = 0,
+    autoattack: AutoAttackConfig | None = None,
     batch_size: int = 500,
     device: torch.device | str = "cpu",
 ) -> tuple[float, dict[str, float], tuple[str, ...]]:
-    """AutoAttack robust accuracy on (x, y) in [0, 1].
+    """AutoAttack robust accuracy on (x, y) in [0, 1], as `autoattack` configures it
+    (default: version standard, seed 0; validated where the config was built).
 
     Returns (robust accuracy in percent, robust accuracy after each attack in percent
     keyed 'clean' then by attack name, the attacks actually run). On datasets with fewer
@@ -122,12 +88,9 @@ def run_autoattack(
     """
     from pyautoattack import AutoAttack  # lazy: only evaluation needs it
 
-    if norm not in ("Linf", "L2", "L1"):
-        raise invalid("evaluation.norm", norm, ("Linf", "L2", "L1"))
-    to_run = attacks_for(version, attacks)
+    aa = autoattack or AutoAttackConfig()
+    to_run = aa.run_list()
     n = int(x.shape[0])
-    if n == 0:
-        raise invalid("evaluation.n_examples", 0, "at least one test example")
     device = torch.device(device)
     x = x.detach().to(device)
     y = y.detach().to(device)
@@ -137,18 +100,18 @@ def run_autoattack(
             robust = _predict(model, x, batch_size) == y
             num_classes = int(model(x[:1]).shape[1])
         for name in to_run:
-            need = MIN_CLASSES.get(name, 2)
+            need = AUTOATTACK_MIN_CLASSES.get(name, 2)
             if num_classes < need:
                 raise ConfigError(
                     f"evaluation.autoattack.attacks: {name!r} is not allowed with {num_classes} classes "
                     f"(needs at least {need}); allowed: "
-                    + ", ".join(a for a in ALLOWED_ATTACKS if MIN_CLASSES.get(a, 2) <= num_classes)
+                    + ", ".join(a for a in AUTOATTACK_ATTACKS if AUTOATTACK_MIN_CLASSES.get(a, 2) <= num_classes)
                 )
-        if version == "custom":
+        if aa.version == "custom":
             adversary = AutoAttack(model, attacks=list(to_run), device=device, eps=eps, norm=norm,
-                                   seed=seed, version="custom")
+                                   seed=aa.seed, version="custom")
         else:
-            adversary = AutoAttack(model, device=device, eps=eps, norm=norm, seed=seed, version=version)
+            adversary = AutoAttack(model, device=device, eps=eps, norm=norm, seed=aa.seed, version=aa.version)
         targets = min(9, num_classes - 1)  # public attributes the package's own _set_version sets
         adversary.apgd_targeted.n_target_classes = min(adversary.apgd_targeted.n_target_classes, targets)
         adversary.fab.n_target_classes = min(adversary.fab.n_target_classes, targets)

@@ -47,7 +47,7 @@ def _params(pairs: list[str]) -> dict[str, Any]:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from corebench.config import load_grid
+    from corebench.grid import load_grid
     from corebench.runner import run_grid
 
     spec = load_grid(args.grid)
@@ -80,8 +80,9 @@ def _print_summary(results: Path) -> None:
 
 
 def cmd_methods(args: argparse.Namespace) -> int:
-    from corebench.methods import create_method, get_method_class, list_methods
     from tabulate import tabulate
+
+    from corebench.methods import create_method, get_method_class, list_methods
 
     rows = []
     for name in list_methods(args.pattern):
@@ -107,8 +108,9 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from corebench.results import scan
     from tabulate import tabulate
+
+    from corebench.results import scan
 
     if not Path(args.results).is_dir():
         raise invalid("RESULTS_DIR", args.results, "an existing results folder")
@@ -119,7 +121,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         c[rec["status"]] += 1
     rows = [(g, c["ok"], c["failed"]) for g, c in sorted(counts.items())]
     if args.grid:
-        from corebench.config import load_grid
+        from corebench.grid import load_grid
         from corebench.results import is_done
 
         spec = load_grid(args.grid)
@@ -148,8 +150,10 @@ def cmd_check_method(args: argparse.Namespace) -> int:
 
 def cmd_select(args: argparse.Namespace) -> int:
     import numpy as np
-    from corebench.config import ArchSpec, DatasetSpec, MethodSpec, ScoringConfig, load_grid
+
+    from corebench.grid import load_grid
     from corebench.runner import select_coreset
+    from corebench.spec import ArchSpec, DatasetSpec, MethodSpec, ScoringConfig
 
     if not 0.0 < args.fraction <= 1.0:
         raise invalid("--fraction", args.fraction, "a number in (0, 1]")

@@ -9,15 +9,20 @@ scikit-learn, synthetic is generated, npz is the user's own arrays.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated, Any
 
 import numpy as np
 import torch
-from corebench.config import DatasetSpec, _scalar
+from pydantic import Field, StrictInt, StrictStr
+
+from corebench.checked import NonNegativeInt, Number, PositiveInt, Radius, build
 from corebench.errors import DataError, invalid
+from corebench.spec import DatasetSpec, spec
 
 log = logging.getLogger(__name__)
 
@@ -82,13 +87,9 @@ def load_dataset(spec: DatasetSpec) -> Dataset:
     return _LOADERS[spec.name](spec)
 
 
-def _options(spec: DatasetSpec, defaults: dict) -> dict:
-    opts = dict(defaults)
-    for key, value in spec.options.items():
-        if key not in defaults:
-            raise invalid(f"datasets.{spec.name}.options.{key}", key, list(defaults) or "no options")
-        opts[key] = _scalar(value, type(defaults[key]), f"datasets.{spec.name}.options.{key}")
-    return opts
+def _options(dataset: DatasetSpec, options_type: type) -> Any:
+    """The dataset's `options`, checked against its loader's options type."""
+    return build(options_type, dataset.options, f"datasets.{dataset.name}.options")
 
 
 def _to_tensor_hwc(x: np.ndarray) -> torch.Tensor:
@@ -112,6 +113,12 @@ def _split(x: np.ndarray, y: np.ndarray, test_fraction: float, seed: int) -> tup
 # --------------------------------------------------------------------------- shipped / generated
 
 
+@spec
+class DigitsOptions:
+    test_fraction: Annotated[Number, Field(gt=0, lt=1)] = 0.25
+    split_seed: NonNegativeInt = 0
+
+
 @register_dataset("digits")
 def load_digits_dataset(spec: DatasetSpec) -> Dataset:
     """scikit-learn's 8×8 handwritten digits (1,797 real images, 10 classes), 75/25 split.
@@ -122,11 +129,11 @@ def load_digits_dataset(spec: DatasetSpec) -> Dataset:
     """
     from sklearn.datasets import load_digits
 
-    opts = _options(spec, {"test_fraction": 0.25, "split_seed": 0})
+    opts = _options(spec, DigitsOptions)
     bunch = load_digits()
     x = (bunch.images / 16.0).astype(np.float32)[:, None]  # [N, 1, 8, 8] in [0, 1]
     y = bunch.target.astype(np.int64)
-    x_tr, x_te, y_tr, y_te = _split(x, y, opts["test_fraction"], opts["split_seed"])
+    x_tr, x_te, y_tr, y_te = _split(x, y, opts.test_fraction, opts.split_seed)
     info = DatasetInfo(
         name="digits",
         num_classes=10,
@@ -178,25 +185,26 @@ def make_synthetic(
     return x_tr, y_tr, x_te, y_te, flipped
 
 
+@spec
+class SyntheticOptions:
+    """The arguments of `make_synthetic`."""
+
+    n_train: PositiveInt = 600
+    n_test: PositiveInt = 200
+    num_classes: Annotated[StrictInt, Field(ge=2)] = 2
+    size: PositiveInt = 8
+    margin: Annotated[Number, Field(ge=0)] = 1.0
+    noise: Annotated[Number, Field(ge=0)] = 0.5
+    flip_fraction: Annotated[Number, Field(ge=0, lt=1)] = 0.05
+    seed: NonNegativeInt = 0
+
+
 @register_dataset("synthetic")
 def load_synthetic_dataset(spec: DatasetSpec) -> Dataset:
     """Generated data with known easy/hard/flipped samples (see `make_synthetic`)."""
-    opts = _options(
-        spec,
-        {"n_train": 600, "n_test": 200, "num_classes": 2, "size": 8, "margin": 1.0, "noise": 0.5,
-         "flip_fraction": 0.05, "seed": 0},
-    )
-    where = "datasets.synthetic.options"
-    for key, low in (("n_train", 1), ("n_test", 1), ("num_classes", 2), ("size", 1)):
-        if opts[key] < low:
-            raise invalid(f"{where}.{key}", opts[key], f"an integer >= {low}")
+    opts = dataclasses.asdict(_options(spec, SyntheticOptions))
     if opts["n_train"] < opts["num_classes"]:
-        raise invalid(f"{where}.n_train", opts["n_train"], f"at least num_classes ({opts['num_classes']})")
-    for key in ("margin", "noise"):
-        if not opts[key] >= 0:
-            raise invalid(f"{where}.{key}", opts[key], "a number >= 0")
-    if not 0.0 <= opts["flip_fraction"] < 1.0:
-        raise invalid(f"{where}.flip_fraction", opts["flip_fraction"], "a number in [0, 1)")
+        raise invalid("datasets.synthetic.options.n_train", opts["n_train"], f"at least num_classes ({opts['num_classes']})")
     x_tr, y_tr, x_te, y_te, _ = make_synthetic(**opts)
     info = DatasetInfo(
         name="synthetic",
@@ -212,13 +220,19 @@ def load_synthetic_dataset(spec: DatasetSpec) -> Dataset:
     return Dataset(info, torch.from_numpy(x_tr), torch.from_numpy(y_tr), torch.from_numpy(x_te), torch.from_numpy(y_te))
 
 
+@spec
+class NpzOptions:
+    eps: Radius = 8 / 255  # the default L∞ radius of attacks on this data
+    augment: StrictStr = "crop,flip"  # "crop,flip", "crop", "flip" or "none"
+
+
 @register_dataset("npz")
 def load_npz_dataset(spec: DatasetSpec) -> Dataset:
     """A user's own arrays: `x_train, y_train, x_test, y_test` (uint8 HWC/CHW or float in [0, 1]).
 
     Options: `eps` (default 8/255), `augment` ("crop,flip", "crop" or "none").
     """
-    opts = _options(spec, {"eps": 8 / 255, "augment": "crop,flip"})
+    opts = _options(spec, NpzOptions)
     if not spec.path:
         raise invalid("datasets.npz.path", spec.path, "the path of an .npz file with x_train, y_train, x_test, y_test")
     path = Path(spec.path).expanduser()
@@ -243,7 +257,7 @@ def load_npz_dataset(spec: DatasetSpec) -> Dataset:
                         f"x_train {tuple(xs[0].shape[1:])}; allowed: the same shape")
     num_classes = int(max(ys[0].max(), ys[1].max())) + 1
     mean, std = _stats(xs[0])
-    augment = tuple(a for a in opts["augment"].split(",") if a and a != "none")
+    augment = tuple(a for a in opts.augment.split(",") if a and a != "none")
     for a in augment:
         if a not in ("crop", "flip"):
             raise invalid("datasets.npz.options.augment", a, "crop, flip, none")
@@ -253,7 +267,7 @@ def load_npz_dataset(spec: DatasetSpec) -> Dataset:
         input_shape=tuple(xs[0].shape[1:]),
         mean=mean,
         std=std,
-        eps=float(opts["eps"]),
+        eps=float(opts.eps),
         augment=augment,
         classes=tuple(str(i) for i in range(num_classes)),
     )
@@ -320,32 +334,30 @@ def _torchvision(spec: DatasetSpec, build: Callable[[Path, bool], tuple]) -> tup
         ) from None
 
 
-@register_dataset("cifar10")
-def load_cifar10(spec: DatasetSpec) -> Dataset:
-    """CIFAR-10 (Krizhevsky 2009) from torchvision's `cifar-10-batches-py` folder."""
-    from torchvision.datasets import CIFAR10
+# name -> torchvision class, folder check, classes, mean, std (Krizhevsky 2009; fine labels for CIFAR-100)
+_CIFAR = {
+    "cifar10": ("CIFAR10", 10, (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
+    "cifar100": ("CIFAR100", 100, (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
+}
 
-    def build(root: Path, download: bool) -> tuple:
-        return CIFAR10(str(root), train=True, download=download), CIFAR10(str(root), train=False, download=download)
 
-    train, test = _torchvision(spec, build)
-    info = DatasetInfo("cifar10", 10, (3, 32, 32), (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616), 8 / 255,
-                       classes=tuple(train.classes))
+def load_cifar(spec: DatasetSpec) -> Dataset:
+    """CIFAR-10 / CIFAR-100 from torchvision's `cifar-10-batches-py` / `cifar-100-python` folder."""
+    import torchvision.datasets
+
+    class_name, num_classes, mean, std = _CIFAR[spec.name]
+    cls = getattr(torchvision.datasets, class_name)
+
+    def build_splits(root: Path, download: bool) -> tuple:
+        return cls(str(root), train=True, download=download), cls(str(root), train=False, download=download)
+
+    train, test = _torchvision(spec, build_splits)
+    info = DatasetInfo(spec.name, num_classes, (3, 32, 32), mean, std, 8 / 255, classes=tuple(train.classes))
     return Dataset(info, _to_tensor_hwc(train.data), torch.tensor(train.targets), _to_tensor_hwc(test.data), torch.tensor(test.targets))
 
 
-@register_dataset("cifar100")
-def load_cifar100(spec: DatasetSpec) -> Dataset:
-    """CIFAR-100 (Krizhevsky 2009) from torchvision's `cifar-100-python` folder (fine labels)."""
-    from torchvision.datasets import CIFAR100
-
-    def build(root: Path, download: bool) -> tuple:
-        return CIFAR100(str(root), train=True, download=download), CIFAR100(str(root), train=False, download=download)
-
-    train, test = _torchvision(spec, build)
-    info = DatasetInfo("cifar100", 100, (3, 32, 32), (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762), 8 / 255,
-                       classes=tuple(train.classes))
-    return Dataset(info, _to_tensor_hwc(train.data), torch.tensor(train.targets), _to_tensor_hwc(test.data), torch.tensor(test.targets))
+for _name in _CIFAR:
+    register_dataset(_name)(load_cifar)
 
 
 @register_dataset("svhn")

@@ -7,18 +7,17 @@ inputs stay in [0, 1] (normalisation lives inside the model). Accuracies are per
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from dataclasses import dataclass
 
 import torch
-from corebench.attacks import pgd_attack, radius_and_step
-from corebench.autoattack_adapter import attacks_for, run_autoattack
-from corebench.config import EvaluationConfig
-from corebench.data import Dataset, DatasetInfo
-from corebench.errors import invalid
 from torch import nn
 from tqdm.auto import tqdm
+
+from corebench.attacks import pgd_attack
+from corebench.autoattack_adapter import run_autoattack
+from corebench.data import Dataset
+from corebench.spec import EvaluationConfig
 
 log = logging.getLogger(__name__)
 
@@ -40,22 +39,6 @@ class EvalResult:
     autoattack_per_attack: dict[str, float]
 
 
-def resolve_evaluation(cfg: EvaluationConfig, info: DatasetInfo) -> EvaluationConfig:
-    """Fill ε from the dataset, the PGD step as ε/4 and the attacks a version runs.
-
-    The result is what a record stores, so boards can compare protocols field by field;
-    passing it back to `evaluate` gives the same evaluation.
-    """
-    eps, step = radius_and_step(cfg.eps, cfg.pgd_step_size, info, section="evaluation", step_field="pgd_step_size")
-    if cfg.pgd_steps < 0:
-        raise invalid("evaluation.pgd_steps", cfg.pgd_steps, "a non-negative integer")
-    aa = cfg.autoattack
-    attacks = attacks_for(aa.version, aa.attacks)
-    return dataclasses.replace(
-        cfg, eps=eps, pgd_step_size=step, autoattack=dataclasses.replace(aa, attacks=attacks)
-    )
-
-
 def evaluate(
     model: nn.Module,
     data: Dataset,
@@ -66,15 +49,11 @@ def evaluate(
 ) -> EvalResult:
     """Clean, PGD-k (random start, fixed seed) and AutoAttack accuracy of `model`.
 
-    `cfg` may be unresolved; it is resolved against the dataset first. The PGD start is
+    `cfg` may leave ε and the PGD step unset; they are resolved against the dataset. The PGD start is
     drawn from a generator seeded with `cfg.autoattack.seed`, so the evaluation is a
     deterministic function of the model and the config. The model is left in eval mode.
     """
-    cfg = resolve_evaluation(cfg, data.info)
-    if cfg.n_examples <= 0:
-        raise invalid("evaluation.n_examples", cfg.n_examples, "a positive integer")
-    if cfg.batch_size <= 0:
-        raise invalid("evaluation.batch_size", cfg.batch_size, "a positive integer")
+    cfg = cfg.resolved(data.info.eps)
     n = min(cfg.n_examples, int(data.x_test.shape[0]))
     x_all, y_all = data.x_test[:n], data.y_test[:n]
     model.to(device).eval()
@@ -102,8 +81,8 @@ def evaluate(
     if aa.enabled:
         log.debug("AutoAttack %s (%s) on %d examples", aa.version, ", ".join(aa.attacks), n)
         aa_acc, per_attack, ran = run_autoattack(
-            model, x_all, y_all, eps=cfg.eps, norm=cfg.norm, version=aa.version,
-            attacks=aa.attacks, seed=aa.seed, batch_size=cfg.batch_size, device=device,
+            model, x_all, y_all, eps=cfg.eps, norm=cfg.norm, autoattack=aa,
+            batch_size=cfg.batch_size, device=device,
         )
     log.info("eval: clean %.2f%%, PGD-%d %.2f%%, AutoAttack %s", clean_acc, cfg.pgd_steps, pgd_acc,
              "off" if aa_acc is None else f"{aa_acc:.2f}%")

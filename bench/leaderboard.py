@@ -45,12 +45,14 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from corebench.config import FULL_DATA, stable_hash
+from tabulate import tabulate
+
 from corebench.errors import ResultsError
 from corebench.plots import PlotSpec, Series, rendering
-from corebench.results import flatten, protocol_key, protocol_of, scan, write_bytes_atomic
+from corebench.protocol import Protocol, eps_text
+from corebench.results import flatten, scan, write_bytes_atomic
+from corebench.spec import FULL_DATA, slug, stable_hash
 from corebench.stats import PairedDiff, paired_diff
-from tabulate import tabulate
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +98,7 @@ class Board:
     dataset: str
     arch: str
     regime: str
-    protocol: dict[str, Any]
+    protocol: Protocol
     name: str = ""
     tag: str = ""  # protocol tag when the group has several protocols
     rows: list[dict[str, Any]] = field(default_factory=list)
@@ -115,13 +117,11 @@ class Board:
 
     @property
     def metric(self) -> str:
-        return "autoattack_acc" if self.protocol["autoattack_enabled"] else "pgd_acc"
+        return self.protocol.metric
 
     @property
     def metric_name(self) -> str:
-        if self.protocol["autoattack_enabled"]:
-            return "AutoAttack accuracy"
-        return f"PGD-{self.protocol['pgd_steps']} accuracy"
+        return self.protocol.metric_name
 
     @property
     def n_ok(self) -> int:
@@ -286,41 +286,6 @@ def _diff_text(d: PairedDiff | None) -> str:
     return f"{_num(d.mean, True)}{mark} [{_num(d.low, True)}, {_num(d.high, True)}] (n={d.n})"
 
 
-def eps_text(eps: float) -> str:
-    """ε as k/255 when it is one (8/255), else a short decimal."""
-    k = eps * 255
-    if round(k) >= 1 and abs(k - round(k)) < 1e-6:
-        return f"{round(k)}/255"
-    return f"{eps:g}"
-
-
-def protocol_text(proto: Mapping[str, Any]) -> str:
-    """The evaluation protocol in words, for page headers and the index."""
-    eps = eps_text(proto["eps"])
-    eps_full = f"ε = {eps}" + (f" ({proto['eps']:.4g})" if "/" in eps else "")
-    if proto["autoattack_enabled"]:
-        attack = f"AutoAttack `{proto['autoattack_version']}` ({', '.join(proto['autoattack_attacks'])})"
-    else:
-        attack = f"PGD-{proto['pgd_steps']} (AutoAttack disabled)"
-    return f"{proto['norm']} {eps_full}, {attack}, first {proto['n_examples']} test examples"
-
-
-def _protocol_tag(proto: Mapping[str, Any]) -> str:
-    eps = eps_text(proto["eps"]).replace("/", "_").replace(".", "p")
-    if proto["autoattack_enabled"]:
-        attack = f"aa-{proto['autoattack_version']}"
-        if proto["autoattack_version"] == "custom":
-            attack += "-" + "+".join(proto["autoattack_attacks"])
-    else:
-        attack = f"pgd{proto['pgd_steps']}"
-    return _slug(f"{proto['norm'].lower()}-eps{eps}-{attack}-n{proto['n_examples']}")
-
-
-def _slug(text: str) -> str:
-    """A file-name-safe, link-safe version of a label."""
-    return "".join(c if c.isalnum() or c in "-_.=,@+" else "_" for c in text)
-
-
 def _flat_items(d: Mapping[str, Any] | None, prefix: str = "") -> list[str]:
     if not d:
         return []
@@ -384,7 +349,7 @@ def render_board(board: Board, *, png_name: str | None, csv_name: str, model_inf
     out.append(
         f"{metric} (%) of `{_md(board.arch)}` trained with regime `{board.regime}` on coresets "
         f"of `{_md(board.dataset)}` chosen by each selection method (rows), by fraction of the "
-        f"training set kept (columns). Evaluation protocol: {protocol_text(proto)}."
+        f"training set kept (columns). Evaluation protocol: {proto.text()}."
     )
     out.append("")
     out.append(
@@ -509,7 +474,7 @@ def _provenance(board: Board) -> list[str]:
     lines = [f"- Grid file: {', '.join(grids)}"]
     n_eval = sorted({r["metrics"]["n_eval"] for r in recs if r["status"] == "ok" and r["metrics"]})
     evaluated = f"; examples actually evaluated: {', '.join(str(n) for n in n_eval)}" if n_eval else ""
-    lines.append(f"- Attack (evaluation): {protocol_text(board.protocol)}{evaluated}")
+    lines.append(f"- Attack (evaluation): {board.protocol.text()}{evaluated}")
     lines += _settings_lines("Evaluation settings", (r["config"]["evaluation"] for r in recs))
     lines += _settings_lines(
         f"Training (regime `{board.regime}`)", (r["config"].get("training") for r in recs)
@@ -565,7 +530,7 @@ def _csv(board: Board) -> str:
         "pgd_std", "diff_vs_random", "diff_ci_low", "diff_ci_high", "diff_n", "significant",
         "rank",
     ]  # fmt: skip
-    metric = "autoattack" if board.protocol["autoattack_enabled"] else f"pgd{board.protocol['pgd_steps']}"
+    metric = board.protocol.attack_name.lower().replace("-", "")
     entries = [(lab, f, board.cells[(lab, f)]) for lab in board.methods for f in board.fractions]
     if board.full is not None:
         entries.append((FULL_DATA, 1.0, board.full))
@@ -575,7 +540,7 @@ def _csv(board: Board) -> str:
             continue
         d = c.diff
         values = [
-            board.grid, board.dataset, board.arch, board.regime, protocol_key(board.protocol),
+            board.grid, board.dataset, board.arch, board.regime, board.protocol.key,
             lab, f"{f:g}", str(c.n), str(c.n_failed), metric,
             *(_f4(v) for v in (*c.robust, *c.clean, *c.pgd)),
             _f4(d.mean if d and d.n else None), _f4(d.low if d else None),
@@ -613,11 +578,7 @@ def _robustbench_entries(board: Board, page_rel: str) -> dict[str, str]:
     entries = [(lab, f, board.cells[(lab, f)]) for lab in board.methods for f in board.fractions]
     if board.full is not None:
         entries.append((FULL_DATA, 1.0, board.full))
-    attack = (
-        f"AutoAttack {proto['autoattack_version']} ({', '.join(proto['autoattack_attacks'])})"
-        if proto["autoattack_enabled"]
-        else f"PGD-{proto['pgd_steps']} (AutoAttack disabled)"
-    )
+    attack = proto.attack_text(code=False)
     for lab, f, c in entries:
         if c.n == 0:
             continue
@@ -632,16 +593,16 @@ def _robustbench_entries(board: Board, page_rel: str) -> dict[str, str]:
             "dataset": board.dataset,
             "venue": f"corebench grid {board.grid}",
             "architecture": board.arch,
-            "eps": eps_text(proto["eps"]),
+            "eps": eps_text(proto.eps),
             "clean_acc": str(round(c.clean[0], 2)),
             "reported": str(round(c.robust[0], 2)),
             "autoattack_acc": str(round(c.robust[0], 2)),
             "footnote": (
                 f"Trained ({board.regime}) on {what}. Mean over {c.n} seed(s){std}; "
-                f"{attack} on the first {proto['n_examples']} test examples."
+                f"{attack} on the first {proto.n_examples} test examples."
             ),
         }
-        name = f"{_slug(lab)}__f{f:g}__{_slug(board.arch)}__{board.regime}{suffix}.json"
+        name = f"{slug(lab)}__f{f:g}__{slug(board.arch)}__{board.regime}{suffix}.json"
         out[name] = json.dumps(info, indent=2, ensure_ascii=False) + "\n"
     return out
 
@@ -688,15 +649,15 @@ def build_boards(
         seen[cell] = rec["_path"]
         board = groups[key].get(pkey)
         if board is None:
-            proto = protocol_of(rec)
+            proto = Protocol.of(rec["config"]["evaluation"])
             board = groups[key][pkey] = Board(*key, protocol=proto)
         board.rows.append(row)
         board.records.append(rec)
     boards: list[Board] = []
     for key in sorted(groups):
         by_proto = groups[key]
-        stem = "__".join(_slug(part) for part in key[1:])
-        tags = {p: _protocol_tag(b.protocol) for p, b in by_proto.items()}
+        stem = "__".join(slug(part) for part in key[1:])
+        tags = {p: b.protocol.tag() for p, b in by_proto.items()}
         if len(set(tags.values())) < len(tags):  # two protocols print alike: make them unique
             tags = {p: f"{t}-{stable_hash(p, 6)}" for p, t in tags.items()}
         for pkey in sorted(by_proto, key=lambda p: (tags[p], p)):
@@ -760,7 +721,7 @@ def _generate(
     for board in boards:
         aggregate(board)
     plots = {
-        f"{_slug(b.grid)}/{b.name}.png": _plot_spec(b)
+        f"{slug(b.grid)}/{b.name}.png": _plot_spec(b)
         for b in boards
         if any(c.n for c in b.cells.values()) or (b.full is not None and b.full.n)
     }
@@ -768,8 +729,8 @@ def _generate(
     pages: list[Path] = []
     with rendering(list(plots.values())) as wait_for_plots:  # drawn while the rest is written
         for board in boards:
-            grid_dir = _slug(board.grid)
-            mi_dir = f"model_info/{_slug(board.dataset)}/{_slug(board.protocol['norm'])}"
+            grid_dir = slug(board.grid)
+            mi_dir = f"model_info/{slug(board.dataset)}/{slug(board.protocol.norm)}"
             page = f"{grid_dir}/{board.name}.md"
             png = f"{board.name}.png" if f"{grid_dir}/{board.name}.png" in plots else None
             files[page] = render_board(
@@ -872,7 +833,7 @@ def render_index(boards: list[Board], problems: list[tuple[Path, str]], results_
         out += [f"## {_md(grid)}", ""]
         rows = []
         for b in (b for b in boards if b.grid == grid):
-            link = f"[{_md(b.dataset)} · {_md(b.arch)} · {b.regime}]({_slug(grid)}/{b.name}.md)"
+            link = f"[{_md(b.dataset)} · {_md(b.arch)} · {b.regime}]({slug(grid)}/{b.name}.md)"
             best = "; ".join(
                 f"{_pct(f)}: {' = '.join(_md(x) for x in b.best[f])} ({_num(b.cells[(b.best[f][0], f)].robust[0])})"
                 for f in b.fractions
@@ -881,7 +842,7 @@ def render_index(boards: list[Board], problems: list[tuple[Path, str]], results_
             rows.append(
                 [
                     link,
-                    _md(protocol_text(b.protocol)),
+                    _md(b.protocol.text()),
                     f"{b.n_ok} / {b.n_failed}",
                     str(len(b.seeds)),
                     best or MISSING,

@@ -12,10 +12,12 @@ import logging
 from functools import lru_cache
 
 import torch
-from corebench.config import ArchSpec
+from torch import nn
+
+from corebench.checked import suggest
 from corebench.data import DatasetInfo
 from corebench.errors import ConfigError
-from torch import nn
+from corebench.spec import ArchSpec
 
 log = logging.getLogger(__name__)
 SMALL_INPUT_PX = 64
@@ -59,8 +61,6 @@ def create_model(arch: ArchSpec, info: DatasetInfo) -> NormalizedModel:
     import timm
 
     if arch.name not in _all_timm():
-        from corebench.config import suggest
-
         raise ConfigError(f"architectures: {arch.name!r} is not a timm architecture; allowed: {suggest(arch.name, list(_all_timm()))}")
     c, h, w = info.input_shape
     kwargs = dict(arch.kwargs)

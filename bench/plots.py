@@ -5,10 +5,10 @@ drawn on a fresh `Figure` with the Agg canvas (no pyplot state), under matplotli
 style (a user's matplotlibrc cannot leak in), at a fixed size and dpi, with the PNG
 'Software' tag dropped (the only metadata matplotlib writes). Colours follow the method's
 place in the sorted label list, so a method keeps its colour across pages with the same
-methods. Drawing dominates leaderboard time (measured on 2 CPU cores: ~50 ms CPU a plot,
-from ~90 ms with `errorbar`, `legend` and `tight_layout`, which deep-copy handles or draw
-twice), so error bars are one line collection per series, the legend is placed by hand, and
-many plots are drawn in forked workers while the Markdown is written (`rendering`).
+methods. Drawing dominates leaderboard time (benchmarks/README.md), and `errorbar`, `legend`
+and `tight_layout` nearly double a plot's cost (they deep-copy handles or draw twice), so
+error bars are one line collection per series, the legend is placed by hand, and many plots
+are drawn in forked workers while the Markdown is written (`rendering`).
 """
 
 from __future__ import annotations
@@ -143,12 +143,6 @@ def _legend(fig: Figure, spec: PlotSpec, colors: dict[str, str]) -> None:
         fig.text(x0 + 0.045, y, label, fontsize=7, va="center")
     if len(entries) > 15:
         fig.text(x0 + 0.045, y0 - 15 * step, f"(+{len(entries) - 15} more)", fontsize=7, va="center")
-
-
-def render_all(specs: Sequence[PlotSpec], workers: int | None = None) -> list[bytes]:
-    """Render several plots, in order (see `rendering` for when worker processes are used)."""
-    with rendering(specs, workers) as wait:
-        return wait()
 
 
 @contextmanager

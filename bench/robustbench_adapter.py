@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from corebench.errors import BenchError
 from torch import nn
+
+from corebench.errors import BenchError
 
 INSTALL_HINT = "pip install 'corebench[robustbench]'"
 

@@ -22,28 +22,27 @@ from typing import Any
 
 import numpy as np
 import torch
+
 from corebench import __version__
-from corebench.attacks import ResolvedAttack, resolve_attack
-from corebench.config import (
+from corebench.data import Dataset, load_dataset
+from corebench.errors import BenchError
+from corebench.evaluate import evaluate
+from corebench.methods import CoresetMethod, SelectionContext, create_method, run_selection
+from corebench.models import create_model
+from corebench.optim import resolve_device
+from corebench.record import SCHEMA_VERSION, CellConfig, Record
+from corebench.results import is_done, write_indices, write_record
+from corebench.scoring import get_signals, seeded
+from corebench.spec import (
     FULL_DATA,
     ArchSpec,
     Cell,
     DatasetSpec,
-    EvaluationConfig,
     GridSpec,
     MethodSpec,
     ScoringConfig,
     stable_hash,
-    to_jsonable,
 )
-from corebench.data import Dataset, load_dataset
-from corebench.errors import BenchError
-from corebench.evaluate import evaluate, resolve_evaluation
-from corebench.methods import CoresetMethod, SelectionContext, create_method, run_selection
-from corebench.models import create_model
-from corebench.optim import resolve_device
-from corebench.results import SCHEMA_VERSION, is_done, write_indices, write_record
-from corebench.scoring import get_signals, seeded
 from corebench.train import train_model
 
 log = logging.getLogger(__name__)
@@ -239,19 +238,13 @@ def select_indices(cell: Cell, data: Dataset, method: CoresetMethod | None, scor
     return indices, scoring_s, time.perf_counter() - start
 
 
-def cell_config(spec: GridSpec, cell: Cell, attack: ResolvedAttack, evaluation: EvaluationConfig) -> dict[str, Any]:
+def cell_config(spec: GridSpec, cell: Cell, data: Dataset) -> CellConfig:
     """Every setting that changes the cell's numbers, resolved (ε filled in from the dataset)."""
-    return to_jsonable(
-        {
-            "dataset": cell.dataset,
-            "arch": cell.arch,
-            "scoring_arch": cell.scoring_arch,
-            "scoring": spec.scoring,
-            "training": spec.training,
-            "attack": attack,
-            "evaluation": evaluation,
-        }
-    )
+    return CellConfig(
+        dataset=cell.dataset, arch=cell.arch, scoring_arch=cell.scoring_arch, scoring=spec.scoring,
+        training=spec.training, attack=spec.attack.resolved(data.info.eps),
+        evaluation=spec.evaluation.resolved(data.info.eps),
+    )  # fmt: skip
 
 
 def run_cell(
@@ -266,13 +259,11 @@ def run_cell(
 ) -> dict[str, Any]:
     """Select, train, evaluate one cell and write its record (a failed one on any error)."""
     start = time.perf_counter()
-    attack = resolve_attack(spec.attack, data.info)
-    evaluation = resolve_evaluation(spec.evaluation, data.info)
-    config = cell_config(spec, cell, attack, evaluation)
+    config = cell_config(spec, cell, data)
     options = method.options_for(cell.fraction) if method is not None else {}
     record: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
-        "cell_id": stable_hash({"cell": cell.key(), "options": options, "config": config}),
+        "cell_id": stable_hash({"cell": cell.key(), "options": options, "config": config.model_dump(mode="json")}),
         "status": "failed",
         "error": None,
         "grid": {"name": spec.name, "source": spec.source},
@@ -300,11 +291,11 @@ def run_cell(
         with seeded(cell.seed, device):
             model = create_model(cell.arch, data.info).to(device)
         train_model(
-            model, data, indices, regime=cell.regime, training=spec.training,
-            attack=attack, seed=cell.seed, device=device, progress=progress,
+            model, data, indices, regime=cell.regime, training=config.training,
+            attack=config.attack, seed=cell.seed, device=device, progress=progress,
         )
         t1 = time.perf_counter()
-        result = evaluate(model, data, evaluation, device, progress=progress)
+        result = evaluate(model, data, config.evaluation, device, progress=progress)
         t2 = time.perf_counter()
         record["metrics"] = {
             "clean_acc": result.clean_acc,
@@ -329,8 +320,21 @@ def run_cell(
         else:
             log.error("cell %s failed: %s", path, exc)
     record["timings"]["total_s"] = round(time.perf_counter() - start, 3)
+    record = Record.model_validate(record).model_dump(mode="json")  # the schema the store reads back
     write_record(path, record)
     return {**record, "_path": str(path)}
+
+
+def run_grid_file(grid_path: str, results_dir: str, cache_dir: str | None, shard: tuple[int, int],
+                  scoring_only: bool) -> RunSummary:
+    """One cluster task: load the grid file and run its shard (what the executors submit)."""
+    from corebench.grid import load_grid
+
+    summary = run_grid(load_grid(grid_path), results_dir, cache_dir=cache_dir, shard=shard,
+                       scoring_only=scoring_only, progress=False)
+    if summary.failed:
+        log.warning("shard %d/%d: %d cells failed", *shard, summary.failed)
+    return summary
 
 
 def select_coreset(

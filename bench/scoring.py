@@ -38,21 +38,24 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from corebench.config import ArchSpec, DatasetSpec, ScoringConfig, stable_hash, to_jsonable
+from tqdm import tqdm
+
 from corebench.data import Dataset, augment_batch
-from corebench.errors import ConfigError
 from corebench.models import NormalizedModel, create_model
 from corebench.optim import batch_order, make_optimizer, steps_per_epoch
 from corebench.results import write_atomic
-from tqdm import tqdm
+from corebench.signals import (
+    ALL_SIGNALS,
+    EVAL_PASS,
+    SNAPSHOT,
+    TRAIN_PASS,
+    check_signals,
+    companions,
+)
+from corebench.spec import ArchSpec, DatasetSpec, ScoringConfig, stable_hash, to_jsonable
 
 log = logging.getLogger(__name__)
 
-TRAIN_PASS = ("input_grad_norm", "correct", "loss", "el2n", "margin_logits", "margin_probs")
-EVAL_PASS = ("input_grad_norm_eval",)
-SNAPSHOT = ("el2n_eval", "grand_all", "grand_last")
-FINAL = ("features",)
-ALL_SIGNALS = TRAIN_PASS + EVAL_PASS + SNAPSHOT + FINAL
 EVAL_BATCH = 512
 
 
@@ -88,14 +91,6 @@ def scoring_key(dataset: DatasetSpec, data: Dataset, arch: ArchSpec, cfg: Scorin
     )
 
 
-def check_signals(names: Iterable[str]) -> set[str]:
-    names = set(names)
-    unknown = names - set(ALL_SIGNALS)
-    if unknown:
-        raise ConfigError(f"signals: {sorted(unknown)[0]!r} is not recorded by the scoring run; allowed: {', '.join(ALL_SIGNALS)}")
-    return names
-
-
 def get_signals(
     data: Dataset,
     dataset: DatasetSpec,
@@ -120,7 +115,7 @@ def get_signals(
         meta = path.with_suffix(".json")
         seconds = float(json.loads(meta.read_text()).get("seconds", 0.0)) if meta.is_file() else 0.0
         if wanted <= set(have):
-            return ScoringResult({k: have[k] for k in wanted | _companions(wanted)}, seconds, True, key)
+            return ScoringResult({k: have[k] for k in wanted | companions(wanted)}, seconds, True, key)
         wanted |= {k for k in have if k in ALL_SIGNALS}  # re-run once for the union
     if not wanted:
         return ScoringResult({}, 0.0, True, key)
@@ -131,10 +126,6 @@ def get_signals(
         _save(path, made, {"key": key, "dataset": dataset, "arch": arch, "scoring": cfg, "seed": seed,
                            "signals": sorted(made), "seconds": round(seconds, 3)})
     return ScoringResult(made, seconds, False, key)
-
-
-def _companions(names: set[str]) -> set[str]:
-    return {"snapshot_epochs"} if names & set(SNAPSHOT) else set()
 
 
 def _save(path: Path, arrays: dict[str, np.ndarray], meta: dict) -> None:

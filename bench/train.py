@@ -24,17 +24,16 @@ import time
 import numpy as np
 import torch
 import torch.nn.functional as F
-from corebench.attacks import ResolvedAttack, pgd_attack, trades_loss
-from corebench.config import REGIMES, TrainingConfig
+from tqdm.auto import tqdm
+
+from corebench.attacks import pgd_attack, trades_loss
 from corebench.data import Dataset, augment_batch
-from corebench.errors import invalid
 from corebench.models import NormalizedModel
 from corebench.optim import batch_order, make_optimizer, steps_per_epoch
-from tqdm.auto import tqdm
+from corebench.spec import AttackConfig, TrainingConfig
 
 log = logging.getLogger(__name__)
 
-__all__ = ["REGIMES", "train_model"]  # REGIMES: ("standard", "pgd_at", "trades"), from corebench.config
 
 
 def train_model(
@@ -44,21 +43,19 @@ def train_model(
     *,
     regime: str,
     training: TrainingConfig,
-    attack: ResolvedAttack,
+    attack: AttackConfig,
     seed: int,
     device: torch.device,
     progress: bool = True,
 ) -> dict:
     """Train `model` in place on `data.x_train[indices]` under `regime`.
 
-    Returns {"epochs", "steps", "final_loss" (mean training loss of the last epoch),
-    "seconds"}. The model is left in eval mode, ready to be evaluated.
+    `regime` is one of `spec.REGIMES`, `attack` is resolved (ε and step set) and `indices` is a
+    non-empty 1-D index array, as the runner hands them over. Returns {"epochs", "steps",
+    "final_loss" (mean training loss of the last epoch), "seconds"}. The model is left in eval
+    mode, ready to be evaluated.
     """
-    if regime not in REGIMES:
-        raise invalid("regimes", regime, REGIMES)
     indices = np.asarray(indices, dtype=np.int64)
-    if indices.ndim != 1 or indices.size == 0:
-        raise invalid("coreset indices", f"array of shape {indices.shape}", "a non-empty 1-D index array")
     start_time = time.perf_counter()
     n = int(indices.size)
     per_epoch = steps_per_epoch(n, training.batch_size)
@@ -112,7 +109,7 @@ def _loss(
     x: torch.Tensor,
     y: torch.Tensor,
     regime: str,
-    attack: ResolvedAttack,
+    attack: AttackConfig,
     generator: torch.Generator,
 ) -> torch.Tensor:
     """The regime's training loss on one batch (model in train mode)."""

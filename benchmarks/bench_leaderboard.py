@@ -10,10 +10,7 @@ least any generator has to do, and writing files of the same sizes plainly (this
 creation cost swings 10x with other load). Prints the times and the ratio to the 3 s target.
 Run: `.venv/bin/python benchmarks/bench_leaderboard.py`.
 
-Measured (2-core dev VM, Python 3.11, matplotlib 3.11): quiet machine 2.23-2.29 s (ratio 0.76;
-CPU incl. plot workers 3.5 s; json.load 0.31 s), up to 3.4 s when file creation was slow;
-3.8-6.2 s while another job held the cores. With one plot worker (COREBENCH_PLOT_WORKERS=1)
-4.8 s. Plots cost ~50 ms CPU each (37 here), the rest is reading and writing ~12,000 files.
+Measured figures: benchmarks/README.md.
 """
 
 from __future__ import annotations
@@ -22,12 +19,15 @@ import json
 import os
 import resource
 import shutil
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 from corebench.leaderboard import generate_leaderboards
-from corebench.results import example_record, record_relpath
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from records import example_record, relpath  # noqa: E402  the tests' record builder
 
 TARGET_S = 3.0
 DATASETS = ("cifar10", "cifar100", "svhn", "tinyimagenet")
@@ -72,7 +72,7 @@ def make_records() -> list[dict]:
 
 def write_records(records: list[dict], root: Path) -> None:
     for rec in records:
-        path = root / record_relpath(rec)
+        path = root / relpath(rec)
         if rec["config"]["evaluation"]["eps"] != 32 / 255:  # same cell key, other protocol
             path = path.with_name(path.stem + "_eps4.json")
         path.parent.mkdir(parents=True, exist_ok=True)

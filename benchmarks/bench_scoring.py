@@ -17,9 +17,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from corebench.config import ArchSpec, DatasetSpec, ScoringConfig
+
 from corebench.data import Dataset, DatasetInfo, load_dataset
 from corebench.scoring import EVAL_PASS, FINAL, TRAIN_PASS, run_scoring
+from corebench.spec import ArchSpec, DatasetSpec, ScoringConfig
 
 TARGET = 1.3
 # Every signal but full-parameter GraNd and the per-epoch eval-mode input gradient (an option

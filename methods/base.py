@@ -11,12 +11,19 @@ import math
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import numpy as np
+from pydantic import Field
+
 from corebench.errors import MethodError
+from corebench.spec import to_jsonable
 
 Direction = Literal["hardest", "easiest"]
+# Parameter types with their ranges, for `Params` fields (checked when a method is created):
+RunCount = Annotated[int, Field(ge=1)]  # scoring runs a score is averaged over
+Epoch = Annotated[int, Field(ge=0)]  # a scoring epoch; 0 = at initialisation
+PositiveCount = Annotated[int, Field(ge=1)]
 
 
 def budget_for(fraction: float, n: int) -> int:
@@ -109,8 +116,6 @@ class CoresetMethod(ABC):
 
     def options(self) -> dict[str, Any]:
         """Every parameter with its value, for the result record."""
-        from corebench.config import to_jsonable
-
         return {f.name: to_jsonable(getattr(self.params, f.name)) for f in fields(self.params)}
 
     def options_for(self, fraction: float) -> dict[str, Any]:

@@ -45,12 +45,20 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import Annotated, Literal
 
 import numpy as np
-from corebench.errors import MethodError, invalid
+from pydantic import Field
+
+from corebench.errors import MethodError
 from corebench.methods._common import class_budgets, forgetting_counts, mean_over_runs, rank
-from corebench.methods.base import CoresetMethod, SelectionContext, check_scores
+from corebench.methods.base import (
+    CoresetMethod,
+    PositiveCount,
+    RunCount,
+    SelectionContext,
+    check_scores,
+)
 from corebench.methods.registry import register_method
 
 log = logging.getLogger(__name__)
@@ -105,22 +113,12 @@ def stratified_sample(scores: np.ndarray, budget: int, n_strata: int, rng: np.ra
 class CCSParams:
     score: Literal["aum", "forgetting", "el2n"] = "aum"
     aum_on: Literal["probs", "logits"] = "probs"
-    hard_cutoff: float | None = None
+    hard_cutoff: Annotated[float, Field(ge=0, lt=1)] | None = None  # None: the CIFAR-10 table
     cutoff_by: Literal["aum", "score"] = "aum"
-    strata: int = 50
-    el2n_epochs: int = 10
+    strata: PositiveCount = 50
+    el2n_epochs: PositiveCount = 10
     class_balanced: bool = False
-    n_runs: int = 1
-
-    def __post_init__(self) -> None:
-        if self.hard_cutoff is not None and not 0.0 <= self.hard_cutoff < 1.0:
-            raise invalid("ccs.hard_cutoff", self.hard_cutoff, "a number in [0, 1), or null for the CIFAR-10 table")
-        if self.strata < 1:
-            raise invalid("ccs.strata", self.strata, "an integer >= 1")
-        if self.el2n_epochs < 1:
-            raise invalid("ccs.el2n_epochs", self.el2n_epochs, "an integer >= 1")
-        if self.n_runs < 1:
-            raise invalid("ccs.n_runs", self.n_runs, "an integer >= 1")
+    n_runs: RunCount = 1
 
 
 @register_method("ccs")

@@ -8,7 +8,7 @@ corebench is the reference implementation.
 Options where a reading of the paper leaves room:
 - `gradient_pass`: "train" takes the input gradient in the training pass itself (train-mode
   BatchNorm, augmented inputs, almost free); "eval" takes it in a separate eval-mode pass on
-  un-augmented inputs each epoch (about 1.4× an epoch on CPU, see benchmarks/). Default
+  un-augmented inputs each epoch (its cost is in benchmarks/README.md). Default
   "train", the cheap one; "eval" is measured and offered.
 - `direction`: "easiest" (the paper) or "hardest", so boards can test whether easiness is
   what matters.
@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
+
 from corebench.methods.base import Direction, ScoreBasedMethod, SelectionContext
 from corebench.methods.registry import register_method
 

@@ -25,35 +25,26 @@ Options where references disagree (default first, with its source):
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import Annotated, Literal
 
 import numpy as np
-from corebench.errors import MethodError, invalid
+from pydantic import Field
+
+from corebench.errors import MethodError
 from corebench.methods._common import mean_over_runs, snapshot_epochs, snapshot_row
-from corebench.methods.base import Direction, ScoreBasedMethod, SelectionContext
+from corebench.methods.base import Direction, RunCount, ScoreBasedMethod, SelectionContext
 from corebench.methods.registry import register_method
-
-
-def default_epoch(n_epochs: int) -> int:
-    """The paper's "10 % into training" (epoch 20 of 200) for an E-epoch scoring run."""
-    return max(1, math.ceil(0.1 * n_epochs - 1e-9))
+from corebench.spec import default_snapshot_epoch
 
 
 @dataclass(frozen=True)
 class EL2NParams:
-    epoch: int | None = None
+    epoch: Annotated[int, Field(ge=1)] | None = None  # None: 10 % into training
     score_pass: Literal["eval", "train"] = "eval"
     direction: Direction = "hardest"
     class_balanced: bool = False
-    n_runs: int = 1
-
-    def __post_init__(self) -> None:
-        if self.epoch is not None and self.epoch < 1:
-            raise invalid("el2n.epoch", self.epoch, "an epoch >= 1 or null (10% of the scoring epochs)")
-        if self.n_runs < 1:
-            raise invalid("el2n.n_runs", self.n_runs, "an integer >= 1")
+    n_runs: RunCount = 1
 
 
 @register_method("el2n")
@@ -71,7 +62,7 @@ class EL2N(ScoreBasedMethod):
         if self.params.score_pass == "eval":
             return mean_over_runs([r[self._snapshot_row(ctx.runs[i], r.shape[0])] for i, r in enumerate(runs)])
         n_epochs = runs[0].shape[0]
-        epoch = self.params.epoch if self.params.epoch is not None else default_epoch(n_epochs)
+        epoch = self.params.epoch if self.params.epoch is not None else default_snapshot_epoch(n_epochs)
         if epoch > n_epochs:
             raise MethodError(
                 f"method {self.name!r}: epoch {epoch} is not recorded; the scoring run has epochs 1..{n_epochs}"

@@ -27,9 +27,9 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
-from corebench.errors import invalid
+
 from corebench.methods._common import forgetting_counts, mean_over_runs
-from corebench.methods.base import Direction, ScoreBasedMethod, SelectionContext
+from corebench.methods.base import Direction, RunCount, ScoreBasedMethod, SelectionContext
 from corebench.methods.registry import register_method
 
 
@@ -38,11 +38,7 @@ class ForgettingParams:
     never_learned: Literal["most_forgotten", "zero"] = "most_forgotten"
     direction: Direction = "hardest"
     class_balanced: bool = False
-    n_runs: int = 1
-
-    def __post_init__(self) -> None:
-        if self.n_runs < 1:
-            raise invalid("forgetting.n_runs", self.n_runs, "an integer >= 1")
+    n_runs: RunCount = 1
 
 
 @register_method("forgetting")

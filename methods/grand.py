@@ -29,25 +29,19 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
-from corebench.errors import invalid
+
 from corebench.methods._common import mean_over_runs, snapshot_epochs, snapshot_row
-from corebench.methods.base import Direction, ScoreBasedMethod, SelectionContext
+from corebench.methods.base import Direction, Epoch, RunCount, ScoreBasedMethod, SelectionContext
 from corebench.methods.registry import register_method
 
 
 @dataclass(frozen=True)
 class GraNdParams:
     params: Literal["all", "last_layer"] = "all"
-    epoch: int = 0
+    epoch: Epoch = 0
     direction: Direction = "hardest"
     class_balanced: bool = False
-    n_runs: int = 1
-
-    def __post_init__(self) -> None:
-        if self.epoch < 0:
-            raise invalid("grand.epoch", self.epoch, "an epoch >= 0 listed in scoring.snapshot_epochs (0 = initialisation)")
-        if self.n_runs < 1:
-            raise invalid("grand.n_runs", self.n_runs, "an integer >= 1")
+    n_runs: RunCount = 1
 
 
 @register_method("grand")

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
+
 from corebench.errors import MethodError
 from corebench.methods._common import class_budgets, rank
 from corebench.methods.base import CoresetMethod, SelectionContext, check_scores

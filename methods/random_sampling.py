@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+
 from corebench.methods._common import class_budgets
 from corebench.methods.base import CoresetMethod, SelectionContext
 from corebench.methods.registry import register_method

@@ -12,6 +12,7 @@ import logging
 from collections.abc import Callable
 from importlib import metadata
 
+from corebench.checked import build
 from corebench.errors import ConfigError, invalid
 from corebench.methods.base import CoresetMethod
 
@@ -75,7 +76,5 @@ def get_method_class(name: str) -> type[CoresetMethod]:
 
 def create_method(name: str, **params: object) -> CoresetMethod:
     """Create a registered method; unknown or ill-typed parameters are ConfigErrors."""
-    from corebench.config import build_dataclass
-
     cls = get_method_class(name)
-    return cls(build_dataclass(cls.Params, params, f"methods.{name}"))
+    return cls(build(cls.Params, params, f"methods.{name}"))

@@ -20,19 +20,12 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 import numpy as np
+
 from corebench.errors import MethodError
 from corebench.methods._common import class_budgets
 from corebench.methods.base import CoresetMethod, SelectionContext, budget_for, run_selection
 from corebench.methods.registry import create_method
-
-# Signals the scoring run can record; kept here so the kit does not import torch.
-# Must match bench/scoring.py ALL_SIGNALS (a test checks it).
-KNOWN_SIGNALS: tuple[str, ...] = (
-    "input_grad_norm", "correct", "loss", "el2n", "margin_logits", "margin_probs",
-    "input_grad_norm_eval", "el2n_eval", "grand_all", "grand_last", "features",
-)
-SNAPSHOT_SIGNALS = ("el2n_eval", "grand_all", "grand_last")  # [K, N] at snapshot_epochs
-BOOL_SIGNALS = ("correct",)
+from corebench.signals import ALL_SIGNALS, BOOL_SIGNALS, SNAPSHOT, SNAPSHOT_EPOCHS
 
 
 @dataclass(frozen=True)
@@ -106,8 +99,8 @@ def fake_context(
         run: dict[str, np.ndarray] = {}
         for name in names:
             run[name] = _fake_signal(name, difficulty, labels, centres, epochs, rng, method)
-        if set(names) & set(SNAPSHOT_SIGNALS):
-            run["snapshot_epochs"] = _snapshot_epochs(method, epochs)
+        if set(names) & set(SNAPSHOT):
+            run[SNAPSHOT_EPOCHS] = _snapshot_epochs(method, epochs)
         runs.append(run)
     return SelectionContext(labels=labels, num_classes=num_classes, runs=tuple(runs), seed=seed)
 
@@ -133,13 +126,13 @@ def _fake_signal(
     if name == "correct":
         p_correct = np.clip(progress + 0.3 - difficulty, 0.02, 0.98)
         return rng.uniform(size=(epochs, n)) < p_correct
-    if name in SNAPSHOT_SIGNALS:
+    if name in SNAPSHOT:
         k = _snapshot_epochs(method, epochs).size
         return np.exp(difficulty + rng.normal(0.0, 0.2, size=(k, n))).astype(np.float32)
     if name == "features":
         spread = 0.5 + difficulty[:, None]
         return (centres[labels] + spread * rng.normal(size=(n, centres.shape[1]))).astype(np.float32)
-    raise MethodError(f"fake_context: no fake for signal {name!r}; known: {', '.join(KNOWN_SIGNALS)}")
+    raise MethodError(f"fake_context: no fake for signal {name!r}; known: {', '.join(ALL_SIGNALS)}")
 
 
 def _recording(ctx: SelectionContext, seen: set[str]) -> SelectionContext:
@@ -190,12 +183,12 @@ def check_method(name: str, **params: Any) -> list[CheckResult]:
 
     def declares() -> tuple[bool, str]:
         declared = tuple(method.required_signals())
-        unknown = [s for s in declared if s not in KNOWN_SIGNALS]
+        unknown = [s for s in declared if s not in ALL_SIGNALS]
         if unknown:
-            return False, f"declares {unknown} which the scoring run does not record; known: {', '.join(KNOWN_SIGNALS)}"
+            return False, f"declares {unknown} which the scoring run does not record; known: {', '.join(ALL_SIGNALS)}"
         seen: set[str] = set()
         run_selection(create_method(name, **params), _recording(fake_context(method, n=n), seen), 0.3)
-        allowed = set(declared) | ({"snapshot_epochs"} if set(declared) & set(SNAPSHOT_SIGNALS) else set())
+        allowed = set(declared) | ({SNAPSHOT_EPOCHS} if set(declared) & set(SNAPSHOT) else set())
         extra = sorted(seen - allowed)
         if extra:
             return False, f"reads {extra} without declaring them (declared: {list(declared)})"

@@ -34,10 +34,11 @@ def tiny_grid() -> dict:
     }
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session", autouse=True)
 def one_thread():
-    """Tiny models gain nothing from intra-op threads, and on a shared 2-core box contended
-    threads slow them down 10-40×; restore the setting for the other test files."""
+    """Every test trains tiny models in one thread: they gain nothing from intra-op threads, and
+    on a shared 2-core machine contended threads slow them down 10-40× (a run in the pipeline
+    tests went from seconds to minutes while another process held one core)."""
     import torch
 
     before = torch.get_num_threads()
@@ -49,7 +50,7 @@ def one_thread():
 @pytest.fixture(scope="module")
 def digits():
     """The digits dataset, loaded once per test module (modules may slice their copy)."""
-    from corebench.config import DatasetSpec
     from corebench.data import load_dataset
+    from corebench.spec import DatasetSpec
 
     return load_dataset(DatasetSpec("digits"))

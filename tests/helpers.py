@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import torch
+from torch import nn
+
 from corebench.data import DatasetInfo
 from corebench.models import NormalizedModel
-from torch import nn
 
 
 def tiny_model(info: DatasetInfo, seed: int = 0, num_classes: int | None = None) -> NormalizedModel:

@@ -7,21 +7,21 @@ import copy
 import pytest
 import torch
 import torch.nn.functional as F
+
 from corebench.attacks import (
-    ResolvedAttack,
     pgd_attack,
-    resolve_attack,
     trades_adversary,
     trades_loss,
 )
-from corebench.config import AttackConfig
+from corebench.checked import build
 from corebench.errors import ConfigError
+from corebench.spec import AttackConfig
+
 from helpers import tiny_model
 
 TOL = 1e-6
 
 
-pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 
@@ -49,12 +49,12 @@ def batch(digits):
 
 
 def test_resolve_attack_defaults_follow_dataset(digits):
-    att = resolve_attack(AttackConfig(), digits.info)
-    assert att == ResolvedAttack(eps=32 / 255, step_size=8 / 255, steps=10, random_start=True, trades_beta=6.0)
-    att = resolve_attack(AttackConfig(eps=8 / 255, step_size=0.01, steps=3), digits.info)
+    att = AttackConfig().resolved(digits.info.eps)
+    assert att == AttackConfig(eps=32 / 255, step_size=8 / 255, steps=10, random_start=True, trades_beta=6.0)
+    att = AttackConfig(eps=8 / 255, step_size=0.01, steps=3).resolved(digits.info.eps)
     assert (att.eps, att.step_size, att.steps) == (8 / 255, 0.01, 3)
-    with pytest.raises(ConfigError, match="attack.eps"):
-        resolve_attack(AttackConfig(eps=-0.1), digits.info)
+    with pytest.raises(ConfigError, match=r"^attack\.eps: -0\.1 is not allowed; allowed: a number in \(0, 1\]"):
+        build(AttackConfig, {"eps": -0.1}, "attack")
 
 
 @pytest.mark.parametrize("mode", ["eval", "train"])

@@ -8,7 +8,12 @@ from pathlib import Path
 
 import pytest
 import yaml
-from corebench.config import (
+
+from corebench.checked import build
+from corebench.errors import ConfigError
+from corebench.grid import load_grid, parse_grid
+from corebench.methods import list_methods
+from corebench.spec import (
     FULL_DATA,
     ArchSpec,
     AttackConfig,
@@ -16,13 +21,8 @@ from corebench.config import (
     DatasetSpec,
     MethodSpec,
     TrainingConfig,
-    build_dataclass,
-    load_grid,
-    parse_grid,
     stable_hash,
 )
-from corebench.errors import ConfigError
-from corebench.methods import list_methods
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -142,7 +142,7 @@ BAD_INPUTS = [
     ({"seeds": [-1]}, "seeds", "-1", ">= 0"),
     ({"trainig": {}}, "trainig", "'trainig'", "training"),
     ({"training": {"epoch": 3}}, "training.epoch", "'epoch'", "epochs"),
-    ({"training": {"epochs": "ten"}}, "training.epochs", "'ten'", "an integer"),
+    ({"training": {"epochs": "ten"}}, "training.epochs", "'ten'", "a positive integer"),
     ({"training": {"epochs": 0}}, "training.epochs", "0", "positive"),
     ({"training": {"lr": -0.1}}, "training.lr", "-0.1", "positive"),
     ({"training": {"schedule": "step"}}, "training.schedule", "'step'", "cosine, constant"),
@@ -235,10 +235,10 @@ def test_stable_hash_ignores_dict_order_and_sees_values():
     assert stable_hash({"b": [1, 2.5], "a": "x"}) == hashlib.sha256(b'{"a": "x", "b": [1, 2.5]}').hexdigest()[:16]
 
 
-def test_build_dataclass_checks_keys_and_types():
-    cfg = build_dataclass(AttackConfig, {"eps": "16/255", "steps": 7}, "attack")
+def test_build_checks_keys_and_types():
+    cfg = build(AttackConfig, {"eps": "16/255", "steps": 7}, "attack")
     assert cfg == AttackConfig(eps=16 / 255, steps=7)
-    assert build_dataclass(AttackConfig, None, "attack") == AttackConfig()
-    assert math.isclose(build_dataclass(TrainingConfig, {"lr": 1}, "training").lr, 1.0)
-    with pytest.raises(ConfigError, match=r"^attack\.steps: 2\.5 is not allowed; allowed: an integer$"):
-        build_dataclass(AttackConfig, {"steps": 2.5}, "attack")
+    assert build(AttackConfig, None, "attack") == AttackConfig()
+    assert math.isclose(build(TrainingConfig, {"lr": 1}, "training").lr, 1.0)
+    with pytest.raises(ConfigError, match=r"^attack\.steps: 2\.5 is not allowed; allowed: a positive integer$"):
+        build(AttackConfig, {"steps": 2.5}, "attack")

@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 import torch
 from conftest import shared_data_file
-from corebench.config import DatasetSpec
+from sklearn.linear_model import LogisticRegression
+
 from corebench.data import (
     CIFAR10_CLASSES,
     DatasetInfo,
@@ -24,7 +25,7 @@ from corebench.data import (
     make_synthetic,
 )
 from corebench.errors import BenchError, ConfigError, DataError
-from sklearn.linear_model import LogisticRegression
+from corebench.spec import DatasetSpec
 
 
 def one_line(exc: pytest.ExceptionInfo) -> str:

@@ -11,25 +11,27 @@ import time
 import numpy as np
 import pytest
 import torch
-from corebench.attacks import resolve_attack
-from corebench.autoattack_adapter import ALLOWED_ATTACKS, attacks_for, run_autoattack
-from corebench.config import (
+
+from corebench.autoattack_adapter import run_autoattack
+from corebench.checked import build
+from corebench.errors import BenchError, ConfigError
+from corebench.evaluate import EvalResult, evaluate
+from corebench.robustbench_adapter import load_reference_model
+from corebench.spec import (
+    AUTOATTACK_ATTACKS,
     AttackConfig,
     AutoAttackConfig,
     EvaluationConfig,
     TrainingConfig,
 )
-from corebench.errors import BenchError, ConfigError
-from corebench.evaluate import EvalResult, evaluate, resolve_evaluation
-from corebench.robustbench_adapter import load_reference_model
 from corebench.train import train_model
+
 from helpers import tiny_model
 
 CPU = torch.device("cpu")
 APGD_CE = AutoAttackConfig(version="custom", attacks=("apgd-ce",))
 
 
-pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 
@@ -39,26 +41,30 @@ def model(digits):
     """A standard-trained tiny net (about 90% clean accuracy on digits)."""
     m = tiny_model(digits.info)
     train_model(m, digits, np.arange(len(digits.x_train)), regime="standard",
-                training=TrainingConfig(epochs=3), attack=resolve_attack(AttackConfig(), digits.info),
+                training=TrainingConfig(epochs=3), attack=AttackConfig().resolved(digits.info.eps),
                 seed=0, device=CPU, progress=False)
     return m
 
 
 def test_resolve_evaluation_fills_defaults_from_the_dataset(digits):
-    cfg = resolve_evaluation(EvaluationConfig(), digits.info)
+    cfg = EvaluationConfig().resolved(digits.info.eps)
     assert cfg.eps == pytest.approx(32 / 255) and cfg.pgd_step_size == pytest.approx(8 / 255)
     assert cfg.autoattack.attacks == ("apgd-ce", "apgd-t", "fab-t", "square")
-    assert resolve_evaluation(cfg, digits.info) == cfg  # a resolved config resolves to itself
+    assert cfg.resolved(digits.info.eps) == cfg  # a resolved config resolves to itself
     with pytest.raises(dataclasses.FrozenInstanceError):
         cfg.eps = 0.5  # type: ignore[misc]
-    custom = resolve_evaluation(EvaluationConfig(eps=0.1, pgd_step_size=0.02, autoattack=APGD_CE), digits.info)
+    custom = EvaluationConfig(eps=0.1, pgd_step_size=0.02, autoattack=APGD_CE).resolved(digits.info.eps)
     assert (custom.eps, custom.pgd_step_size, custom.autoattack.attacks) == (0.1, 0.02, ("apgd-ce",))
+
+
+def attacks_for(version: str, attacks: list[str] | None) -> tuple[str, ...]:
+    return build(AutoAttackConfig, {"version": version, "attacks": attacks}, "evaluation.autoattack").run_list()
 
 
 def test_attack_lists_per_version():
     assert attacks_for("standard", None) == ("apgd-ce", "apgd-t", "fab-t", "square")
     assert attacks_for("rand", None) == ("apgd-ce", "apgd-dlr")
-    assert set(attacks_for("plus", None)) == set(ALLOWED_ATTACKS)
+    assert set(attacks_for("plus", None)) == set(AUTOATTACK_ATTACKS)
     assert attacks_for("custom", ["square", "apgd-ce"]) == ("square", "apgd-ce")
     with pytest.raises(ConfigError, match="allowed: apgd-ce, apgd-dlr, apgd-t, fab, fab-t, square"):
         attacks_for("custom", ["apgd-ce", "pgd"])
@@ -101,8 +107,7 @@ def test_cascade_matches_one_autoattack_run(model, digits):
     from pyautoattack import AutoAttack
 
     x, y = digits.x_test[:40], digits.y_test[:40]
-    acc, per_attack, ran = run_autoattack(model, x, y, eps=32 / 255, version="custom",
-                                          attacks=["apgd-ce", "apgd-t"], seed=0, batch_size=16)
+    acc, per_attack, ran = run_autoattack(model, x, y, autoattack=AutoAttackConfig(version="custom", attacks=["apgd-ce", "apgd-t"], seed=0), eps=32 / 255, batch_size=16)
     assert ran == ("apgd-ce", "apgd-t")
     assert per_attack["clean"] >= per_attack["apgd-ce"] >= per_attack["apgd-t"] == acc
     reference = copy.deepcopy(model).eval()
@@ -126,8 +131,7 @@ def test_autoattack_is_isolated_from_global_state(model, digits):
     old = sys.gettrace()
     sys.settrace(tracer)
     try:
-        run_autoattack(model, digits.x_test[:20], digits.y_test[:20], eps=32 / 255, version="custom",
-                       attacks=["fab-t"], seed=5, batch_size=20)
+        run_autoattack(model, digits.x_test[:20], digits.y_test[:20], autoattack=AutoAttackConfig(version="custom", attacks=["fab-t"], seed=5), eps=32 / 255, batch_size=20)
         assert sys.gettrace() is tracer
     finally:
         sys.settrace(old)
@@ -143,8 +147,7 @@ def test_autoattack_is_isolated_from_global_state(model, digits):
 
 def test_standard_autoattack_on_a_few_examples(model, digits):
     start = time.perf_counter()
-    acc, per_attack, ran = run_autoattack(model, digits.x_test[:20], digits.y_test[:20], eps=32 / 255,
-                                          version="standard", seed=0)
+    acc, per_attack, ran = run_autoattack(model, digits.x_test[:20], digits.y_test[:20], autoattack=AutoAttackConfig(version="standard", seed=0), eps=32 / 255)
     assert ran == ("apgd-ce", "apgd-t", "fab-t", "square")
     assert list(per_attack) == ["clean", *ran]
     values = list(per_attack.values())
@@ -157,9 +160,8 @@ def test_dlr_attacks_need_enough_classes(digits):
     two_class = tiny_model(digits.info, num_classes=2)
     y = (digits.y_test[:8] % 2).long()
     with pytest.raises(ConfigError, match="'apgd-t' is not allowed with 2 classes"):
-        run_autoattack(two_class, digits.x_test[:8], y, eps=0.1, version="standard")
-    acc, per_attack, _ = run_autoattack(two_class, digits.x_test[:8], y, eps=0.1, version="custom",
-                                        attacks=["apgd-ce", "fab-t"])
+        run_autoattack(two_class, digits.x_test[:8], y, autoattack=AutoAttackConfig(version="standard"), eps=0.1)
+    acc, per_attack, _ = run_autoattack(two_class, digits.x_test[:8], y, autoattack=AutoAttackConfig(version="custom", attacks=["apgd-ce", "fab-t"]), eps=0.1)
     assert 0 <= acc <= per_attack["clean"]
 
 

@@ -14,11 +14,14 @@ import shutil
 from pathlib import Path
 
 import pytest
+
 from corebench.errors import ResultsError
 from corebench.leaderboard import _average_ranks, generate_leaderboards, render_summary
-from corebench.plots import PlotSpec, Series, render_all, render_png
-from corebench.results import example_record, load, record_relpath, write_record
+from corebench.plots import PlotSpec, Series, render_png, rendering
+from corebench.results import load, write_record
 from corebench.stats import paired_diff, t_critical
+
+from records import example_record, relpath
 
 GOLDEN = Path(__file__).parent / "golden" / "leaderboards"
 REGEN = os.environ.get("COREBENCH_REGEN_GOLDEN") == "1"
@@ -57,10 +60,10 @@ def golden_records() -> list[dict]:
 def write_golden_results(root: Path) -> Path:
     """Write the golden records plus one malformed file (an accuracy stored as a string)."""
     for rec in golden_records():
-        write_record(root / record_relpath(rec), rec)
+        write_record(root / relpath(rec), rec)
     bad = example_record(grid="golden", method="random", fraction=0.1, seed=3)
     bad["metrics"]["clean_acc"] = "91.2"
-    path = root / record_relpath(bad)
+    path = root / relpath(bad)
     path.write_text(json.dumps(bad, sort_keys=True, indent=1))
     return path
 
@@ -134,7 +137,7 @@ def test_golden_board_content(golden_run) -> None:
     assert "- Grid file: `golden` from `configs/golden.yaml`" in page
     assert "ε = 32/255 (0.1255), AutoAttack `custom` (apgd-ce, apgd-t), first 450 test examples" in page
     assert "- Cells: 20 finished, 1 failed; 1 malformed file skipped:" in page
-    assert "metrics.clean_acc: '91.2' (a string) is not allowed" in page
+    assert "metrics.clean_acc: '91.2' is not allowed; allowed: a number in [0, 100]" in page
     assert "| moderate | 30%        | 2      | RuntimeError: CUDA out of memory |" in page
 
 
@@ -174,6 +177,11 @@ def test_regeneration_is_byte_identical(golden_run, tmp_path: Path) -> None:
     assert {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()} == mtimes
 
 
+def render_all(specs: list[PlotSpec], workers: int) -> list[bytes]:
+    with rendering(specs, workers) as wait:
+        return wait()
+
+
 def test_png_is_a_pure_function_of_its_spec() -> None:
     a = PlotSpec("a", "acc (%)", (Series("m", (0.1, 0.3), (30.0, 40.0), (1.0, float("nan"))),), (50.0, 0.5))
     b = PlotSpec("b", "acc (%)", (Series("r", (0.01, 0.5), (10.0, 20.0), (0.5, 0.5), reference=True),))
@@ -192,8 +200,8 @@ def test_protocols_are_never_mixed(tmp_path: Path) -> None:
         for method, acc in (("random", 30.0), ("easycore", 33.0)):
             wide = example_record(grid="p", method=method, seed=seed, autoattack_acc=acc)
             narrow = example_record(grid="p", method=method, seed=seed, autoattack_acc=acc + 20, eps=8 / 255)
-            write_record(results / record_relpath(wide), wide)
-            path = results / record_relpath(narrow)
+            write_record(results / relpath(wide), wide)
+            path = results / relpath(narrow)
             write_record(path.with_name(f"eps8_{path.name}"), narrow)
     report = generate_leaderboards(results, tmp_path / "out")
     names = sorted(p.name for p in report.pages)
@@ -214,7 +222,7 @@ def test_single_seed_claims_no_significance(tmp_path: Path) -> None:
     results = tmp_path / "results"
     for method, acc in (("random", 30.0), ("easycore", 40.0)):
         rec = example_record(grid="one", method=method, autoattack_acc=acc)
-        write_record(results / record_relpath(rec), rec)
+        write_record(results / relpath(rec), rec)
     page = generate_leaderboards(results, tmp_path / "out").pages[0].read_text()
     assert "Every comparison here has a single seed: no significance is claimed." in page
     assert "| easycore | +10.00 (n=1) |" in page
@@ -231,12 +239,12 @@ def test_strict_raises_naming_the_malformed_file(tmp_path: Path) -> None:
 def test_duplicate_cells_are_skipped_and_reported(tmp_path: Path) -> None:
     results = tmp_path / "results"
     rec = example_record(grid="d", autoattack_acc=30.0)
-    write_record(results / record_relpath(rec), rec)
+    write_record(results / relpath(rec), rec)
     write_record(results / "d" / "copy" / "seed0.json", rec)
     report = generate_leaderboards(results, tmp_path / "out")
     assert report.n_ok == 1  # the first path in sort order is kept, the other reported
     assert [(p.relative_to(results).as_posix(), reason) for p, reason in report.skipped] == [
-        (record_relpath(rec).as_posix(), "duplicate of the cell in d/copy/seed0.json")
+        (relpath(rec).as_posix(), "duplicate of the cell in d/copy/seed0.json")
     ]
 
 
@@ -244,7 +252,7 @@ def test_stale_generated_files_are_removed_and_others_kept(tmp_path: Path) -> No
     results, out = tmp_path / "results", tmp_path / "out"
     rec = example_record(grid="s", autoattack_acc=30.0)
     other = example_record(grid="s", autoattack_acc=31.0, eps=8 / 255)
-    write_record(results / record_relpath(rec), rec)
+    write_record(results / relpath(rec), rec)
     other_path = results / "s" / "other" / "seed0.json"
     write_record(other_path, other)
     first = generate_leaderboards(results, out)

@@ -11,9 +11,10 @@ import sys
 import textwrap
 from pathlib import Path
 
-import corebench.methods.registry as registry
 import numpy as np
 import pytest
+
+import corebench.methods.registry as registry
 from corebench.errors import ConfigError
 from corebench.methods import (
     CoresetMethod,

@@ -3,11 +3,14 @@ a new method gets these checks for free. Also: the conformance kit catches broke
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import typing
 from dataclasses import dataclass, fields
 
 import numpy as np
 import pytest
+
 from corebench.errors import ConfigError, MethodError
 from corebench.methods import (
     CoresetMethod,
@@ -20,11 +23,11 @@ from corebench.methods import (
 from corebench.methods.base import Direction
 from corebench.methods.registry import _REGISTRY, register_method
 from corebench.methods.testing import (
-    KNOWN_SIGNALS,
     assert_method_conforms,
     check_method,
     fake_context,
 )
+from corebench.signals import ALL_SIGNALS
 
 METHODS = list_methods()
 
@@ -90,14 +93,17 @@ def test_selection_is_deterministic_for_a_seed(name):
 @pytest.mark.parametrize("name", METHODS)
 def test_declared_signals_are_known_to_the_scoring_run(name):
     method = create_method(name)
-    assert set(method.required_signals()) <= set(KNOWN_SIGNALS)
+    assert set(method.required_signals()) <= set(ALL_SIGNALS)
     assert method.scoring_runs() >= 1
     assert set(method.options()) == {f.name for f in fields(method.Params)}
 
 
-def test_kit_signal_list_matches_the_scoring_run():
-    scoring = pytest.importorskip("corebench.scoring")
-    assert set(KNOWN_SIGNALS) == set(scoring.ALL_SIGNALS)
+def test_methods_and_their_kit_do_not_import_torch():
+    """A method author's package checks its method without torch: the kit, the signal names and
+    the method contract are torch-free."""
+    code = "import sys, corebench.methods.testing, corebench.signals; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
 
 
 @pytest.mark.parametrize("fraction", [0.0, -0.1, 1.01])

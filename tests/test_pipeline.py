@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+
 from corebench.cli import main
 from corebench.methods import CoresetMethod, SelectionContext
 from corebench.methods.registry import _REGISTRY, register_method
@@ -164,10 +165,11 @@ def test_records_carry_the_options_used_at_each_fraction():
 def test_scoring_cache_serves_methods_requested_one_at_a_time(tmp_path):
     """A worker process learns its cells' needs one by one: each new need is served."""
     import torch
-    from corebench.config import ArchSpec, Cell, DatasetSpec, MethodSpec, ScoringConfig
+
     from corebench.data import load_dataset
     from corebench.methods import create_method
     from corebench.runner import ScoringCache
+    from corebench.spec import ArchSpec, Cell, DatasetSpec, MethodSpec, ScoringConfig
 
     data = load_dataset(DatasetSpec("digits"))
     arch = ArchSpec("resnet18", {"channels": [4, 8, 16, 32]})
@@ -207,10 +209,11 @@ def test_the_scoring_architecture_is_its_own_axis(tmp_path):
 
 def test_averaging_over_scoring_runs_reuses_cached_runs(tmp_path):
     import torch
-    from corebench.config import ArchSpec, Cell, DatasetSpec, MethodSpec, ScoringConfig
+
     from corebench.data import load_dataset
     from corebench.methods import create_method
     from corebench.runner import ScoringCache
+    from corebench.spec import ArchSpec, Cell, DatasetSpec, MethodSpec, ScoringConfig
 
     data = load_dataset(DatasetSpec("digits"))
     arch = ArchSpec("resnet18", {"channels": [4, 8, 16, 32]})
@@ -266,7 +269,7 @@ def test_slurm_executor_submits_scoring_then_dependent_shards(tmp_path, monkeypa
 
     jobs = submit_slurm("g.yaml", str(tmp_path / "res"), n_jobs=3, slurm={"timeout_min": 60}, log_dir=tmp_path)
     assert jobs == ["101", "102", "103", "104"]
-    assert submitted[0][3:] == ("0/1", True)  # the scoring stage first
-    assert [a[3] for a in submitted[1:]] == ["0/3", "1/3", "2/3"] and not any(a[4] for a in submitted[1:])
+    assert submitted[0][3:] == ((0, 1), True)  # the scoring stage first
+    assert [a[3] for a in submitted[1:]] == [(0, 3), (1, 3), (2, 3)] and not any(a[4] for a in submitted[1:])
     assert params[0] == {"timeout_min": 60}
     assert params[1] == {"slurm_additional_parameters": {"dependency": "afterok:101"}}

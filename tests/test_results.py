@@ -10,22 +10,22 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+
 from corebench.errors import ResultsError
+from corebench.protocol import Protocol
+from corebench.record import SCHEMA_VERSION
 from corebench.results import (
-    AUTOATTACK_VERSION_ATTACKS,
     COLUMNS,
-    SCHEMA_VERSION,
-    example_record,
     is_done,
     load,
-    protocol_key,
-    protocol_of,
     read_record,
-    record_relpath,
     scan,
     write_indices,
     write_record,
 )
+from corebench.spec import AUTOATTACK_VERSION_ATTACKS
+
+from records import example_record, relpath
 
 
 def _files(folder: Path) -> list[str]:
@@ -107,18 +107,20 @@ def _mutate(rec: dict, dotted: str, value: object) -> dict:
 @pytest.mark.parametrize(
     ("field", "value", "message"),
     [
-        ("metrics.clean_acc", "91.2", "metrics.clean_acc: '91.2' (a string) is not allowed; expected a number"),
-        ("metrics.autoattack_acc", None, "metrics.autoattack_acc: null (or missing) is not allowed"),
-        ("metrics.autoattack_acc", 130.0, "metrics.autoattack_acc: 130.0 is not allowed; expected a number in [0, 100]"),
-        ("metrics.n_eval", True, "metrics.n_eval: true is not allowed; expected a positive integer"),
+        ("metrics.clean_acc", "91.2", "metrics.clean_acc: '91.2' is not allowed; allowed: a number in [0, 100]"),
+        ("metrics.autoattack_acc", None, "metrics.autoattack_acc: required (AutoAttack is enabled)"),
+        ("metrics.autoattack_acc", 130.0, "metrics.autoattack_acc: 130.0 is not allowed; allowed: a number in [0, 100]"),
+        ("metrics.n_eval", True, "metrics.n_eval: True is not allowed; allowed: a positive integer"),
         ("status", "done", "status: 'done' is not allowed; allowed: ok, failed"),
         ("schema_version", 99, "schema_version: 99 is not known; known: 1"),
-        ("metrics", KeyError, "missing key(s) metrics (a partial record?)"),
-        ("cell.fraction", 1.5, "cell.fraction: 1.5 is not allowed; expected a number in (0, 1]"),
-        ("cell.seed", "0", "cell.seed: '0' (a string) is not allowed; expected an integer"),
-        ("config.evaluation.eps", "8/255", "config.evaluation.eps: '8/255' (a string) is not allowed"),
-        ("config.evaluation.autoattack.attacks", "apgd-ce", "config.evaluation.autoattack.attacks"),
-        ("timings.train_s", "20s", "timings.train_s: '20s' (a string) is not allowed"),
+        ("metrics", KeyError, "metrics: missing; allowed: a value (the key is required)"),
+        ("cell.fraction", 1.5, "cell.fraction: 1.5 is not allowed; allowed: a number in (0, 1]"),
+        ("cell.seed", "0", "cell.seed: '0' is not allowed; allowed: an integer"),
+        ("config.evaluation.eps", "8/255", "config.evaluation.eps: '8/255' is not allowed; allowed: a number"),
+        ("config.evaluation.autoattack.attacks", "apgd-ce", "config.evaluation.autoattack.attacks: 'apgd-ce' is not allowed; allowed: a list"),
+        ("config.scoring.epochs", 0, "config.scoring.epochs: 0 is not allowed; allowed: a positive integer"),
+        ("config.training.lr_typo", 0.1, "config.training.lr_typo: 'lr_typo' is not allowed; allowed: keys epochs"),
+        ("timings.train_s", "20s", "timings.train_s: '20s' is not allowed; allowed: a number"),
     ],
 )
 def test_read_record_names_file_and_field(tmp_path: Path, field: str, value: object, message: str) -> None:
@@ -136,7 +138,7 @@ def test_failed_record_needs_an_error_line(tmp_path: Path) -> None:
     write_record(path, rec)
     assert read_record(path)["status"] == "failed"
     path.write_text(json.dumps(_mutate(rec, "error", None)))
-    with pytest.raises(ResultsError, match="error: null .* one-line error message"):
+    with pytest.raises(ResultsError, match="error: a one-line error message is required when status is failed"):
         read_record(path)
 
 
@@ -144,7 +146,7 @@ def test_failed_record_needs_an_error_line(tmp_path: Path) -> None:
     ("text", "message"),
     [
         ('{"schema_version": 1, "cell_', "not valid JSON"),
-        ("[1, 2]", "top level is list; expected a JSON object"),
+        ("[1, 2]", "top level: \\[1, 2\\] is not allowed; allowed: a mapping of keys schema_version"),
         ("", "not valid JSON"),
     ],
 )
@@ -182,7 +184,7 @@ def _populate(root: Path) -> list[dict]:
         example_record(grid="g", method="full", fraction=1.0, seed=0, autoattack_acc=45.0),
     ]
     for rec in recs:
-        write_record(root / record_relpath(rec), rec)
+        write_record(root / relpath(rec), rec)
     return recs
 
 
@@ -229,7 +231,7 @@ def test_load_skips_malformed_by_default_and_strict_names_the_file(tmp_path: Pat
     bad = tmp_path / "g" / "x.json"
     bad.write_text(json.dumps(_mutate(example_record(), "metrics.clean_acc", "90")))
     assert len(load(tmp_path)) == 4
-    with pytest.raises(ResultsError, match=rf"^{bad}: metrics\.clean_acc: '90' \(a string\)"):
+    with pytest.raises(ResultsError, match=rf"^{bad}: metrics\.clean_acc: '90' is not allowed"):
         load(tmp_path, strict=True)
 
 
@@ -243,10 +245,10 @@ def test_protocol_resolves_empty_attack_list_and_tells_protocols_apart() -> None
                              autoattack_attacks=list(AUTOATTACK_VERSION_ATTACKS["standard"]))  # fmt: skip
     empty = example_record(autoattack_version="standard")
     empty["config"]["evaluation"]["autoattack"]["attacks"] = None
-    assert protocol_key(protocol_of(spelled)) == protocol_key(protocol_of(empty))
+    assert Protocol.of(spelled["config"]["evaluation"]).key == Protocol.of(empty["config"]["evaluation"]).key
     other_eps = example_record(eps=8 / 255)
     other_n = example_record(n_examples=1000)
-    keys = {protocol_key(protocol_of(r)) for r in (example_record(), other_eps, other_n, spelled)}
+    keys = {Protocol.of(r["config"]["evaluation"]).key for r in (example_record(), other_eps, other_n, spelled)}
     assert len(keys) == 4
 
 

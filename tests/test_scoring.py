@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from corebench.config import ArchSpec, DatasetSpec, ScoringConfig
+
 from corebench.data import load_dataset
 from corebench.errors import ConfigError
 from corebench.models import create_model
@@ -19,6 +19,7 @@ from corebench.scoring import (
     run_scoring,
     seeded,
 )
+from corebench.spec import ArchSpec, DatasetSpec, ScoringConfig
 
 CPU = torch.device("cpu")
 TINY = ArchSpec("resnet18", {"channels": [4, 8, 16, 32]})
@@ -59,8 +60,9 @@ def test_every_signal_has_its_shape_and_is_deterministic(digits):
 
 
 def test_training_pass_loss_is_the_per_sample_cross_entropy(digits):
-    """With lr 0 the model never moves, so the recorded loss equals a direct eval... in train mode."""
-    cfg = ScoringConfig(epochs=1, batch_size=1000, lr=0.0, augment=False, weight_decay=0.0)
+    """With lr 1e-30 the weights cannot move in float32, so the recorded loss equals a direct
+    evaluation... in train mode (a grid rejects lr 0)."""
+    cfg = ScoringConfig(epochs=1, batch_size=1000, lr=1e-30, augment=False, weight_decay=0.0)
     out = run_scoring(digits, TINY, cfg, 3, {"loss", "correct", "input_grad_norm"}, device=CPU, progress=False)
     with seeded(3):
         model = create_model(TINY, digits.info)

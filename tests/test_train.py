@@ -5,23 +5,22 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from corebench.attacks import resolve_attack
-from corebench.config import ArchSpec, AttackConfig, TrainingConfig
-from corebench.errors import ConfigError
-from corebench.models import create_model
-from corebench.train import REGIMES, train_model
-from helpers import tiny_model
 from torch import nn
+
+from corebench.models import create_model
+from corebench.spec import REGIMES, ArchSpec, AttackConfig, TrainingConfig
+from corebench.train import train_model
+
+from helpers import tiny_model
 
 CPU = torch.device("cpu")
 
 
-pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
 def attack(digits):
-    return resolve_attack(AttackConfig(steps=3), digits.info)
+    return AttackConfig(steps=3).resolved(digits.info.eps)
 
 
 
@@ -85,12 +84,3 @@ def test_a_last_batch_of_one_joins_the_batch_before(digits, attack):
     out = train_model(model, digits, np.arange(129), regime="standard", training=TrainingConfig(epochs=2),
                       attack=attack, seed=0, device=CPU, progress=False)
     assert out["steps"] == 2
-
-
-def test_unknown_regime_names_the_allowed_ones(digits, attack):
-    with pytest.raises(ConfigError, match="regimes: 'fgsm' is not allowed; allowed: standard, pgd_at, trades"):
-        train_model(tiny_model(digits.info), digits, np.arange(10), regime="fgsm",
-                    training=TrainingConfig(epochs=1), attack=attack, seed=0, device=CPU, progress=False)
-    with pytest.raises(ConfigError, match="coreset indices"):
-        train_model(tiny_model(digits.info), digits, np.array([], dtype=np.int64), regime="standard",
-                    training=TrainingConfig(epochs=1), attack=attack, seed=0, device=CPU, progress=False)

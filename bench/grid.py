@@ -1,0 +1,185 @@
+"""Grid files (YAML) checked against every registry and turned into a `GridSpec`.
+
+The only module that knows the dataset, architecture and method registries at once. A grid
+file has axes that multiply (datasets, architectures, scoring_architectures, regimes,
+methods, fractions, seeds) and one section per phase (scoring, training, attack,
+evaluation) whose keys all have defaults. Every mistake is reported before any training
+starts, as one line that names the field, the bad value and what is allowed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from corebench.checked import build, number, suggest
+from corebench.data import list_datasets
+from corebench.errors import ConfigError, invalid
+from corebench.methods import create_method, list_methods
+from corebench.models import list_architectures
+from corebench.spec import (
+    REGIMES,
+    SAME_AS_TARGET,
+    ArchSpec,
+    AttackConfig,
+    Cell,
+    DatasetSpec,
+    EvaluationConfig,
+    GridSpec,
+    MethodSpec,
+    ScoringConfig,
+    TrainingConfig,
+)
+
+ALL_METHODS = "all"
+SECTIONS = (("scoring", ScoringConfig), ("training", TrainingConfig), ("attack", AttackConfig),
+            ("evaluation", EvaluationConfig))  # fmt: skip
+
+
+def load_grid(path: str | Path) -> GridSpec:
+    """Read and validate a grid file (yaml.safe_load; never executes anything)."""
+    path = Path(path)
+    if not path.is_file():
+        raise invalid("grid file", str(path), "an existing YAML file")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        first = str(exc).splitlines()[0] if str(exc) else "syntax error"
+        raise ConfigError(f"grid file {path}: not valid YAML ({first})") from None
+    return parse_grid(data, source=str(path))
+
+
+def parse_grid(data: Mapping[str, Any], source: str = "") -> GridSpec:
+    """Validate a grid mapping (from YAML) against every registry; raise ConfigError."""
+    if not isinstance(data, Mapping):
+        raise invalid("grid", type(data).__name__, "a YAML mapping")
+    allowed_top = sorted({f.name for f in fields(GridSpec)} - {"source"})
+    for key in data:
+        if key not in allowed_top:
+            raise invalid(key, key, "top-level keys " + ", ".join(allowed_top))
+
+    name = data.get("name") or (Path(source).stem if source else "grid")
+    if not isinstance(name, str) or not name.replace("-", "").replace("_", "").isalnum():
+        raise invalid("name", name, "letters, digits, '-' and '_'")
+
+    datasets = tuple(_named(e, "datasets", DatasetSpec) for e in _entries(data.get("datasets"), "datasets"))
+    known_ds = list_datasets()
+    for ds in datasets:
+        if ds.name not in known_ds:
+            raise invalid("datasets", ds.name, known_ds)
+
+    architectures = tuple(_named(e, "architectures", ArchSpec) for e in _entries(data.get("architectures"), "architectures"))
+    scorers = tuple(
+        None if e == SAME_AS_TARGET else _named(e, "scoring_architectures", ArchSpec)
+        for e in _entries(data.get("scoring_architectures", [SAME_AS_TARGET]), "scoring_architectures")
+    )
+    _unique([d.label for d in datasets], "datasets", "each dataset once (give repeats an 'id')")
+    _unique([a.label for a in architectures], "architectures", "each architecture once (give repeats an 'id')")
+    known_archs = list_architectures()
+    for where, arch in [("architectures", a) for a in architectures] + [
+        ("scoring_architectures", s) for s in scorers if s is not None
+    ]:
+        if arch.name not in known_archs:
+            raise ConfigError(f"{where}: {arch.name!r} is not a timm architecture; allowed: {suggest(arch.name, known_archs)}")
+
+    fractions = tuple(number(f, "fractions") for f in _entries(data.get("fractions"), "fractions"))
+    for f in fractions:
+        if not 0.0 < f <= 1.0:
+            raise invalid("fractions", f, "numbers in (0, 1]")
+    _unique(fractions, "fractions")
+
+    methods = _methods(_entries(data.get("methods"), "methods"))
+
+    regimes = tuple(_entries(data.get("regimes"), "regimes"))
+    for r in regimes:
+        if r not in REGIMES:
+            raise invalid("regimes", r, REGIMES)
+    _unique(regimes, "regimes")
+
+    seeds = tuple(_entries(data.get("seeds", [0]), "seeds"))
+    for s in seeds:
+        if isinstance(s, bool) or not isinstance(s, int):
+            raise invalid("seeds", s, "an integer")
+        if s < 0:
+            raise invalid("seeds", s, "integers >= 0 (numpy generators reject negative seeds)")
+    _unique(seeds, "seeds")
+
+    sections = {key: build(cls, data.get(key), key) for key, cls in SECTIONS}
+    rest = {k: data[k] for k in ("full_data_reference", "device") if k in data}
+    top = build(GridSpec, {"name": name, "datasets": datasets, "architectures": architectures, "fractions": fractions,
+                           "methods": methods, "regimes": regimes, "seeds": seeds, "scoring_architectures": scorers,
+                           "source": source, **sections, **rest}, "")  # fmt: skip
+    _unique_paths(top)
+    return top
+
+
+def _entries(raw: Any, field_name: str) -> list[Any]:
+    if raw is None or raw == [] or raw == ():
+        raise invalid(field_name, raw, "a non-empty list")
+    if isinstance(raw, (str, int, float, Mapping)):
+        raw = [raw]
+    if not isinstance(raw, Sequence):
+        raise invalid(field_name, raw, "a non-empty list")
+    return list(raw)
+
+
+def _named(entry: Any, field_name: str, cls: type) -> Any:
+    """An axis entry: a bare name or a mapping with `name` and the entry's keys."""
+    if isinstance(entry, str):
+        return cls(name=entry)
+    if not isinstance(entry, Mapping) or "name" not in entry:
+        raise invalid(field_name, entry, "a name or a mapping with a 'name' key")
+    where = f"{field_name}.{entry['name']}" if isinstance(entry["name"], str) else field_name
+    return build(cls, entry, where)
+
+
+def _methods(raw: list[Any]) -> tuple[MethodSpec, ...]:
+    """Method entries: names, `all` (every registered method), or {name, id, parameters}."""
+    out: list[MethodSpec] = []
+    for e in raw:
+        if e == ALL_METHODS:
+            out += [MethodSpec(name) for name in list_methods()]
+            continue
+        if isinstance(e, Mapping):
+            e = dict(e)
+            if not isinstance(e.get("name"), str):
+                raise invalid("methods", e, "a method name or a mapping with 'name' and its parameters")
+            spec = build(MethodSpec, {"name": e.pop("name"), "id": e.pop("id", ""), "params": e}, "methods")
+        elif isinstance(e, str):
+            spec = MethodSpec(name=e)
+        else:
+            raise invalid("methods", e, "a method name or a mapping with 'name' and its parameters")
+        if spec.name not in list_methods():
+            raise invalid("methods", spec.name, list_methods())
+        create_method(spec.name, **spec.params)  # validates the parameters now
+        out.append(spec)
+    _unique([m.label for m in out], "methods", "each method entry once (give repeats an 'id')")
+    return tuple(out)
+
+
+def _unique(values: Sequence[Any], field_name: str, allowed: str = "each entry once") -> None:
+    """Repeated axis entries would give two cells the same results path."""
+    seen: set[Any] = set()
+    for v in values:
+        if v in seen:
+            raise invalid(field_name, v, allowed)
+        seen.add(v)
+
+
+def _unique_paths(grid: GridSpec) -> None:
+    """Two cells with one results path would overwrite (or skip) each other: e.g. a scorer with
+    the same label as the target but other kwargs, or labels that differ only in odd characters."""
+    seen: dict[Path, Cell] = {}
+    for cell in grid.cells():
+        path = cell.relpath(grid.name)
+        other = seen.setdefault(path, cell)
+        if other is cell:
+            continue
+        pairs = (("datasets", other.dataset, cell.dataset), ("architectures", other.arch, cell.arch),
+                 ("methods", other.method, cell.method), ("scoring_architectures", other.scoring_arch, cell.scoring_arch))
+        where, _, spec = next((p for p in pairs if p[1] != p[2]), pairs[-1])
+        raise invalid(where, spec.label, f"entries with distinct labels (two cells share {path.as_posix()}; give one an 'id')")

@@ -1,0 +1,102 @@
+"""The evaluation protocol: what must match for two robust accuracies to be compared.
+
+`(norm, ε, AutoAttack on/off, version, attack list, n_examples, PGD steps)`. Its key (for
+grouping), its wording (for pages) and its tag (for file names) are all made here, so a board
+header, a CSV column and a RobustBench export never describe one protocol two ways. An attack
+list left empty is the version's own list, so "standard" with and without its list spelled
+out are one protocol. With AutoAttack disabled the robust number is PGD-k accuracy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from corebench.spec import AUTOATTACK_VERSION_ATTACKS, slug
+
+
+@dataclass(frozen=True)
+class Protocol:
+    norm: str
+    eps: float
+    autoattack_enabled: bool
+    autoattack_version: str
+    autoattack_attacks: tuple[str, ...]
+    n_examples: int
+    pgd_steps: int
+
+    @classmethod
+    def of(cls, evaluation: Mapping[str, Any]) -> Protocol:
+        """The protocol of a record's (resolved) `config.evaluation`."""
+        aa = evaluation.get("autoattack") or {}
+        version = aa.get("version", "standard")
+        attacks = aa.get("attacks") or AUTOATTACK_VERSION_ATTACKS.get(version, ())
+        return cls(
+            norm=evaluation["norm"],
+            eps=float(evaluation["eps"]),
+            autoattack_enabled=bool(aa.get("enabled", True)),
+            autoattack_version=version,
+            autoattack_attacks=tuple(attacks),
+            n_examples=int(evaluation["n_examples"]),
+            pgd_steps=int(evaluation.get("pgd_steps") or 0),
+        )
+
+    def as_row(self) -> dict[str, Any]:
+        """The protocol columns of a `load()` row (the attack list joined by commas)."""
+        return {**asdict(self), "autoattack_attacks": ",".join(self.autoattack_attacks)}
+
+    @property
+    def key(self) -> str:
+        """A canonical string for grouping: equal exactly when the protocols are equal."""
+        if self.autoattack_enabled:
+            attack = f"autoattack={self.autoattack_version}:{'+'.join(self.autoattack_attacks)}"
+        else:
+            attack = f"pgd{self.pgd_steps}"
+        return f"{self.norm}|eps={self.eps!r}|{attack}|n={self.n_examples}"
+
+    @property
+    def metric(self) -> str:
+        """The record metric that is the robust accuracy under this protocol."""
+        return "autoattack_acc" if self.autoattack_enabled else "pgd_acc"
+
+    @property
+    def attack_name(self) -> str:
+        """'AutoAttack' or 'PGD-k': the attack that makes the robust number."""
+        return "AutoAttack" if self.autoattack_enabled else f"PGD-{self.pgd_steps}"
+
+    @property
+    def metric_name(self) -> str:
+        return f"{self.attack_name} accuracy"
+
+    def attack_text(self, code: bool = True) -> str:
+        """The attack in words: AutoAttack `standard` (apgd-ce, ...) or PGD-k (AutoAttack disabled)."""
+        if not self.autoattack_enabled:
+            return f"PGD-{self.pgd_steps} (AutoAttack disabled)"
+        version = f"`{self.autoattack_version}`" if code else self.autoattack_version
+        return f"AutoAttack {version} ({', '.join(self.autoattack_attacks)})"
+
+    def text(self) -> str:
+        """The protocol in words, for page headers and the index."""
+        eps = eps_text(self.eps)
+        eps_full = f"ε = {eps}" + (f" ({self.eps:.4g})" if "/" in eps else "")
+        return f"{self.norm} {eps_full}, {self.attack_text()}, first {self.n_examples} test examples"
+
+    def tag(self) -> str:
+        """A file-name tag, for boards of one group that differ in protocol."""
+        eps = eps_text(self.eps).replace("/", "_").replace(".", "p")
+        if self.autoattack_enabled:
+            attack = f"aa-{self.autoattack_version}"
+            if self.autoattack_version == "custom":
+                attack += "-" + "+".join(self.autoattack_attacks)
+        else:
+            attack = f"pgd{self.pgd_steps}"
+        return slug(f"{self.norm.lower()}-eps{eps}-{attack}-n{self.n_examples}")
+
+
+def eps_text(eps: float) -> str:
+    """ε as k/255 when it is one (8/255), else a short decimal."""
+    k = eps * 255
+    if round(k) >= 1 and abs(k - round(k)) < 1e-6:
+        return f"{round(k)}/255"
+    return f"{eps:g}"

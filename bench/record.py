@@ -1,0 +1,146 @@
+"""The result record: one JSON object per cell, the only thing a leaderboard is built from.
+
+`Record` is the schema (docs/RESULTS.md describes it in words, docs/record.schema.json is its
+JSON Schema, exported from this model and tested to be current). The runner builds a record
+through it and the results store reads every file back through it, so a field is spelled,
+typed and range-checked in exactly one place. Reading is strict: a record is JSON the suite
+wrote, so a number stored as a string, an accuracy above 100 or an unknown key is an error
+that names the field.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictInt,
+    StrictStr,
+    ValidationError,
+    model_validator,
+)
+
+from corebench.checked import PositiveInt, describe
+from corebench.errors import ResultsError
+from corebench.spec import (
+    ArchSpec,
+    AttackConfig,
+    DatasetSpec,
+    EvaluationConfig,
+    ScoringConfig,
+    TrainingConfig,
+)
+
+SCHEMA_VERSION = 1
+STATUSES = ("ok", "failed")
+
+Accuracy = Annotated[float, Field(ge=0, le=100)]  # percent
+NonEmpty = Annotated[StrictStr, Field(min_length=1)]
+Fraction = Annotated[float, Field(gt=0, le=1)]
+
+
+class _Part(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+class GridRef(_Part):
+    name: NonEmpty
+    source: StrictStr | None = None
+
+
+class CellKey(_Part):
+    """What a board groups and ranks by; the record's path spells it (`spec.record_relpath`)."""
+
+    dataset: NonEmpty
+    arch: NonEmpty
+    scoring_arch: NonEmpty
+    regime: NonEmpty
+    method: NonEmpty
+    method_label: NonEmpty
+    fraction: Fraction
+    seed: StrictInt
+
+
+class CellConfig(_Part):
+    """Every setting that changes the cell's numbers, resolved (ε filled in from the dataset)."""
+
+    dataset: DatasetSpec
+    arch: ArchSpec
+    scoring_arch: ArchSpec
+    scoring: ScoringConfig
+    training: TrainingConfig
+    attack: AttackConfig
+    evaluation: EvaluationConfig
+
+
+class Metrics(_Part):
+    clean_acc: Accuracy
+    pgd_acc: Accuracy | None
+    autoattack_acc: Accuracy | None  # None when AutoAttack is disabled
+    n_eval: PositiveInt
+    autoattack_per_attack: dict[str, Accuracy] = Field(default_factory=dict)
+
+
+class Coreset(_Part):
+    n_train: PositiveInt
+    size: PositiveInt
+    indices_file: NonEmpty
+    class_histogram: list[Annotated[StrictInt, Field(ge=0)]]
+
+
+class Record(_Part):
+    schema_version: Literal[1]
+    cell_id: NonEmpty
+    status: Literal["ok", "failed"]
+    error: StrictStr | None
+    grid: GridRef
+    cell: CellKey
+    method_options: dict[str, Any]
+    config: CellConfig
+    metrics: Metrics | None
+    coreset: Coreset | None
+    timings: dict[str, float | None]
+    versions: dict[str, StrictStr | None]
+    device: StrictStr | None
+
+    @model_validator(mode="after")
+    def _outcome_fits_status(self) -> Record:
+        if self.status == "failed":
+            if not self.error:
+                raise ValueError("error: a one-line error message is required when status is failed")
+            return self
+        if self.metrics is None:
+            raise ValueError("metrics: required when status is ok")
+        if self.config.evaluation.autoattack.enabled and self.metrics.autoattack_acc is None:
+            raise ValueError("metrics.autoattack_acc: required (AutoAttack is enabled)")
+        if not self.config.evaluation.autoattack.enabled and self.metrics.pgd_acc is None:
+            raise ValueError("metrics.pgd_acc: required (AutoAttack is disabled)")
+        return self
+
+
+def parse_record(text: str | bytes) -> Record:
+    """A record from its JSON text; `ResultsError` with one line naming the field otherwise."""
+    try:
+        return Record.model_validate_json(text, strict=True)
+    except ValidationError as exc:
+        err = exc.errors(include_url=False)[0]
+        if err["type"] == "json_invalid":
+            raise ResultsError(f"not valid JSON ({err['msg']}); a partial or hand-edited file?") from None
+        if err["type"] == "value_error":
+            raise ResultsError(err["msg"].removeprefix("Value error, ")) from None
+        if err["type"] == "literal_error" and err["loc"] == ("schema_version",):
+            raise ResultsError(f"schema_version: {err['input']!r} is not known; known: {SCHEMA_VERSION}") from None
+        raise ResultsError(describe(exc, "", Record)) from None
+
+
+def schema() -> dict[str, Any]:
+    """The record's JSON Schema (written to docs/record.schema.json)."""
+    return Record.model_json_schema()
+
+
+if __name__ == "__main__":  # python -m corebench.record > docs/record.schema.json
+    import json
+
+    print(json.dumps(schema(), indent=2, sort_keys=True, ensure_ascii=False))

@@ -1,0 +1,378 @@
+"""The suite's vocabulary: the typed settings of a grid, and the names every layer shares.
+
+At the bottom of the layers (it imports only `corebench.checked`, which says how a value is
+checked): data, models, methods, attacks, the runner and the boards all speak these types, and
+none of them needs grid parsing to do it. The settings are frozen pydantic dataclasses, so a
+value is checked once, where it enters (`checked.build`), and the code below trusts it.
+
+What lives here, each in one place:
+- the grid's axis entries (`DatasetSpec`, `ArchSpec`, `MethodSpec`) and phase sections
+  (`ScoringConfig`, `TrainingConfig`, `AttackConfig`, `EvaluationConfig`), and `GridSpec`;
+- a `Cell` with its key and the path of its record (`record_relpath`, `slug`);
+- the regimes, AutoAttack's attack names and version tables, the metric names;
+- `stable_hash`, the hash behind cell ids and cache keys; `slug`, the one path-safe spelling.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import field
+from pathlib import Path
+from typing import Any, Literal, get_args
+
+from pydantic import BaseModel, ConfigDict, StrictBool, StrictStr, model_validator
+from pydantic.dataclasses import dataclass as pydantic_dataclass
+
+from corebench.checked import (
+    Device,
+    Momentum,
+    NonNegative,
+    NonNegativeInt,
+    Number,
+    Positive,
+    PositiveInt,
+    Radius,
+    not_allowed,
+)
+
+# --------------------------------------------------------------------------- vocabulary
+
+Regime = Literal["standard", "pgd_at", "trades"]
+REGIMES: tuple[str, ...] = get_args(Regime)
+FULL_DATA = "full"  # method name of the full-data reference cells
+SAME_AS_TARGET = "same"  # scoring architecture placeholder: score with the target architecture
+METRICS: tuple[str, ...] = ("clean_acc", "pgd_acc", "autoattack_acc")  # percent, in records
+
+# AutoAttack (Croce & Hein 2020) as pyautoattack runs it: the attack names, what each version
+# runs and in which order (pyautoattack `AutoAttack._set_version`), and the classes the
+# DLR-loss attacks need (they read the 3rd / 4th largest logit).
+AUTOATTACK_ATTACKS: tuple[str, ...] = ("apgd-ce", "apgd-dlr", "apgd-t", "fab", "fab-t", "square")
+AUTOATTACK_VERSION_ATTACKS: dict[str, tuple[str, ...]] = {
+    "standard": ("apgd-ce", "apgd-t", "fab-t", "square"),
+    "plus": ("apgd-ce", "apgd-dlr", "fab", "square", "apgd-t", "fab-t"),
+    "rand": ("apgd-ce", "apgd-dlr"),
+}
+AUTOATTACK_VERSIONS: tuple[str, ...] = (*AUTOATTACK_VERSION_ATTACKS, "custom")
+AUTOATTACK_MIN_CLASSES: dict[str, int] = {"apgd-dlr": 3, "apgd-t": 4}
+AutoAttackName = Literal[AUTOATTACK_ATTACKS]  # type: ignore[valid-type]
+AutoAttackVersion = Literal[AUTOATTACK_VERSIONS]  # type: ignore[valid-type]
+
+
+def default_snapshot_epoch(epochs: int) -> int:
+    """"10 % into training" for an E-epoch run (the EL2N paper's epoch 20 of 200), at least 1."""
+    return max(1, math.ceil(0.1 * epochs - 1e-9))
+
+
+# --------------------------------------------------------------------------- checked types
+
+
+_SPEC_CONFIG = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+
+def spec(cls: type) -> type:
+    """A frozen, validated settings type: unknown keys, wrong types and non-finite numbers fail."""
+    return pydantic_dataclass(frozen=True, config=_SPEC_CONFIG)(cls)
+
+
+# --------------------------------------------------------------------------- axis entries
+
+
+@spec
+class DatasetSpec:
+    """One dataset of the grid. `options` go to the dataset's loader (e.g. synthetic sizes)."""
+
+    name: StrictStr
+    root: StrictStr | None = None  # torchvision datasets: folder holding the files
+    download: StrictBool = False  # opt-in for users with internet
+    path: StrictStr | None = None  # npz datasets: the file
+    options: Mapping[str, Any] = field(default_factory=dict)
+    id: StrictStr = ""  # label in results and boards; defaults to name
+
+    def __hash__(self) -> int:  # mappings inside: hash the JSON form
+        return hash(stable_hash(self))
+
+    @property
+    def label(self) -> str:
+        return self.id or self.name
+
+
+@spec
+class ArchSpec:
+    """A timm architecture by name plus kwargs passed through to `timm.create_model`."""
+
+    name: StrictStr
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
+    small_input_stem: StrictBool | None = None  # None: on for inputs of 64 px or less
+    id: StrictStr = ""
+
+    def __hash__(self) -> int:
+        return hash(stable_hash(self))
+
+    @property
+    def label(self) -> str:
+        return self.id or self.name
+
+
+@spec
+class MethodSpec:
+    """A registered coreset method with its parameters (validated by the method's Params)."""
+
+    name: StrictStr
+    params: Mapping[str, Any] = field(default_factory=dict)
+    id: StrictStr = ""
+
+    def __hash__(self) -> int:
+        return hash(stable_hash(self))
+
+    @property
+    def label(self) -> str:
+        if self.id:
+            return self.id
+        if not self.params:
+            return self.name
+        inner = ",".join(f"{k}={_short(v)}" for k, v in sorted(self.params.items()))
+        return f"{self.name}[{inner}]"
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, (list, tuple)):
+        return "-".join(_short(v) for v in value)
+    if isinstance(value, Mapping):
+        return "-".join(f"{k}{_short(v)}" for k, v in sorted(value.items()))
+    return str(value)
+
+
+# --------------------------------------------------------------------------- phase sections
+
+
+@spec
+class ScoringConfig:
+    """The proxy training run on the FULL train set that records per-sample signals.
+
+    Defaults follow the EasyCore setup (AIGN averaged over every epoch of a normal training
+    run). Snapshot signals (GraNd, eval-mode EL2N) are taken only at `snapshot_epochs`, as the
+    references score one checkpoint: None means (0, `default_snapshot_epoch(epochs)`), i.e.
+    at initialisation (GraNd, Paul et al. 2021) and 10 % into training (EL2N).
+    """
+
+    epochs: PositiveInt = 10
+    batch_size: PositiveInt = 128
+    lr: Positive = 0.1
+    momentum: Momentum = 0.9
+    nesterov: StrictBool = True
+    weight_decay: NonNegative = 5e-4
+    augment: StrictBool = True
+    snapshot_epochs: tuple[NonNegativeInt, ...] | None = None  # 0 = at initialisation
+
+    def snapshots(self) -> tuple[int, ...]:
+        """The snapshot epochs, sorted, with the default filled in."""
+        if self.snapshot_epochs is not None:
+            return tuple(sorted(set(self.snapshot_epochs)))
+        return (0, default_snapshot_epoch(self.epochs))
+
+    @model_validator(mode="after")
+    def _snapshots_within_run(self) -> ScoringConfig:
+        for e in self.snapshots():
+            if e > self.epochs:
+                raise not_allowed("snapshot_epochs", e, f"epochs between 0 and scoring.epochs ({self.epochs})")
+        return self
+
+
+@spec
+class TrainingConfig:
+    """Training of the target model on the coreset (same epochs for every fraction)."""
+
+    epochs: PositiveInt = 200
+    batch_size: PositiveInt = 128
+    lr: Positive = 0.1
+    momentum: Momentum = 0.9
+    nesterov: StrictBool = True
+    weight_decay: NonNegative = 5e-4
+    schedule: Literal["cosine", "constant"] = "cosine"
+    augment: StrictBool = True
+
+
+@spec
+class AttackConfig:
+    """The training-time attack of PGD-AT (Madry et al. 2018) and TRADES (Zhang et al. 2019).
+
+    `eps` None means the dataset's default (8/255 on CIFAR/SVHN). `step_size` None means
+    eps/4 (2/255 at 8/255, the references' value). A record stores it resolved.
+    """
+
+    eps: Radius | None = None
+    step_size: Radius | None = None
+    steps: PositiveInt = 10
+    random_start: StrictBool = True
+    trades_beta: NonNegative = 6.0
+
+    def resolved(self, default_eps: float) -> AttackConfig:
+        """ε from the dataset when unset, the step as ε/4 when unset."""
+        eps = default_eps if self.eps is None else self.eps
+        step = eps / 4 if self.step_size is None else self.step_size
+        return dataclasses.replace(self, eps=eps, step_size=step)
+
+
+@spec
+class AutoAttackConfig:
+    """AutoAttack (Croce & Hein 2020) through `pyautoattack`; 'standard' as RobustBench runs it."""
+
+    version: AutoAttackVersion = "standard"
+    attacks: tuple[AutoAttackName, ...] | None = None  # only with version 'custom'
+    seed: NonNegativeInt = 0
+    enabled: StrictBool = True
+
+    @model_validator(mode="after")
+    def _attacks_fit_version(self) -> AutoAttackConfig:
+        where = "attacks"
+        if self.version != "custom":
+            fixed = AUTOATTACK_VERSION_ATTACKS[self.version]
+            if self.attacks is not None and tuple(self.attacks) != fixed:
+                raise not_allowed(where, list(self.attacks),
+                                  f"only with version: custom (version {self.version} runs {', '.join(fixed)})")
+        elif not self.attacks:
+            raise not_allowed(where, self.attacks, "a non-empty list with version: custom, of " + ", ".join(AUTOATTACK_ATTACKS))
+        elif len(set(self.attacks)) != len(self.attacks):
+            raise not_allowed(where, list(self.attacks), "each attack at most once")
+        return self
+
+    def run_list(self) -> tuple[str, ...]:
+        """The attacks this version runs, in the order it runs them."""
+        return tuple(self.attacks) if self.version == "custom" else AUTOATTACK_VERSION_ATTACKS[self.version]
+
+
+@spec
+class EvaluationConfig:
+    """Clean, PGD-k and AutoAttack accuracy on the first `n_examples` test images."""
+
+    n_examples: PositiveInt = 1000
+    batch_size: PositiveInt = 500
+    norm: Literal["Linf"] = "Linf"
+    eps: Radius | None = None  # None: the dataset's default
+    pgd_steps: NonNegativeInt = 20
+    pgd_step_size: Radius | None = None  # None: eps/4
+    autoattack: AutoAttackConfig = field(default_factory=AutoAttackConfig)
+
+    def resolved(self, default_eps: float) -> EvaluationConfig:
+        """ε from the dataset, the PGD step as ε/4 and the attack list a version runs filled in:
+        what a record stores, so boards compare protocols field by field."""
+        eps = default_eps if self.eps is None else self.eps
+        step = eps / 4 if self.pgd_step_size is None else self.pgd_step_size
+        aa = dataclasses.replace(self.autoattack, attacks=self.autoattack.run_list())
+        return dataclasses.replace(self, eps=eps, pgd_step_size=step, autoattack=aa)
+
+
+@spec
+class GridSpec:
+    """A whole grid file, validated."""
+
+    name: StrictStr
+    datasets: tuple[DatasetSpec, ...]
+    architectures: tuple[ArchSpec, ...]
+    fractions: tuple[Number, ...]
+    methods: tuple[MethodSpec, ...]
+    regimes: tuple[Regime, ...]
+    seeds: tuple[NonNegativeInt, ...]
+    scoring_architectures: tuple[ArchSpec | None, ...] = (None,)  # None: same as target
+    full_data_reference: StrictBool = True
+    scoring: ScoringConfig = field(default_factory=ScoringConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    attack: AttackConfig = field(default_factory=AttackConfig)
+    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
+    device: Device = "auto"
+    source: StrictStr = ""  # the grid file it came from
+
+    def cells(self) -> list[Cell]:
+        """Every cell of the grid, in a fixed order; full-data references first."""
+        out: list[Cell] = []
+        for ds in self.datasets:
+            for arch in self.architectures:
+                for regime in self.regimes:
+                    for seed in self.seeds:
+                        if self.full_data_reference:
+                            out.append(Cell(ds, arch, arch, regime, MethodSpec(FULL_DATA), 1.0, seed))
+                        for scorer in self.scoring_architectures:
+                            for method in self.methods:
+                                for fraction in self.fractions:
+                                    out.append(Cell(ds, arch, scorer or arch, regime, method, fraction, seed))
+        return out
+
+
+# --------------------------------------------------------------------------- cells, keys, paths
+
+
+@dataclasses.dataclass(frozen=True)
+class Cell:
+    """One trained-and-attacked model: dataset × arch × scorer × regime × method × fraction × seed."""
+
+    dataset: DatasetSpec
+    arch: ArchSpec
+    scoring_arch: ArchSpec
+    regime: str
+    method: MethodSpec
+    fraction: float
+    seed: int
+
+    @property
+    def method_label(self) -> str:
+        """The method's row label; names the scorer when it differs from the target."""
+        if self.scoring_arch.label != self.arch.label and self.method.name != FULL_DATA:
+            return f"{self.method.label}@{self.scoring_arch.label}"
+        return self.method.label
+
+    def key(self) -> dict[str, Any]:
+        """The record's `cell` object: what a board groups and ranks by."""
+        return {
+            "dataset": self.dataset.label,
+            "arch": self.arch.label,
+            "scoring_arch": self.scoring_arch.label,
+            "regime": self.regime,
+            "method": self.method.name,
+            "method_label": self.method_label,
+            "fraction": self.fraction,
+            "seed": self.seed,
+        }
+
+    def relpath(self, grid_name: str) -> Path:
+        return record_relpath(grid_name, self.key())
+
+
+def slug(text: str) -> str:
+    """A label as one safe path component: letters, digits and -_=,@+[] only (no '.', no '/')."""
+    out = "".join(c if c.isascii() and (c.isalnum() or c in "-_=,@+[]") else "_" for c in str(text))
+    return out or "_"
+
+
+def record_relpath(grid_name: str, key: Mapping[str, Any]) -> Path:
+    """Where a cell's record lives under the results folder: the path spells its key."""
+    return (
+        Path(slug(grid_name)) / slug(key["dataset"]) / slug(key["arch"]) / slug(key["regime"])
+        / slug(key["method_label"]) / f"f{float(key['fraction']):g}" / f"seed{int(key['seed'])}.json"
+    )  # fmt: skip
+
+
+def stable_hash(obj: Any, length: int = 16) -> str:
+    """Hash of a JSON-able object, independent of dict order (cache keys, cell ids)."""
+    blob = json.dumps(to_jsonable(obj), sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:length]
+
+
+def to_jsonable(obj: Any) -> Any:
+    """Dataclasses, pydantic models, tuples, Paths and numpy scalars as plain JSON values."""
+    if isinstance(obj, BaseModel):
+        return obj.model_dump(mode="json")
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: to_jsonable(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, Mapping):
+        return {str(k): to_jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [to_jsonable(v) for v in obj]
+    if isinstance(obj, Path):
+        return str(obj)
+    if hasattr(obj, "item") and callable(obj.item):  # numpy scalar
+        return obj.item()
+    return obj
