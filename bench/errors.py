@@ -21,6 +21,10 @@ class MethodError(BenchError):
     """A coreset method returned a selection that breaks the contract."""
 
 
+class PathError(BenchError):
+    """A file would be written or deleted outside the folder it belongs to."""
+
+
 class ResultsError(BenchError):
     """A result record is malformed or results cannot be combined."""
 

@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 from corebench.attacks import pgd_attack
 from corebench.autoattack_adapter import run_autoattack
 from corebench.data import Dataset
+from corebench.faults import fault_point
 from corebench.spec import EvaluationConfig
 
 log = logging.getLogger(__name__)
@@ -79,6 +80,7 @@ def evaluate(
     per_attack: dict[str, float] = {}
     ran: tuple[str, ...] = ()
     if aa.enabled:
+        fault_point("autoattack")
         log.debug("AutoAttack %s (%s) on %d examples", aa.version, ", ".join(aa.attacks), n)
         aa_acc, per_attack, ran = run_autoattack(
             model, x_all, y_all, eps=cfg.eps, norm=cfg.norm, autoattack=aa,

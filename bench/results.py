@@ -21,9 +21,7 @@ from __future__ import annotations
 import gc
 import json
 import logging
-import os
-import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -32,9 +30,10 @@ import numpy as np
 import pandas as pd
 
 from corebench.errors import ResultsError
+from corebench.files import write_atomic, write_bytes_atomic  # noqa: F401  (the store's writers)
 from corebench.protocol import Protocol
 from corebench.record import parse_record
-from corebench.spec import METRICS, to_jsonable
+from corebench.spec import METRICS, record_relpath, to_jsonable
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +65,7 @@ COLUMNS = (
 # --------------------------------------------------------------------------- writing
 
 
-def write_record(path: Path, record: dict) -> None:
+def write_record(path: Path, record: dict, *, root: str | Path | None = None) -> None:
     """Write one record atomically: serialise, write a temp file beside it, `os.replace`.
 
     Serialising before touching the disk means a NaN accuracy or an odd object raises
@@ -77,45 +76,17 @@ def write_record(path: Path, record: dict) -> None:
         text = json.dumps(to_jsonable(record), sort_keys=True, indent=1, allow_nan=False)
     except (TypeError, ValueError) as exc:
         raise ResultsError(f"{path}: record cannot be written as JSON ({exc})") from None
-    write_atomic(path, lambda f: f.write((text + "\n").encode()))
+    write_atomic(path, lambda f: f.write((text + "\n").encode()), root=root)
 
 
-def write_bytes_atomic(path: Path, data: bytes, *, fsync: bool = True, mkdir: bool = True) -> None:
-    """Replace `path` with `data` atomically (generated files pass fsync=False: regenerable)."""
-    write_atomic(Path(path), lambda f: f.write(data), fsync=fsync, mkdir=mkdir)
-
-
-def write_indices(path: Path, indices: np.ndarray) -> None:
+def write_indices(path: Path, indices: np.ndarray, *, root: str | Path | None = None) -> None:
     """Save the kept indices atomically as a sorted int64 `.npy` (no pickling)."""
     path = Path(path)
     arr = np.asarray(indices)
     if arr.ndim != 1 or not (arr.size == 0 or np.issubdtype(arr.dtype, np.integer)):
         raise ResultsError(f"{path}: indices must be a 1-D integer array, got {arr.dtype} {arr.shape}")
     arr = np.sort(arr.astype(np.int64))
-    write_atomic(path, lambda f: np.save(f, arr, allow_pickle=False))
-
-
-def write_atomic(
-    path: Path, write: Callable[[Any], object], *, fsync: bool = True, mkdir: bool = True
-) -> None:
-    """Write through `write(file)` to a temp file in the same folder, then rename over `path`.
-
-    The temp name is made here (not `mkstemp`) so the file gets the umask's permissions
-    rather than 0600; it ends in `.tmp`, so `scan` never mistakes it for a record.
-    """
-    if mkdir:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        with open(tmp, "xb") as f:
-            write(f)
-            if fsync:
-                f.flush()
-                os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    write_atomic(path, lambda f: np.save(f, arr, allow_pickle=False), root=root)
 
 
 # --------------------------------------------------------------------------- reading
@@ -139,19 +110,47 @@ def read_record(path: Path) -> dict:
         raise ResultsError(f"{path}: cannot be read ({exc})") from None
 
 
-def is_done(path: Path) -> bool:
-    """True for a readable, valid record with status ok; failed or malformed cells are retried."""
+DONE, STALE, FAILED, MISSING, MALFORMED = "done", "stale", "failed", "missing", "malformed"
+
+
+def record_state(path: Path, cell_id: str | None = None) -> str:
+    """What the record at `path` says about its cell: `done` (finished, and made by the cell
+    whose id is `cell_id`), `stale` (finished, but by other settings or data: it must be
+    rerun), `failed`, `missing` or `malformed` (unreadable, invalid, or a key that does not
+    match its path)."""
+    path = Path(path)
+    if not path.exists():
+        return MISSING
     try:
-        return read_record(path)["status"] == "ok"
+        record = read_record(path)
     except ResultsError:
-        return False
+        return MALFORMED
+    if not path_matches_key(path, record):
+        return MALFORMED
+    if record["status"] != "ok":
+        return FAILED
+    return DONE if cell_id is None or record["cell_id"] == cell_id else STALE
+
+
+def is_done(path: Path, cell_id: str | None = None) -> bool:
+    """True for a valid, finished record made for `cell_id`; failed, stale or malformed cells are rerun."""
+    return record_state(path, cell_id) == DONE
+
+
+def path_matches_key(path: Path, record: Mapping[str, Any]) -> bool:
+    """A record lives where its grid name and cell key say (`spec.record_relpath`), under any root."""
+    expected = record_relpath(record["grid"]["name"], record["cell"]).parts
+    return Path(path).parts[-len(expected):] == expected
 
 
 def scan(results_dir: Path) -> tuple[list[dict], list[tuple[Path, str]]]:
     """Every `*.json` record under `results_dir` in sorted path order.
 
     Returns the valid records, each with `_path` (the file) added, and the problems as
-    `(path, reason)` with the reason not repeating the path.
+    `(path, reason)` with the reason not repeating the path. A record whose path does not
+    spell its grid and cell is a problem; two records of one cell (same grid, key and
+    evaluation protocol, under different sub-folders) are a `ResultsError` naming both, since
+    picking either would be a guess.
     """
     results_dir = Path(results_dir)
     if not results_dir.is_dir():
@@ -162,13 +161,30 @@ def scan(results_dir: Path) -> tuple[list[dict], list[tuple[Path, str]]]:
         paths = sorted(results_dir.rglob("*.json"))
         for path in paths:
             _read_into(path, records, problems)
+    refuse_duplicates(records)
     return records, problems
+
+
+def refuse_duplicates(records: list[dict]) -> None:
+    """`ResultsError` naming both files when two records have one grid, cell key and protocol."""
+    seen: dict[tuple, Path] = {}
+    for rec in records:
+        cell = rec["cell"]
+        key = (rec["grid"]["name"], *(cell[k] for k in KEY_COLUMNS), Protocol.of(rec["config"]["evaluation"]).key)
+        first = seen.setdefault(key, rec["_path"])
+        if first is not rec["_path"]:
+            raise ResultsError(f"{rec['_path']}: a second record of the cell in {first} (same grid, cell and "
+                               "evaluation protocol); keep one of the two files")
 
 
 def _read_into(path: Path, records: list[dict], problems: list[tuple[Path, str]]) -> None:
     if path.is_file():
         try:
             record = read_record(path)
+            if not path_matches_key(path, record):
+                expected = record_relpath(record["grid"]["name"], record["cell"]).as_posix()
+                raise ResultsError(f"{path}: its grid and cell belong at .../{expected}; a moved, copied or "
+                                   "renamed record is not read (move it back or delete it)")
         except ResultsError as exc:
             reason = str(exc).removeprefix(f"{path}: ")
             log.warning("skipping %s: %s", path, reason)

@@ -27,13 +27,14 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from corebench.attacks import pgd_attack, trades_loss
+from corebench.checkpoint import Checkpoint, rng_state, set_rng_state
 from corebench.data import Dataset, augment_batch
+from corebench.faults import fault_point
 from corebench.models import NormalizedModel
 from corebench.optim import batch_order, make_optimizer, steps_per_epoch
 from corebench.spec import AttackConfig, TrainingConfig
 
 log = logging.getLogger(__name__)
-
 
 
 def train_model(
@@ -47,13 +48,20 @@ def train_model(
     seed: int,
     device: torch.device,
     progress: bool = True,
+    checkpoint: Checkpoint | None = None,
 ) -> dict:
     """Train `model` in place on `data.x_train[indices]` under `regime`.
 
     `regime` is one of `spec.REGIMES`, `attack` is resolved (ε and step set) and `indices` is a
     non-empty 1-D index array, as the runner hands them over. Returns {"epochs", "steps",
-    "final_loss" (mean training loss of the last epoch), "seconds"}. The model is left in eval
-    mode, ready to be evaluated.
+    "final_loss" (mean training loss of the last epoch), "seconds", "resumed_from" (the epoch a
+    checkpoint resumed at, 0 for a fresh run)}. The model is left in eval mode, ready to be
+    evaluated.
+
+    With a `checkpoint`, the state after every epoch is saved there, and a saved state is
+    resumed from: the run continues as the interrupted one would have (see
+    `corebench.checkpoint`). The global RNG (dropout, stochastic depth) is seeded from `seed`
+    inside this call and restored after it.
     """
     indices = np.asarray(indices, dtype=np.int64)
     start_time = time.perf_counter()
@@ -76,32 +84,52 @@ def train_model(
     positions = np.arange(n)
     augment = training.augment and bool(data.info.augment)
 
-    steps, final_loss = 0, math.nan
-    bar = tqdm(range(training.epochs), desc=f"train {regime}", leave=False, disable=not progress)
-    for _ in bar:
-        model.train()
-        loss_sum, seen = 0.0, 0
-        for batch in batch_order(positions, training.batch_size, generator):
-            index = torch.from_numpy(batch).to(device)
-            x, y = x_train[index], y_train[index]
-            if augment:
-                x = augment_batch(x, data.info, generator)
-            loss = _loss(model, x, y, regime, attack, generator)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-            steps += 1
-            loss_sum += loss.item() * len(batch)
-            seen += len(batch)
-        final_loss = loss_sum / max(seen, 1)
-        bar.set_postfix(loss=f"{final_loss:.3f}")
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        first, steps, final_loss = 0, 0, math.nan
+        saved = checkpoint.load() if checkpoint is not None else None
+        if saved is not None:
+            model.load_state_dict(saved["model"])
+            optimizer.load_state_dict(saved["optimizer"])
+            scheduler.load_state_dict(saved["scheduler"])
+            generator.set_state(saved["generator"])
+            set_rng_state(saved["rng"], device)
+            first, steps, final_loss = int(saved["epoch"]), int(saved["steps"]), float(saved["final_loss"])
+            log.info("resuming %s training at epoch %d of %d from %s", regime, first, training.epochs, checkpoint.path)
+        bar = tqdm(range(first, training.epochs), desc=f"train {regime}", leave=False, disable=not progress)
+        for epoch in bar:
+            model.train()
+            loss_sum, seen = 0.0, 0
+            for batch in batch_order(positions, training.batch_size, generator):
+                index = torch.from_numpy(batch).to(device)
+                x, y = x_train[index], y_train[index]
+                if augment:
+                    x = augment_batch(x, data.info, generator)
+                loss = _loss(model, x, y, regime, attack, generator)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                scheduler.step()
+                steps += 1
+                loss_sum += loss.item() * len(batch)
+                seen += len(batch)
+            final_loss = loss_sum / max(seen, 1)
+            bar.set_postfix(loss=f"{final_loss:.3f}")
+            if checkpoint is not None:  # after the last epoch too: a kill in evaluation trains nothing again
+                checkpoint.save({
+                    "epoch": epoch + 1, "steps": steps, "final_loss": final_loss,
+                    "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(), "generator": generator.get_state(),
+                    "rng": rng_state(device),
+                })  # fmt: skip
+            fault_point("training", f"epoch {epoch + 1}")
     optimizer.zero_grad(set_to_none=True)  # hand back a model without stale gradients
     model.eval()
     seconds = time.perf_counter() - start_time
     log.debug("trained %s on %d samples: %d epochs, %d steps, loss %.4f, %.1fs",
               regime, n, training.epochs, steps, final_loss, seconds)
-    return {"epochs": training.epochs, "steps": steps, "final_loss": float(final_loss), "seconds": seconds}
+    return {"epochs": training.epochs, "steps": steps, "final_loss": float(final_loss), "seconds": seconds,
+            "resumed_from": first}
 
 
 def _loss(
