@@ -62,6 +62,10 @@ def cmd_run(args: argparse.Namespace) -> int:
                        scoring_only=args.scoring_only, workers=args.workers, progress=not args.no_progress)
     print(f"grid {spec.name}: {summary.total} cells, {summary.skipped} already done, "
           f"{summary.finished} finished, {summary.failed} failed; records in {args.results}")
+    if summary.stale:
+        print(f"  {len(summary.stale)} stale records (finished under other settings or data) were rerun")
+    for path in summary.stale[:20]:
+        print(f"  stale, rerun: {path}")
     for path, error in summary.failures[:20]:
         print(f"  failed: {path}: {error}")
     if not args.scoring_only:
@@ -120,18 +124,26 @@ def cmd_status(args: argparse.Namespace) -> int:
         c = counts.setdefault(rec["grid"]["name"], {"ok": 0, "failed": 0})
         c[rec["status"]] += 1
     rows = [(g, c["ok"], c["failed"]) for g, c in sorted(counts.items())]
+    stale: list[Path] = []
     if args.grid:
+        from collections import Counter
+
         from corebench.grid import load_grid
-        from corebench.results import is_done
+        from corebench.runner import grid_states
 
         spec = load_grid(args.grid)
-        cells = spec.cells()
-        pending = sum(not is_done(Path(args.results) / c.relpath(spec.name)) for c in cells)
-        print(f"grid {spec.name}: {len(cells) - pending} of {len(cells)} cells done, {pending} pending")
+        states = grid_states(spec, args.results)
+        n = Counter(state for _, _, state, _ in states)
+        stale = [path for _, path, state, _ in states if state == "stale"]
+        pending = len(states) - n["done"]
+        print(f"grid {spec.name}: {n['done']} of {len(states)} cells done, {pending} pending "
+              f"({n['stale']} stale, {n['failed']} failed, {n['malformed']} malformed, {n['missing']} not run)")
     print(tabulate(rows, headers=["grid", "finished", "failed"], tablefmt="simple") if rows else "no records")
     for rec in records:
         if rec["status"] == "failed":
             print(f"  failed: {rec['_path']}: {rec['error']}")
+    for path in stale:
+        print(f"  stale: {path}: finished under other settings or data than the grid's; `run` reruns it")
     for path, why in problems:
         print(f"  malformed: {path}: {why}")
     return 0
@@ -151,29 +163,38 @@ def cmd_check_method(args: argparse.Namespace) -> int:
 def cmd_select(args: argparse.Namespace) -> int:
     import numpy as np
 
+    from corebench.checked import build
+    from corebench.data import list_datasets
     from corebench.grid import load_grid
     from corebench.runner import select_coreset
     from corebench.spec import ArchSpec, DatasetSpec, MethodSpec, ScoringConfig
 
     if not 0.0 < args.fraction <= 1.0:
         raise invalid("--fraction", args.fraction, "a number in (0, 1]")
+    if args.seed < 0:
+        raise invalid("--seed", args.seed, "an integer >= 0")
+    if args.scoring_epochs < 1:
+        raise invalid("--scoring-epochs", args.scoring_epochs, "a positive integer")
     scoring = load_grid(args.grid).scoring if args.grid else ScoringConfig(epochs=args.scoring_epochs)
-    from corebench.data import list_datasets
-
     if args.dataset not in list_datasets():
         raise invalid("--dataset", args.dataset, list_datasets())
-    dataset = DatasetSpec(args.dataset, root=args.root, path=args.path)
-    arch = ArchSpec(args.arch, kwargs=json.loads(args.arch_kwargs) if args.arch_kwargs else {})
-    from corebench.methods import create_method
-
+    dataset = build(DatasetSpec, {"name": args.dataset, "root": args.root, "path": args.path}, "--dataset")
+    try:
+        kwargs = json.loads(args.arch_kwargs) if args.arch_kwargs else {}
+    except json.JSONDecodeError as exc:
+        raise invalid("--arch-kwargs", args.arch_kwargs, f"a JSON object such as '{{\"drop_rate\": 0.1}}' ({exc.msg})") from None
+    if not isinstance(kwargs, dict):
+        raise invalid("--arch-kwargs", args.arch_kwargs, "a JSON object such as '{\"drop_rate\": 0.1}'")
+    arch = build(ArchSpec, {"name": args.arch, "kwargs": kwargs}, "--arch")
     params = _params(args.param)
-    create_method(args.method, **params)  # validate before any training
+    out = Path(args.out)
+    if out.is_dir():
+        raise invalid("--out", args.out, "a file name (this is a folder)")
     indices = select_coreset(dataset, arch, MethodSpec(args.method, params), args.fraction, seed=args.seed,
                              scoring=scoring, cache_dir=Path(args.cache) if args.cache else None,
                              device=args.device, progress=not args.no_progress)
-    out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    np.save(out, indices)
+    np.save(out, indices, allow_pickle=False)
     print(f"kept {indices.size} samples (sorted indices to KEEP) -> {out}")
     return 0
 

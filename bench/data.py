@@ -10,6 +10,7 @@ scikit-learn, synthetic is generated, npz is the user's own arrays.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -62,6 +63,26 @@ class Dataset:
             y = getattr(self, "y" + name[1:])
             if y.ndim != 1 or y.shape[0] != x.shape[0]:
                 raise DataError(f"dataset {self.info.name}: {'y' + name[1:]} has shape {tuple(y.shape)}, expected [{x.shape[0]}]")
+        self._fingerprints: dict[tuple, str] = {}
+
+    def fingerprint(self, part: str = "all") -> str:
+        """A hash of the full contents: `train` (what a scoring run sees), `test`, or `all`
+        (both, plus the dataset's info). Every byte of every array counts, so replacing one
+        image changes it; computed once (blake2b, about 1 GB/s)."""
+        arrays = (self.x_train, self.y_train, self.x_test, self.y_test)
+        memo = (part, *map(id, arrays))  # a split swapped for another tensor is hashed anew
+        if memo not in self._fingerprints:
+            if part == "all":
+                digest = hashlib.blake2b(digest_size=16)
+                for piece in (self.fingerprint("train"), self.fingerprint("test"), repr(self.info)):
+                    digest.update(piece.encode())
+            else:
+                digest = hashlib.blake2b(digest_size=16)
+                for t in (getattr(self, f"x_{part}"), getattr(self, f"y_{part}")):
+                    digest.update(f"{t.dtype}{tuple(t.shape)}".encode())
+                    digest.update(memoryview(t.detach().cpu().contiguous().numpy()).cast("B"))
+            self._fingerprints[memo] = digest.hexdigest()
+        return self._fingerprints[memo]
 
 
 Loader = Callable[[DatasetSpec], Dataset]
@@ -220,10 +241,14 @@ def load_synthetic_dataset(spec: DatasetSpec) -> Dataset:
     return Dataset(info, torch.from_numpy(x_tr), torch.from_numpy(y_tr), torch.from_numpy(x_te), torch.from_numpy(y_te))
 
 
+MAX_CLASSES = 100_000  # more classes than this from the labels alone is a mistake, unless set
+
+
 @spec
 class NpzOptions:
     eps: Radius = 8 / 255  # the default L∞ radius of attacks on this data
     augment: StrictStr = "crop,flip"  # "crop,flip", "crop", "flip" or "none"
+    num_classes: Annotated[StrictInt, Field(ge=2)] | None = None  # None: the largest label + 1
 
 
 @register_dataset("npz")
@@ -240,13 +265,20 @@ def load_npz_dataset(spec: DatasetSpec) -> Dataset:
         raise invalid("datasets.npz.path", str(path), "an existing .npz file")
     try:
         with np.load(path, allow_pickle=False) as f:
-            missing = {"x_train", "y_train", "x_test", "y_test"} - set(f.files)
+            files = getattr(f, "files", None)
+            if files is None:
+                raise DataError(f"datasets.npz.path: {path} holds a single array, not an .npz with "
+                                "x_train, y_train, x_test, y_test")
+            missing = {"x_train", "y_train", "x_test", "y_test"} - set(files)
             if missing:
-                raise DataError(f"datasets.npz.path: {path} lacks arrays {sorted(missing)}; it has {sorted(f.files)}")
+                raise DataError(f"datasets.npz.path: {path} lacks arrays {sorted(missing)}; it has {sorted(files)}")
             arrays = {k: f[k] for k in ("x_train", "y_train", "x_test", "y_test")}
-    except (ValueError, OSError, AttributeError, EOFError) as exc:  # not an npz, or object arrays
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise DataError(f"datasets.npz.path: {path} is not a readable .npz of plain arrays ({first})") from None
+    except DataError:
+        raise
+    except Exception as exc:  # not an npz, truncated, object arrays, a damaged member: all one line
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        raise DataError(f"datasets.npz.path: {path} is not a readable .npz of plain arrays "
+                        f"({type(exc).__name__}: {first})") from None
     xs = [_as_nchw(arrays[k], k, path) for k in ("x_train", "x_test")]
     ys = [_labels(arrays[k], k, path) for k in ("y_train", "y_test")]
     for x, y, kx, ky in ((xs[0], ys[0], "x_train", "y_train"), (xs[1], ys[1], "x_test", "y_test")):
@@ -255,7 +287,7 @@ def load_npz_dataset(spec: DatasetSpec) -> Dataset:
     if xs[1].shape[1:] != xs[0].shape[1:]:
         raise DataError(f"datasets.npz: x_test in {path} has images of shape {tuple(xs[1].shape[1:])}, "
                         f"x_train {tuple(xs[0].shape[1:])}; allowed: the same shape")
-    num_classes = int(max(ys[0].max(), ys[1].max())) + 1
+    num_classes = _num_classes(ys, opts.num_classes, path)
     mean, std = _stats(xs[0])
     augment = tuple(a for a in opts.augment.split(",") if a and a != "none")
     for a in augment:
@@ -274,6 +306,24 @@ def load_npz_dataset(spec: DatasetSpec) -> Dataset:
     return Dataset(info, xs[0], ys[0], xs[1], ys[1])
 
 
+def _num_classes(ys: list[torch.Tensor], given: int | None, path: Path) -> int:
+    """K from `options.num_classes`, else the largest label + 1; labels must lie in 0..K-1 and K
+    be plausible (a stray label of 999999 would silently build a million-class model)."""
+    largest = int(max(ys[0].max(), ys[1].max()))
+    where = "datasets.npz.options.num_classes"
+    if given is not None:
+        if largest >= given:
+            raise DataError(f"datasets.npz: {path} has label {largest}, outside 0..{given - 1} ({where}: {given}); "
+                            "allowed: class ids 0..num_classes-1")
+        return given
+    if largest + 1 > MAX_CLASSES:
+        raise DataError(f"datasets.npz: {path} has label {largest}, which would mean {largest + 1} classes; allowed: "
+                        f"at most {MAX_CLASSES} classes from the labels, or set {where} explicitly")
+    if largest < 1:
+        raise DataError(f"datasets.npz: {path} has only class 0; allowed: labels of at least 2 classes")
+    return largest + 1
+
+
 def _labels(y: np.ndarray, key: str, path: Path) -> torch.Tensor:
     """Integer class ids 0..K-1 as int64 [N] (floats allowed only when they are whole numbers)."""
     y = np.asarray(y).reshape(-1) if y.ndim == 2 and 1 in y.shape else np.asarray(y)
@@ -283,6 +333,8 @@ def _labels(y: np.ndarray, key: str, path: Path) -> torch.Tensor:
         raise DataError(f"datasets.npz: {key} in {path} has non-integer labels; expected integer class ids 0..K-1")
     if y.min() < 0:
         raise DataError(f"datasets.npz: {key} in {path} has label {int(y.min())}; expected class ids 0..K-1")
+    if y.max() > 2**40:  # before the cast to int64, which would wrap it
+        raise DataError(f"datasets.npz: {key} in {path} has label {y.max()!r}; expected class ids 0..K-1")
     return torch.from_numpy(y.astype(np.int64))
 
 

@@ -14,14 +14,17 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
+import torch
 import yaml
 
 from corebench.checked import build, number, suggest
-from corebench.data import list_datasets
+from corebench.data import Dataset, list_datasets
 from corebench.errors import ConfigError, invalid
 from corebench.methods import create_method, list_methods
-from corebench.models import list_architectures
+from corebench.models import create_model, list_architectures
 from corebench.spec import (
+    AUTOATTACK_ATTACKS,
+    AUTOATTACK_MIN_CLASSES,
     REGIMES,
     SAME_AS_TARGET,
     ArchSpec,
@@ -109,12 +112,37 @@ def parse_grid(data: Mapping[str, Any], source: str = "") -> GridSpec:
     _unique(seeds, "seeds")
 
     sections = {key: build(cls, data.get(key), key) for key, cls in SECTIONS}
-    rest = {k: data[k] for k in ("full_data_reference", "device") if k in data}
+    rest = {k: data[k] for k in ("full_data_reference", "device", "threads") if k in data}
     top = build(GridSpec, {"name": name, "datasets": datasets, "architectures": architectures, "fractions": fractions,
                            "methods": methods, "regimes": regimes, "seeds": seeds, "scoring_architectures": scorers,
                            "source": source, **sections, **rest}, "")  # fmt: skip
     _unique_paths(top)
     return top
+
+
+def check_against_data(spec: GridSpec, datasets: Mapping[DatasetSpec, Dataset]) -> None:
+    """What only the loaded data can tell, checked before any compute (a one-line ConfigError):
+    the attacks fit each dataset's classes, and every architecture (targets and scorers) builds
+    for each dataset and runs one forward pass (timm kwargs that do not fit fail here)."""
+    aa = spec.evaluation.autoattack
+    scorers = [s for s in spec.scoring_architectures if s is not None]
+    for ds, data in datasets.items():
+        classes = data.info.num_classes
+        for name in aa.run_list() if aa.enabled else ():
+            need = AUTOATTACK_MIN_CLASSES.get(name, 2)
+            if classes < need:
+                fits = [a for a in AUTOATTACK_ATTACKS if AUTOATTACK_MIN_CLASSES.get(a, 2) <= classes]
+                raise ConfigError(f"evaluation.autoattack.attacks: {name!r} is not allowed with dataset {ds.label} "
+                                  f"({classes} classes; {name} needs at least {need}); allowed: {', '.join(fits)}")
+        for arch in dict.fromkeys([*spec.architectures, *scorers]):
+            check_builds(arch, data)
+
+
+def check_builds(arch: ArchSpec, data: Dataset) -> None:
+    """Build `arch` for the dataset once and run a forward pass (`models.create_model`): a
+    one-line ConfigError when its kwargs do not fit, before any compute."""
+    with torch.random.fork_rng(devices=[]):  # building draws initial weights: leave no trace
+        create_model(arch, data.info)
 
 
 def _entries(raw: Any, field_name: str) -> list[Any]:

@@ -15,8 +15,12 @@ evaluation protocols (norm, ε, AutoAttack version or attack list, n_examples; s
 `corebench.results`) go to separate boards: when a group has more than one protocol, *each* of its
 pages (and exports) gets a protocol tag suffix, e.g.
 `digits__resnet18__standard__linf-eps8_255-aa-standard-n1000.md`, and the page header states the
-protocol. A group with one protocol keeps the plain name. Duplicate cells (same key and
-protocol in two files) keep the first file in path order; the others are reported as skipped.
+protocol. A group with one protocol keeps the plain name. Two records of one cell (same key and
+protocol, in two folders) are an error naming both files; a record whose path does not spell
+its key (a copy such as `seed0 copy.json`) is skipped and reported.
+
+Every file written or removed resolves inside `out_dir` (`corebench.files.confined`); the
+manifest is only honoured for lines naming files inside it.
 
 Determinism: same records in → byte-identical files out. Everything is sorted by values taken
 from the records, floats are printed with fixed formats (2 decimals for accuracies), nothing
@@ -47,10 +51,12 @@ from typing import Any
 import pandas as pd
 from tabulate import tabulate
 
-from corebench.errors import ResultsError
+from corebench.errors import PathError, ResultsError
+from corebench.faults import fault_point
+from corebench.files import confined, writable_folder
 from corebench.plots import PlotSpec, Series, rendering
 from corebench.protocol import Protocol, eps_text
-from corebench.results import flatten, scan, write_bytes_atomic
+from corebench.results import flatten, refuse_duplicates, scan, write_bytes_atomic
 from corebench.spec import FULL_DATA, slug, stable_hash
 from corebench.stats import PairedDiff, paired_diff
 
@@ -602,7 +608,7 @@ def _robustbench_entries(board: Board, page_rel: str) -> dict[str, str]:
                 f"{attack} on the first {proto.n_examples} test examples."
             ),
         }
-        name = f"{slug(lab)}__f{f:g}__{slug(board.arch)}__{board.regime}{suffix}.json"
+        name = f"{slug(lab)}__f{f:g}__{slug(board.arch)}__{slug(board.regime)}{suffix}.json"
         out[name] = json.dumps(info, indent=2, ensure_ascii=False) + "\n"
     return out
 
@@ -634,19 +640,15 @@ def _plot_spec(board: Board) -> PlotSpec:
 def build_boards(
     records: list[dict], problems: list[tuple[Path, str]], results_dir: Path
 ) -> tuple[list[Board], list[tuple[Path, str]]]:
-    """Group valid records into boards (one per protocol); duplicates join the problems."""
+    """Group valid records into boards (one per protocol); two records of one cell are a
+    `ResultsError` naming both (`results.refuse_duplicates`), never a silent pick."""
     groups: dict[tuple[str, str, str, str], dict[str, Board]] = defaultdict(dict)
-    seen: dict[tuple, Path] = {}
+    refuse_duplicates(records)
     problems = list(problems)
     for rec in records:
         row = flatten(rec)
         key = (row["grid"], row["dataset"], row["arch"], row["regime"])
         pkey = row["protocol"]
-        cell = (*key, pkey, row["method_label"], row["fraction"], row["seed"])
-        if cell in seen:
-            problems.append((rec["_path"], f"duplicate of the cell in {_rel(seen[cell], results_dir)}"))
-            continue
-        seen[cell] = rec["_path"]
         board = groups[key].get(pkey)
         if board is None:
             proto = Protocol.of(rec["config"]["evaluation"])
@@ -718,6 +720,7 @@ def _generate(
     if strict and problems:
         path, reason = problems[0]
         raise ResultsError(f"{path}: {reason}")
+    out_dir = writable_folder(out_dir, "--out")
     for board in boards:
         aggregate(board)
     plots = {
@@ -742,7 +745,11 @@ def _generate(
             pages.append(out_dir / page)
         files["README.md"] = render_index(boards, problems, results_dir).encode()
         previous = _previous_files(out_dir)
+        # list everything this run may write before writing it: a run killed halfway leaves
+        # no file the next run would not know to remove
+        _write_manifest(out_dir, previous | set(files) | set(plots))
         _write_files(out_dir, files, previous)
+        fault_point("board")
         pngs = dict(zip(plots, wait_for_plots(), strict=True))
     _write_files(out_dir, pngs, previous)
     files.update(pngs)
@@ -764,49 +771,72 @@ def _generate(
 
 
 def _previous_files(out_dir: Path) -> set[str]:
-    """The files the previous generation wrote (from its manifest)."""
+    """The files the previous generation wrote (from its manifest): only lines naming a file
+    inside `out_dir` count (an absolute path, `..` or a symlink leading out is ignored)."""
     manifest = out_dir / MANIFEST
     if not manifest.is_file():
         return set()
-    return {ln for ln in manifest.read_text().splitlines() if ln and not ln.startswith("#")}
+    names = set()
+    for line in manifest.read_text(errors="replace").splitlines():
+        if not line or line.startswith("#"):
+            continue
+        try:
+            if Path(line).is_absolute() or ".." in Path(line).parts:
+                raise PathError(f"{line}: not a relative path inside the folder")
+            confined(out_dir, line)
+        except (PathError, OSError, ValueError) as exc:
+            log.warning("%s: ignoring the line %r (%s)", manifest, line, exc)
+            continue
+        names.add(line)
+    return names
 
 
 def _write_files(out_dir: Path, files: Mapping[str, bytes], previous: set[str]) -> None:
-    """Write the files that changed; identical ones are left alone (and keep their mtime)."""
-    for folder in sorted({(out_dir / rel).parent for rel in files}):
+    """Write the files that changed; identical ones are left alone (and keep their mtime).
+    Every path must resolve inside `out_dir` (`files.confined`)."""
+    paths = {rel: confined(out_dir, rel) for rel in files}
+    for folder in sorted({path.parent for path in paths.values()}):
         folder.mkdir(parents=True, exist_ok=True)
     for rel in sorted(files):
-        path = out_dir / rel
+        path = paths[rel]
         if rel in previous:
             try:
                 if path.read_bytes() == files[rel]:
                     continue
             except OSError:
                 pass
-        write_bytes_atomic(path, files[rel], fsync=False, mkdir=False)
+        write_bytes_atomic(path, files[rel], fsync=False, mkdir=False, root=out_dir)
 
 
 def _remove_stale(out_dir: Path, names: Iterable[str], previous: set[str]) -> None:
     """Remove what the previous generation wrote and this one did not; record this one's files.
 
-    Only files listed in the previous manifest are ever deleted, so nothing a person put in the
-    folder is touched.
+    Only files listed in the previous manifest, inside `out_dir`, are ever deleted, so nothing a
+    person put in the folder (or anything outside it) is touched.
     """
-    manifest = out_dir / MANIFEST
     names = sorted(names)
     for rel in sorted(previous - set(names)):
-        stale = out_dir / rel
-        if ".." in Path(rel).parts or not stale.is_file():
+        try:
+            stale = confined(out_dir, rel)
+        except PathError as exc:
+            log.warning("not removing %s: %s", rel, exc)
+            continue
+        if stale.is_symlink() or not stale.is_file():
             continue
         stale.unlink()
         for parent in stale.parents:
             if parent == out_dir or not parent.is_relative_to(out_dir) or any(parent.iterdir()):
                 break
             parent.rmdir()
+    _write_manifest(out_dir, set(names))
+
+
+def _write_manifest(out_dir: Path, names: set[str]) -> None:
+    manifest = out_dir / MANIFEST
     header = "# files written by `corebench leaderboard`; stale ones are removed on regeneration"
-    listing = ("\n".join([header, *names]) + "\n").encode()
+    listing = ("\n".join([header, *sorted(names)]) + "\n").encode()
     if not (manifest.is_file() and manifest.read_bytes() == listing):
-        write_bytes_atomic(manifest, listing, fsync=False)
+        write_bytes_atomic(manifest, listing, fsync=False, root=out_dir)
 
 
 def render_index(boards: list[Board], problems: list[tuple[Path, str]], results_dir: Path) -> str:

@@ -7,10 +7,14 @@ the setup of the PGD-AT/TRADES references and of the coreset papers compared her
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 import torch
+
+from corebench.errors import invalid
 
 
 def make_optimizer(
@@ -59,8 +63,29 @@ def steps_per_epoch(n: int, batch_size: int) -> int:
     return steps - 1 if steps > 1 and n % batch_size == 1 else steps
 
 
-def resolve_device(name: str) -> torch.device:
-    """'auto' -> cuda when available, else cpu."""
+def resolve_device(name: str, where: str = "device") -> torch.device:
+    """'auto' -> cuda when available, else cpu; a device that does not exist here is a
+    one-line ConfigError (before any compute), not a failure in the first cell."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    if not isinstance(name, str) or not re.fullmatch(r"cpu|cuda(:\d+)?", name):
+        raise invalid(where, name, "auto, cpu, cuda, cuda:N")
+    device = torch.device(name)
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise invalid(where, name, "auto or cpu (no CUDA device is visible here)")
+        if device.index is not None and device.index >= count:
+            raise invalid(where, name, f"cuda:0 to cuda:{count - 1} ({count} visible)")
+    return device
+
+
+@contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """Run the block with `n` torch threads (results on CPU depend on it: the grid fixes it)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

@@ -73,6 +73,7 @@ class CellConfig(_Part):
     training: TrainingConfig
     attack: AttackConfig
     evaluation: EvaluationConfig
+    threads: PositiveInt = 1  # torch threads of the process that made it (grid setting `threads`)
 
 
 class Metrics(_Part):

@@ -14,6 +14,7 @@ import os
 import platform
 import subprocess
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import metadata
@@ -24,14 +25,16 @@ import numpy as np
 import torch
 
 from corebench import __version__
+from corebench.checkpoint import Checkpoint
 from corebench.data import Dataset, load_dataset
 from corebench.errors import BenchError
 from corebench.evaluate import evaluate
+from corebench.files import confined, writable_folder
 from corebench.methods import CoresetMethod, SelectionContext, create_method, run_selection
 from corebench.models import create_model
-from corebench.optim import resolve_device
+from corebench.optim import resolve_device, torch_threads
 from corebench.record import SCHEMA_VERSION, CellConfig, Record
-from corebench.results import is_done, write_indices, write_record
+from corebench.results import DONE, STALE, record_state, write_indices, write_record
 from corebench.scoring import get_signals, seeded
 from corebench.spec import (
     FULL_DATA,
@@ -47,6 +50,7 @@ from corebench.train import train_model
 
 log = logging.getLogger(__name__)
 RUN_SEED_STRIDE = 1000  # scoring run r of seed s uses seed s + 1000·r
+CHECKPOINTS = "checkpoints"  # per-epoch training checkpoints, under the cache folder
 
 
 def default_cache_dir() -> Path:
@@ -65,6 +69,40 @@ class RunSummary:
     finished: int = 0
     failed: int = 0
     failures: list[tuple[str, str]] = field(default_factory=list)  # (record path, error)
+    stale: list[str] = field(default_factory=list)  # finished records made by other settings or data: rerun
+
+
+def prepare(spec: GridSpec, datasets: Iterable[DatasetSpec]) -> dict[DatasetSpec, Dataset]:
+    """Load the datasets and check what needs them (`grid.check_against_data`): every error a
+    user can fix surfaces here, as one line, before any scoring or training starts."""
+    from corebench.grid import check_against_data
+
+    loaded = {ds: load_dataset(ds) for ds in dict.fromkeys(datasets)}
+    check_against_data(spec, loaded)
+    return loaded
+
+
+def _methods(cells: Iterable[Cell]) -> dict[MethodSpec, CoresetMethod]:
+    return {m: create_method(m.name, **m.params) for m in {c.method for c in cells} if m.name != FULL_DATA}
+
+
+def cell_states(spec: GridSpec, cells: Iterable[Cell], datasets: dict[DatasetSpec, Dataset],
+                methods: dict[MethodSpec, CoresetMethod], results_dir: Path) -> list[tuple[Cell, Path, str, str]]:
+    """(cell, record path, state, cell id) per cell; the state is `results.record_state`'s."""
+    out = []
+    for cell in cells:
+        path = confined(results_dir, cell.relpath(spec.name))
+        method = methods.get(cell.method)
+        cid = cell_id(spec, cell, datasets[cell.dataset], method.options_for(cell.fraction) if method else {})
+        out.append((cell, path, record_state(path, cid), cid))
+    return out
+
+
+def grid_states(spec: GridSpec, results_dir: str | Path) -> list[tuple[Cell, Path, str, str]]:
+    """Every cell of the grid with its record's state (`corebench status --grid`); loads the data."""
+    cells = spec.cells()
+    datasets = {ds: load_dataset(ds) for ds in dict.fromkeys(c.dataset for c in cells)}
+    return cell_states(spec, cells, datasets, _methods(cells), Path(results_dir))
 
 
 def run_grid(
@@ -78,30 +116,46 @@ def run_grid(
     workers: int = 1,
     progress: bool = True,
 ) -> RunSummary:
-    """Run every unfinished cell of `spec` (those of shard k of n), writing one record each.
+    """Run every cell of `spec` (those of shard k of n) without a valid record, writing one each.
 
-    With `workers` > 1 the scoring runs are made here first, then the cells are trained and
-    attacked in that many processes (each with an equal share of the CPU threads).
+    A cell is done when its record finished and carries the cell's id (`cell_id`); a record
+    made by other settings or data is stale, reported and rerun. Folders, device, data, models
+    and attacks are checked first. Every process runs with `spec.threads` torch threads, so the
+    records do not depend on `workers`: with `workers` > 1 the scoring runs are made here
+    first, then the cells are trained and attacked in that many processes.
     """
-    results_dir = Path(results_dir)
-    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    results_dir = writable_folder(results_dir, "--results")
+    cache = writable_folder(Path(cache_dir) if cache_dir is not None else default_cache_dir(), "--cache")
     device = resolve_device(spec.device)
     k, n = shard
     cells = [c for i, c in enumerate(spec.cells()) if i % n == k]
     summary = RunSummary(total=len(cells))
-    todo = []
-    for cell in cells:
-        if not force and is_done(results_dir / cell.relpath(spec.name)):
-            summary.skipped += 1
-        else:
+    with torch_threads(spec.threads):
+        datasets = prepare(spec, [c.dataset for c in cells])
+        methods = _methods(cells)
+        todo = []
+        for cell, path, state, cid in cell_states(spec, cells, datasets, methods, results_dir):
+            if state == DONE and not force:
+                summary.skipped += 1
+                checkpoint_for(cache, cid).delete()  # left by a run killed after writing the record
+                continue
+            if state == STALE:
+                summary.stale.append(str(path))
+                log.warning("%s: finished under other settings or data (its cell id differs); rerunning", path)
             todo.append(cell)
-    log.info("grid %s: %d cells in this shard, %d already done, %d to run", spec.name, len(cells), summary.skipped, len(todo))
-    if not todo:
-        return summary
+        log.info("grid %s: %d cells in this shard, %d already done, %d stale, %d to run",
+                 spec.name, len(cells), summary.skipped, len(summary.stale), len(todo))
+        if not todo:
+            return summary
+        _run_todo(spec, todo, datasets, methods, results_dir, cache, device, summary,
+                  scoring_only=scoring_only, workers=workers, progress=progress)
+    return summary
 
-    datasets = {ds: load_dataset(ds) for ds in {c.dataset for c in todo}}  # missing data fails here, before training
-    methods = {m: create_method(m.name, **m.params) for m in {c.method for c in todo} if m.name != FULL_DATA}
-    scorer = ScoringCache(spec.scoring, cache / "scoring", device, progress)
+
+def _run_todo(spec: GridSpec, todo: list[Cell], datasets: dict[DatasetSpec, Dataset],
+              methods: dict[MethodSpec, CoresetMethod], results_dir: Path, cache: Path, device: torch.device,
+              summary: RunSummary, *, scoring_only: bool, workers: int, progress: bool) -> None:
+    scorer = ScoringCache(spec.scoring, confined(cache, "scoring"), device, progress, threads=spec.threads)
     for cell in todo:  # every group's signal needs are known up front, so one run records them all
         if cell.method.name != FULL_DATA:
             scorer.request(cell, methods[cell.method])
@@ -115,7 +169,7 @@ def run_grid(
                         raise
                     # the cell's own run reports the error in its record
         if scoring_only:
-            return summary
+            return
 
     from tqdm import tqdm
 
@@ -124,7 +178,8 @@ def run_grid(
     else:
         outcomes = (
             _outcome(run_cell(spec, cell, datasets[cell.dataset], methods.get(cell.method), scorer, device,
-                              results_dir / cell.relpath(spec.name), progress))
+                              results_dir / cell.relpath(spec.name), progress, results_dir=results_dir,
+                              cache_dir=cache))
             for cell in todo
         )
     for status, path, error in tqdm(outcomes, total=len(todo), desc=f"grid {spec.name}", disable=not progress):
@@ -133,7 +188,6 @@ def run_grid(
         else:
             summary.failed += 1
             summary.failures.append((path, error))
-    return summary
 
 
 def _outcome(record: dict[str, Any]) -> tuple[str, str, str | None]:
@@ -146,12 +200,12 @@ _WORKER: dict[str, Any] = {}
 
 
 def _run_parallel(spec: GridSpec, todo: list[Cell], results_dir: Path, cache: Path, workers: int):
-    """Cells in `workers` spawned processes; yields (status, path, error) as they finish."""
+    """Cells in `workers` spawned processes, each with the grid's `threads`; yields
+    (status, path, error) as they finish."""
     import multiprocessing
 
-    threads = max(1, (os.cpu_count() or 1) // workers)
     ctx = multiprocessing.get_context("spawn")  # fork after OpenMP/CUDA start is unsafe
-    pool = ctx.Pool(workers, initializer=_worker_init, initargs=(spec, results_dir, cache, threads))
+    pool = ctx.Pool(workers, initializer=_worker_init, initargs=(spec, results_dir, cache, spec.threads))
     try:
         yield from pool.imap_unordered(_worker_cell, todo)
         pool.close()  # let workers exit cleanly (terminating them leaks their semaphores)
@@ -165,8 +219,8 @@ def _run_parallel(spec: GridSpec, todo: list[Cell], results_dir: Path, cache: Pa
 def _worker_init(spec: GridSpec, results_dir: Path, cache: Path, threads: int) -> None:
     torch.set_num_threads(threads)
     device = resolve_device(spec.device)
-    _WORKER.update(spec=spec, results_dir=results_dir, device=device, datasets={}, methods={},
-                   scorer=ScoringCache(spec.scoring, cache / "scoring", device, progress=False))
+    _WORKER.update(spec=spec, results_dir=results_dir, cache=cache, device=device, datasets={}, methods={},
+                   scorer=ScoringCache(spec.scoring, cache / "scoring", device, progress=False, threads=threads))
 
 
 def _worker_cell(cell: Cell) -> tuple[str, str, str | None]:
@@ -179,15 +233,18 @@ def _worker_cell(cell: Cell) -> tuple[str, str, str | None]:
             w["methods"][cell.method] = create_method(cell.method.name, **cell.method.params)
         method = w["methods"][cell.method]
     path = w["results_dir"] / cell.relpath(w["spec"].name)
-    record = run_cell(w["spec"], cell, w["datasets"][cell.dataset], method, w["scorer"], w["device"], path, False)
+    record = run_cell(w["spec"], cell, w["datasets"][cell.dataset], method, w["scorer"], w["device"], path, False,
+                      results_dir=w["results_dir"], cache_dir=w["cache"])
     return _outcome(record)
 
 
 class ScoringCache:
     """Signals per (dataset, scoring arch, run seed), made once with the union of every need."""
 
-    def __init__(self, cfg: ScoringConfig, cache_dir: Path | None, device: torch.device, progress: bool) -> None:
+    def __init__(self, cfg: ScoringConfig, cache_dir: Path | None, device: torch.device, progress: bool,
+                 threads: int = 1) -> None:
         self.cfg, self.cache_dir, self.device, self.progress = cfg, cache_dir, device, progress
+        self.threads = threads
         self.needs: dict[tuple, set[str]] = {}
         self.made: dict[tuple, tuple[dict[str, np.ndarray], float] | BenchError | Exception] = {}
 
@@ -213,6 +270,7 @@ class ScoringCache:
                     res = get_signals(
                         data, key[0], key[1], self.cfg, key[2], self.needs[key],
                         cache_dir=self.cache_dir, device=self.device, progress=self.progress,
+                        threads=self.threads,
                     )
                     self.made[key] = (res.signals, res.seconds)
                 except Exception as exc:  # every cell of the group fails with the same error
@@ -238,12 +296,27 @@ def select_indices(cell: Cell, data: Dataset, method: CoresetMethod | None, scor
     return indices, scoring_s, time.perf_counter() - start
 
 
+def cell_id(spec: GridSpec, cell: Cell, data: Dataset, options: dict[str, Any]) -> str:
+    """The hash of everything that determines a cell's numbers: its key, the method's options
+    at its fraction, every resolved setting (`cell_config`, threads included) and the full
+    contents of the data. A record is valid for a cell only while the two agree (`record_state`);
+    the cell's checkpoint is named by it."""
+    config = cell_config(spec, cell, data)
+    return stable_hash({"cell": cell.key(), "options": options, "config": config.model_dump(mode="json"),
+                        "data": data.fingerprint()})
+
+
+def checkpoint_for(cache_dir: Path | None, cell_id: str) -> Checkpoint | None:
+    """A cell's per-epoch training checkpoint: `<cache>/checkpoints/<cell id>.pt`."""
+    return Checkpoint(confined(cache_dir, CHECKPOINTS), cell_id) if cache_dir is not None else None
+
+
 def cell_config(spec: GridSpec, cell: Cell, data: Dataset) -> CellConfig:
     """Every setting that changes the cell's numbers, resolved (ε filled in from the dataset)."""
     return CellConfig(
         dataset=cell.dataset, arch=cell.arch, scoring_arch=cell.scoring_arch, scoring=spec.scoring,
         training=spec.training, attack=spec.attack.resolved(data.info.eps),
-        evaluation=spec.evaluation.resolved(data.info.eps),
+        evaluation=spec.evaluation.resolved(data.info.eps), threads=spec.threads,
     )  # fmt: skip
 
 
@@ -256,14 +329,24 @@ def run_cell(
     device: torch.device,
     path: Path,
     progress: bool = True,
+    *,
+    results_dir: Path | None = None,
+    cache_dir: Path | None = None,
 ) -> dict[str, Any]:
-    """Select, train, evaluate one cell and write its record (a failed one on any error)."""
+    """Select, train, evaluate one cell and write its record (a failed one on any error).
+
+    The record and the kept indices are written inside `results_dir` (when given; `path` must
+    resolve inside it); training resumes from and checkpoints to the cell's checkpoint under
+    `cache_dir` (when given), which is removed once the record is written.
+    """
     start = time.perf_counter()
     config = cell_config(spec, cell, data)
     options = method.options_for(cell.fraction) if method is not None else {}
+    cid = cell_id(spec, cell, data, options)
+    checkpoint = checkpoint_for(cache_dir, cid)
     record: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
-        "cell_id": stable_hash({"cell": cell.key(), "options": options, "config": config.model_dump(mode="json")}),
+        "cell_id": cid,
         "status": "failed",
         "error": None,
         "grid": {"name": spec.name, "source": spec.source},
@@ -279,7 +362,7 @@ def run_cell(
     try:
         indices, scoring_s, selection_s = select_indices(cell, data, method, scorer)
         index_file = path.with_name(path.stem + ".indices.npy")
-        write_indices(index_file, indices)
+        write_indices(index_file, indices, root=results_dir)
         hist = np.bincount(data.y_train.numpy()[indices], minlength=data.info.num_classes)
         record["coreset"] = {
             "n_train": int(data.x_train.shape[0]),
@@ -292,7 +375,7 @@ def run_cell(
             model = create_model(cell.arch, data.info).to(device)
         train_model(
             model, data, indices, regime=cell.regime, training=config.training,
-            attack=config.attack, seed=cell.seed, device=device, progress=progress,
+            attack=config.attack, seed=cell.seed, device=device, progress=progress, checkpoint=checkpoint,
         )
         t1 = time.perf_counter()
         result = evaluate(model, data, config.evaluation, device, progress=progress)
@@ -321,7 +404,9 @@ def run_cell(
             log.error("cell %s failed: %s", path, exc)
     record["timings"]["total_s"] = round(time.perf_counter() - start, 3)
     record = Record.model_validate(record).model_dump(mode="json")  # the schema the store reads back
-    write_record(path, record)
+    write_record(path, record, root=results_dir)
+    if checkpoint is not None:
+        checkpoint.delete()
     return {**record, "_path": str(path)}
 
 
@@ -348,13 +433,23 @@ def select_coreset(
     cache_dir: Path | None = None,
     device: str = "auto",
     progress: bool = True,
+    threads: int = 1,
 ) -> np.ndarray:
-    """The sorted indices to KEEP, for users who only want the subset (`corebench select`)."""
-    data = load_dataset(dataset)
-    cell = Cell(dataset, arch, arch, "standard", method, fraction, seed)
-    scorer = ScoringCache(scoring or ScoringConfig(), (cache_dir or default_cache_dir()) / "scoring", resolve_device(device), progress)
+    """The sorted indices to KEEP, for users who only want the subset (`corebench select`).
+
+    Checked before the scoring run: the cache folder, the device, the method's parameters and
+    that the architecture builds for the dataset."""
+    from corebench.grid import check_builds
+
+    cache = writable_folder(cache_dir or default_cache_dir(), "--cache")
+    dev = resolve_device(device, "--device")
     impl = None if method.name == FULL_DATA else create_method(method.name, **method.params)
-    indices, _, _ = select_indices(cell, data, impl, scorer)
+    with torch_threads(threads):
+        data = load_dataset(dataset)
+        check_builds(arch, data)
+        cell = Cell(dataset, arch, arch, "standard", method, fraction, seed)
+        scorer = ScoringCache(scoring or ScoringConfig(), confined(cache, "scoring"), dev, progress, threads=threads)
+        indices, _, _ = select_indices(cell, data, impl, scorer)
     return indices
 
 

@@ -27,6 +27,8 @@ Signals (E = scoring epochs, row e = epoch e+1, N = train size):
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import logging
 import time
@@ -41,9 +43,10 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from corebench.data import Dataset, augment_batch
+from corebench.faults import fault_point
+from corebench.files import confined, write_atomic
 from corebench.models import NormalizedModel, create_model
 from corebench.optim import batch_order, make_optimizer, steps_per_epoch
-from corebench.results import write_atomic
 from corebench.signals import (
     ALL_SIGNALS,
     EVAL_PASS,
@@ -76,17 +79,21 @@ class ScoringResult:
     key: str
 
 
-def scoring_key(dataset: DatasetSpec, data: Dataset, arch: ArchSpec, cfg: ScoringConfig, seed: int) -> str:
-    """Hash of everything that changes the signals (not which signals were asked for)."""
-    fingerprint = stable_hash(data.y_train.numpy().tobytes().hex()[:4096] + str(tuple(data.x_train.shape)))
+def scoring_key(dataset: DatasetSpec, data: Dataset, arch: ArchSpec, cfg: ScoringConfig, seed: int,
+                threads: int = 1) -> str:
+    """Hash of everything that changes the signals (not which signals were asked for): the
+    dataset's full train contents (`Dataset.fingerprint`) and info, the architecture, the
+    scoring settings, the seed and the torch threads (CPU results depend on them)."""
     return stable_hash(
         {
             "dataset": dataset,
-            "data": fingerprint,
+            "data": data.fingerprint("train"),
+            "info": data.info,
             "arch": arch,
             "scoring": cfg,
             "seed": seed,
-            "version": 1,
+            "threads": threads,
+            "version": 2,
         }
     )
 
@@ -102,18 +109,22 @@ def get_signals(
     cache_dir: Path | None,
     device: torch.device,
     progress: bool = True,
+    threads: int = 1,
 ) -> ScoringResult:
-    """The requested signals from the cache, or from a new scoring run (then cached)."""
+    """The requested signals from the cache, or from a new scoring run (then cached).
+
+    A cache entry is `<key>.npz` plus `<key>.json` (what made it and a checksum of the npz). An
+    entry that is unreadable, incomplete or fails its checksum is reported once, removed and
+    made again: a damaged file costs one scoring run, never the cells of its group.
+    """
     wanted = check_signals(signals)
-    key = scoring_key(dataset, data, arch, cfg, seed)
-    path = cache_dir / f"{key}.npz" if cache_dir else None
+    key = scoring_key(dataset, data, arch, cfg, seed, threads)
+    path = confined(cache_dir, f"{key}.npz") if cache_dir else None
     have: dict[str, np.ndarray] = {}
     seconds = 0.0
-    if path is not None and path.is_file():
-        with np.load(path, allow_pickle=False) as f:
-            have = {k: f[k] for k in f.files}
-        meta = path.with_suffix(".json")
-        seconds = float(json.loads(meta.read_text()).get("seconds", 0.0)) if meta.is_file() else 0.0
+    entry = _load(path, key, data) if path is not None else None
+    if entry is not None:
+        have, seconds = entry
         if wanted <= set(have):
             return ScoringResult({k: have[k] for k in wanted | companions(wanted)}, seconds, True, key)
         wanted |= {k for k in have if k in ALL_SIGNALS}  # re-run once for the union
@@ -123,16 +134,56 @@ def get_signals(
     made = run_scoring(data, arch, cfg, seed, wanted, device=device, progress=progress)
     seconds = time.perf_counter() - start
     if path is not None:
-        _save(path, made, {"key": key, "dataset": dataset, "arch": arch, "scoring": cfg, "seed": seed,
-                           "signals": sorted(made), "seconds": round(seconds, 3)})
+        _save(path, made, {"key": key, "dataset": dataset, "data": data.fingerprint("train"), "arch": arch,
+                           "scoring": cfg, "seed": seed, "threads": threads, "signals": sorted(made),
+                           "seconds": round(seconds, 3)}, root=cache_dir)
     return ScoringResult(made, seconds, False, key)
 
 
-def _save(path: Path, arrays: dict[str, np.ndarray], meta: dict) -> None:
-    """Atomic writes: a crashed job never leaves half a cache file."""
-    write_atomic(path, lambda f: np.savez(f, **arrays))
-    text = json.dumps(to_jsonable(meta), indent=1, sort_keys=True)
-    write_atomic(path.with_suffix(".json"), lambda f: f.write(text.encode()))
+def _checksum(blob: bytes | memoryview) -> str:
+    return hashlib.blake2b(blob, digest_size=16).hexdigest()
+
+
+def _save(path: Path, arrays: dict[str, np.ndarray], meta: dict, root: Path) -> None:
+    """Atomic writes, the npz first: an entry counts only once its metadata (with the npz's
+    checksum) is written, so a crashed job never leaves a half entry that is read."""
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    blob = buf.getbuffer()
+    write_atomic(path, lambda f: f.write(blob), root=root)
+    text = json.dumps(to_jsonable({**meta, "checksum": _checksum(blob)}), indent=1, sort_keys=True)
+    write_atomic(path.with_suffix(".json"), lambda f: f.write(text.encode()), root=root)
+
+
+def _load(path: Path, key: str, data: Dataset) -> tuple[dict[str, np.ndarray], float] | None:
+    """A cache entry's arrays and the seconds its run took; None when there is none, or when
+    it is damaged (then it is reported and removed)."""
+    meta_path = path.with_suffix(".json")
+    if not path.exists() and not meta_path.exists():
+        return None
+    problem = ""
+    for _ in range(2):  # a second look: another process may have replaced the entry meanwhile
+        try:
+            meta = json.loads(meta_path.read_text())
+            blob = path.read_bytes()
+            if not isinstance(meta, dict) or meta.get("key") != key:
+                raise ValueError("its metadata names another key")
+            if meta.get("checksum") != _checksum(blob):
+                raise ValueError("checksum mismatch")
+            with np.load(io.BytesIO(blob), allow_pickle=False) as f:
+                arrays = {k: f[k] for k in f.files}
+            n = data.x_train.shape[0]
+            for name, arr in arrays.items():
+                if name in ALL_SIGNALS and (arr.ndim != 2 or arr.shape[0 if name == "features" else 1] != n):
+                    raise ValueError(f"signal {name} has shape {arr.shape} for {n} samples")
+            return arrays, float(meta.get("seconds", 0.0))
+        except Exception as exc:  # unreadable, truncated, tampered, half written
+            problem = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+    log.warning("scoring cache entry %s is damaged or incomplete (%s); removed, its signals are made again",
+                path, problem)
+    path.unlink(missing_ok=True)
+    meta_path.unlink(missing_ok=True)
+    return None
 
 
 def run_scoring(
@@ -190,6 +241,7 @@ def run_scoring(
             if signals & set(EVAL_PASS):
                 _eval_pass(model, data, signals, out, epoch, device)
             _snapshot(model, data, signals, out, snapshot_epochs, epoch=epoch + 1, device=device)
+            fault_point("scoring", f"epoch {epoch + 1}")
         if "features" in signals:
             out["features"] = _features(model, data, device)
     return out

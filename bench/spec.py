@@ -284,6 +284,7 @@ class GridSpec:
     attack: AttackConfig = field(default_factory=AttackConfig)
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
     device: Device = "auto"
+    threads: PositiveInt = 1  # torch threads per process (each worker): results depend on it on CPU
     source: StrictStr = ""  # the grid file it came from
 
     def cells(self) -> list[Cell]:

@@ -200,9 +200,8 @@ def test_protocols_are_never_mixed(tmp_path: Path) -> None:
         for method, acc in (("random", 30.0), ("easycore", 33.0)):
             wide = example_record(grid="p", method=method, seed=seed, autoattack_acc=acc)
             narrow = example_record(grid="p", method=method, seed=seed, autoattack_acc=acc + 20, eps=8 / 255)
-            write_record(results / relpath(wide), wide)
-            path = results / relpath(narrow)
-            write_record(path.with_name(f"eps8_{path.name}"), narrow)
+            write_record(results / "eps32" / relpath(wide), wide)  # one cell, two runs: two folders
+            write_record(results / "eps8" / relpath(narrow), narrow)
     report = generate_leaderboards(results, tmp_path / "out")
     names = sorted(p.name for p in report.pages)
     assert names == [
@@ -236,16 +235,22 @@ def test_strict_raises_naming_the_malformed_file(tmp_path: Path) -> None:
     assert not (tmp_path / "out").exists()
 
 
-def test_duplicate_cells_are_skipped_and_reported(tmp_path: Path) -> None:
+def test_a_copied_record_is_skipped_and_a_duplicate_cell_is_an_error(tmp_path: Path) -> None:
+    """`cp seed0.json "seed0 copy.json"` plus an edit must not reach the board, and two
+    records of one cell are never resolved by picking one."""
     results = tmp_path / "results"
     rec = example_record(grid="d", autoattack_acc=30.0)
     write_record(results / relpath(rec), rec)
-    write_record(results / "d" / "copy" / "seed0.json", rec)
+    edited = {**rec, "metrics": {**rec["metrics"], "autoattack_acc": 99.0}}
+    write_record((results / relpath(rec)).with_name("seed0 copy.json"), edited)
     report = generate_leaderboards(results, tmp_path / "out")
-    assert report.n_ok == 1  # the first path in sort order is kept, the other reported
-    assert [(p.relative_to(results).as_posix(), reason) for p, reason in report.skipped] == [
-        (relpath(rec).as_posix(), "duplicate of the cell in d/copy/seed0.json")
-    ]
+    assert report.n_ok == 1 and "99.00" not in report.pages[0].read_text()
+    ((path, reason),) = report.skipped
+    assert path.name == "seed0 copy.json" and "belong at .../d/digits/resnet18/standard/random/f0.3/seed0.json" in reason
+    write_record(results / "again" / relpath(rec), edited)
+    with pytest.raises(ResultsError, match="a second record of the cell in") as err:
+        generate_leaderboards(results, tmp_path / "out")
+    assert str(results / relpath(rec)) in str(err.value) and str(results / "again" / relpath(rec)) in str(err.value)
 
 
 def test_stale_generated_files_are_removed_and_others_kept(tmp_path: Path) -> None:
@@ -253,7 +258,7 @@ def test_stale_generated_files_are_removed_and_others_kept(tmp_path: Path) -> No
     rec = example_record(grid="s", autoattack_acc=30.0)
     other = example_record(grid="s", autoattack_acc=31.0, eps=8 / 255)
     write_record(results / relpath(rec), rec)
-    other_path = results / "s" / "other" / "seed0.json"
+    other_path = results / "other" / relpath(other)
     write_record(other_path, other)
     first = generate_leaderboards(results, out)
     assert len(first.pages) == 2

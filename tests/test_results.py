@@ -19,6 +19,7 @@ from corebench.results import (
     is_done,
     load,
     read_record,
+    record_state,
     scan,
     write_indices,
     write_record,
@@ -162,15 +163,20 @@ def test_read_record_of_missing_file(tmp_path: Path) -> None:
         read_record(tmp_path / "nope.json")
 
 
-def test_is_done_only_for_valid_ok_records(tmp_path: Path) -> None:
-    ok, failed, bad = tmp_path / "ok.json", tmp_path / "failed.json", tmp_path / "bad.json"
-    write_record(ok, example_record())
-    write_record(failed, example_record(error="ValueError: x"))
+def test_is_done_only_for_valid_ok_records_of_the_cell(tmp_path: Path) -> None:
+    rec, failed_rec = example_record(), example_record(seed=1, error="ValueError: x")
+    ok, failed, bad = tmp_path / relpath(rec), tmp_path / relpath(failed_rec), tmp_path / "bad.json"
+    write_record(ok, rec)
+    write_record(failed, failed_rec)
     bad.write_text('{"status": "ok"')
-    assert is_done(ok)
-    assert not is_done(failed)  # failed cells are retried
-    assert not is_done(bad)  # so are malformed ones
-    assert not is_done(tmp_path / "missing.json")
+    assert is_done(ok) and is_done(ok, rec["cell_id"])
+    assert record_state(ok, "another-cell-id") == "stale" and not is_done(ok, "another-cell-id")
+    assert not is_done(failed) and record_state(failed) == "failed"  # failed cells are retried
+    assert not is_done(bad) and record_state(bad) == "malformed"  # so are malformed ones
+    assert record_state(tmp_path / "missing.json") == "missing"
+    moved = tmp_path / "elsewhere" / "seed0.json"  # a record read only where its key says
+    write_record(moved, rec)
+    assert record_state(moved, rec["cell_id"]) == "malformed"
 
 
 # --------------------------------------------------------------------------- scan / load
