@@ -16,7 +16,7 @@ $(STAMP): $(BIN)/python pyproject.toml
 	$(PIP) install $(TORCH) 2>&1 | grep -v "is ignored: it is neither" || true
 	$(BIN)/python -c "import torch, torchvision"
 	$(PIP) install -e '.[dev]' 2>&1 | grep -v "is ignored: it is neither" || true
-	$(BIN)/python -c "import corebench, methods, timm, pyautoattack"
+	$(BIN)/python -c "import corebench.methods, timm, pyautoattack"
 	touch $(STAMP)
 
 ## Install, run the quickstart grid on the shipped digits data, write its leaderboards.

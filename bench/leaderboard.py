@@ -3,17 +3,17 @@
 Layout under `out_dir`:
 
     README.md                                  index of every board
-    <grid>/<dataset>__<arch>__<regime>.md      one board: methods × fractions
-    <grid>/<dataset>__<arch>__<regime>.png     robust accuracy against fraction (linked)
+    <grid>/<dataset>__<arch>__<regime>.md      one board: methods × fractions, per ε
+    <grid>/<dataset>__<arch>__<regime>.svg     robust accuracy against fraction, a panel per ε
     <grid>/<dataset>__<arch>__<regime>.csv     the aggregated table behind the page
     <grid>/model_info/<dataset>/<norm>/<method>__f<fraction>__<arch>__<regime>.json
                                                RobustBench-style entry per method × fraction
     .corebench-generated                       list of the files above (stale ones are removed)
 
 Protocols are never mixed. Records of one grid × dataset × arch × regime made under different
-evaluation protocols (norm, ε, AutoAttack version or attack list, n_examples; see
-`corebench.results`) go to separate boards: when a group has more than one protocol, *each* of its
-pages (and exports) gets a protocol tag suffix, e.g.
+evaluation protocols (norm, ε list, AutoAttack version or attack list, n_examples; see
+`corebench.protocol`) go to separate boards: when a group has more than one protocol, *each*
+of its pages (and exports) gets a protocol tag suffix, e.g.
 `digits__resnet18__standard__linf-eps8_255-aa-standard-n1000.md`, and the page header states the
 protocol. A group with one protocol keeps the plain name. Two records of one cell (same key and
 protocol, in two folders) are an error naming both files; a record whose path does not spell
@@ -22,17 +22,11 @@ its key (a copy such as `seed0 copy.json`) is skipped and reported.
 Every file written or removed resolves inside `out_dir` (`corebench.files.confined`); the
 manifest is only honoured for lines naming files inside it.
 
-Determinism: same records in → byte-identical files out. Everything is sorted by values taken
-from the records, floats are printed with fixed formats (2 decimals for accuracies), nothing
-depends on time, the machine or the results folder's location (paths are shown relative to
-it), and plots come from `corebench.plots` (fresh figure, default style, no PNG metadata).
-
-Numbers: mean ± sample std (ddof=1) over the seeds that finished; n is that count. The
-difference to random is paired over seeds (same seed and fraction) with a 95% t-interval
-(`corebench.stats`); † marks an interval that excludes zero. Rank 1 is the highest mean robust
-accuracy at a fraction (ties share the average rank, compared at the printed precision).
-Random is the `random` method's row (label `random` when several random rows exist, else the
-first label in sort order); full data is the `full` method, shown as a reference line.
+The numbers (intervals, separated best, collapsed models, ranks, stability, cost) come from
+`corebench.board`; this module renders them. Determinism: same records in → byte-identical
+files out. Everything is sorted by values taken from the records, floats are printed with
+fixed formats (2 decimals for accuracies), nothing depends on time, the machine or the results
+folder's location (paths are shown relative to it), and plots are SVG text (`corebench.plots`).
 """
 
 from __future__ import annotations
@@ -41,9 +35,8 @@ import gc
 import json
 import logging
 import math
-import os
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,20 +44,28 @@ from typing import Any
 import pandas as pd
 from tabulate import tabulate
 
+from corebench.board import (
+    RANDOM,
+    Board,
+    CellStats,
+    aggregate,
+    build_boards,
+    expected_random_jaccard,
+)
 from corebench.errors import PathError, ResultsError
 from corebench.faults import fault_point
 from corebench.files import confined, writable_folder
-from corebench.plots import PlotSpec, Series, rendering
-from corebench.protocol import Protocol, eps_text
-from corebench.results import flatten, refuse_duplicates, scan, write_bytes_atomic
-from corebench.spec import FULL_DATA, slug, stable_hash
-from corebench.stats import PairedDiff, paired_diff
+from corebench.plots import Panel, PlotSpec, Series, render_svg
+from corebench.protocol import eps_text
+from corebench.results import scan, write_bytes_atomic
+from corebench.spec import FULL_DATA, slug
+from corebench.stats import Interval
 
 log = logging.getLogger(__name__)
 
-RANDOM = "random"
 MANIFEST = ".corebench-generated"
 DAGGER = "†"
+COLLAPSED = "‡"
 MISSING = "—"
 
 
@@ -78,170 +79,6 @@ class BoardReport:
     n_failed: int
     index: Path | None = None
     files: list[Path] = field(default_factory=list)
-
-
-# --------------------------------------------------------------------------- aggregation
-
-
-@dataclass(frozen=True)
-class CellStats:
-    """One method × fraction over its seeds."""
-
-    n: int
-    n_failed: int
-    robust: tuple[float, float]  # mean, std (NaN when undefined)
-    clean: tuple[float, float]
-    pgd: tuple[float, float]
-    diff: PairedDiff | None  # against random, paired over seeds; None for random itself
-    rank: float | None
-
-
-@dataclass
-class Board:
-    """One page: a grid × dataset × arch × regime × protocol, aggregated."""
-
-    grid: str
-    dataset: str
-    arch: str
-    regime: str
-    protocol: Protocol
-    name: str = ""
-    tag: str = ""  # protocol tag when the group has several protocols
-    rows: list[dict[str, Any]] = field(default_factory=list)
-    records: list[dict[str, Any]] = field(default_factory=list)
-    skipped: list[tuple[str, str]] = field(default_factory=list)
-    # filled by aggregate()
-    methods: list[str] = field(default_factory=list)  # in ranking order
-    fractions: list[float] = field(default_factory=list)
-    random_label: str | None = None
-    cells: dict[tuple[str, float], CellStats] = field(default_factory=dict)
-    full: CellStats | None = None
-    mean_rank: dict[str, float | None] = field(default_factory=dict)
-    gain: dict[str, float | None] = field(default_factory=dict)
-    best: dict[float, list[str]] = field(default_factory=dict)
-    best_clean: dict[float, list[str]] = field(default_factory=dict)
-
-    @property
-    def metric(self) -> str:
-        return self.protocol.metric
-
-    @property
-    def metric_name(self) -> str:
-        return self.protocol.metric_name
-
-    @property
-    def n_ok(self) -> int:
-        return sum(r["status"] == "ok" for r in self.rows)
-
-    @property
-    def n_failed(self) -> int:
-        return sum(r["status"] != "ok" for r in self.rows)
-
-    @property
-    def seeds(self) -> list[int]:
-        return sorted({r["seed"] for r in self.rows})
-
-
-def aggregate(board: Board) -> None:
-    """Fill the board's statistics from its rows (see the module docstring for the rules)."""
-    ok: dict[tuple[str, float], dict[int, dict]] = defaultdict(dict)
-    failed: Counter[tuple[str, float]] = Counter()
-    labels: set[str] = set()
-    random_labels: set[str] = set()
-    for r in board.rows:
-        if r["method"] == FULL_DATA:
-            key = (FULL_DATA, 1.0)
-        else:
-            key = (r["method_label"], r["fraction"])
-            labels.add(r["method_label"])
-            if r["method"] == RANDOM:
-                random_labels.add(r["method_label"])
-        if r["status"] == "ok":
-            ok[key][r["seed"]] = r
-        else:
-            failed[key] += 1
-    board.fractions = sorted({r["fraction"] for r in board.rows if r["method"] != FULL_DATA})
-    if random_labels:
-        board.random_label = RANDOM if RANDOM in random_labels else sorted(random_labels)[0]
-
-    metric = board.metric
-
-    def stats(key: tuple[str, float]) -> CellStats:
-        by_seed = ok.get(key, {})
-        seeds = sorted(by_seed)
-        rows = [by_seed[s] for s in seeds]
-        diff = None
-        if board.random_label is not None and key[0] not in (board.random_label, FULL_DATA):
-            ref = ok.get((board.random_label, key[1]), {})
-            common = [s for s in seeds if s in ref]
-            diff = paired_diff(
-                [by_seed[s][metric] for s in common], [ref[s][metric] for s in common]
-            )
-        return CellStats(
-            n=len(rows),
-            n_failed=failed.get(key, 0),
-            robust=_mean_std([r[metric] for r in rows]),
-            clean=_mean_std([r["clean_acc"] for r in rows]),
-            pgd=_mean_std([r["pgd_acc"] for r in rows if r["pgd_acc"] is not None]),
-            diff=diff,
-            rank=None,
-        )
-
-    cells = {(lab, f): stats((lab, f)) for lab in sorted(labels) for f in board.fractions}
-    has_full = any(r["method"] == FULL_DATA for r in board.rows)
-    board.full = stats((FULL_DATA, 1.0)) if has_full else None
-
-    # ranks per fraction, on the printed precision so displayed ties are ties
-    ranks: dict[str, list[float]] = defaultdict(list)
-    for f in board.fractions:
-        present = {lab: round(cells[(lab, f)].robust[0], 2) for lab in labels if cells[(lab, f)].n}
-        for lab, rank in _average_ranks(present).items():
-            cells[(lab, f)] = _with_rank(cells[(lab, f)], rank)
-            ranks[lab].append(rank)
-        top = max(present.values(), default=None)
-        board.best[f] = sorted(lab for lab, v in present.items() if v == top)
-        clean = {lab: round(cells[(lab, f)].clean[0], 2) for lab in present}
-        top_clean = max(clean.values(), default=None)
-        board.best_clean[f] = sorted(lab for lab, v in clean.items() if v == top_clean)
-    board.cells = cells
-    for lab in sorted(labels):
-        board.mean_rank[lab] = math.fsum(ranks[lab]) / len(ranks[lab]) if ranks[lab] else None
-        gains = [c.diff.mean for f in board.fractions if (c := cells[(lab, f)]).diff and c.diff.n]
-        board.gain[lab] = math.fsum(gains) / len(gains) if gains else None
-    board.methods = sorted(
-        labels,
-        key=lambda lab: (board.mean_rank[lab] is None, board.mean_rank[lab] or 0.0, lab),
-    )
-
-
-def _with_rank(c: CellStats, rank: float) -> CellStats:
-    return CellStats(c.n, c.n_failed, c.robust, c.clean, c.pgd, c.diff, rank)
-
-
-def _mean_std(values: Sequence[float]) -> tuple[float, float]:
-    """Mean and sample std (ddof=1); NaN where undefined. math.fsum: order-independent sums."""
-    n = len(values)
-    if n == 0:
-        return math.nan, math.nan
-    mean = math.fsum(values) / n
-    if n == 1:
-        return mean, math.nan
-    return mean, math.sqrt(math.fsum((v - mean) ** 2 for v in values) / (n - 1))
-
-
-def _average_ranks(values: Mapping[str, float]) -> dict[str, float]:
-    """Rank 1 = highest; tied values share the mean of the ranks they span."""
-    order = sorted(values, key=lambda k: (-values[k], k))
-    ranks: dict[str, float] = {}
-    i = 0
-    while i < len(order):
-        j = i
-        while j + 1 < len(order) and values[order[j + 1]] == values[order[i]]:
-            j += 1
-        for k in order[i : j + 1]:
-            ranks[k] = (i + j) / 2 + 1
-        i = j + 1
-    return ranks
 
 
 # --------------------------------------------------------------------------- formatting
@@ -270,26 +107,33 @@ def _md(text: Any) -> str:
     return " ".join(str(text).split()).replace("|", "\\|")
 
 
-def _cell_text(c: CellStats | None, which: str, bold: bool) -> str:
-    if c is None or (c.n == 0 and c.n_failed == 0):
+def _cell_text(c: CellStats | None, est: Interval | None, bold: bool) -> str:
+    """'**41.20** [37.10, 45.30] (n=3)': mean, 95% interval, seeds; ‡ when collapsed."""
+    if c is None or est is None or (c.n == 0 and c.n_failed == 0):
         return MISSING
     if c.n == 0:
         return f"failed ({c.n_failed})"
-    mean, std = getattr(c, which)
-    m = f"**{_num(mean)}**" if bold else _num(mean)
+    m = f"**{_num(est.mean)}**" if bold else _num(est.mean)
+    interval = f" [{_num(est.low)}, {_num(est.high)}]" if est.low is not None else ""
     count = f"n={c.n}" + (f", {c.n_failed} failed" if c.n_failed else "")
-    if c.n == 1:
-        return f"{m} ({count})"
-    return f"{m} ± {_num(std)} ({count})"
+    return f"{m}{interval} ({count})" + (f" {COLLAPSED}" if c.collapsed else "")
 
 
-def _diff_text(d: PairedDiff | None) -> str:
+def _diff_text(c: CellStats, eps: float) -> str:
+    """'+3.67† [+3.29, +4.05] (n=3)': the paired difference to random; ‡ when collapsed."""
+    d = c.diff[eps]
     if d is None or d.n == 0:
         return MISSING
+    collapsed = f" {COLLAPSED}" if c.collapsed else ""
     if d.n == 1 or d.low is None or d.high is None:
-        return f"{_num(d.mean, True)} (n=1)"
+        return f"{_num(d.mean, True)} (n=1){collapsed}"
     mark = DAGGER if d.significant else ""
-    return f"{_num(d.mean, True)}{mark} [{_num(d.low, True)}, {_num(d.high, True)}] (n={d.n})"
+    return f"{_num(d.mean, True)}{mark} [{_num(d.low, True)}, {_num(d.high, True)}] (n={d.n}){collapsed}"
+
+
+def _at(board: Board, eps: float) -> str:
+    """' at ε = 8/255' (always said: a board may hold several ε)."""
+    return f" at ε = {eps_text(eps)}"
 
 
 def _flat_items(d: Mapping[str, Any] | None, prefix: str = "") -> list[str]:
@@ -344,7 +188,7 @@ def _table(headers: list[str], rows: list[list[str]]) -> str:
 # --------------------------------------------------------------------------- page
 
 
-def render_board(board: Board, *, png_name: str | None, csv_name: str, model_info_dir: str) -> str:
+def render_board(board: Board, *, plot_name: str | None, csv_name: str, model_info_dir: str) -> str:
     """The Markdown of one board (aggregate() must have run)."""
     proto = board.protocol
     metric = board.metric_name
@@ -355,27 +199,21 @@ def render_board(board: Board, *, png_name: str | None, csv_name: str, model_inf
     out.append(
         f"{metric} (%) of `{_md(board.arch)}` trained with regime `{board.regime}` on coresets "
         f"of `{_md(board.dataset)}` chosen by each selection method (rows), by fraction of the "
-        f"training set kept (columns). Evaluation protocol: {proto.text()}."
+        f"training set kept (columns). Evaluation protocol: {proto.text()}. "
+        f"Training budget: {_budget_text(board)}."
     )
     out.append("")
     out.append(
         "Generated by `corebench leaderboard` from the result records; do not edit by hand. "
-        "Cells: mean ± sample std over seeds (n = seeds that finished); "
-        "**bold**: best in the column."
+        "Cells: mean [95% interval] (n = seeds that finished); the interval is the seeds' "
+        "t-interval for several seeds and the exact binomial interval over the evaluated test "
+        "images for one. **bold**: best in the column, only when its interval lies above the "
+        f"runner-up's. {COLLAPSED}: collapsed (mean clean accuracy at most 1.5× chance"
+        + (f", {_num(150.0 / board.num_classes)}% with {board.num_classes} classes" if board.num_classes else "")
+        + "): a near-constant predictor, whose robust accuracy says nothing; never bold, not ranked."
     )
     out.append("")
-    if board.full is not None and (board.full.n or board.full.n_failed):
-        f = board.full
-        if f.n:
-            out.append(
-                f"**Full-data reference** (100% of the training set, method `{FULL_DATA}`): "
-                f"{metric} {_cell_text(f, 'robust', False)}, "
-                f"clean accuracy {_cell_text(f, 'clean', False)}."
-            )
-        else:
-            out.append(f"**Full-data reference**: failed ({f.n_failed} seeds).")
-    else:
-        out.append("**Full-data reference**: none in the results.")
+    out.append(_full_text(board))
     out.append("")
     if board.random_label is None:
         out.append(f"No `{RANDOM}` baseline on this board: differences to random are not shown.")
@@ -386,92 +224,182 @@ def render_board(board: Board, *, png_name: str | None, csv_name: str, model_inf
     def label(lab: str) -> str:
         return f"{_md(lab)} (baseline)" if lab == board.random_label else _md(lab)
 
-    for heading, which, best in (
-        (f"{metric} (%)", "robust", board.best),
-        ("Clean accuracy (%)", "clean", board.best_clean),
-    ):
-        rows = [
-            [label(lab)]
-            + [
-                _cell_text(board.cells.get((lab, f)), which, lab in best.get(f, ()))
-                for f in board.fractions
-            ]
-            for lab in board.methods
-        ]
-        out += [f"## {heading}", "", _table(headers, rows), ""]
+    def table(value, best: Mapping[float, str | None]) -> str:
+        rows = [[label(lab)] + [_cell_text(board.cells.get((lab, f)), value(board.cells.get((lab, f))),
+                                           best.get(f) == lab) for f in board.fractions]
+                for lab in board.methods]  # fmt: skip
+        return _table(headers, rows)
 
-    diffs = [
-        board.cells[(lab, f)].diff
-        for lab in board.methods
-        for f in board.fractions
-        if lab != board.random_label
-    ]
-    present = [d for d in diffs if d is not None and d.n]
+    for eps in proto.eps:
+        out += [f"## {metric} (%){_at(board, eps)}", ""]
+        out += [table(lambda c, eps=eps: c.robust[eps] if c else None, board.best[eps]), ""]
+    out += ["## Clean accuracy (%)", "", table(lambda c: c.clean if c else None, board.best_clean), ""]
+
     if board.random_label is not None:
-        out += [f"## Difference to random ({metric}, percentage points)", ""]
-        out.append(
-            f"Method minus `{_md(board.random_label)}`, paired over seeds (same seed and fraction): "
-            f"mean [95% t-interval] (n = pairs). {DAGGER}: the interval excludes zero."
-        )
-        if present and all(d.n < 2 for d in present):
-            out.append("Every comparison here has a single seed: no significance is claimed.")
-        elif any(d.n < 2 for d in present):
-            out.append("Comparisons with n=1 have no interval: no significance is claimed for them.")
-        out.append("")
-        rows = [
-            [_md(lab)] + [_diff_text(board.cells[(lab, f)].diff) for f in board.fractions]
-            for lab in board.methods
-            if lab != board.random_label
-        ]
-        out += [_table(headers, rows), ""]
-
-    out += ["## Ranking", ""]
-    out.append(
-        f"Rank 1 = highest mean {metric} at a fraction (ties share the average rank); mean rank "
-        "over the fractions the method has; gain = mean over those fractions of the paired "
-        "difference to random."
-    )
-    out.append("")
-    rank_rows = []
-    position = 0
-    for lab in board.methods:
-        mr = board.mean_rank[lab]
-        position += 1
-        covered = sum(1 for f in board.fractions if board.cells[(lab, f)].n)
-        gain = "(reference)" if lab == board.random_label else _num(board.gain.get(lab), True)
-        rank_rows.append(
-            [str(position) if mr is not None else MISSING, label(lab), _num(mr), f"{covered}/{len(board.fractions)}", gain]
-        )
-    out += [
-        _table(["#", "method", "mean rank", "fractions", "mean gain over random (pp)"], rank_rows),
-        "",
-    ]
+        for eps in proto.eps:
+            out += _diff_section(board, eps, headers)
+    out += _ranking_section(board)
+    out += _stability_section(board, headers)
+    out += _cost_section(board, headers)
 
     out += [f"## {metric} against fraction kept", ""]
-    if png_name:
-        out += [f"![{metric} against fraction kept]({png_name})", ""]
-    out.append(
-        f"Data: [{csv_name}]({csv_name}) (aggregated table) · RobustBench-style entries: "
-        f"[{model_info_dir}/]({model_info_dir}/)"
-    )
+    if plot_name:
+        out += [f"![{metric} against fraction kept]({plot_name})", ""]
+    out.append(f"Data: [{csv_name}]({csv_name}) (aggregated table) · RobustBench-style entries: "
+               f"[{model_info_dir}/]({model_info_dir}/)")  # fmt: skip
     out.append("")
 
-    failed = sorted(
-        (r for r in board.rows if r["status"] != "ok"),
-        key=lambda r: (r["method_label"], r["fraction"], r["seed"]),
-    )
+    failed = sorted((e for e in board.entries if not e.ok), key=lambda e: (e.label, e.fraction, e.seed))
     if failed:
         out += ["## Failed cells", ""]
-        rows = [
-            [_md(r["method_label"]), _pct(r["fraction"]), str(r["seed"]), _md(r["error"] or "")]
-            for r in failed
-        ]
+        rows = [[_md(e.label), _pct(e.fraction), str(e.seed), _md(e.error or "")] for e in failed]
         out += [_table(["method", "fraction", "seed", "error"], rows), ""]
 
     out += ["---", "", "## Provenance", ""]
     out += _provenance(board)
+    out += _footnotes(board)
     out.append("")
     return "\n".join(out)
+
+
+def _full_text(board: Board) -> str:
+    f = board.full
+    if f is None or not (f.n or f.n_failed):
+        return "**Full-data reference**: none in the results."
+    if not f.n:
+        return f"**Full-data reference**: failed ({f.n_failed} seeds)."
+    robust = "; ".join(f"{board.metric_name}{_at(board, eps)} {_cell_text(f, f.robust[eps], False)}"
+                       for eps in board.protocol.eps)  # fmt: skip
+    return (f"**Full-data reference** (100% of the training set, method `{FULL_DATA}`): {robust}; "
+            f"clean accuracy {_cell_text(f, f.clean, False)}.")  # fmt: skip
+
+
+def _budget_text(board: Board) -> str:
+    """How much training each fraction got: the same epochs, or the same SGD steps."""
+    budgets = sorted({(t.get("budget", "epochs"), t.get("epochs"), t.get("steps"))
+                      for r in board.records if (t := r["config"].get("training"))})  # fmt: skip
+    if len(budgets) != 1:
+        return "**several budgets on this board** (see Provenance)"
+    kind, epochs, steps = budgets[0]
+    if kind == "steps":
+        fixed = f"{steps:,} SGD steps" if steps else "the full-data number of SGD steps"
+        return f"`steps`, every fraction trains {fixed} (a small coreset sees each sample more often)"
+    return f"`epochs`, every fraction trains {epochs} epochs (a 10% coreset gets a tenth of the full-data steps)"
+
+
+def _diff_section(board: Board, eps: float, headers: list[str]) -> list[str]:
+    metric = board.metric_name
+    out = [f"## Difference to random ({metric}{_at(board, eps)}, percentage points)", ""]
+    out.append(
+        f"Method minus `{_md(board.random_label)}`, paired over seeds (same seed and fraction): "
+        f"mean [95% t-interval] (n = pairs). {DAGGER}: the interval excludes zero."
+    )
+    present = [d for lab in board.methods for f in board.fractions
+               if lab != board.random_label and (d := board.cells[(lab, f)].diff[eps]) is not None and d.n]  # fmt: skip
+    if present and all(d.n < 2 for d in present):
+        out.append("Every comparison here has a single seed: no significance is claimed.")
+    elif any(d.n < 2 for d in present):
+        out.append("Comparisons with n=1 have no interval: no significance is claimed for them.")
+    out.append("")
+    rows = [[_md(lab)] + [_diff_text(board.cells[(lab, f)], eps) for f in board.fractions]
+            for lab in board.methods if lab != board.random_label]  # fmt: skip
+    return out + [_table(headers, rows), ""]
+
+
+def _ranking_section(board: Board) -> list[str]:
+    eps_list = board.protocol.eps
+    out = ["## Ranking", ""]
+    out.append(
+        f"Rank 1 = highest mean {board.metric_name} at a fraction, among the models that did not "
+        "collapse (ties share the average rank); mean rank over the fractions ranked; gain = mean "
+        "over those fractions of the paired difference to random. Ordered by the mean rank"
+        + (" averaged over the ε columns." if len(eps_list) > 1 else ".")
+    )
+    out.append("")
+    headers = ["#", "method"]
+    for eps in eps_list:
+        at = f" ({eps_text(eps)})" if len(eps_list) > 1 else ""
+        headers += [f"mean rank{at}", f"mean gain over random{at} (pp)"]
+    headers += ["fractions ranked", f"collapsed {COLLAPSED}"]
+    rows = []
+    for position, lab in enumerate(board.methods, start=1):
+        ranked = any(board.mean_rank[eps][lab] is not None for eps in eps_list)
+        row = [str(position) if ranked else MISSING, f"{_md(lab)} (baseline)" if lab == board.random_label else _md(lab)]
+        for eps in eps_list:
+            gain = "(reference)" if lab == board.random_label else _num(board.gain[eps].get(lab), True)
+            row += [_num(board.mean_rank[eps][lab]), gain]
+        n_ranked = sum(1 for f in board.fractions if (lab, f) in board.rank[eps_list[0]])
+        n_collapsed = sum(1 for f in board.fractions if board.cells[(lab, f)].collapsed)
+        row += [f"{n_ranked}/{len(board.fractions)}", str(n_collapsed) if n_collapsed else ""]
+        rows.append(row)
+    return out + [_table(headers, rows), ""]
+
+
+def _stability_section(board: Board, headers: list[str]) -> list[str]:
+    if not board.stability and not board.scorer_stability:
+        return []
+    out = ["## Selection stability", ""]
+    out.append(
+        "Mean Jaccard overlap |A ∩ B| / |A ∪ B| of the coresets a method chose in different seeds "
+        "(each seed has its own scoring runs), over all pairs of seeds: 1 = the same samples "
+        "whatever the scoring run, random subsets give f / (2 − f). A score that is a property "
+        "of the data, not of one training run, keeps it high."
+    )
+    out.append("")
+    rows = [[_md(lab)] + [_jaccard_text(board.stability.get((lab, f))) for f in board.fractions]
+            for lab in board.methods]  # fmt: skip
+    rows.append(["two random subsets (expected)"] + [f"{expected_random_jaccard(f):.2f}" for f in board.fractions])
+    out += [_table(headers, rows), ""]
+    if board.scorer_stability:
+        out.append("Across scoring architectures: the same method and seed scored by different "
+                   "architectures (pairs of scorers).")  # fmt: skip
+        out.append("")
+        bases = sorted({base for base, _ in board.scorer_stability})
+        rows = [[_md(b)] + [_jaccard_text(board.scorer_stability.get((b, f))) for f in board.fractions] for b in bases]
+        out += [_table(headers, rows), ""]
+    return out
+
+
+def _jaccard_text(value: tuple[float, int] | None) -> str:
+    return MISSING if value is None else f"{value[0]:.2f} ({_count(value[1], 'pair')})"
+
+
+def _cost_section(board: Board, headers: list[str]) -> list[str]:
+    if not board.cost:
+        return []
+    full = board.cost.get(FULL_DATA)
+    full_steps, full_s = full.train.get(1.0, (None, None)) if full else (None, None)
+    out = ["## Cost", ""]
+    out.append(
+        "Per seed: the scoring runs a method's selection needs (each distinct run counted once, "
+        "however many fractions share it), their epochs and seconds; then per fraction the "
+        "training steps and seconds, and in brackets the total (scoring + training) relative to "
+        "training once on the full data"
+        + (f" ({f'{full_steps:,.0f} steps, ' if full_steps else ''}{full_s:.1f} s)" if full_s
+           else " (no full-data reference: not shown)") + "."
+    )
+    out.append("")
+    rows = []
+    for lab in board.methods:
+        cost = board.cost.get(lab)
+        if cost is None:
+            continue
+        runs = MISSING if cost.scoring_runs is None else f"{cost.scoring_runs:g}"
+        epochs = MISSING if cost.scoring_epochs is None else f"{cost.scoring_epochs:g}"
+        scoring = MISSING if cost.scoring_s is None else f"{cost.scoring_s:.1f} s"
+        cells = []
+        for f in board.fractions:
+            steps, secs = cost.train.get(f, (None, None))
+            if secs is None:
+                cells.append(MISSING)
+                continue
+            text = (f"{steps:,.0f} steps, " if steps is not None else "") + f"{secs:.1f} s"
+            if full_s:
+                text += f" ({((cost.scoring_s or 0.0) + secs) / full_s:.2f}×)"
+            cells.append(text)
+        rows.append([_md(lab), runs, epochs, scoring, *cells])
+    cost_headers = ["method", "scoring runs", "scoring epochs", "scoring"] + headers[1:]
+    return out + [_table(cost_headers, rows), ""]
 
 
 def _provenance(board: Board) -> list[str]:
@@ -526,35 +454,62 @@ def _provenance(board: Board) -> list[str]:
     return lines
 
 
+def _footnotes(board: Board) -> list[str]:
+    """Settings a reader must not take as verified: CCS's hard cutoff β read off the paper."""
+    unverified: dict[str, set[str]] = defaultdict(set)
+    for r in board.records:
+        opts = r.get("method_options") or {}
+        source = str(opts.get("hard_cutoff_source") or "")
+        if "unverified" in source:
+            unverified[r["cell"]["method_label"]].add(f"{_pct(r['cell']['fraction'])}: β = {opts.get('hard_cutoff')}")
+    if not unverified:
+        return []
+    out = ["", "## Unverified settings", ""]
+    for lab in sorted(unverified):
+        out.append(f"- `{_md(lab)}`: the hard cutoff β at {', '.join(sorted(unverified[lab]))} follows a reading "
+                   "of the CCS paper's appendix that was not verified against the reference; only β = 0.3 at "
+                   "90% pruning on CIFAR-10 is confirmed by the reference README. Treat these rows as provisional.")
+    return out
+
+
 # --------------------------------------------------------------------------- exports
 
 
+CSV_COLUMNS = (
+    "grid", "dataset", "arch", "regime", "protocol", "method", "fraction", "eps", "n", "n_failed",
+    "robust_metric", "robust_mean", "robust_low", "robust_high", "robust_std", "clean_mean", "clean_low",
+    "clean_high", "diff_vs_random", "diff_ci_low", "diff_ci_high", "diff_n", "significant", "rank",
+    "collapsed", "jaccard_seeds", "jaccard_scorers", "scoring_runs", "scoring_s", "train_steps", "train_s",
+)  # fmt: skip
+
+
 def _csv(board: Board) -> str:
-    cols = [
-        "grid", "dataset", "arch", "regime", "protocol", "method", "fraction", "n", "n_failed",
-        "robust_metric", "robust_mean", "robust_std", "clean_mean", "clean_std", "pgd_mean",
-        "pgd_std", "diff_vs_random", "diff_ci_low", "diff_ci_high", "diff_n", "significant",
-        "rank",
-    ]  # fmt: skip
     metric = board.protocol.attack_name.lower().replace("-", "")
     entries = [(lab, f, board.cells[(lab, f)]) for lab in board.methods for f in board.fractions]
     if board.full is not None:
         entries.append((FULL_DATA, 1.0, board.full))
-    lines = [",".join(cols)]
+    lines = [",".join(CSV_COLUMNS)]
     for lab, f, c in entries:
         if c.n == 0 and c.n_failed == 0:
             continue
-        d = c.diff
-        values = [
-            board.grid, board.dataset, board.arch, board.regime, board.protocol.key,
-            lab, f"{f:g}", str(c.n), str(c.n_failed), metric,
-            *(_f4(v) for v in (*c.robust, *c.clean, *c.pgd)),
-            _f4(d.mean if d and d.n else None), _f4(d.low if d else None),
-            _f4(d.high if d else None), str(d.n) if d else "",
-            ("true" if d.significant else "false") if d and d.n >= 2 else "",
-            _f4(c.rank),
-        ]  # fmt: skip
-        lines.append(",".join(_csv_field(v) for v in values))
+        cost = board.cost.get(lab)
+        steps, secs = cost.train.get(f, (None, None)) if cost else (None, None)
+        base = lab.split("@")[0]
+        for eps in board.protocol.eps:
+            r, d = c.robust[eps], c.diff[eps]
+            values = [
+                board.grid, board.dataset, board.arch, board.regime, board.protocol.key, lab, f"{f:g}",
+                f"{eps:.6g}", str(c.n), str(c.n_failed), metric,
+                *(_f4(v) for v in (r.mean, r.low, r.high, r.std, c.clean.mean, c.clean.low, c.clean.high)),
+                _f4(d.mean if d and d.n else None), _f4(d.low if d else None), _f4(d.high if d else None),
+                str(d.n) if d else "", ("true" if d.significant else "false") if d and d.n >= 2 else "",
+                _f4(board.rank[eps].get((lab, f))), "true" if c.collapsed else "false",
+                _f4((board.stability.get((lab, f)) or (None,))[0]),
+                _f4((board.scorer_stability.get((base, f)) or (None,))[0]),
+                _f4(cost.scoring_runs if cost else None), _f4(cost.scoring_s if cost else None),
+                _f4(steps), _f4(secs),
+            ]  # fmt: skip
+            lines.append(",".join(_csv_field(v) for v in values))
     return "\n".join(lines) + "\n"
 
 
@@ -570,7 +525,7 @@ def _csv_field(v: str) -> str:
 
 
 def _robustbench_entries(board: Board, page_rel: str) -> dict[str, str]:
-    """RobustBench `model_info` JSON per method × fraction, keyed by file name.
+    """RobustBench `model_info` JSON per method × fraction, keyed by file name, at the largest ε.
 
     Follows RobustBench's own format (model_info/cifar10/Linf/*.json, written by its
     `update_json`): its field order, `indent=2`, ε as "8/255", and accuracies as *strings*
@@ -581,6 +536,7 @@ def _robustbench_entries(board: Board, page_rel: str) -> dict[str, str]:
     out: dict[str, str] = {}
     suffix = f"__{board.tag}" if board.tag else ""
     proto = board.protocol
+    eps = proto.eps[-1]
     entries = [(lab, f, board.cells[(lab, f)]) for lab in board.methods for f in board.fractions]
     if board.full is not None:
         entries.append((FULL_DATA, 1.0, board.full))
@@ -588,8 +544,9 @@ def _robustbench_entries(board: Board, page_rel: str) -> dict[str, str]:
     for lab, f, c in entries:
         if c.n == 0:
             continue
+        robust = c.robust[eps]
         what = "the full training set" if lab == FULL_DATA else f"a {_pct(f)} coreset chosen by {lab}"
-        std = "" if math.isnan(c.robust[1]) else f" (std {c.robust[1]:.2f})"
+        std = "" if math.isnan(robust.std) else f" (std {robust.std:.2f})"
         info = {
             "link": page_rel,
             "name": f"corebench {board.grid}: {lab} at {_pct(f)}, {board.regime} training",
@@ -599,10 +556,10 @@ def _robustbench_entries(board: Board, page_rel: str) -> dict[str, str]:
             "dataset": board.dataset,
             "venue": f"corebench grid {board.grid}",
             "architecture": board.arch,
-            "eps": eps_text(proto.eps),
-            "clean_acc": str(round(c.clean[0], 2)),
-            "reported": str(round(c.robust[0], 2)),
-            "autoattack_acc": str(round(c.robust[0], 2)),
+            "eps": eps_text(eps),
+            "clean_acc": str(round(c.clean.mean, 2)),
+            "reported": str(round(robust.mean, 2)),
+            "autoattack_acc": str(round(robust.mean, 2)),
             "footnote": (
                 f"Trained ({board.regime}) on {what}. Mean over {c.n} seed(s){std}; "
                 f"{attack} on the first {proto.n_examples} test examples."
@@ -614,85 +571,30 @@ def _robustbench_entries(board: Board, page_rel: str) -> dict[str, str]:
 
 
 def _plot_spec(board: Board) -> PlotSpec:
-    series = []
-    for lab in sorted(board.methods):
-        fr = [f for f in board.fractions if board.cells[(lab, f)].n]
-        if not fr:
-            continue
-        cs = [board.cells[(lab, f)] for f in fr]
-        series.append(
-            Series(
-                label=lab,
-                fractions=tuple(fr),
-                mean=tuple(c.robust[0] for c in cs),
-                std=tuple(c.robust[1] for c in cs),
+    panels = []
+    for eps in board.protocol.eps:
+        series = []
+        for lab in sorted(board.methods):
+            fr = [f for f in board.fractions if board.cells[(lab, f)].n]
+            if not fr:
+                continue
+            est = [board.cells[(lab, f)].robust[eps] for f in fr]
+            series.append(Series(
+                label=lab, fractions=tuple(fr), mean=tuple(e.mean for e in est),
+                low=tuple(math.nan if e.low is None else e.low for e in est),
+                high=tuple(math.nan if e.high is None else e.high for e in est),
                 reference=lab == board.random_label,
-            )
-        )
-    full = board.full.robust if board.full is not None and board.full.n else None
+            ))  # fmt: skip
+        full = None
+        if board.full is not None and board.full.n:
+            r = board.full.robust[eps]
+            full = (r.mean, math.nan if r.low is None else r.low, math.nan if r.high is None else r.high)
+        panels.append(Panel(title=f"ε = {eps_text(eps)}", series=tuple(series), full=full))
     title = f"{board.dataset} · {board.arch} · {board.regime}" + (f" · {board.tag}" if board.tag else "")
-    return PlotSpec(title=title, ylabel=f"{board.metric_name} (%)", series=tuple(series), full=full)
+    return PlotSpec(title=title, ylabel=f"{board.metric_name} (%)", panels=tuple(panels))
 
 
 # --------------------------------------------------------------------------- generation
-
-
-def build_boards(
-    records: list[dict], problems: list[tuple[Path, str]], results_dir: Path
-) -> tuple[list[Board], list[tuple[Path, str]]]:
-    """Group valid records into boards (one per protocol); two records of one cell are a
-    `ResultsError` naming both (`results.refuse_duplicates`), never a silent pick."""
-    groups: dict[tuple[str, str, str, str], dict[str, Board]] = defaultdict(dict)
-    refuse_duplicates(records)
-    problems = list(problems)
-    for rec in records:
-        row = flatten(rec)
-        key = (row["grid"], row["dataset"], row["arch"], row["regime"])
-        pkey = row["protocol"]
-        board = groups[key].get(pkey)
-        if board is None:
-            proto = Protocol.of(rec["config"]["evaluation"])
-            board = groups[key][pkey] = Board(*key, protocol=proto)
-        board.rows.append(row)
-        board.records.append(rec)
-    boards: list[Board] = []
-    for key in sorted(groups):
-        by_proto = groups[key]
-        stem = "__".join(slug(part) for part in key[1:])
-        tags = {p: b.protocol.tag() for p, b in by_proto.items()}
-        if len(set(tags.values())) < len(tags):  # two protocols print alike: make them unique
-            tags = {p: f"{t}-{stable_hash(p, 6)}" for p, t in tags.items()}
-        for pkey in sorted(by_proto, key=lambda p: (tags[p], p)):
-            board = by_proto[pkey]
-            board.tag = tags[pkey] if len(by_proto) > 1 else ""
-            board.name = stem + (f"__{board.tag}" if board.tag else "")
-            boards.append(board)
-    _attribute_skipped(boards, problems, results_dir)
-    return boards, sorted(problems, key=lambda p: str(p[0]))
-
-
-def _attribute_skipped(boards: list[Board], problems: list[tuple[Path, str]], results_dir: Path) -> None:
-    """A skipped file belongs to the boards whose records share its regime folder."""
-    if not problems:
-        return
-    folders: dict[Path, list[Board]] = defaultdict(list)
-    for board in boards:
-        regime_dirs = {os.path.dirname(os.path.dirname(os.path.dirname(r["_path"]))) for r in board.records}
-        for d in sorted(regime_dirs):
-            folders[Path(d)].append(board)
-    for path, reason in sorted(problems, key=lambda p: str(p[0])):
-        for parent in Path(path).parents:
-            if parent in folders:
-                for board in folders[parent]:
-                    board.skipped.append((_rel(path, results_dir), reason))
-                break
-
-
-def _rel(path: Path, root: Path) -> str:
-    try:
-        return Path(path).relative_to(root).as_posix()
-    except ValueError:
-        return Path(path).as_posix()
 
 
 def generate_leaderboards(
@@ -701,8 +603,7 @@ def generate_leaderboards(
     """Write every board, its plot and exports, and the index; see the module docstring."""
     results_dir, out_dir = Path(results_dir), Path(out_dir)
     records, problems = scan(results_dir)
-    # The records live until the end: keep the collector from re-walking them (and forked plot
-    # workers from touching their pages); undone in `finally`.
+    # The records live until the end: keep the collector from re-walking them; undone in `finally`.
     freeze = gc.get_freeze_count() == 0  # never unfreeze what someone else froze
     if freeze:
         gc.freeze()
@@ -721,53 +622,36 @@ def _generate(
         path, reason = problems[0]
         raise ResultsError(f"{path}: {reason}")
     out_dir = writable_folder(out_dir, "--out")
-    for board in boards:
-        aggregate(board)
-    plots = {
-        f"{slug(b.grid)}/{b.name}.png": _plot_spec(b)
-        for b in boards
-        if any(c.n for c in b.cells.values()) or (b.full is not None and b.full.n)
-    }
     files: dict[str, bytes] = {}
     pages: list[Path] = []
-    with rendering(list(plots.values())) as wait_for_plots:  # drawn while the rest is written
-        for board in boards:
-            grid_dir = slug(board.grid)
-            mi_dir = f"model_info/{slug(board.dataset)}/{slug(board.protocol.norm)}"
-            page = f"{grid_dir}/{board.name}.md"
-            png = f"{board.name}.png" if f"{grid_dir}/{board.name}.png" in plots else None
-            files[page] = render_board(
-                board, png_name=png, csv_name=f"{board.name}.csv", model_info_dir=mi_dir
-            ).encode()
-            files[f"{grid_dir}/{board.name}.csv"] = _csv(board).encode()
-            for name, content in _robustbench_entries(board, page).items():
-                files[f"{grid_dir}/{mi_dir}/{name}"] = content.encode()
-            pages.append(out_dir / page)
-        files["README.md"] = render_index(boards, problems, results_dir).encode()
-        previous = _previous_files(out_dir)
-        # list everything this run may write before writing it: a run killed halfway leaves
-        # no file the next run would not know to remove
-        _write_manifest(out_dir, previous | set(files) | set(plots))
-        _write_files(out_dir, files, previous)
-        fault_point("board")
-        pngs = dict(zip(plots, wait_for_plots(), strict=True))
-    _write_files(out_dir, pngs, previous)
-    files.update(pngs)
+    for board in boards:
+        aggregate(board)
+        grid_dir = slug(board.grid)
+        mi_dir = f"model_info/{slug(board.dataset)}/{slug(board.protocol.norm)}"
+        page = f"{grid_dir}/{board.name}.md"
+        plot = None
+        if any(c.n for c in board.cells.values()) or (board.full is not None and board.full.n):
+            plot = f"{board.name}.svg"
+            files[f"{grid_dir}/{plot}"] = render_svg(_plot_spec(board))
+        files[page] = render_board(board, plot_name=plot, csv_name=f"{board.name}.csv", model_info_dir=mi_dir).encode()
+        files[f"{grid_dir}/{board.name}.csv"] = _csv(board).encode()
+        for name, content in _robustbench_entries(board, page).items():
+            files[f"{grid_dir}/{mi_dir}/{name}"] = content.encode()
+        pages.append(out_dir / page)
+    files["README.md"] = render_index(boards, problems, results_dir).encode()
+    previous = _previous_files(out_dir)
+    # list everything this run may write before writing it: a run killed halfway leaves no file
+    # the next run would not know to remove
+    _write_manifest(out_dir, previous | set(files))
+    _write_files(out_dir, files, previous)
+    fault_point("board")
     _remove_stale(out_dir, files, previous)
     n_ok = sum(b.n_ok for b in boards)
     n_failed = sum(b.n_failed for b in boards)
-    log.debug(
-        "wrote %d boards to %s (%d finished, %d failed cells, %d files skipped)",
-        len(pages), out_dir, n_ok, n_failed, len(problems),
-    )  # fmt: skip
-    return BoardReport(
-        pages=pages,
-        skipped=problems,
-        n_ok=n_ok,
-        n_failed=n_failed,
-        index=out_dir / "README.md",
-        files=[out_dir / rel for rel in sorted(files)],
-    )
+    log.debug("wrote %d boards to %s (%d finished, %d failed cells, %d files skipped)",
+              len(pages), out_dir, n_ok, n_failed, len(problems))  # fmt: skip
+    return BoardReport(pages=pages, skipped=problems, n_ok=n_ok, n_failed=n_failed,
+                       index=out_dir / "README.md", files=[out_dir / rel for rel in sorted(files)])  # fmt: skip
 
 
 def _previous_files(out_dir: Path) -> set[str]:
@@ -840,7 +724,7 @@ def _write_manifest(out_dir: Path, names: set[str]) -> None:
 
 
 def render_index(boards: list[Board], problems: list[tuple[Path, str]], results_dir: Path) -> str:
-    """The README of the leaderboards folder: every board with its best methods."""
+    """The README of the leaderboards folder: every board with its top methods."""
     n_ok = sum(b.n_ok for b in boards)
     n_failed = sum(b.n_failed for b in boards)
     out = ["# corebench leaderboards", ""]
@@ -848,8 +732,8 @@ def render_index(boards: list[Board], problems: list[tuple[Path, str]], results_
         "Generated by `corebench leaderboard <results> --out <this folder>` from the result "
         "records; do not edit by hand. The same records always give byte-identical "
         "files. Each board: selection methods × fraction of the training set kept, robust "
-        "accuracy mean ± std over seeds, clean accuracy, the difference to random with paired "
-        "significance, a ranking, a plot and the provenance of every number."
+        "accuracy per ε with 95% intervals, clean accuracy, the difference to random with paired "
+        "significance, a ranking, selection stability, cost, a plot and the provenance of every number."
     )
     out.append("")
     out.append(
@@ -864,21 +748,9 @@ def render_index(boards: list[Board], problems: list[tuple[Path, str]], results_
         rows = []
         for b in (b for b in boards if b.grid == grid):
             link = f"[{_md(b.dataset)} · {_md(b.arch)} · {b.regime}]({slug(grid)}/{b.name}.md)"
-            best = "; ".join(
-                f"{_pct(f)}: {' = '.join(_md(x) for x in b.best[f])} ({_num(b.cells[(b.best[f][0], f)].robust[0])})"
-                for f in b.fractions
-                if b.best.get(f)
-            )
-            rows.append(
-                [
-                    link,
-                    _md(b.protocol.text()),
-                    f"{b.n_ok} / {b.n_failed}",
-                    str(len(b.seeds)),
-                    best or MISSING,
-                ]
-            )
-        headers = ["board", "protocol", "finished / failed", "seeds", "best robust accuracy per fraction"]
+            rows.append([link, _md(b.protocol.text()), f"{b.n_ok} / {b.n_failed}", str(len(b.seeds)),
+                         _md(_top_text(b)) or MISSING])  # fmt: skip
+        headers = ["board", "protocol", "finished / failed", "seeds", "highest mean robust accuracy per fraction [95% interval]"]
         out += [_table(headers, rows), ""]
     if problems:
         out += ["## Skipped files", ""]
@@ -887,16 +759,41 @@ def render_index(boards: list[Board], problems: list[tuple[Path, str]], results_
     return "\n".join(out)
 
 
+def _top_text(b: Board) -> str:
+    """Per ε and fraction, the method with the highest mean (collapsed models excluded)."""
+    parts = []
+    for eps in b.protocol.eps:
+        tops = []
+        for f in b.fractions:
+            ranked = [lab for lab in b.methods if (lab, f) in b.rank[eps]]
+            if ranked:
+                lab = min(ranked, key=lambda x: (b.rank[eps][(x, f)], x))
+                est = b.cells[(lab, f)].robust[eps]
+                interval = f" [{_num(est.low)}, {_num(est.high)}]" if est.low is not None else ""
+                tops.append(f"{_pct(f)}: {lab} {_num(est.mean)}{interval}")
+        if tops:
+            at = f"ε = {eps_text(eps)}: " if len(b.protocol.eps) > 1 else ""
+            parts.append(at + "; ".join(tops))
+    return " / ".join(parts)
+
+
+def _rel(path: Path, root: Path) -> str:
+    try:
+        return Path(path).relative_to(root).as_posix()
+    except ValueError:
+        return Path(path).as_posix()
+
+
 # --------------------------------------------------------------------------- CLI summary
 
 
 def render_summary(df: pd.DataFrame) -> str:
-    """A short plain-text table per dataset × arch × regime (× protocol): robust accuracy by
+    """A short plain-text table per dataset × arch × regime (× protocol) × ε: robust accuracy by
     method and fraction, mean ± std over finished seeds; for the end of a `corebench run`."""
     if df is None or df.empty:
         return "No result records."
     blocks: list[str] = []
-    keys = ["grid", "dataset", "arch", "regime", "protocol"]
+    keys = ["grid", "dataset", "arch", "regime", "protocol", "eps"]
     groups = sorted(df.groupby(keys, sort=True, dropna=False), key=lambda g: tuple(map(str, g[0])))
     many = df.groupby(keys[:4]).protocol.nunique().to_dict()
     for key, g in groups:
@@ -905,21 +802,16 @@ def render_summary(df: pd.DataFrame) -> str:
         metric = "autoattack_acc" if aa_on else "pgd_acc"
         name = "AutoAttack" if aa_on else f"PGD-{int(g.pgd_steps.iloc[0])}"
         fractions = sorted(set(g.fraction[g.method != FULL_DATA]))
-        head = f"{key[0]} · {key[1]} · {key[2]} · {key[3]}: {name} accuracy (%)"
+        head = f"{key[0]} · {key[1]} · {key[2]} · {key[3]}: {name} accuracy (%) at ε = {eps_text(key[5])}"
         if many.get(key[:4], 1) > 1:
             head += f" [{key[4]}]"
         n_failed = int((g.status != "ok").sum())
         if n_failed:
             head += f" — {_count(n_failed, 'failed cell')}"
         rows = []
-        labels = sorted(set(g.method_label[g.method != FULL_DATA]))
-        for lab in labels:
+        for lab in sorted(set(g.method_label[g.method != FULL_DATA])):
             sub = ok[ok.method_label == lab]
-            row = [lab]
-            for f in fractions:
-                vals = sub[metric][sub.fraction == f].tolist()
-                row.append(_short(vals))
-            rows.append(row)
+            rows.append([lab] + [_short(sub[metric][sub.fraction == f].tolist()) for f in fractions])
         full = ok[ok.method == FULL_DATA][metric].tolist()
         if full:
             rows.append(["full data (100%)"] + [_short(full)] * max(1, len(fractions)))
@@ -929,9 +821,11 @@ def render_summary(df: pd.DataFrame) -> str:
 
 
 def _short(values: list[float]) -> str:
-    mean, std = _mean_std(values)
-    if not values:
+    vals = [v for v in values if v is not None and not math.isnan(v)]
+    if not vals:
         return MISSING
-    if len(values) == 1:
+    mean = math.fsum(vals) / len(vals)
+    if len(vals) == 1:
         return f"{mean:.1f}"
+    std = math.sqrt(math.fsum((v - mean) ** 2 for v in vals) / (len(vals) - 1))
     return f"{mean:.1f} ± {std:.1f}"

@@ -1,193 +1,163 @@
-"""Robust accuracy against fraction kept: one small PNG per leaderboard page.
+"""Robust accuracy against fraction kept: one small SVG per leaderboard page, written directly.
 
-The PNG must be a pure function of the numbers (same results → same bytes), so each plot is
-drawn on a fresh `Figure` with the Agg canvas (no pyplot state), under matplotlib's default
-style (a user's matplotlibrc cannot leak in), at a fixed size and dpi, with the PNG
-'Software' tag dropped (the only metadata matplotlib writes). Colours follow the method's
-place in the sorted label list, so a method keeps its colour across pages with the same
-methods. Drawing dominates leaderboard time (benchmarks/README.md), and `errorbar`, `legend`
-and `tight_layout` nearly double a plot's cost (they deep-copy handles or draw twice), so
-error bars are one line collection per series, the legend is placed by hand, and many plots
-are drawn in forked workers while the Markdown is written (`rendering`).
+A board's plot is a few polylines, markers and interval bars, so it is written as SVG text
+here instead of drawn by a plotting library: the file is a pure function of the numbers (same
+results → same bytes, no font rasterisation, no metadata), renders crisply wherever Markdown
+does, and costs well under a millisecond where a matplotlib PNG cost tens of milliseconds
+(benchmarks/README.md). One panel per ε; colours follow a method's place in the sorted label
+list, so a method keeps its colour across pages with the same methods.
 """
 
 from __future__ import annotations
 
-import io
 import math
-import multiprocessing as mp
-import os
-import threading
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass
+from xml.sax.saxutils import escape
 
-import matplotlib
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
-from matplotlib.lines import Line2D
-from matplotlib.ticker import FixedLocator, NullLocator
-
-FIGSIZE = (7.0, 3.6)  # inches
-DPI = 90
-_PALETTE = (
+PALETTE = (
     "#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf",
     "#bcbd22", "#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173",
 )  # fmt: skip
-PARALLEL_FROM = 8  # plots; below this a worker pool costs more than it saves
 RANDOM_COLOR = "#7f7f7f"
 FULL_DATA_COLOR = "#000000"
+PANEL_W, PANEL_H = 330, 250  # px per panel
+LEFT, RIGHT, TOP, BOTTOM = 48, 12, 30, 40  # plot-area margins inside a panel
+LEGEND_W, LEGEND_ROWS = 170, 16
+FONT = 'font-family="DejaVu Sans, Arial, Helvetica, sans-serif"'
 
 
 @dataclass(frozen=True)
 class Series:
-    """One method's line: mean and std of the robust accuracy at each fraction."""
+    """One method's line: the mean robust accuracy at each fraction and its interval."""
 
     label: str
     fractions: tuple[float, ...]
     mean: tuple[float, ...]
-    std: tuple[float, ...]  # NaN (one seed) is drawn without an error bar
+    low: tuple[float, ...]  # interval ends (NaN: no interval)
+    high: tuple[float, ...]
     reference: bool = False  # the random baseline: grey, dashed
 
 
 @dataclass(frozen=True)
+class Panel:
+    """One ε: its series and the full-data reference (mean, low, high) drawn as a line."""
+
+    title: str
+    series: tuple[Series, ...]
+    full: tuple[float, float, float] | None = None
+
+
+@dataclass(frozen=True)
 class PlotSpec:
-    """Everything one plot shows; `render_png(spec)` depends on nothing else."""
+    """Everything one plot shows; `render_svg(spec)` depends on nothing else."""
 
     title: str
     ylabel: str
-    series: tuple[Series, ...]
-    full: tuple[float, float] | None = None  # full-data (mean, std): a horizontal line
+    panels: tuple[Panel, ...]
 
 
-def render_png(spec: PlotSpec) -> bytes:
-    """Draw the plot and return the PNG bytes (deterministic for a given spec)."""
-    with matplotlib.rc_context(_DEFAULT_RC):
-        fig = Figure(figsize=FIGSIZE, dpi=DPI)
-        FigureCanvasAgg(fig)
-        ax = fig.add_axes((0.08, 0.13, 0.62, 0.78))
-        fractions = sorted({f for s in spec.series for f in s.fractions})
-        labels = sorted(s.label for s in spec.series if not s.reference)
-        colors = {lab: _PALETTE[i % len(_PALETTE)] for i, lab in enumerate(labels)}
-        for s in spec.series:
-            x = [100 * f for f in s.fractions]
-            color = RANDOM_COLOR if s.reference else colors[s.label]
-            ax.plot(
-                x,
-                s.mean,
-                color=color,
-                linestyle="--" if s.reference else "-",
-                marker="s" if s.reference else "o",
-                markersize=3.5,
-                linewidth=1.2,
-            )
-            bars = [(xi, m, sd) for xi, m, sd in zip(x, s.mean, s.std, strict=True) if sd > 0]
-            if bars:  # one collection per series: far cheaper to draw than errorbar()
-                ax.vlines(
-                    [b[0] for b in bars],
-                    [b[1] - b[2] for b in bars],
-                    [b[1] + b[2] for b in bars],
-                    colors=color,
-                    linewidth=0.8,
-                )
-        if spec.full is not None:
-            mean, std = spec.full
-            ax.axhline(mean, color=FULL_DATA_COLOR, linestyle=":", linewidth=1.2)
-            if not math.isnan(std) and std > 0:
-                ax.axhspan(mean - std, mean + std, color=FULL_DATA_COLOR, alpha=0.08, linewidth=0)
-        if fractions and fractions[-1] / fractions[0] >= 10:
-            ax.set_xscale("log")
-        if fractions:
-            ticks = [100 * f for f in fractions]
-            ax.xaxis.set_major_locator(FixedLocator(ticks))
-            ax.xaxis.set_minor_locator(NullLocator())
-            ax.set_xticklabels([f"{t:g}%" for t in ticks])
-            pad = (ticks[-1] / ticks[0]) ** 0.05 if ax.get_xscale() == "log" else None
-            if pad is not None:
-                ax.set_xlim(ticks[0] / pad, ticks[-1] * pad)
-        ax.set_xlabel("fraction of the training set kept", fontsize=8)
-        ax.set_ylabel(spec.ylabel, fontsize=8)
-        ax.tick_params(labelsize=7)
-        ax.grid(True, alpha=0.3, linewidth=0.5)
-        fig.text(0.08, 0.94, spec.title, fontsize=9)  # not set_title: no title-position pass
-        _legend(fig, spec, colors)
-        buf = io.BytesIO()
-        fig.savefig(
-            buf, format="png", dpi=DPI, metadata={"Software": None}, pil_kwargs={"compress_level": 3}
-        )
-    return buf.getvalue()
+def render_svg(spec: PlotSpec) -> bytes:
+    """The plot as SVG bytes (deterministic for a given spec)."""
+    labels = sorted({s.label for p in spec.panels for s in p.series if not s.reference})
+    colors = {lab: PALETTE[i % len(PALETTE)] for i, lab in enumerate(labels)}
+    width = PANEL_W * len(spec.panels) + LEGEND_W
+    height = PANEL_H + 22
+    out = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        f'viewBox="0 0 {width} {height}" {FONT} font-size="11">',
+        f'<rect width="{width}" height="{height}" fill="#ffffff"/>',
+        f'<text x="{width / 2:.1f}" y="15" text-anchor="middle" font-size="13">{escape(spec.title)}</text>',
+    ]
+    for i, panel in enumerate(spec.panels):
+        out += _panel(panel, spec.ylabel, colors, x0=i * PANEL_W, y0=22)
+    out += _legend(spec, colors, x0=PANEL_W * len(spec.panels) + 8, y0=40)
+    out.append("</svg>")
+    return ("\n".join(out) + "\n").encode()
 
 
-def _legend(fig: Figure, spec: PlotSpec, colors: dict[str, str]) -> None:
-    """A hand-placed legend: matplotlib's deep-copies every handle, half the plot's cost."""
-    entries = [
-        (s.label, RANDOM_COLOR if s.reference else colors[s.label], "--" if s.reference else "-",
-         "s" if s.reference else "o")
-        for s in spec.series
-    ]  # fmt: skip
-    if spec.full is not None:
-        entries.append(("full data", FULL_DATA_COLOR, ":", ""))
-    x0, y0, step = 0.72, 0.89, 0.055
-    for i, (label, color, style, marker) in enumerate(entries[:15]):
-        y = y0 - i * step
-        fig.add_artist(
-            Line2D([x0, x0 + 0.035], [y, y], transform=fig.transFigure, color=color,
-                   linestyle=style, linewidth=1.2)
-        )  # fmt: skip
-        if marker:
-            fig.add_artist(
-                Line2D([x0 + 0.0175], [y], transform=fig.transFigure, color=color, marker=marker,
-                       markersize=3.5, linestyle="")
-            )  # fmt: skip
-        fig.text(x0 + 0.045, y, label, fontsize=7, va="center")
-    if len(entries) > 15:
-        fig.text(x0 + 0.045, y0 - 15 * step, f"(+{len(entries) - 15} more)", fontsize=7, va="center")
+def _panel(panel: Panel, ylabel: str, colors: dict[str, str], x0: float, y0: float) -> list[str]:
+    fractions = sorted({f for s in panel.series for f in s.fractions})
+    values = [v for s in panel.series for v in (*s.mean, *s.low, *s.high) if _finite(v)]
+    if panel.full is not None:
+        values += [v for v in panel.full if _finite(v)]
+    top = _nice_top(max(values, default=1.0))
+    left, right = x0 + LEFT, x0 + PANEL_W - RIGHT
+    upper, lower = y0 + TOP, y0 + PANEL_H - BOTTOM
+    lo_f, hi_f = (fractions[0], fractions[-1]) if fractions else (0.0, 1.0)
+    span = hi_f - lo_f or 1.0
+
+    def x(f: float) -> float:
+        return left + (0.5 if hi_f == lo_f else (f - lo_f) / span) * (right - left - 16) + 8
+
+    def y(v: float) -> float:
+        return lower - (max(v, 0.0) / top) * (lower - upper)
+
+    out = [f'<text x="{(left + right) / 2:.1f}" y="{upper - 8:.1f}" text-anchor="middle">{escape(panel.title)}</text>']
+    step = top / 5
+    for k in range(6):  # horizontal grid and y tick labels
+        v = k * step
+        out.append(f'<line x1="{left:.1f}" y1="{y(v):.1f}" x2="{right:.1f}" y2="{y(v):.1f}" stroke="#e6e6e6"/>')
+        out.append(f'<text x="{left - 4:.1f}" y="{y(v) + 4:.1f}" text-anchor="end">{v:g}</text>')
+    for f in fractions:  # x ticks at the fractions on the board
+        out.append(f'<line x1="{x(f):.1f}" y1="{lower:.1f}" x2="{x(f):.1f}" y2="{lower + 4:.1f}" stroke="#000000"/>')
+        out.append(f'<text x="{x(f):.1f}" y="{lower + 15:.1f}" text-anchor="middle">{100 * f:g}</text>')
+    out.append(f'<rect x="{left:.1f}" y="{upper:.1f}" width="{right - left:.1f}" height="{lower - upper:.1f}" '
+               'fill="none" stroke="#000000"/>')  # fmt: skip
+    out.append(f'<text x="{(left + right) / 2:.1f}" y="{lower + 31:.1f}" text-anchor="middle">fraction kept (%)</text>')
+    ymid = (upper + lower) / 2
+    out.append(f'<text x="{x0 + 12:.1f}" y="{ymid:.1f}" text-anchor="middle" '
+               f'transform="rotate(-90 {x0 + 12:.1f} {ymid:.1f})">{escape(ylabel)}</text>')  # fmt: skip
+    if panel.full is not None and _finite(panel.full[0]):
+        yf = y(panel.full[0])
+        out.append(f'<line x1="{left:.1f}" y1="{yf:.1f}" x2="{right:.1f}" y2="{yf:.1f}" '
+                   f'stroke="{FULL_DATA_COLOR}" stroke-dasharray="2,3"/>')  # fmt: skip
+    for s in panel.series:
+        color = RANDOM_COLOR if s.reference else colors[s.label]
+        points = [(x(f), y(m)) for f, m in zip(s.fractions, s.mean, strict=True) if _finite(m)]
+        dash = ' stroke-dasharray="6,3"' if s.reference else ""
+        if len(points) > 1:
+            coords = " ".join(f"{px:.1f},{py:.1f}" for px, py in points)
+            out.append(f'<polyline points="{coords}" fill="none" stroke="{color}" stroke-width="1.4"{dash}/>')
+        for f, lo, hi in zip(s.fractions, s.low, s.high, strict=True):
+            if _finite(lo) and _finite(hi):
+                px = x(f)
+                out.append(f'<path d="M{px:.1f},{y(lo):.1f}V{y(hi):.1f}M{px - 3:.1f},{y(lo):.1f}H{px + 3:.1f}'
+                           f'M{px - 3:.1f},{y(hi):.1f}H{px + 3:.1f}" stroke="{color}" fill="none"/>')  # fmt: skip
+        for px, py in points:
+            if s.reference:
+                out.append(f'<rect x="{px - 2.5:.1f}" y="{py - 2.5:.1f}" width="5" height="5" fill="{color}"/>')
+            else:
+                out.append(f'<circle cx="{px:.1f}" cy="{py:.1f}" r="2.6" fill="{color}"/>')
+    return out
 
 
-@contextmanager
-def rendering(
-    specs: Sequence[PlotSpec], workers: int | None = None
-) -> Iterator[Callable[[], list[bytes]]]:
-    """Start drawing `specs` and yield a function that waits for their PNGs, in order.
-
-    With enough plots the drawing happens in forked worker processes while the caller goes on
-    (writing the Markdown and exports), so plots and the rest overlap. Each PNG is a pure
-    function of its spec, so which process draws it does not change a byte. The first plot is
-    drawn here, so the workers inherit warm font caches. `workers` None: one per available CPU
-    (at most 4; env COREBENCH_PLOT_WORKERS overrides) once there are `PARALLEL_FROM` plots and
-    the process has a single thread (forking a multi-threaded process can deadlock the child).
-    """
-    specs = list(specs)
-    if workers is None:
-        workers = int(os.environ.get("COREBENCH_PLOT_WORKERS", 0)) or min(_cpus(), 4)
-        if len(specs) <= PARALLEL_FROM or threading.active_count() > 1:
-            workers = 1
-    if workers < 2 or len(specs) < 2 or "fork" not in mp.get_all_start_methods():
-        yield lambda: [render_png(s) for s in specs]
-        return
-    first = render_png(specs[0])
-    rest = specs[1:]
-    pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("fork"))
-    try:
-        pending = pool.map(render_png, rest, chunksize=max(1, len(rest) // (4 * workers)))
-        yield lambda: [first, *pending]
-    except BaseException:
-        pool.shutdown(wait=True, cancel_futures=True)
-        raise
-    pool.shutdown(wait=True)
+def _legend(spec: PlotSpec, colors: dict[str, str], x0: float, y0: float) -> list[str]:
+    entries: list[tuple[str, str, str]] = []
+    seen: set[str] = set()
+    for s in (s for p in spec.panels for s in p.series):
+        if s.label not in seen:
+            seen.add(s.label)
+            entries.append((s.label, RANDOM_COLOR if s.reference else colors[s.label], "6,3" if s.reference else ""))
+    if any(p.full is not None for p in spec.panels):
+        entries.append(("full data", FULL_DATA_COLOR, "2,3"))
+    out = []
+    for i, (label, color, dash) in enumerate(entries[:LEGEND_ROWS]):
+        yy = y0 + 14 * i
+        dashes = f' stroke-dasharray="{dash}"' if dash else ""
+        out.append(f'<line x1="{x0:.1f}" y1="{yy:.1f}" x2="{x0 + 18:.1f}" y2="{yy:.1f}" stroke="{color}" '
+                   f'stroke-width="1.6"{dashes}/>')  # fmt: skip
+        out.append(f'<text x="{x0 + 23:.1f}" y="{yy + 4:.1f}">{escape(label)}</text>')
+    if len(entries) > LEGEND_ROWS:
+        out.append(f'<text x="{x0 + 23:.1f}" y="{y0 + 14 * LEGEND_ROWS + 4:.1f}">(+{len(entries) - LEGEND_ROWS} more)</text>')
+    return out
 
 
-def _cpus() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
+def _finite(v: float | None) -> bool:
+    return v is not None and math.isfinite(v)
 
 
-# matplotlib's defaults, so a user's matplotlibrc or style cannot change the bytes.
-_DEFAULT_RC = {
-    k: v
-    for k, v in matplotlib.rcParamsDefault.items()
-    if k not in ("backend", "backend_fallback", "interactive", "webagg.port", "webagg.address")
-}
+def _nice_top(v: float) -> float:
+    """The smallest of 1, 2, 2.5 or 5 × 10^k at or above v (and at least 1): a round axis end."""
+    v = max(v, 1.0)
+    base = 10 ** math.floor(math.log10(v))
+    return next(m * base for m in (1, 2, 2.5, 5, 10) if m * base >= v - 1e-9)

@@ -1,6 +1,6 @@
 """The evaluation protocol: what must match for two robust accuracies to be compared.
 
-`(norm, ε, AutoAttack on/off, version, attack list, n_examples, PGD steps)`. Its key (for
+`(norm, ε list, AutoAttack on/off, version, attack list, n_examples, PGD steps)`. Its key (for
 grouping), its wording (for pages) and its tag (for file names) are all made here, so a board
 header, a CSV column and a RobustBench export never describe one protocol two ways. An attack
 list left empty is the version's own list, so "standard" with and without its list spelled
@@ -19,7 +19,7 @@ from corebench.spec import AUTOATTACK_VERSION_ATTACKS, slug
 @dataclass(frozen=True)
 class Protocol:
     norm: str
-    eps: float
+    eps: tuple[float, ...]  # ascending; a record holds robust accuracy at each
     autoattack_enabled: bool
     autoattack_version: str
     autoattack_attacks: tuple[str, ...]
@@ -32,9 +32,10 @@ class Protocol:
         aa = evaluation.get("autoattack") or {}
         version = aa.get("version", "standard")
         attacks = aa.get("attacks") or AUTOATTACK_VERSION_ATTACKS.get(version, ())
+        eps = evaluation["eps"]
         return cls(
             norm=evaluation["norm"],
-            eps=float(evaluation["eps"]),
+            eps=tuple(sorted(float(e) for e in eps)) if isinstance(eps, (list, tuple)) else (float(eps),),
             autoattack_enabled=bool(aa.get("enabled", True)),
             autoattack_version=version,
             autoattack_attacks=tuple(attacks),
@@ -43,7 +44,8 @@ class Protocol:
         )
 
     def as_row(self) -> dict[str, Any]:
-        """The protocol columns of a `load()` row (the attack list joined by commas)."""
+        """The protocol columns of a `load()` row (the attack list joined by commas; `eps` is the
+        row's own ε, set by the caller)."""
         return {**asdict(self), "autoattack_attacks": ",".join(self.autoattack_attacks)}
 
     @property
@@ -53,7 +55,8 @@ class Protocol:
             attack = f"autoattack={self.autoattack_version}:{'+'.join(self.autoattack_attacks)}"
         else:
             attack = f"pgd{self.pgd_steps}"
-        return f"{self.norm}|eps={self.eps!r}|{attack}|n={self.n_examples}"
+        eps = repr(self.eps[0]) if len(self.eps) == 1 else "[" + ",".join(repr(e) for e in self.eps) + "]"
+        return f"{self.norm}|eps={eps}|{attack}|n={self.n_examples}"
 
     @property
     def metric(self) -> str:
@@ -78,13 +81,18 @@ class Protocol:
 
     def text(self) -> str:
         """The protocol in words, for page headers and the index."""
-        eps = eps_text(self.eps)
-        eps_full = f"ε = {eps}" + (f" ({self.eps:.4g})" if "/" in eps else "")
-        return f"{self.norm} {eps_full}, {self.attack_text()}, first {self.n_examples} test examples"
+        return f"{self.norm} {self.eps_words()}, {self.attack_text()}, first {self.n_examples} test examples"
+
+    def eps_words(self) -> str:
+        """'ε = 8/255 (0.03137)', or 'ε ∈ {1/255, 2/255, 8/255}' for several."""
+        if len(self.eps) > 1:
+            return "ε ∈ {" + ", ".join(eps_text(e) for e in self.eps) + "}"
+        eps = eps_text(self.eps[0])
+        return f"ε = {eps}" + (f" ({self.eps[0]:.4g})" if "/" in eps else "")
 
     def tag(self) -> str:
         """A file-name tag, for boards of one group that differ in protocol."""
-        eps = eps_text(self.eps).replace("/", "_").replace(".", "p")
+        eps = "+".join(eps_text(e).replace("/", "_").replace(".", "p") for e in self.eps)
         if self.autoattack_enabled:
             attack = f"aa-{self.autoattack_version}"
             if self.autoattack_version == "custom":

@@ -3,7 +3,8 @@
 Workload: 4 datasets × 3 architectures × 3 regimes = 36 boards, each with 8 methods + random
 × 6 fractions × 5 seeds plus 5 full-data cells (9,900 records, 1% of them failed), and 100
 records of a second evaluation protocol (another ε) on one group, which splits it into two
-tagged boards: 10,000 records, 38 boards, 38 PNGs, ~2,000 RobustBench-style JSON exports.
+tagged boards: 10,000 records with their kept-index files (the boards' stability tables read
+them), 38 boards, 38 SVG plots, ~2,000 RobustBench-style JSON exports.
 
 Baselines measured in the same run: json.load of the same 10,000 files (sorted rglob), the
 least any generator has to do, and writing files of the same sizes plainly (this VM's file
@@ -23,6 +24,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+import numpy as np
 
 from corebench.leaderboard import generate_leaderboards
 
@@ -71,12 +74,19 @@ def make_records() -> list[dict]:
 
 
 def write_records(records: list[dict], root: Path) -> None:
+    """Each record and, for a finished cell, its kept indices (a seeded draw of its size)."""
     for rec in records:
         path = root / relpath(rec)
         if rec["config"]["evaluation"]["eps"] != 32 / 255:  # same cell key, other protocol
             path = path.with_name(path.stem + "_eps4.json")
+            if rec["coreset"]:
+                rec["coreset"]["indices_file"] = path.stem + ".indices.npy"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(rec, sort_keys=True, indent=1, allow_nan=False) + "\n")
+        if rec["coreset"]:
+            n, size = rec["coreset"]["n_train"], rec["coreset"]["size"]
+            kept = np.random.default_rng(rec["cell"]["seed"]).choice(n, size=size, replace=False)
+            np.save(path.with_name(rec["coreset"]["indices_file"]), np.sort(kept), allow_pickle=False)
 
 
 def _cpu() -> float:

@@ -18,9 +18,5 @@ def test_regenerating_the_committed_boards_changes_nothing(tmp_path):
     made = {p.relative_to(tmp_path) for p in tmp_path.rglob("*") if p.is_file()}
     committed = {p.relative_to(REPO / "leaderboards") for p in (REPO / "leaderboards").rglob("*") if p.is_file()}
     assert made == committed
-    for rel in sorted(made):
-        if rel.suffix == ".png":
-            # PNG bytes depend on the matplotlib/freetype build; the data behind them is in the CSV
-            assert (tmp_path / rel).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-            continue
+    for rel in sorted(made):  # every file, plots included (SVG text, no font rendering)
         assert (tmp_path / rel).read_bytes() == (REPO / "leaderboards" / rel).read_bytes(), f"{rel} differs"

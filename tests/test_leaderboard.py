@@ -11,15 +11,18 @@ import difflib
 import json
 import os
 import shutil
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from corebench.board import _average_ranks
 from corebench.errors import ResultsError
-from corebench.leaderboard import _average_ranks, generate_leaderboards, render_summary
-from corebench.plots import PlotSpec, Series, render_png, rendering
-from corebench.results import load, write_record
-from corebench.stats import paired_diff, t_critical
+from corebench.leaderboard import generate_leaderboards, render_summary
+from corebench.plots import Panel, PlotSpec, Series, render_svg
+from corebench.results import load, read_indices, write_indices, write_record
+from corebench.stats import binomial_interval, jaccard, paired_diff, seeds_interval, t_critical
 
 from records import example_record, relpath
 
@@ -29,20 +32,23 @@ PAGE = Path("golden") / "digits__resnet18__standard.md"
 
 # AutoAttack accuracy per method, fraction and seed (seed 2 of moderate at 30% failed).
 # Chosen so that: easycore vs random is not significant at 10% but is at 30%; easycore and
-# moderate tie for best at 10% (31.00); moderate has a failed seed at 30%.
+# moderate tie for best at 10% (31.00); moderate has a failed seed at 30%; grand collapses at
+# 10% (clean accuracy 12%, chance 10%) with the highest robust number, which must not win.
 ROBUST = {
+    ("grand", 0.1): (45.0, 44.0, 46.0),
+    ("grand", 0.3): (20.0, 21.0, 19.5),
     ("random", 0.1): (30.0, 31.2, 29.4),
     ("random", 0.3): (38.0, 37.1, 38.6),
     ("easycore", 0.1): (31.0, 30.2, 31.8),
     ("easycore", 0.3): (41.5, 40.9, 42.3),
     ("moderate", 0.1): (31.5, 30.5, 31.0),
-    ("moderate", 0.3): (39.0, 38.2, None),
+    ("moderate", 0.3): (36.0, 36.4, None),
     ("full", 1.0): (47.0, 46.4, 47.3),
 }
 
 
 def golden_records() -> list[dict]:
-    """The fixed synthetic records behind the golden board (2 methods + random + full)."""
+    """The fixed synthetic records behind the golden board (3 methods + random + full)."""
     out = []
     for (method, fraction), values in sorted(ROBUST.items()):
         for seed, acc in enumerate(values):
@@ -50,17 +56,35 @@ def golden_records() -> list[dict]:
                 rec = example_record(grid="golden", method=method, fraction=fraction, seed=seed,
                                      error="RuntimeError: CUDA out of memory")  # fmt: skip
             else:
-                clean = round(90.0 + 10 * fraction - 0.1 * seed, 2)
+                clean = 12.0 if (method, fraction) == ("grand", 0.1) else round(90.0 + 10 * fraction - 0.1 * seed, 2)
                 rec = example_record(grid="golden", method=method, fraction=fraction, seed=seed,
                                      autoattack_acc=acc, clean_acc=clean)  # fmt: skip
+                rec["coreset"]["class_histogram"] = [1] * 10  # ten classes: chance is 10%
             out.append(rec)
     return out
 
 
+def golden_indices(method: str, fraction: float, seed: int, n: int = 1347) -> np.ndarray:
+    """Kept indices: random draws anew per seed; the other methods keep a fixed core of 80% of
+    their budget (so their seeds overlap much more than random subsets do)."""
+    k = round(fraction * n)
+    if method in ("random", "full"):
+        return np.sort(np.random.default_rng(seed).choice(n, size=k, replace=False))
+    core = np.random.default_rng(len(method)).permutation(n)
+    fixed, rest = core[: int(0.8 * k)], core[int(0.8 * k):]
+    extra = np.random.default_rng(100 + seed).choice(rest, size=k - fixed.size, replace=False)
+    return np.sort(np.concatenate([fixed, extra]))
+
+
 def write_golden_results(root: Path) -> Path:
-    """Write the golden records plus one malformed file (an accuracy stored as a string)."""
+    """Write the golden records (with their kept indices) plus one malformed file (an accuracy
+    stored as a string)."""
     for rec in golden_records():
-        write_record(root / relpath(rec), rec)
+        path = root / relpath(rec)
+        write_record(path, rec)
+        cell = rec["cell"]
+        write_indices(path.with_name(f"seed{cell['seed']}.indices.npy"),
+                      golden_indices(cell["method"], cell["fraction"], cell["seed"]))  # fmt: skip
     bad = example_record(grid="golden", method="random", fraction=0.1, seed=3)
     bad["metrics"]["clean_acc"] = "91.2"
     path = root / relpath(bad)
@@ -72,7 +96,7 @@ def _text_files(root: Path) -> dict[str, bytes]:
     return {
         p.relative_to(root).as_posix(): p.read_bytes()
         for p in sorted(root.rglob("*"))
-        if p.is_file() and p.suffix != ".png"
+        if p.is_file()
     }
 
 
@@ -117,26 +141,38 @@ def test_golden_board_content(golden_run) -> None:
     """What the golden page must say, independent of its exact layout."""
     _, out, report = golden_run
     page = (out / PAGE).read_text()
-    assert report.pages == [out / PAGE] and report.n_ok == 20 and report.n_failed == 1
+    assert report.pages == [out / PAGE] and report.n_ok == 26 and report.n_failed == 1
     assert [p.name for p, _ in report.skipped] == ["seed3.json"]
-    # best in each column bold; a tie marks both
-    assert "| easycore          | **31.00** ± 0.80 (n=3) | **41.57** ± 0.70 (n=3)" in page
-    assert "| moderate          | **31.00** ± 0.50 (n=3) | 38.60 ± 0.57 (n=2, 1 failed)" in page
+    # every accuracy with its interval; bold only when separated from the runner-up:
+    # easycore at 30% [39.82, 43.31] lies above random [36.02, 39.78]; at 10% nothing is separated
+    assert "| easycore          | 31.00 [29.01, 32.99] (n=3)   | **41.57** [39.82, 43.31] (n=3)       |" in page
+    assert "| moderate          | 31.00 [29.76, 32.24] (n=3)   | 36.20 [33.66, 38.74] (n=2, 1 failed) |" in page
+    # a collapsed model (clean 12% with 10 classes) is marked, never bold although highest, not ranked
+    assert "| grand             | 45.00 [42.52, 47.48] (n=3) ‡ | 20.17 [18.27, 22.06] (n=3)           |" in page
+    assert "| 4   | grand             | 4.00        | -17.73                       | 1/2                | 1             |" in page
     # full data as a reference line, random marked as the baseline
-    assert "**Full-data reference** (100% of the training set, method `full`): AutoAttack accuracy 46.90 ± 0.46 (n=3)" in page
+    assert ("**Full-data reference** (100% of the training set, method `full`): AutoAttack accuracy at "
+            "ε = 32/255 46.90 [45.76, 48.04] (n=3)") in page  # fmt: skip
     assert "random (baseline)" in page
     # paired differences: 10% not significant, 30% significant (diffs 3.5, 3.8, 3.7)
-    assert "| easycore | +0.80 [-3.44, +5.04] (n=3) | +3.67† [+3.29, +4.05] (n=3) |" in page
+    assert "| easycore | +0.80 [-3.44, +5.04] (n=3)       | +3.67† [+3.29, +4.05] (n=3)    |" in page
     # ranking: easycore first (ranks 1.5 and 1), gains over random
     assert "| 1   | easycore          | 1.25" in page
+    # stability: the methods keep a fixed core (overlap 0.67), random subsets overlap as expected
+    assert "| easycore                      | 0.67 (3 pairs) | 0.68 (3 pairs) |" in page
+    assert "| random                        | 0.06 (3 pairs) | 0.17 (3 pairs) |" in page
+    assert "| two random subsets (expected) | 0.05           | 0.18           |" in page
+    # the budget and the cost relative to full-data training
+    assert "Training budget: `epochs`, every fraction trains 15 epochs" in page
+    assert "| easycore | —              | —                | 12.0 s    | 20.0 s (1.60×) | 20.0 s (1.60×) |" in page
     # plot linked relatively, exports beside the page
-    assert "![AutoAttack accuracy against fraction kept](digits__resnet18__standard.png)" in page
-    assert (out / "golden" / "digits__resnet18__standard.png").is_file()
+    assert "![AutoAttack accuracy against fraction kept](digits__resnet18__standard.svg)" in page
+    assert (out / "golden" / "digits__resnet18__standard.svg").is_file()
     assert (out / "golden" / "digits__resnet18__standard.csv").is_file()
     # provenance footer
     assert "- Grid file: `golden` from `configs/golden.yaml`" in page
     assert "ε = 32/255 (0.1255), AutoAttack `custom` (apgd-ce, apgd-t), first 450 test examples" in page
-    assert "- Cells: 20 finished, 1 failed; 1 malformed file skipped:" in page
+    assert "- Cells: 26 finished, 1 failed; 1 malformed file skipped:" in page
     assert "metrics.clean_acc: '91.2' is not allowed; allowed: a number in [0, 100]" in page
     assert "| moderate | 30%        | 2      | RuntimeError: CUDA out of memory |" in page
 
@@ -159,7 +195,7 @@ def test_index_lists_every_board_with_best_methods(golden_run) -> None:
     _, out, _ = golden_run
     index = (out / "README.md").read_text()
     assert "[digits · resnet18 · standard](golden/digits__resnet18__standard.md)" in index
-    assert "10%: easycore = moderate (31.00); 30%: easycore (41.57)" in index
+    assert "10%: easycore 31.00 [29.01, 32.99]; 30%: easycore 41.57 [39.82, 43.31]" in index
     assert "## Skipped files" in index and "random/f0.1/seed3.json" in index
 
 
@@ -170,25 +206,32 @@ def test_regeneration_is_byte_identical(golden_run, tmp_path: Path) -> None:
     results, out, _ = golden_run
     first = _all_files(out)
     generate_leaderboards(results, tmp_path / "again")
-    assert _all_files(tmp_path / "again") == first  # PNGs included
+    assert _all_files(tmp_path / "again") == first  # plots included
     mtimes = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()}
     generate_leaderboards(results, out)  # into the same folder: nothing changes
     assert _all_files(out) == first
     assert {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()} == mtimes
 
 
-def render_all(specs: list[PlotSpec], workers: int) -> list[bytes]:
-    with rendering(specs, workers) as wait:
-        return wait()
-
-
-def test_png_is_a_pure_function_of_its_spec() -> None:
-    a = PlotSpec("a", "acc (%)", (Series("m", (0.1, 0.3), (30.0, 40.0), (1.0, float("nan"))),), (50.0, 0.5))
-    b = PlotSpec("b", "acc (%)", (Series("r", (0.01, 0.5), (10.0, 20.0), (0.5, 0.5), reference=True),))
-    png = render_png(a)
-    assert png.startswith(b"\x89PNG") and b"Software" not in png and b"matplotlib" not in png
-    assert render_all([b, a, b, a], workers=1)[1] == png
-    assert render_all([b, a, b, a], workers=2) == render_all([b, a, b, a], workers=1)  # forked
+def test_plot_is_a_pure_function_of_its_spec_and_draws_what_it_is_given() -> None:
+    """The SVG depends on the spec alone, is well-formed, and holds one line per method with
+    more than one point, one marker per mean, one bar per interval, a panel per ε."""
+    nan = float("nan")
+    m = Series("easy<core>", (0.1, 0.3), (30.0, 40.0), (28.0, nan), (32.0, nan))
+    r = Series("random", (0.1, 0.3), (10.0, 20.0), (9.0, 19.0), (11.0, 21.0), reference=True)
+    spec = PlotSpec("digits · r18 · trades", "AutoAttack accuracy (%)",
+                    (Panel("ε = 1/255", (m, r), (50.0, 49.0, 51.0)), Panel("ε = 8/255", (m,), None)))  # fmt: skip
+    svg = render_svg(spec)
+    assert svg == render_svg(spec) and svg.startswith(b"<svg ")
+    root = ET.fromstring(svg)
+    ns = "{http://www.w3.org/2000/svg}"
+    assert len(root.findall(f"{ns}polyline")) == 3  # easycore twice (two panels), random once
+    assert len(root.findall(f"{ns}circle")) == 4 and len(root.findall(f"{ns}rect")) == 1 + 2 + 2  # bg, squares, frames
+    bars = root.findall(f"{ns}path")
+    assert len(bars) == 1 + 2 + 1  # easycore's one interval per panel, random's two
+    texts = [el.text for el in root.iter(f"{ns}text")]
+    assert "easy<core>" in texts and "full data" in texts and "ε = 8/255" in texts  # escaped, then parsed back
+    assert int(root.get("width")) == 2 * 330 + 170  # two panels and the legend
 
 
 # --------------------------------------------------------------------------- protocols & edge cases
@@ -211,8 +254,8 @@ def test_protocols_are_never_mixed(tmp_path: Path) -> None:
     wide_page, narrow_page = (p.read_text() for p in sorted(report.pages))
     assert "ε = 32/255" in wide_page and "ε = 8/255" not in wide_page
     assert "ε = 8/255" in narrow_page
-    assert "**33.00** ± 0.00 (n=2)" in wide_page and "53.00" not in wide_page
-    assert "**53.00** ± 0.00 (n=2)" in narrow_page and "33.00" not in narrow_page
+    assert "**33.00** [33.00, 33.00] (n=2)" in wide_page and "53.00" not in wide_page
+    assert "**53.00** [53.00, 53.00] (n=2)" in narrow_page and "33.00" not in narrow_page
     summary = render_summary(load(results))
     assert summary.count("p · digits · resnet18 · standard") == 2 and "eps=" in summary
 
@@ -281,7 +324,7 @@ def test_render_summary_table(golden_run) -> None:
     results, _, _ = golden_run
     text = render_summary(load(results))
     assert text.splitlines()[0] == (
-        "golden · digits · resnet18 · standard: AutoAttack accuracy (%) — 1 failed cell"
+        "golden · digits · resnet18 · standard: AutoAttack accuracy (%) at ε = 32/255 — 1 failed cell"
     )
     assert "| easycore         | 31.0 ± 0.8 | 41.6 ± 0.7 |" in text
     assert "| full data (100%) | 46.9 ± 0.5 | 46.9 ± 0.5 |" in text
@@ -304,3 +347,93 @@ def test_paired_t_interval_known_answers() -> None:
 
 def test_average_ranks_share_ties() -> None:
     assert _average_ranks({"a": 1.0, "b": 1.0, "c": 0.5, "d": 2.0}) == {"d": 1.0, "a": 2.5, "b": 2.5, "c": 4.0}
+
+
+def test_accuracy_intervals_known_answers() -> None:
+    # one seed: the exact Clopper-Pearson interval of k correct out of n_eval (R: binom.test(45, 100))
+    one = seeds_interval([45.0], n_eval=100)
+    assert (one.low, one.high) == (pytest.approx(35.0320, abs=1e-3), pytest.approx(55.2720, abs=1e-3))
+    assert binomial_interval(0, 20) == (0.0, pytest.approx(0.168433, abs=1e-5))  # the ends stay in [0, 1]
+    assert binomial_interval(20, 20)[1] == 1.0
+    assert seeds_interval([45.0]).low is None  # one seed, no test size: no interval claimed
+    # several seeds: the seeds' t-interval, clipped to [0, 100]
+    three = seeds_interval([30.0, 31.0, 32.0])
+    assert three.mean == 31.0 and three.high - three.mean == pytest.approx(4.302653 / 3**0.5, abs=1e-6)
+    assert seeds_interval([99.5, 100.0, 99.0]).high == 100.0
+    assert seeds_interval([]).n == 0 and seeds_interval([None, 40.0], n_eval=50).n == 1
+    assert three.above(seeds_interval([20.0, 21.0, 22.0])) and not three.above(seeds_interval([29.0, 31.0, 33.0]))
+
+
+def test_jaccard_known_answers() -> None:
+    a, b = np.array([1, 3, 5, 7]), np.array([3, 4, 5, 8, 9])
+    assert jaccard(a, b) == 2 / 7 == jaccard(b, a)
+    assert jaccard(a, a) == 1.0 and jaccard(a, np.array([0, 2])) == 0.0
+    assert jaccard(np.array([], dtype=np.int64), np.array([], dtype=np.int64)) == 1.0
+    assert jaccard(a, np.array([], dtype=np.int64)) == 0.0
+    rng = np.random.default_rng(0)  # against the set definition
+    for _ in range(20):
+        x, y = (np.unique(rng.integers(0, 50, size=rng.integers(1, 40))) for _ in range(2))
+        assert jaccard(x, y) == pytest.approx(len(set(x) & set(y)) / len(set(x) | set(y)))
+
+
+def test_read_indices_reads_what_write_indices_wrote_and_other_layouts(tmp_path: Path) -> None:
+    ours = tmp_path / "a.npy"
+    write_indices(ours, np.array([9, 2, 4]))
+    assert read_indices(ours).tolist() == [2, 4, 9]  # the fast path for the store's own files
+    other = tmp_path / "b.npy"
+    np.save(other, np.array([1, 2], dtype=np.int32))
+    assert read_indices(other).tolist() == [1, 2]  # any other plain integer layout via np.load
+    np.save(tmp_path / "c.npy", np.zeros((2, 2), dtype=np.int64))
+    (tmp_path / "d.npy").write_bytes(ours.read_bytes()[:-3])  # truncated
+    assert read_indices(tmp_path / "c.npy") is None and read_indices(tmp_path / "d.npy") is None
+    assert read_indices(tmp_path / "missing.npy") is None
+
+
+def _several_eps(rec: dict, accs: tuple[float, float], scoring: list[dict], steps: int) -> dict:
+    """A record attacked at ε 1/255 and 8/255 (schema 2 layout), with its cost."""
+    rec["config"]["evaluation"]["eps"] = [1 / 255, 8 / 255]
+    if rec["status"] == "ok":
+        rec["metrics"]["robust"] = [{"eps": 1 / 255, "pgd_acc": accs[0] + 1, "autoattack_acc": accs[0]},
+                                    {"eps": 8 / 255, "pgd_acc": accs[1] + 1, "autoattack_acc": accs[1]}]  # fmt: skip
+    rec["cost"] = {"scoring_runs": scoring, "train_steps": steps, "train_s": steps / 100}
+    return rec
+
+
+def test_a_board_has_a_column_group_per_eps_and_counts_shared_scoring_runs_once(tmp_path: Path) -> None:
+    from corebench.board import aggregate, build_boards
+    from corebench.leaderboard import render_board
+
+    runs = [{"key": "run-a", "seed": 0, "epochs": 10, "seconds": 30.0}, {"key": "run-b", "seed": 1000, "epochs": 10, "seconds": 30.0}]
+    records = []
+    for seed in (0, 1):
+        for method, f, accs, scoring, steps in (
+            ("full", 1.0, (60.0, 5.0), [], 1000),
+            ("random", 0.1, (40.0, 1.0), [], 100), ("random", 0.5, (50.0, 2.0), [], 500),
+            ("easycore", 0.1, (44.0 + seed, 3.0), runs, 100), ("easycore", 0.5, (52.0, 2.5), runs, 500),
+        ):  # fmt: skip
+            rec = example_record(grid="e", method=method, fraction=f, seed=seed, autoattack_acc=accs[1], clean_acc=80.0)
+            rec["_path"] = tmp_path / relpath(rec)
+            records.append(_several_eps(rec, accs, [{**r, "key": f"{r['key']}{seed}"} for r in scoring], steps))
+    (board,), problems = build_boards(records, [], tmp_path)
+    aggregate(board)
+    page = render_board(board, plot_name="p.svg", csv_name="p.csv", model_info_dir="m")
+    assert not problems and board.protocol.eps == (1 / 255, 8 / 255)
+    assert "## AutoAttack accuracy (%) at ε = 1/255" in page and "## AutoAttack accuracy (%) at ε = 8/255" in page
+    # at 1/255 easycore's 10% interval overlaps random's (not bold), at 50% it lies above it (bold)
+    assert "| easycore          | 44.50 [38.15, 50.85] (n=2) | **52.00** [52.00, 52.00] (n=2) |" in page
+    assert "| easycore          | **3.00** [3.00, 3.00] (n=2) | **2.50** [2.50, 2.50] (n=2) |" in page  # 8/255
+    assert "## Difference to random (AutoAttack accuracy at ε = 8/255, percentage points)" in page
+    assert "mean rank (1/255)" in page and "mean rank (8/255)" in page
+    # two distinct scoring runs per seed, shared by both fractions: counted once per seed
+    assert "| easycore | 2              | 20               | 60.0 s    | 100 steps, 1.0 s (6.10×) | 500 steps, 5.0 s (6.50×) |" in page
+    assert "| random   | 0              | 0                | 0.0 s     | 100 steps, 1.0 s (0.10×) | 500 steps, 5.0 s (0.50×) |" in page
+    assert "relative to training once on the full data (1,000 steps, 10.0 s)" in page
+    assert board.cost["random"].scoring_runs == 0.0 and board.cost["random"].train[0.1] == (100.0, 1.0)
+    csv_rows = [line for line in _csv_lines(board) if line.startswith("e,digits,resnet18,standard,")]
+    assert len(csv_rows) == 2 * 2 * 2 + 2  # (method × fraction + full) × ε
+
+
+def _csv_lines(board) -> list[str]:
+    from corebench.leaderboard import _csv
+
+    return _csv(board).splitlines()
