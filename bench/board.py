@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from corebench.protocol import Protocol
-from corebench.results import read_indices, refuse_duplicates, robust_by_eps
+from corebench.results import read_indices, robust_by_eps
 from corebench.spec import FULL_DATA, slug, stable_hash
 from corebench.stats import Interval, PairedDiff, jaccard, paired_diff, seeds_interval
 
@@ -179,10 +179,9 @@ def entry_of(record: Mapping[str, Any], protocol: Protocol) -> Entry:
 def build_boards(
     records: list[dict], problems: list[tuple[Path, str]], results_dir: Path
 ) -> tuple[list[Board], list[tuple[Path, str]]]:
-    """Group valid records into boards (one per protocol); two records of one cell are a
-    `ResultsError` naming both (`results.refuse_duplicates`), never a silent pick."""
+    """Group valid records (from `results.scan`, which refuses two records of one cell) into
+    boards, one per protocol."""
     groups: dict[tuple[str, str, str, str], dict[str, Board]] = defaultdict(dict)
-    refuse_duplicates(records)
     problems = list(problems)
     for rec in records:
         cell = rec["cell"]

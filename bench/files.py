@@ -61,20 +61,23 @@ def writable_folder(path: str | Path, what: str) -> Path:
 
 def write_atomic(
     path: Path, write: Callable[[Any], object], *, fsync: bool = True, mkdir: bool = True,
-    root: str | Path | None = None,
+    root: str | Path | None = None, sweep: bool = True,
 ) -> None:
     """Write through `write(file)` to a temp file in the same folder, then rename over `path`.
 
     With `root`, the path must resolve inside it (`confined`). The temp name is made here (not
     `mkstemp`) so the file gets the umask's permissions rather than 0600; it starts with '.'
-    and ends in `.tmp`, so nothing reading the folder mistakes it for a real file.
+    and ends in `.tmp`, so nothing reading the folder mistakes it for a real file. A writer of
+    many files into one folder passes `sweep=False` and calls `sweep_folder` once instead (the
+    per-file sweep lists the folder each time).
     """
     path = Path(path)
     if root is not None:
         confined(root, path)
     if mkdir:
         path.parent.mkdir(parents=True, exist_ok=True)
-    sweep_orphans(path)
+    if sweep:
+        sweep_orphans(path)
     tmp = path.with_name(f".{path.name}.{_HOST}.{os.getpid()}.{uuid.uuid4().hex[:8]}{TEMP_SUFFIX}")
     try:
         with open(tmp, "xb") as f:
@@ -90,9 +93,9 @@ def write_atomic(
 
 
 def write_bytes_atomic(path: Path, data: bytes, *, fsync: bool = True, mkdir: bool = True,
-                       root: str | Path | None = None) -> None:
+                       root: str | Path | None = None, sweep: bool = True) -> None:
     """Replace `path` with `data` atomically (generated files pass fsync=False: regenerable)."""
-    write_atomic(Path(path), lambda f: f.write(data), fsync=fsync, mkdir=mkdir, root=root)
+    write_atomic(Path(path), lambda f: f.write(data), fsync=fsync, mkdir=mkdir, root=root, sweep=sweep)
 
 
 def _host() -> str:
@@ -122,6 +125,14 @@ def sweep_orphans(path: Path) -> list[Path]:
             removed.append(tmp)
         except FileNotFoundError:
             pass
+    return removed
+
+
+def sweep_folder(folder: Path) -> list[Path]:
+    """`sweep_orphans` for every temp file under `folder` at once; return those removed."""
+    removed = []
+    for tmp in orphans_in(folder):  # named .<name>.<host>.<pid>.<hex>.tmp
+        removed += sweep_orphans(tmp.with_name(tmp.name[1:].rsplit(".", 4)[0]))
     return removed
 
 

@@ -54,7 +54,7 @@ from corebench.board import (
 )
 from corebench.errors import PathError, ResultsError
 from corebench.faults import fault_point
-from corebench.files import confined, writable_folder
+from corebench.files import confined, sweep_folder, writable_folder
 from corebench.plots import Panel, PlotSpec, Series, render_svg
 from corebench.protocol import eps_text
 from corebench.results import scan, write_bytes_atomic
@@ -640,6 +640,7 @@ def _generate(
         pages.append(out_dir / page)
     files["README.md"] = render_index(boards, problems, results_dir).encode()
     previous = _previous_files(out_dir)
+    sweep_folder(out_dir)  # temp files of killed runs, once, not once per file written
     # list everything this run may write before writing it: a run killed halfway leaves no file
     # the next run would not know to remove
     _write_manifest(out_dir, previous | set(files))
@@ -689,7 +690,7 @@ def _write_files(out_dir: Path, files: Mapping[str, bytes], previous: set[str]) 
                     continue
             except OSError:
                 pass
-        write_bytes_atomic(path, files[rel], fsync=False, mkdir=False, root=out_dir)
+        write_bytes_atomic(path, files[rel], fsync=False, mkdir=False, sweep=False)  # confined above
 
 
 def _remove_stale(out_dir: Path, names: Iterable[str], previous: set[str]) -> None:

@@ -35,7 +35,7 @@ from corebench.errors import ResultsError
 from corebench.files import write_atomic, write_bytes_atomic  # noqa: F401  (the store's writers)
 from corebench.protocol import Protocol
 from corebench.record import parse_record
-from corebench.spec import METRICS, record_relpath, to_jsonable
+from corebench.spec import METRICS, record_relpath, record_relstr, to_jsonable
 
 log = logging.getLogger(__name__)
 
@@ -167,8 +167,7 @@ def is_done(path: Path, cell_id: str | None = None) -> bool:
 
 def path_matches_key(path: Path, record: Mapping[str, Any]) -> bool:
     """A record lives where its grid name and cell key say (`spec.record_relpath`), under any root."""
-    expected = record_relpath(record["grid"]["name"], record["cell"]).parts
-    return Path(path).parts[-len(expected):] == expected
+    return Path(path).as_posix().endswith("/" + record_relstr(record["grid"]["name"], record["cell"]))
 
 
 def scan(results_dir: Path) -> tuple[list[dict], list[tuple[Path, str]]]:

@@ -19,8 +19,10 @@ import dataclasses
 import hashlib
 import json
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import field
+from functools import cache
 from pathlib import Path
 from typing import Any, Literal, get_args
 
@@ -342,18 +344,24 @@ class Cell:
         return record_relpath(grid_name, self.key())
 
 
+_UNSAFE = re.compile(r"[^A-Za-z0-9\-_=,@+\[\]]")
+
+
+@cache
 def slug(text: str) -> str:
     """A label as one safe path component: letters, digits and -_=,@+[] only (no '.', no '/')."""
-    out = "".join(c if c.isascii() and (c.isalnum() or c in "-_=,@+[]") else "_" for c in str(text))
-    return out or "_"
+    return _UNSAFE.sub("_", str(text)) or "_"
 
 
 def record_relpath(grid_name: str, key: Mapping[str, Any]) -> Path:
     """Where a cell's record lives under the results folder: the path spells its key."""
-    return (
-        Path(slug(grid_name)) / slug(key["dataset"]) / slug(key["arch"]) / slug(key["regime"])
-        / slug(key["method_label"]) / f"f{float(key['fraction']):g}" / f"seed{int(key['seed'])}.json"
-    )  # fmt: skip
+    return Path(record_relstr(grid_name, key))
+
+
+def record_relstr(grid_name: str, key: Mapping[str, Any]) -> str:
+    """`record_relpath` as a '/'-joined string (cheap to compare for thousands of records)."""
+    return "/".join((slug(grid_name), slug(key["dataset"]), slug(key["arch"]), slug(key["regime"]),
+                     slug(key["method_label"]), f"f{float(key['fraction']):g}", f"seed{int(key['seed'])}.json"))
 
 
 def stable_hash(obj: Any, length: int = 16) -> str:

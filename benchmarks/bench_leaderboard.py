@@ -76,11 +76,8 @@ def make_records() -> list[dict]:
 def write_records(records: list[dict], root: Path) -> None:
     """Each record and, for a finished cell, its kept indices (a seeded draw of its size)."""
     for rec in records:
-        path = root / relpath(rec)
-        if rec["config"]["evaluation"]["eps"] != 32 / 255:  # same cell key, other protocol
-            path = path.with_name(path.stem + "_eps4.json")
-            if rec["coreset"]:
-                rec["coreset"]["indices_file"] = path.stem + ".indices.npy"
+        other_protocol = rec["config"]["evaluation"]["eps"] != 32 / 255  # same cell key: its own root
+        path = root / ("eps4" if other_protocol else "main") / relpath(rec)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(rec, sort_keys=True, indent=1, allow_nan=False) + "\n")
         if rec["coreset"]:

@@ -11,6 +11,8 @@ import difflib
 import json
 import os
 import shutil
+import subprocess
+import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -437,3 +439,22 @@ def _csv_lines(board) -> list[str]:
     from corebench.leaderboard import _csv
 
     return _csv(board).splitlines()
+
+
+def test_regeneration_sweeps_temp_files_of_killed_runs_once(golden_run, tmp_path: Path) -> None:
+    """A board run killed between writing a temp file and renaming it leaves the temp behind;
+    the next run removes it (a dead process of this host), but never a live writer's."""
+    from corebench.files import _HOST
+
+    results, _, _ = golden_run
+    out = tmp_path / "out"
+    generate_leaderboards(results, out)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    folder = out / "golden"
+    orphan = folder / f".digits__resnet18__standard.md.{_HOST}.{dead.pid}.0123abcd.tmp"
+    live = folder / f".digits__resnet18__standard.md.{_HOST}.{os.getpid()}.0123abcd.tmp"
+    orphan.write_text("half")
+    live.write_text("being written")
+    generate_leaderboards(results, out)
+    assert not orphan.exists() and live.exists()
