@@ -19,23 +19,35 @@ Signals (E = scoring epochs, row e = epoch e+1, N = train size):
     margin_probs         [E, N]  the same margin on softmax probabilities.
   snapshots, eval mode on un-augmented inputs at scoring.snapshot_epochs (0 = initialisation):
     el2n_eval            [K, N]  ‖softmax − onehot‖₂.
+    loss_eval            [K, N]  per-sample CE.
+    logits_eval          [K, N, C] class logits, float16.
     grand_all            [K, N]  per-sample ‖∇_θ CE‖₂ over all parameters.
     grand_last           [K, N]  the same over the classifier layer only (closed form).
     snapshot_epochs      [K]     the epochs the snapshot rows were taken at (int64).
-    features             [N, D]  penultimate features of the final model (eval, un-augmented).
+  the final model, eval mode on un-augmented inputs:
+    features             [N, D]  penultimate features.
+    logits_final         [N, C]  class logits, float16.
+
+The declarations (shape, when taken, dtype) live in `corebench.signals`; a plug-in signal
+declared there names a `compute` hook that this module imports and calls (`_hook`):
+    train_pass:                    hook(logits [B, C], y [B], losses [B]) -> [B], under no_grad
+    eval_pass, snapshot, final:    hook(model, x [B, ...], y [B]) -> [B] or [B, C] / [B, D],
+                                   model in eval mode, inputs un-augmented in [0, 1]
 """
 
 from __future__ import annotations
 
 import hashlib
+import importlib
 import io
 import json
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -47,13 +59,18 @@ from corebench.faults import fault_point
 from corebench.files import confined, write_atomic
 from corebench.models import NormalizedModel, create_model
 from corebench.optim import batch_order, make_optimizer, steps_per_epoch
-from corebench.signals import (
+from corebench.signals import (  # noqa: F401  ALL_SIGNALS, EVAL_PASS, TRAIN_PASS: re-exported
     ALL_SIGNALS,
+    BUILTIN,
     EVAL_PASS,
+    FINAL,
     SNAPSHOT,
+    SNAPSHOT_EPOCHS,
     TRAIN_PASS,
     check_signals,
     companions,
+    get_signal,
+    list_signals,
 )
 from corebench.spec import ArchSpec, DatasetSpec, ScoringConfig, stable_hash, to_jsonable
 
@@ -77,6 +94,7 @@ class ScoringResult:
     seconds: float  # time of the run that made them (0 reused from cache is not 0: see cached)
     cached: bool
     key: str
+    failed: dict[str, str] = field(default_factory=dict)  # plug-in signals not recorded -> why
 
 
 def scoring_key(dataset: DatasetSpec, data: Dataset, arch: ArchSpec, cfg: ScoringConfig, seed: int,
@@ -127,17 +145,18 @@ def get_signals(
         have, seconds = entry
         if wanted <= set(have):
             return ScoringResult({k: have[k] for k in wanted | companions(wanted)}, seconds, True, key)
-        wanted |= {k for k in have if k in ALL_SIGNALS}  # re-run once for the union
+        wanted |= {k for k in have if k in list_signals()}  # re-run once for the union
     if not wanted:
         return ScoringResult({}, 0.0, True, key)
     start = time.perf_counter()
-    made = run_scoring(data, arch, cfg, seed, wanted, device=device, progress=progress)
+    failed: dict[str, str] = {}
+    made = run_scoring(data, arch, cfg, seed, wanted, device=device, progress=progress, failed=failed)
     seconds = time.perf_counter() - start
     if path is not None:
         _save(path, made, {"key": key, "dataset": dataset, "data": data.fingerprint("train"), "arch": arch,
                            "scoring": cfg, "seed": seed, "threads": threads, "signals": sorted(made),
                            "seconds": round(seconds, 3)}, root=cache_dir)
-    return ScoringResult(made, seconds, False, key)
+    return ScoringResult(made, seconds, False, key, failed)
 
 
 def _checksum(blob: bytes | memoryview) -> str:
@@ -174,8 +193,10 @@ def _load(path: Path, key: str, data: Dataset) -> tuple[dict[str, np.ndarray], f
                 arrays = {k: f[k] for k in f.files}
             n = data.x_train.shape[0]
             for name, arr in arrays.items():
-                if name in ALL_SIGNALS and (arr.ndim != 2 or arr.shape[0 if name == "features" else 1] != n):
-                    raise ValueError(f"signal {name} has shape {arr.shape} for {n} samples")
+                if name in list_signals():
+                    shape = get_signal(name).shape
+                    if arr.ndim != len(shape) or arr.shape[shape.index("N")] != n:
+                        raise ValueError(f"signal {name} has shape {arr.shape} for {n} samples")
             return arrays, float(meta.get("seconds", 0.0))
         except Exception as exc:  # unreadable, truncated, tampered, half written
             problem = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
@@ -195,17 +216,19 @@ def run_scoring(
     *,
     device: torch.device,
     progress: bool = True,
+    failed: dict[str, str] | None = None,
 ) -> dict[str, np.ndarray]:
-    """Train `arch` on the full train set for cfg.epochs, recording `signals`."""
+    """Train `arch` on the full train set for cfg.epochs, recording `signals`.
+
+    A plug-in signal whose hook fails is left out of the result, its error put in `failed`.
+    """
     n, epochs = data.x_train.shape[0], cfg.epochs
-    out: dict[str, np.ndarray] = {}
-    for name in signals & set(TRAIN_PASS + EVAL_PASS):
-        out[name] = np.zeros((epochs, n), dtype=bool if name == "correct" else np.float32)
+    signals = check_signals(signals)
     snapshot_epochs = list(cfg.snapshots())
-    if signals & set(SNAPSHOT):
-        out["snapshot_epochs"] = np.asarray(snapshot_epochs, dtype=np.int64)
-        for name in signals & set(SNAPSHOT):
-            out[name] = np.zeros((len(snapshot_epochs), n), dtype=np.float32)
+    out = _allocate(signals, n, epochs, len(snapshot_epochs), data.info.num_classes)
+    if companions(signals):
+        out[SNAPSHOT_EPOCHS] = np.asarray(snapshot_epochs, dtype=np.int64)
+    plugins = Plugins(signals)
 
     with seeded(seed, device):
         model = create_model(arch, data.info).to(device)
@@ -216,6 +239,8 @@ def run_scoring(
         )
         x_all, y_all = data.x_train, data.y_train
         _snapshot(model, data, signals, out, snapshot_epochs, epoch=0, device=device)
+        if 0 in snapshot_epochs:
+            plugins.model_pass(model, data, "snapshot", out, 0, device)
         bar = tqdm(range(epochs), desc=f"scoring {arch.label}", disable=not progress, leave=False)
         for epoch in bar:
             model.train()
@@ -234,16 +259,39 @@ def run_scoring(
                 sched.step()
                 with torch.no_grad():
                     _record_outputs(out, epoch, idx, logits.detach(), y, losses.detach())
+                    for name in plugins.at("train_pass"):
+                        plugins.store(out, name, (epoch, idx), (logits.detach(), y, losses.detach()))
                     if want_input_grad:
                         # mean-loss gradient × batch size = gradient of each sample's own loss
                         norms = x.grad.flatten(1).norm(dim=1) * x.shape[0]
                         out["input_grad_norm"][epoch, idx] = norms.cpu().numpy()
-            if signals & set(EVAL_PASS):
+            if "input_grad_norm_eval" in signals:
                 _eval_pass(model, data, signals, out, epoch, device)
+            plugins.model_pass(model, data, "eval_pass", out, epoch, device)
             _snapshot(model, data, signals, out, snapshot_epochs, epoch=epoch + 1, device=device)
+            if epoch + 1 in snapshot_epochs:
+                plugins.model_pass(model, data, "snapshot", out, snapshot_epochs.index(epoch + 1), device)
             fault_point("scoring", f"epoch {epoch + 1}")
-        if "features" in signals:
-            out["features"] = _features(model, data, device)
+        if signals & set(FINAL):
+            _final(model, data, signals, out, device)
+        plugins.model_pass(model, data, "final", out, None, device)
+    for name in plugins.failed:
+        out.pop(name, None)
+        log.error("scoring run: plug-in signal %r is not recorded: %s", name, plugins.failed[name])
+    if failed is not None:
+        failed.update(plugins.failed)
+    return out
+
+
+def _allocate(signals: set[str], n: int, epochs: int, snapshots: int, classes: int) -> dict[str, np.ndarray]:
+    """Arrays for the per-epoch and snapshot signals, shaped and typed as declared (final-model
+    signals are made whole at the end, their width D known only then)."""
+    sizes = {"E": epochs, "K": snapshots, "N": n, "C": classes}
+    out = {}
+    for name in sorted(signals):
+        sig = get_signal(name)
+        if sig.taken != "final":
+            out[name] = np.zeros(tuple(sizes[a] for a in sig.shape), dtype=sig.dtype)
     return out
 
 
@@ -261,6 +309,65 @@ def _record_outputs(out: dict, epoch: int, idx: np.ndarray, logits: torch.Tensor
         out["margin_logits"][epoch, idx] = margin(logits, y).cpu().numpy()
     if "margin_probs" in out:
         out["margin_probs"][epoch, idx] = margin(probs, y).cpu().numpy()
+
+
+class Plugins:
+    """The plug-in signals of one scoring run: their compute hooks, and the ones that failed.
+
+    A hook that cannot be imported, raises, or returns the wrong shape is dropped for the rest
+    of the run with its error kept in `failed`; the run goes on, so only the methods that
+    declared that signal fail (with that error), never the others sharing the run.
+    """
+
+    def __init__(self, signals: Iterable[str]) -> None:
+        self.hooks: dict[str, Callable[..., torch.Tensor]] = {}
+        self.failed: dict[str, str] = {}
+        for name in sorted(signals):
+            sig = get_signal(name)
+            if sig.distribution == BUILTIN:
+                continue
+            module, _, attr = (sig.compute or "").partition(":")
+            try:
+                self.hooks[name] = getattr(importlib.import_module(module), attr)
+            except Exception as exc:
+                self.failed[name] = f"compute {sig.compute!r} cannot be imported ({type(exc).__name__}: {exc})"
+
+    def at(self, taken: str) -> list[str]:
+        return [n for n in self.hooks if get_signal(n).taken == taken]
+
+    def store(self, out: dict[str, np.ndarray], name: str, where: Any, args: tuple, n: int = 0) -> None:
+        """out[name][where] = hook(*args), or drop the signal with its error. A final-model
+        signal's [n, ...] array is allocated from its first batch."""
+        if name not in self.hooks:
+            return
+        try:
+            value = self.hooks[name](*args)
+            if isinstance(value, torch.Tensor):
+                value = value.detach().cpu()
+                value = value.numpy() if value.dtype == torch.bool else value.float().numpy()
+            value = np.asarray(value)
+            if name not in out:
+                out[name] = np.zeros((n, *value.shape[1:]), dtype=get_signal(name).dtype)
+            out[name][where] = value
+        except Exception as exc:
+            first = str(exc).splitlines()[0] if str(exc) else ""
+            self.failed[name] = f"its compute hook {get_signal(name).compute!r} failed ({type(exc).__name__}: {first})"
+            self.hooks.pop(name)
+            out.pop(name, None)
+
+    def model_pass(self, model: NormalizedModel, data: Dataset, taken: str, out: dict[str, np.ndarray],
+                   row: int | None, device: torch.device) -> None:
+        """Every hook taken at `taken` over the un-augmented train set, eval mode, into row `row`
+        of its signal (None: the final model's [N, ...] array, allocated from the first batch)."""
+        names = self.at(taken)
+        if not names:
+            return
+        model.eval()
+        n = data.x_train.shape[0]
+        for sl in _eval_batches(n):
+            x, y = data.x_train[sl].to(device), data.y_train[sl].to(device)
+            for name in names:
+                self.store(out, name, (row, sl) if row is not None else sl, (model, x, y), n)
 
 
 def el2n(probs: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -293,37 +400,57 @@ def _eval_pass(model: NormalizedModel, data: Dataset, signals: set[str], out: di
 
 def _snapshot(model: NormalizedModel, data: Dataset, signals: set[str], out: dict, snapshot_epochs: list[int],
               epoch: int, device: torch.device) -> None:
-    """Snapshot rows at the chosen epochs (0 = before any training step), eval mode."""
+    """Built-in snapshot rows at the chosen epochs (0 = before any training step), eval mode."""
     if epoch not in snapshot_epochs or not signals & set(SNAPSHOT):
         return
     row = snapshot_epochs.index(epoch)
     model.eval()
-    if signals & {"el2n_eval", "grand_last"}:
-        errors, last_layer = _head_pass(model, data, device)
-        if "el2n_eval" in signals:
-            out["el2n_eval"][row] = errors
-        if "grand_last" in signals:
-            out["grand_last"][row] = last_layer
+    head_signals = {"el2n_eval", "grand_last", "loss_eval", "logits_eval"}
+    if signals & head_signals:
+        for name, values in _head_pass(model, data, device).items():
+            if name in signals:
+                out[name][row] = values
     if "grand_all" in signals:
         out["grand_all"][row] = _grand_all(model, data, device)
 
 
-def _head_pass(model: NormalizedModel, data: Dataset, device: torch.device) -> tuple[np.ndarray, np.ndarray]:
-    """EL2N and the last layer's gradient norm from one forward pass.
+def _head_pass(model: NormalizedModel, data: Dataset, device: torch.device) -> dict[str, np.ndarray]:
+    """EL2N, the loss, the logits and the last layer's gradient norm from one forward pass.
 
     For a linear classifier the per-sample gradient is (p − y) hᵀ (and p − y for the
     bias), so ‖∇‖² = ‖p − y‖² (‖h‖² + 1): the EL2N times a feature-norm factor.
     """
     head = model.classifier()
     has_bias = getattr(head, "bias", None) is not None
-    errors, last = [], []
+    parts: dict[str, list[torch.Tensor]] = {"el2n_eval": [], "grand_last": [], "loss_eval": [], "logits_eval": []}
     with torch.no_grad():
         for sl in _eval_batches(data.x_train.shape[0]):
             h = model.features(data.x_train[sl].to(device))
-            err = el2n(head(h).softmax(1), data.y_train[sl].to(device))
-            errors.append(err.cpu())
-            last.append((err * (h.pow(2).sum(1) + float(has_bias)).sqrt()).cpu())
-    return torch.cat(errors).numpy(), torch.cat(last).numpy()
+            y = data.y_train[sl].to(device)
+            logits = head(h)
+            err = el2n(logits.softmax(1), y)
+            parts["el2n_eval"].append(err.cpu())
+            parts["grand_last"].append((err * (h.pow(2).sum(1) + float(has_bias)).sqrt()).cpu())
+            parts["loss_eval"].append(F.cross_entropy(logits, y, reduction="none").cpu())
+            parts["logits_eval"].append(logits.half().cpu())
+    return {k: torch.cat(v).numpy() for k, v in parts.items()}
+
+
+def _final(model: NormalizedModel, data: Dataset, signals: set[str], out: dict, device: torch.device) -> None:
+    """The final model's penultimate features and logits, eval mode, from one forward pass."""
+    model.eval()
+    head = model.classifier()
+    feats, logits = [], []
+    with torch.no_grad():
+        for sl in _eval_batches(data.x_train.shape[0]):
+            h = model.features(data.x_train[sl].to(device))
+            feats.append(h.float().cpu())
+            if "logits_final" in signals:
+                logits.append(head(h).half().cpu())
+    if "features" in signals:
+        out["features"] = torch.cat(feats).numpy()
+    if "logits_final" in signals:
+        out["logits_final"] = torch.cat(logits).numpy()
 
 
 def _grand_all(model: NormalizedModel, data: Dataset, device: torch.device) -> np.ndarray:
@@ -348,12 +475,3 @@ def _grand_all(model: NormalizedModel, data: Dataset, device: torch.device) -> n
         sq = sum(g.flatten(1).pow(2).sum(1) for g in grads.values())
         norms.append(sq.sqrt().cpu())
     return torch.cat(norms).numpy()
-
-
-def _features(model: NormalizedModel, data: Dataset, device: torch.device) -> np.ndarray:
-    model.eval()
-    feats = []
-    with torch.no_grad():
-        for sl in _eval_batches(data.x_train.shape[0]):
-            feats.append(model.features(data.x_train[sl].to(device)).float().cpu())
-    return torch.cat(feats).numpy()

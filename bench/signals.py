@@ -1,38 +1,259 @@
-"""The per-sample signals a scoring run can record: their names, in one torch-free place.
+"""The signal registry: what a scoring run can record, declared in one torch-free place.
 
-Read by the scoring run (which records them) and by the method kit (which fakes them), so a
-method author's package can check its declarations without importing torch.
+A signal is one per-sample array the scoring run (`corebench.scoring`) records while it trains
+the proxy model on the full train set. Each is declared here, like a method in the method
+registry: its name, its shape, when it is taken, its dtype (so its memory), and one line on
+what it is. The scoring run records exactly the union of the signals a grid's methods declare;
+the method kit (`corebench.methods.testing`) fakes them without torch; the docs' signal tables
+are generated from the declarations (`python -m corebench.signals`, a test keeps them equal).
 
-    train pass, [E, N] per epoch: input_grad_norm, correct, loss, el2n, margin_logits, margin_probs
-    eval pass, [E, N] per epoch:  input_grad_norm_eval
-    snapshots, [K, N]:            el2n_eval, grand_all, grand_last (+ snapshot_epochs [K])
-    final model, [N, D]:          features
+When a signal is taken, and the shapes that go with it (E scoring epochs, K snapshot epochs,
+N train samples, C classes, D feature width):
+
+    train_pass  [E, N]                    the training step's own forward/backward (train mode, augmented)
+    eval_pass   [E, N]                    a pass of its own after every epoch (eval mode, un-augmented)
+    snapshot    [K, N] or [K, N, C]       eval mode, un-augmented, at `scoring.snapshot_epochs`
+                                          (their epochs come along as `snapshot_epochs` [K])
+    final       [N, D] or [N, C]          the final scoring model, eval mode, un-augmented
+
+Plug-in packages declare more signals under the entry-point group `corebench.signals`: the
+entry point names a module (importing it calls `register_signal`) or a `Signal` (or a list of
+them). A plug-in signal names its `compute` hook ("module:function", imported by the scoring
+run only, so it may use torch) and optionally a torch-free `fake` for the kit; see
+CONTRIBUTING.md, "Ask for a signal".
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import logging
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from importlib import metadata
+from typing import Any
 
 from corebench.errors import ConfigError
 
-TRAIN_PASS: tuple[str, ...] = ("input_grad_norm", "correct", "loss", "el2n", "margin_logits", "margin_probs")
-EVAL_PASS: tuple[str, ...] = ("input_grad_norm_eval",)
-SNAPSHOT: tuple[str, ...] = ("el2n_eval", "grand_all", "grand_last")
-FINAL: tuple[str, ...] = ("features",)
-ALL_SIGNALS: tuple[str, ...] = TRAIN_PASS + EVAL_PASS + SNAPSHOT + FINAL
-BOOL_SIGNALS: tuple[str, ...] = ("correct",)
+log = logging.getLogger(__name__)
+
+ENTRY_POINT_GROUP = "corebench.signals"
 SNAPSHOT_EPOCHS = "snapshot_epochs"  # [K] int64: the epochs the snapshot rows were taken at
+BUILTIN = "corebench"  # the distribution of the built-in signals
+
+TAKEN: dict[str, tuple[tuple[str, ...], ...]] = {  # when a signal is taken -> the shapes allowed
+    "train_pass": (("E", "N"),),
+    "eval_pass": (("E", "N"),),
+    "snapshot": (("K", "N"), ("K", "N", "C")),
+    "final": (("N", "D"), ("N", "C")),
+}
+DTYPES: dict[str, int] = {"float32": 4, "float16": 2, "bool": 1}  # dtype -> bytes per element
+TAKEN_TEXT = {
+    "train_pass": "training pass",
+    "eval_pass": "eval pass, every epoch",
+    "snapshot": "eval-mode snapshots",
+    "final": "final model",
+}
+
+
+@dataclass(frozen=True)
+class Signal:
+    """One signal a scoring run can record.
+
+    Attributes:
+        name: lowercase letters, digits and '_'; what methods list in `signals`.
+        shape: axis letters, one of `TAKEN[taken]` (e.g. ("K", "N", "C")).
+        taken: "train_pass", "eval_pass", "snapshot" or "final".
+        dtype: "float32", "float16" or "bool".
+        what: one line: the definition, with its reference where it has one.
+        compute: plug-ins only: "module:function" the scoring run calls (see CONTRIBUTING.md).
+        fake: optional "module:function" the kit calls for a plausible fake (torch-free).
+        distribution: the package that declares it ("corebench" for the built-ins).
+    """
+
+    name: str
+    shape: tuple[str, ...]
+    taken: str
+    dtype: str
+    what: str
+    compute: str | None = None
+    fake: str | None = None
+    distribution: str = BUILTIN
+
+    @property
+    def shape_text(self) -> str:
+        return "[" + ", ".join(self.shape) + "]"
+
+    def bytes_per_sample(self, epochs: int = 1, snapshots: int = 1, classes: int = 1, features: int = 1) -> int:
+        """Memory per train sample for a run with these sizes (E, K, C, D)."""
+        sizes = {"E": epochs, "K": snapshots, "C": classes, "D": features, "N": 1}
+        count = 1
+        for axis in self.shape:
+            count *= sizes[axis]
+        return count * DTYPES[self.dtype]
+
+    @property
+    def memory_text(self) -> str:
+        """Bytes per sample as a formula: '4·E', '2·K·C', '1·E'."""
+        axes = [a for a in self.shape if a != "N"]
+        return "·".join([str(DTYPES[self.dtype]), *axes]) + " B"
+
+
+def _builtin(name: str, shape: str, taken: str, dtype: str, what: str) -> Signal:
+    return Signal(name, tuple(a.strip() for a in shape.strip("[]").split(",")), taken, dtype, what)
+
+
+# The built-in signals, in the order the docs list them. Their computation is corebench.scoring's.
+BUILTINS: tuple[Signal, ...] = (
+    _builtin("input_grad_norm", "[E, N]", "train_pass", "float32",
+             "‖∇ₓ CE‖₂ from the training step's own backward (with train-mode BatchNorm the batch couples "
+             "samples: ∇ₓᵢ Σⱼ CEⱼ), nearly free"),
+    _builtin("input_grad_norm_eval", "[E, N]", "eval_pass", "float32",
+             "exact per-sample ‖∇ₓ CE‖₂, eval mode, un-augmented, after every epoch (a pass of its own)"),
+    _builtin("correct", "[E, N]", "train_pass", "bool", "prediction correct in the training pass"),
+    _builtin("loss", "[E, N]", "train_pass", "float32", "per-sample cross-entropy, training pass"),
+    _builtin("el2n", "[E, N]", "train_pass", "float32", "‖softmax − onehot‖₂, training pass (Paul et al. 2021)"),
+    _builtin("margin_logits", "[E, N]", "train_pass", "float32",
+             "AUM margin z_y − max_{k≠y} z_k on logits, training pass (Pleiss et al. 2020)"),
+    _builtin("margin_probs", "[E, N]", "train_pass", "float32", "the same margin on softmax probabilities"),
+    _builtin("el2n_eval", "[K, N]", "snapshot", "float32", "‖softmax − onehot‖₂ in eval mode"),
+    _builtin("loss_eval", "[K, N]", "snapshot", "float32", "per-sample cross-entropy in eval mode"),
+    _builtin("logits_eval", "[K, N, C]", "snapshot", "float16",
+             "class logits in eval mode (softmax them for probabilities)"),
+    _builtin("grand_all", "[K, N]", "snapshot", "float32",
+             "per-sample ‖∇_θ CE‖₂ over all parameters (torch.func vmap; data_diet `get_grad_norm_fn`)"),
+    _builtin("grand_last", "[K, N]", "snapshot", "float32",
+             "the same over the classifier only, closed form ‖p − y‖·√(‖h‖² + 1) (DeepCore `grand.py`)"),
+    _builtin("features", "[N, D]", "final", "float32", "penultimate features (timm pre-logits)"),
+    _builtin("logits_final", "[N, C]", "final", "float16", "class logits (softmax them for probabilities)"),
+)  # fmt: skip
+
+_REGISTRY: dict[str, Signal] = {}
+_entry_points_loaded = False
+
+
+def _check_declaration(sig: Signal) -> None:
+    where = f"signal {sig.name!r}" + (f" (from {sig.distribution})" if sig.distribution != BUILTIN else "")
+    if not isinstance(sig.name, str) or not sig.name or not sig.name.replace("_", "").isalnum() or sig.name != sig.name.lower():
+        raise ConfigError(f"signal name {sig.name!r} is not allowed; allowed: lowercase letters, digits, '_'")
+    if sig.name == SNAPSHOT_EPOCHS:
+        raise ConfigError(f"signal name {sig.name!r} is reserved (the snapshot epochs come with every snapshot signal)")
+    if sig.taken not in TAKEN:
+        raise ConfigError(f"{where}: taken {sig.taken!r} is not allowed; allowed: {', '.join(TAKEN)}")
+    if tuple(sig.shape) not in TAKEN[sig.taken]:
+        shapes = " or ".join("[" + ", ".join(s) + "]" for s in TAKEN[sig.taken])
+        raise ConfigError(f"{where}: shape {list(sig.shape)} is not allowed for taken {sig.taken!r}; allowed: {shapes}")
+    if sig.dtype not in DTYPES:
+        raise ConfigError(f"{where}: dtype {sig.dtype!r} is not allowed; allowed: {', '.join(DTYPES)}")
+    if sig.distribution != BUILTIN and not (isinstance(sig.compute, str) and ":" in sig.compute):
+        raise ConfigError(f"{where}: compute {sig.compute!r} is not allowed; allowed: 'module:function' (the scoring hook)")
+    if sig.fake is not None and not (isinstance(sig.fake, str) and ":" in sig.fake):
+        raise ConfigError(f"{where}: fake {sig.fake!r} is not allowed; allowed: None or 'module:function'")
+
+
+def register_signal(sig: Signal) -> Signal:
+    """Declare a signal (a plug-in's, or a built-in's); a second, different declaration is an error."""
+    if not isinstance(sig, Signal):
+        raise ConfigError(f"register_signal: {sig!r} is not allowed; allowed: a corebench.signals.Signal")
+    sig = Signal(**{**sig.__dict__, "shape": tuple(sig.shape)})
+    _check_declaration(sig)
+    existing = _REGISTRY.get(sig.name)
+    if existing is not None and existing != sig:
+        raise ConfigError(
+            f"signal name {sig.name!r} is already registered by {existing.distribution}; "
+            f"registered: {', '.join(sorted(_REGISTRY))}"
+        )
+    _REGISTRY[sig.name] = sig
+    return sig
+
+
+for _sig in BUILTINS:
+    register_signal(_sig)
+
+
+def loaded_entry_points(group: str, kind: str) -> Iterator[tuple[metadata.EntryPoint, Any]]:
+    """(entry point, loaded object) for each entry point of `group` that imports; one that
+    fails is logged as a warning naming it and skipped (a broken plug-in never stops the suite).
+    Shared by the method and the signal registries."""
+    for ep in metadata.entry_points(group=group):
+        try:
+            loaded = ep.load()
+        except Exception as exc:
+            log.warning("could not load %s plug-in %s (%s): %s", kind, ep.name, ep.value, exc)
+            continue
+        yield ep, loaded
+
+
+def load_entry_points() -> None:
+    """Import the signals advertised under the `corebench.signals` entry-point group."""
+    global _entry_points_loaded
+    if _entry_points_loaded:
+        return
+    _entry_points_loaded = True
+    for ep, loaded in loaded_entry_points(ENTRY_POINT_GROUP, "signal"):
+        found = [loaded] if isinstance(loaded, Signal) else list(loaded) if isinstance(loaded, (list, tuple)) else []
+        dist = ep.dist.name if ep.dist is not None else None
+        try:
+            for sig in found:
+                if dist and sig.distribution == BUILTIN:
+                    sig = Signal(**{**sig.__dict__, "distribution": dist})
+                register_signal(sig)
+        except Exception as exc:  # a bad declaration: that plug-in's signals are left out
+            log.warning("could not load signal plug-in %s (%s): %s", ep.name, ep.value, exc)
+
+
+def list_signals() -> list[str]:
+    """Every known signal name: the built-ins in doc order, then plug-ins sorted."""
+    load_entry_points()
+    builtin = [s.name for s in BUILTINS]
+    return builtin + sorted(n for n in _REGISTRY if n not in builtin)
+
+
+def get_signal(name: str) -> Signal:
+    load_entry_points()
+    if name not in _REGISTRY:
+        raise ConfigError(f"signals: {name!r} is not recorded by the scoring run; allowed: {', '.join(list_signals())}")
+    return _REGISTRY[name]
+
+
+def taken_at(taken: str, names: Iterable[str]) -> list[str]:
+    """The names among `names` taken at `taken`, sorted."""
+    return sorted(n for n in set(names) if get_signal(n).taken == taken)
 
 
 def check_signals(names: Iterable[str]) -> set[str]:
     """The names as a set, or a ConfigError naming the first one no scoring run records."""
     names = set(names)
-    unknown = names - set(ALL_SIGNALS)
-    if unknown:
-        raise ConfigError(f"signals: {sorted(unknown)[0]!r} is not recorded by the scoring run; allowed: {', '.join(ALL_SIGNALS)}")
+    for name in sorted(names):
+        get_signal(name)
     return names
+
+
+def unknown_signals(names: Iterable[str]) -> list[str]:
+    """The names no scoring run records, sorted."""
+    load_entry_points()
+    return sorted(set(names) - set(_REGISTRY))
 
 
 def companions(names: Iterable[str]) -> set[str]:
     """What comes along with the signals: the snapshot epochs with any snapshot signal."""
-    return {SNAPSHOT_EPOCHS} if set(names) & set(SNAPSHOT) else set()
+    return {SNAPSHOT_EPOCHS} if any(get_signal(n).taken == "snapshot" for n in set(names)) else set()
+
+
+# Built-in names by when they are taken (the torch-free vocabulary other modules import).
+TRAIN_PASS: tuple[str, ...] = tuple(s.name for s in BUILTINS if s.taken == "train_pass")
+EVAL_PASS: tuple[str, ...] = tuple(s.name for s in BUILTINS if s.taken == "eval_pass")
+SNAPSHOT: tuple[str, ...] = tuple(s.name for s in BUILTINS if s.taken == "snapshot")
+FINAL: tuple[str, ...] = tuple(s.name for s in BUILTINS if s.taken == "final")
+ALL_SIGNALS: tuple[str, ...] = tuple(s.name for s in BUILTINS)
+BOOL_SIGNALS: tuple[str, ...] = tuple(s.name for s in BUILTINS if s.dtype == "bool")
+
+
+def markdown_table(signals: Iterable[Signal] = BUILTINS) -> str:
+    """The docs' signal table (DESIGN.md and CONTRIBUTING.md hold it verbatim; a test checks)."""
+    rows = ["| signal | shape | taken | dtype | bytes per sample | what |", "|---|---|---|---|---|---|"]
+    for s in signals:
+        rows.append(f"| `{s.name}` | {s.shape_text} | {TAKEN_TEXT[s.taken]} | {s.dtype} | {s.memory_text} | {s.what} |")
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":  # python -m corebench.signals: the table the docs hold
+    print(markdown_table())

@@ -85,17 +85,17 @@ def test_eval_pass_and_grand_match_per_sample_autograd(digits):
     from corebench import scoring
 
     captured = {}
-    original = scoring._features
+    original = scoring._final
 
-    def keep(model, data, device):
+    def keep(model, data, signals, out, device):
         captured["model"] = model
-        return original(model, data, device)
+        return original(model, data, signals, out, device)
 
-    scoring._features = keep
+    scoring._final = keep
     try:
         run_scoring(digits, TINY, cfg, 0, {"features"}, device=CPU, progress=False)
     finally:
-        scoring._features = original
+        scoring._final = original
     model = captured["model"].eval()
     head = model.classifier()
     for i in (0, 7, 42):
