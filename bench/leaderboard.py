@@ -429,6 +429,7 @@ def _provenance(board: Board) -> list[str]:
             distinct = _settings(by_method[lab])
             text = "; ".join(t if len(distinct) == 1 else f"{t} ({n} records)" for n, t in distinct)
             lines.append(f"  - `{_md(lab)}`: {_md(text)}")
+    lines += _method_packages(recs)
     distinct = _settings((r["versions"] for r in recs), drop=("git_commit",))
     if len(distinct) == 1:
         lines.append(f"- Package versions: {_md(distinct[0][1])}")
@@ -470,6 +471,27 @@ def _footnotes(board: Board) -> list[str]:
                    "of the CCS paper's appendix that was not verified against the reference; only β = 0.3 at "
                    "90% pruning on CIFAR-10 is confirmed by the reference README. Treat these rows as provisional.")
     return out
+
+
+def _method_packages(recs: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Which installed package provided each row's method; plug-in rows are marked as such.
+    Nothing when no record names its method's package (records older than the field)."""
+    by_package: dict[str, set[str]] = defaultdict(set)
+    for r in recs:
+        src = r.get("method_source")
+        if src:
+            where = f"`{src.get('distribution') or src['module']}` {src.get('version') or '?'}"
+            if src.get("editable"):
+                where += f", editable at commit `{src.get('git_commit') or '?'}`"
+            if (src.get("distribution") or "") != "corebench":
+                where += " — plug-in"
+            by_package[where].add(r["cell"]["method_label"])
+    if not by_package:
+        return []
+    lines = ["- Method packages:"]
+    lines += [f"  - {_md(where)}: {', '.join(f'`{_md(m)}`' for m in sorted(labels))}"
+              for where, labels in sorted(by_package.items())]
+    return lines
 
 
 # --------------------------------------------------------------------------- exports

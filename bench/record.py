@@ -16,6 +16,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    StrictBool,
     StrictInt,
     StrictStr,
     ValidationError,
@@ -91,6 +92,16 @@ class Coreset(_Part):
     class_histogram: list[Annotated[StrictInt, Field(ge=0)]]
 
 
+class MethodSource(_Part):
+    """The installed package that provided the cell's method (`methods.registry.method_source`)."""
+
+    module: NonEmpty
+    distribution: StrictStr | None  # None: the module belongs to no installed distribution
+    version: StrictStr | None
+    editable: StrictBool = False
+    git_commit: StrictStr | None = None  # of an editable install's source tree ("-dirty": changed files)
+
+
 class Record(_Part):
     schema_version: Literal[1]
     cell_id: NonEmpty
@@ -105,6 +116,7 @@ class Record(_Part):
     timings: dict[str, float | None]
     versions: dict[str, StrictStr | None]
     device: StrictStr | None
+    method_source: MethodSource | None = None  # None: a full-data cell, or a record older than the field
 
     @model_validator(mode="after")
     def _outcome_fits_status(self) -> Record:

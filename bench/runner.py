@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import os
 import platform
-import subprocess
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -27,11 +26,13 @@ import torch
 from corebench import __version__
 from corebench.checkpoint import Checkpoint
 from corebench.data import Dataset, load_dataset
-from corebench.errors import BenchError
+from corebench.errors import BenchError, MethodError
 from corebench.evaluate import evaluate
 from corebench.files import confined, writable_folder
 from corebench.methods import CoresetMethod, SelectionContext, create_method, run_selection
-from corebench.models import create_model
+from corebench.methods.base import declared_signals
+from corebench.methods.registry import git_commit, method_source
+from corebench.models import create_model, default_scoring_arch
 from corebench.optim import resolve_device, torch_threads
 from corebench.record import SCHEMA_VERSION, CellConfig, Record
 from corebench.results import DONE, STALE, record_state, write_indices, write_record
@@ -246,7 +247,8 @@ class ScoringCache:
         self.cfg, self.cache_dir, self.device, self.progress = cfg, cache_dir, device, progress
         self.threads = threads
         self.needs: dict[tuple, set[str]] = {}
-        self.made: dict[tuple, tuple[dict[str, np.ndarray], float] | BenchError | Exception] = {}
+        # per key: (signals, seconds, plug-in signals that failed -> why), or the run's error
+        self.made: dict[tuple, tuple[dict[str, np.ndarray], float, dict[str, str]] | Exception] = {}
 
     def _keys(self, cell: Cell, method: CoresetMethod) -> list[tuple]:
         return [
@@ -255,29 +257,38 @@ class ScoringCache:
         ]
 
     def request(self, cell: Cell, method: CoresetMethod) -> None:
+        """Add the method's signals to its runs' needs (a method declaring an unknown signal adds
+        nothing: its own cells fail, the run and the other methods' cells do not)."""
+        try:
+            wanted = declared_signals(method)
+        except MethodError:
+            return
         for key in self._keys(cell, method):
-            self.needs.setdefault(key, set()).update(method.required_signals())
+            self.needs.setdefault(key, set()).update(wanted)
 
     def contexts(self, cell: Cell, data: Dataset, method: CoresetMethod) -> tuple[SelectionContext, float]:
         """The method's SelectionContext and the seconds its scoring runs took."""
+        wanted = set(declared_signals(method))  # a MethodError naming the method and the unknown signal
         self.request(cell, method)
         runs, seconds = [], 0.0
-        wanted = set(method.required_signals())
         for key in self._keys(cell, method):
             made = self.made.get(key)
-            if made is None or (not isinstance(made, Exception) and not wanted <= set(made[0])):
+            if made is None or (not isinstance(made, Exception) and not wanted <= set(made[0]) | set(made[2])):
                 try:
                     res = get_signals(
                         data, key[0], key[1], self.cfg, key[2], self.needs[key],
                         cache_dir=self.cache_dir, device=self.device, progress=self.progress,
                         threads=self.threads,
                     )
-                    self.made[key] = (res.signals, res.seconds)
+                    self.made[key] = (res.signals, res.seconds, res.failed)
                 except Exception as exc:  # every cell of the group fails with the same error
                     self.made[key] = exc
             made = self.made[key]
             if isinstance(made, Exception):
                 raise made
+            lost = sorted(wanted & set(made[2]))
+            if lost:
+                raise MethodError(f"method {method.name!r}: signal {lost[0]!r} was not recorded: {made[2][lost[0]]}")
             runs.append(made[0])
             seconds += made[1]
         labels = data.y_train.numpy()
@@ -358,6 +369,7 @@ def run_cell(
         "timings": {},
         "versions": versions(),
         "device": device_name(device),
+        "method_source": method_source(cell.method.name) if method is not None else None,
     }
     try:
         indices, scoring_s, selection_s = select_indices(cell, data, method, scorer)
@@ -424,7 +436,7 @@ def run_grid_file(grid_path: str, results_dir: str, cache_dir: str | None, shard
 
 def select_coreset(
     dataset: DatasetSpec,
-    arch: ArchSpec,
+    arch: ArchSpec | None,
     method: MethodSpec,
     fraction: float,
     *,
@@ -434,11 +446,14 @@ def select_coreset(
     device: str = "auto",
     progress: bool = True,
     threads: int = 1,
-) -> np.ndarray:
-    """The sorted indices to KEEP, for users who only want the subset (`corebench select`).
+) -> tuple[np.ndarray, ArchSpec]:
+    """The sorted indices to KEEP and the scoring architecture used (`corebench select`).
 
-    Checked before the scoring run: the cache folder, the device, the method's parameters and
-    that the architecture builds for the dataset."""
+    `arch` None picks a scoring model sized for the dataset (`models.default_scoring_arch`).
+    The scoring run goes through the same cache as a grid's (`ScoringCache`, keyed by dataset,
+    scoring architecture, scoring settings, seed and threads), so with a grid's settings it
+    reuses the grid's scoring run. Checked before the scoring run: the cache folder, the
+    device, the method's parameters and that the architecture builds for the dataset."""
     from corebench.grid import check_builds
 
     cache = writable_folder(cache_dir or default_cache_dir(), "--cache")
@@ -446,11 +461,12 @@ def select_coreset(
     impl = None if method.name == FULL_DATA else create_method(method.name, **method.params)
     with torch_threads(threads):
         data = load_dataset(dataset)
+        arch = arch or default_scoring_arch(data.info)
         check_builds(arch, data)
         cell = Cell(dataset, arch, arch, "standard", method, fraction, seed)
         scorer = ScoringCache(scoring or ScoringConfig(), confined(cache, "scoring"), dev, progress, threads=threads)
         indices, _, _ = select_indices(cell, data, impl, scorer)
-    return indices
+    return indices, arch
 
 
 @lru_cache(maxsize=1)
@@ -462,21 +478,8 @@ def versions() -> dict[str, str | None]:
             out[pkg] = metadata.version(pkg)
         except metadata.PackageNotFoundError:
             out[pkg] = None
-    out["git_commit"] = _git_commit()
+    out["git_commit"] = git_commit(Path(__file__).resolve().parents[1])
     return out
-
-
-def _git_commit() -> str | None:
-    try:
-        repo = Path(__file__).resolve().parents[1]
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True, timeout=5)
-        if sha.returncode != 0:
-            return None
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=repo,
-                               capture_output=True, text=True, timeout=5).stdout.strip()
-        return sha.stdout.strip()[:12] + ("-dirty" if dirty else "")
-    except (OSError, subprocess.SubprocessError):
-        return None
 
 
 def device_name(device: torch.device) -> str:

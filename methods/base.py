@@ -7,9 +7,10 @@ broken method fails its own cell with a message naming it, not the grid.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, fields
 from typing import Annotated, Any, ClassVar, Literal
 
@@ -17,6 +18,7 @@ import numpy as np
 from pydantic import Field
 
 from corebench.errors import MethodError
+from corebench.signals import companions, list_signals, unknown_signals
 from corebench.spec import to_jsonable
 
 Direction = Literal["hardest", "easiest"]
@@ -44,14 +46,17 @@ class SelectionContext:
         labels: int64 [N] training labels.
         num_classes: number of classes.
         runs: the signals of each scoring run, runs[0] from this cell's seed; a mapping
-            signal name -> array ([E, N] per epoch, [K, N] GraNd, [N, D] features).
+            signal name -> array (shapes in `corebench.signals`). A method is handed a view
+            holding only the signals it declared (`only`); reading another is a MethodError.
         seed: the cell's seed; `rng()` derives every random choice from it.
+        method: the method the context was handed to (names it in errors).
     """
 
     labels: np.ndarray
     num_classes: int
     runs: tuple[Mapping[str, np.ndarray], ...]
     seed: int = 0
+    method: str = ""
 
     @property
     def n(self) -> int:
@@ -69,11 +74,17 @@ class SelectionContext:
     def signal_runs(self, name: str, n_runs: int = 1) -> list[np.ndarray]:
         """Signal `name` from the first `n_runs` scoring runs (for averaging over runs)."""
         if len(self.runs) < n_runs:
-            raise MethodError(f"needs {n_runs} scoring runs of {name!r}, only {len(self.runs)} given")
-        missing = [i for i in range(n_runs) if name not in self.runs[i]]
-        if missing:
-            raise MethodError(f"signal {name!r} was not recorded by the scoring run")
+            raise MethodError(f"{self._who}needs {n_runs} scoring runs of {name!r}, only {len(self.runs)} given")
         return [np.asarray(self.runs[i][name]) for i in range(n_runs)]
+
+    @property
+    def _who(self) -> str:
+        return f"method {self.method!r}: " if self.method else ""
+
+    def only(self, method: str, declared: tuple[str, ...]) -> SelectionContext:
+        """The view handed to `method`: only its declared signals (and their companions)."""
+        runs = tuple(DeclaredSignals(run, method, declared) for run in self.runs)
+        return dataclasses.replace(self, runs=runs, method=method)
 
     def budget(self, fraction: float) -> int:
         return budget_for(fraction, self.n)
@@ -91,6 +102,53 @@ class SelectionContext:
         return keep_extreme(scores, self.budget(fraction), "highest", self.labels if class_balanced else None)
 
 
+class DeclaredSignals(Mapping):
+    """One run's signals as a method sees them: the declared ones only.
+
+    Reading an undeclared signal is a MethodError naming the method and the signal, whatever
+    else the scoring run recorded for the grid's other methods; `in` and iteration show only
+    the declared signals that were recorded. `seen` collects the names read (for the kit).
+    """
+
+    def __init__(self, run: Mapping[str, np.ndarray], method: str, declared: tuple[str, ...],
+                 seen: set[str] | None = None) -> None:
+        self._run, self._method, self._declared = run, method, tuple(declared)
+        self._allowed = set(declared) | companions(set(declared) - set(unknown_signals(declared)))
+        self.seen = seen if seen is not None else set()
+
+    def __getitem__(self, key: str) -> np.ndarray:
+        if key not in self._allowed:
+            raise MethodError(
+                f"method {self._method!r} reads signal {key!r}, which it did not declare "
+                f"(declared: {', '.join(self._declared) or 'none'}); add it to `signals` or `required_signals()`"
+            )
+        self.seen.add(key)
+        if key not in self._run:
+            raise MethodError(f"method {self._method!r}: signal {key!r} was not recorded by the scoring run")
+        return self._run[key]
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._allowed and key in self._run
+
+    def __iter__(self) -> Iterator[str]:
+        return (k for k in self._run if k in self._allowed)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+
+def declared_signals(method: CoresetMethod) -> tuple[str, ...]:
+    """The signals the configured method declares, or a MethodError naming an unknown one."""
+    declared = tuple(method.required_signals())
+    unknown = unknown_signals(declared)
+    if unknown:
+        raise MethodError(
+            f"method {method.name!r} declares signal {unknown[0]!r}, which no scoring run records; "
+            f"known: {', '.join(list_signals())}"
+        )
+    return declared
+
+
 class CoresetMethod(ABC):
     """Base class of every method. Subclasses set `Params`, `signals` and `select`.
 
@@ -102,6 +160,9 @@ class CoresetMethod(ABC):
     name: ClassVar[str] = ""
     Params: ClassVar[type] = NoParams
     signals: ClassVar[tuple[str, ...]] = ()  # what the scoring run must record
+    # How selection time grows with N: "sort" (a ranking, about N log N; the selection
+    # benchmark holds these to its target) or "greedy" (a pick at a time, N × budget × D).
+    selection_cost: ClassVar[str] = "sort"
 
     def __init__(self, params: Any | None = None) -> None:
         self.params = params if params is not None else self.Params()
@@ -180,7 +241,19 @@ def validate_selection(method: str, indices: Any, n: int, budget: int) -> np.nda
 
 
 def run_selection(method: CoresetMethod, ctx: SelectionContext, fraction: float) -> np.ndarray:
-    """Call the method and validate what it returns (sorted, unique int64 indices to keep)."""
+    """Call the method on a view of its declared signals only and validate what it returns
+    (sorted, unique int64 indices to keep). Anything the method raises becomes a MethodError
+    that names it, so a broken method fails its own cells only."""
     if not 0.0 < fraction <= 1.0:
         raise MethodError(f"method {method.name!r}: fraction {fraction!r} is not in (0, 1]")
-    return validate_selection(method.name, method.select(ctx, fraction), ctx.n, ctx.budget(fraction))
+    view = ctx.only(method.name, declared_signals(method))
+    try:
+        raw = method.select(view, fraction)
+    except MethodError as exc:
+        if f"method {method.name!r}" in str(exc):
+            raise
+        raise MethodError(f"method {method.name!r}: {exc}") from exc
+    except Exception as exc:  # a plug-in's own bug: name it, keep the first line
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        raise MethodError(f"method {method.name!r} raised {type(exc).__name__}: {first}".rstrip(": ")) from exc
+    return validate_selection(method.name, raw, ctx.n, ctx.budget(fraction))

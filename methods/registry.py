@@ -8,16 +8,23 @@ it runs its `@register_method`).
 from __future__ import annotations
 
 import fnmatch
+import json
 import logging
+import subprocess
 from collections.abc import Callable
+from functools import lru_cache
 from importlib import metadata
+from pathlib import Path
+from typing import Any
 
 from corebench.checked import build
 from corebench.errors import ConfigError, invalid
 from corebench.methods.base import CoresetMethod
+from corebench.signals import loaded_entry_points
 
 ENTRY_POINT_GROUP = "corebench.methods"
 _REGISTRY: dict[str, type[CoresetMethod]] = {}
+_EP_DISTRIBUTIONS: dict[str, metadata.Distribution] = {}  # module advertised by an entry point -> its package
 _entry_points_loaded = False
 log = logging.getLogger(__name__)
 
@@ -50,10 +57,10 @@ def load_entry_points() -> None:
         return
     _entry_points_loaded = True
     for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
-        try:
-            ep.load()
-        except Exception as exc:  # a broken plug-in must not take the suite down
-            log.warning("could not load method plug-in %s (%s): %s", ep.name, ep.value, exc)
+        if ep.dist is not None:
+            _EP_DISTRIBUTIONS[ep.module] = ep.dist  # the package behind the method, for the record
+    for _ in loaded_entry_points(ENTRY_POINT_GROUP, "method"):
+        pass  # loading runs the plug-in's @register_method
 
 
 def list_methods(pattern: str = "*") -> list[str]:
@@ -78,3 +85,75 @@ def create_method(name: str, **params: object) -> CoresetMethod:
     """Create a registered method; unknown or ill-typed parameters are ConfigErrors."""
     cls = get_method_class(name)
     return cls(build(cls.Params, params, f"methods.{name}"))
+
+
+def method_source(name: str) -> dict[str, Any]:
+    """The package that provides method `name`, for the result record.
+
+    Returns {module, distribution, version, editable, git_commit}: the distribution and version
+    of the installed package the method's module comes from (the one that advertised it as an
+    entry point, else the one owning its top-level package), and for an editable install the
+    git commit of its source tree (with "-dirty" when tracked files changed).
+    """
+    module = get_method_class(name).__module__
+    dist = _distribution_of(module)
+    out: dict[str, Any] = {"module": module, "distribution": None, "version": None, "editable": False, "git_commit": None}
+    if dist is None:
+        return out
+    out["distribution"], out["version"] = dist.metadata["Name"], dist.version
+    folder = _editable_folder(dist)
+    if folder is not None:
+        out["editable"], out["git_commit"] = True, git_commit(folder)
+    return out
+
+
+def _distribution_of(module: str) -> metadata.Distribution | None:
+    for advertised, dist in _EP_DISTRIBUTIONS.items():
+        if module == advertised or module.startswith(advertised + "."):
+            return dist
+    top = module.split(".")[0]
+    names = _packages_distributions().get(top, [])
+    if not names and top == "corebench":
+        names = ["corebench"]
+    for dist_name in names:
+        try:
+            return metadata.distribution(dist_name)
+        except metadata.PackageNotFoundError:
+            continue
+    return None
+
+
+@lru_cache(maxsize=1)
+def _packages_distributions() -> dict[str, list[str]]:
+    return metadata.packages_distributions()
+
+
+def _editable_folder(dist: metadata.Distribution) -> Path | None:
+    """The source folder of an editable (or local-folder) install, from PEP 610 direct_url.json."""
+    text = dist.read_text("direct_url.json")
+    if not text:
+        return None
+    try:
+        info = json.loads(text)
+    except ValueError:
+        return None
+    url = info.get("url", "")
+    if not (info.get("dir_info") or {}).get("editable") or not url.startswith("file://"):
+        return None
+    from urllib.parse import unquote, urlparse
+
+    return Path(unquote(urlparse(url).path))
+
+
+@lru_cache(maxsize=16)
+def git_commit(folder: str | Path) -> str | None:
+    """The commit checked out at `folder` (12 hex digits, "-dirty" if tracked files changed)."""
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=folder, capture_output=True, text=True, timeout=5)
+        if sha.returncode != 0:
+            return None
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=folder,
+                               capture_output=True, text=True, timeout=5).stdout.strip()
+        return sha.stdout.strip()[:12] + ("-dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return None
