@@ -20,7 +20,7 @@ from corebench.methods.registry import (
 )
 
 # Built-in methods: importing each module runs its @register_method.
-from corebench.methods import ccs, easycore, el2n, forgetting, grand, moderate, random_sampling  # noqa: E402,F401  isort: skip
+from corebench.methods import ccs, easycore, el2n, forgetting, grand, kcenter, moderate, random_sampling, uncertainty  # noqa: E402,F401  isort: skip
 
 __all__ = [
     "CoresetMethod",

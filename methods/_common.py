@@ -87,3 +87,16 @@ def snapshot_row(method: str, epochs: list[int], epoch: int) -> int:
             f"recorded: {', '.join(map(str, epochs))}"
         )
     return epochs.index(epoch)
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Class probabilities from logits [..., C], in float64 (stable: the max is subtracted).
+
+    The scoring run stores logits as float16; softmax them here rather than storing
+    probabilities, so tiny probabilities keep their precision and DeepCore's max-logit score
+    stays available.
+    """
+    z = np.asarray(logits, dtype=np.float64)
+    z = z - z.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=-1, keepdims=True)
