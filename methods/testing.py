@@ -1,31 +1,60 @@
 """The conformance kit: check that a coreset method honours the contract, without training.
 
-`fake_context` builds plausible random signals of the right names and shapes for what a
-configured method declares; `check_method` runs the contract checks on it and returns one
-`CheckResult` per check; `assert_method_conforms` is the pytest helper. `corebench
-check-method NAME` prints `check_method`'s results. A method from another package is checked
-the same way once its entry point is installed:
+`fake_context` builds a plausible fake scoring run for what a configured method declares:
+every fake signal is derived from ONE fake training (`FakeTraining`: per-epoch class logits,
+their probabilities, and the final features), so the signals agree with each other as a real
+run's do (EL2N, loss, margins and correctness come from the same probabilities; the eval-mode
+snapshots from the same model states). `check_method` runs the contract checks (`CHECKS`) on
+it and returns one `CheckResult` per check; `assert_method_conforms` is the pytest helper;
+`corebench check-method NAME` prints `check_method`'s results. A method from another package
+is checked the same way once its entry point is installed:
 
     from corebench.methods.testing import assert_method_conforms
 
     def test_my_method_conforms():
         assert_method_conforms("mymethod", my_option=3)
+
+Everything here is torch-free: a plug-in's package checks its method without torch.
 """
 
 from __future__ import annotations
 
+import importlib
 import traceback
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, fields
+from functools import cached_property
 from typing import Any
 
 import numpy as np
 
 from corebench.errors import MethodError
-from corebench.methods._common import class_budgets
-from corebench.methods.base import CoresetMethod, SelectionContext, budget_for, run_selection
+from corebench.methods._common import class_budgets, softmax
+from corebench.methods.base import (
+    CoresetMethod,
+    DeclaredSignals,
+    SelectionContext,
+    budget_for,
+    run_selection,
+)
 from corebench.methods.registry import create_method
-from corebench.signals import ALL_SIGNALS, BOOL_SIGNALS, SNAPSHOT, SNAPSHOT_EPOCHS
+from corebench.signals import SNAPSHOT_EPOCHS, Signal, get_signal, list_signals, unknown_signals
+
+# The checks, in the order they run (CONTRIBUTING.md lists them; a test keeps the two equal).
+CHECKS: dict[str, str] = {
+    "signals known": "every declared signal is one a scoring run records (a plug-in signal's fake has its declared shape and dtype)",
+    "signals read": "the method reads only its declared signals, and at least one of them",
+    "budget": "for fractions from 1/N to 1.0: an integer ndarray of exactly round(fraction × N) unique indices in [0, N)",
+    "deterministic": "the same seed and signals give the same selection",
+    "other seed": "another seed also gives a valid selection",
+    "class_balanced": "with `class_balanced` (if the method has it) every class gets exactly its class budget",
+    "nan": "a NaN in a float signal is a MethodError naming the method (methods with float signals)",
+}
+
+
+def budget_fractions(n: int) -> tuple[float, ...]:
+    """The fractions the budget check runs at, from 1/N to 1.0."""
+    return (1.0 / n, 0.01, 0.1, 0.5, 0.9, (n - 1.0) / n, 1.0)
 
 
 @dataclass(frozen=True)
@@ -37,35 +66,182 @@ class CheckResult:
     detail: str
 
 
-class _Recorded(Mapping):
-    """A run's signals that remembers which names the method asked for."""
-
-    def __init__(self, data: Mapping[str, np.ndarray], seen: set[str]) -> None:
-        self._data = dict(data)
-        self._seen = seen
-
-    def __getitem__(self, key: str) -> np.ndarray:
-        self._seen.add(key)
-        return self._data[key]
-
-    def __contains__(self, key: object) -> bool:
-        if isinstance(key, str):
-            self._seen.add(key)
-        return key in self._data
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._data)
-
-    def __len__(self) -> int:
-        return len(self._data)
+# --------------------------------------------------------------------------- one fake training
 
 
-def _snapshot_epochs(method: CoresetMethod, epochs: int) -> np.ndarray:
-    wanted = {0, 1, max(1, epochs // 2), epochs}
-    epoch = getattr(method.params, "epoch", None)
-    if isinstance(epoch, int) and not isinstance(epoch, bool):
-        wanted.add(epoch)
-    return np.asarray(sorted(wanted), dtype=np.int64)
+@dataclass(frozen=True)
+class FakeTraining:
+    """One fake scoring run from which every fake signal is derived.
+
+    Attributes:
+        labels: int64 [N]; class c drawn with probability ∝ c + 1 (uneven on purpose).
+        num_classes: C.
+        epochs: E.
+        snapshot_epochs: int64 [K], the epochs the snapshot signals are taken at.
+        eval_logits: [E + 1, N, C], the model after epoch e (0 = initialisation), eval mode.
+        train_logits: [E, N, C], the training pass of epoch e + 1 (augmented, mid-epoch).
+        features: [N, D], penultimate features of the final model.
+        feature_norms: [E + 1, N], ‖h‖₂ of the penultimate features of every model state.
+        input_scale: [N], ‖∂ logits / ∂x‖-like factor: an input gradient norm is
+            input_scale × ‖p − onehot‖ (the CE gradient with respect to the logits is p − y).
+        difficulty: [N] in [0, 1], the latent hardness the run was drawn from.
+        seed: the seed of the draw.
+    """
+
+    labels: np.ndarray
+    num_classes: int
+    epochs: int
+    snapshot_epochs: np.ndarray
+    eval_logits: np.ndarray
+    train_logits: np.ndarray
+    features: np.ndarray
+    feature_norms: np.ndarray
+    input_scale: np.ndarray
+    difficulty: np.ndarray
+    seed: int
+
+    @property
+    def n(self) -> int:
+        return int(self.labels.shape[0])
+
+    @cached_property
+    def eval_probs(self) -> np.ndarray:
+        """[E + 1, N, C] softmax of `eval_logits`."""
+        return softmax(self.eval_logits)
+
+    @cached_property
+    def train_probs(self) -> np.ndarray:
+        """[E, N, C] softmax of `train_logits`."""
+        return softmax(self.train_logits)
+
+    def rng(self, salt: int = 0) -> np.random.Generator:
+        return np.random.default_rng([self.seed, 7919, salt])
+
+
+def fake_training(
+    n: int = 500, num_classes: int = 10, epochs: int = 6, feature_dim: int = 16, seed: int = 0,
+    snapshot_epochs: tuple[int, ...] = (), labels: np.ndarray | None = None,
+) -> FakeTraining:
+    """Draw one fake training: class centres in feature space, samples around them (harder ones
+    farther out), a nearest-centre head, and the logits moving from near-uniform at
+    initialisation to the final head's as training goes on. `labels` fixes the labels (another
+    scoring run on the same data); otherwise they are drawn."""
+    rng = np.random.default_rng(seed)
+    weights = np.arange(1, num_classes + 1, dtype=np.float64)
+    drawn = rng.choice(num_classes, size=n, p=weights / weights.sum()).astype(np.int64)
+    labels = drawn if labels is None else np.asarray(labels, dtype=np.int64)
+    difficulty = rng.uniform(0.0, 1.0, size=n)
+    centres = rng.normal(0.0, 1.0, size=(num_classes, feature_dim))
+    spread = 0.15 + 0.55 * difficulty[:, None]
+    final = centres[labels] + spread * rng.normal(size=(n, feature_dim))
+    start = 0.1 * rng.normal(size=(n, feature_dim))
+    progress = (np.arange(epochs + 1) / epochs) ** 0.7  # training progress of each model state
+    eval_logits = np.empty((epochs + 1, n, num_classes))
+    norms = np.empty((epochs + 1, n))
+    for e, t in enumerate(progress):
+        h = t * final + (1.0 - t) * start  # that state's features
+        sq = (h**2).sum(-1)[:, None] - 2.0 * h @ centres.T + (centres**2).sum(-1)  # to each class centre
+        eval_logits[e] = -sq / (0.25 + 2.0 * (1.0 - t))  # an untrained head is near uniform
+        norms[e] = np.sqrt((h**2).sum(-1))
+    eval_logits += 0.05 * rng.normal(size=eval_logits.shape)
+    mid = 0.5 * (eval_logits[:-1] + eval_logits[1:])
+    train_logits = mid + 0.3 * rng.normal(size=mid.shape)  # augmentation and the moving model
+    snaps = sorted({0, 1, max(1, epochs // 2), epochs, *snapshot_epochs})
+    return FakeTraining(
+        labels=labels, num_classes=num_classes, epochs=epochs, snapshot_epochs=np.asarray(snaps, dtype=np.int64),
+        eval_logits=eval_logits, train_logits=train_logits, features=final.astype(np.float32), feature_norms=norms,
+        input_scale=np.exp(0.3 * rng.normal(size=n)) * (1.0 + difficulty), difficulty=difficulty, seed=seed,
+    )  # fmt: skip
+
+
+def _onehot(labels: np.ndarray, c: int) -> np.ndarray:
+    return np.eye(c)[labels]
+
+
+def _el2n(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    return np.linalg.norm(probs - _onehot(labels, probs.shape[-1]), axis=-1)
+
+
+def _py(values: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """values[..., i, labels[i]]."""
+    return np.take_along_axis(values, np.broadcast_to(labels[:, None], values.shape[:-1] + (1,)), axis=-1)[..., 0]
+
+
+def _margin(values: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    assigned = _py(values, labels)
+    others = values.copy()
+    np.put_along_axis(others, np.broadcast_to(labels[:, None], values.shape[:-1] + (1,)), -np.inf, axis=-1)
+    return assigned - others.max(axis=-1)
+
+
+def _cross_entropy(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    z = logits - logits.max(axis=-1, keepdims=True)
+    return np.log(np.exp(z).sum(axis=-1)) - _py(z, labels)
+
+
+def _builtin_fake(name: str, t: FakeTraining) -> np.ndarray | None:
+    """The built-in signal `name` as a real run would record it from `t`'s model states."""
+    y, snaps = t.labels, t.snapshot_epochs
+    snap_logits = t.eval_logits[snaps]
+    snap_probs = t.eval_probs[snaps]
+    f32 = np.float32
+    table: dict[str, Callable[[], np.ndarray]] = {
+        "correct": lambda: t.train_logits.argmax(axis=-1) == y,
+        "loss": lambda: _cross_entropy(t.train_logits, y).astype(f32),
+        "el2n": lambda: _el2n(t.train_probs, y).astype(f32),
+        "margin_logits": lambda: _margin(t.train_logits, y).astype(f32),
+        "margin_probs": lambda: _margin(t.train_probs, y).astype(f32),
+        "input_grad_norm": lambda: (t.input_scale * _el2n(t.train_probs, y)).astype(f32),
+        "input_grad_norm_eval": lambda: (t.input_scale * _el2n(t.eval_probs[1:], y)).astype(f32),
+        "el2n_eval": lambda: _el2n(snap_probs, y).astype(f32),
+        "loss_eval": lambda: _cross_entropy(snap_logits, y).astype(f32),
+        "logits_eval": lambda: snap_logits.astype(np.float16),
+        # closed form of the classifier's gradient: ‖p − y‖·√(‖h‖² + 1)
+        "grand_last": lambda: (_el2n(snap_probs, y) * np.sqrt(t.feature_norms[snaps] ** 2 + 1)).astype(f32),
+        # every parameter: the classifier's part plus the body's (∝ the input-side factor)
+        "grand_all": lambda: (_el2n(snap_probs, y) * np.sqrt(t.feature_norms[snaps] ** 2 + 1
+                                                             + (3.0 * t.input_scale) ** 2)).astype(f32),
+        "features": lambda: t.features,
+        "logits_final": lambda: t.eval_logits[-1].astype(np.float16),
+    }  # fmt: skip
+    return table[name]() if name in table else None
+
+
+def _generic_fake(sig: Signal, t: FakeTraining) -> np.ndarray:
+    """A plug-in signal without a `fake` of its own: the final eval loss (or correctness, for
+    bool), shaped as declared, with a little noise along the other axes."""
+    sizes = {"E": t.epochs, "K": t.snapshot_epochs.size, "N": t.n, "C": t.num_classes, "D": t.features.shape[-1]}
+    shape = tuple(sizes[a] for a in sig.shape)
+    final = t.eval_logits[-1]
+    base = final.argmax(axis=-1) == t.labels if sig.dtype == "bool" else _cross_entropy(final, t.labels)
+    axis = sig.shape.index("N")
+    out = np.broadcast_to(base.reshape([t.n if i == axis else 1 for i in range(len(shape))]), shape)
+    if sig.dtype != "bool":
+        out = out * np.exp(t.rng(1).normal(0.0, 0.05, size=shape))
+    return np.array(out, dtype=sig.dtype)
+
+
+def fake_signal(name: str, training: FakeTraining) -> np.ndarray:
+    """The fake of signal `name` (built-in or plug-in) for one fake training, checked against
+    its declaration; a MethodError names a plug-in fake that returns the wrong shape or dtype."""
+    sig = get_signal(name)
+    out = _builtin_fake(name, training) if sig.distribution == "corebench" else None
+    if out is None:
+        if sig.fake:
+            module, _, attr = sig.fake.partition(":")
+            out = np.asarray(getattr(importlib.import_module(module), attr)(training))
+        else:
+            out = _generic_fake(sig, training)
+    sizes = {"E": training.epochs, "K": training.snapshot_epochs.size, "N": training.n,
+             "C": training.num_classes, "D": training.features.shape[-1]}
+    want = tuple(sizes[a] for a in sig.shape if a != "D")
+    got = tuple(s for a, s in zip(sig.shape, out.shape, strict=False) if a != "D")
+    if out.ndim != len(sig.shape) or got != want or out.dtype != np.dtype(sig.dtype):
+        raise MethodError(
+            f"signal {name!r} ({sig.distribution}): its fake has shape {out.shape} and dtype {out.dtype}, "
+            f"declared {sig.shape_text} {sig.dtype} ({', '.join(f'{a}={s}' for a, s in sizes.items())})"
+        )
+    return out
 
 
 def fake_context(
@@ -75,69 +251,35 @@ def fake_context(
     epochs: int = 6,
     feature_dim: int = 16,
     seed: int = 0,
+    signals: tuple[str, ...] | None = None,
 ) -> SelectionContext:
-    """A SelectionContext with plausible random signals for `method.required_signals()`.
+    """A SelectionContext with fake signals for `method.required_signals()` (or `signals`).
 
-    One run per `method.scoring_runs()`. Labels are uneven on purpose (class c is drawn with
-    probability ∝ c + 1) so class budgets are not trivially equal. Each sample has a latent
-    difficulty shared by its signals: hard samples have large gradient norms, EL2N and loss,
-    small margins, and are correct less often. `snapshot_epochs` accompanies GraNd signals and
-    includes the method's `epoch` parameter if it has one; `epochs` grows to cover an integer
-    `epoch` parameter too.
+    One fake training per `method.scoring_runs()` (seeds seed, seed + 1000, ...), each giving
+    every signal asked for; `snapshot_epochs` comes along with snapshot signals and includes
+    the method's `epoch` parameter if it has one; `epochs` grows to cover it too.
     """
-    rng = np.random.default_rng(seed)
-    probs = np.arange(1, num_classes + 1, dtype=np.float64)
-    labels = rng.choice(num_classes, size=n, p=probs / probs.sum()).astype(np.int64)
     epoch_param = getattr(method.params, "epoch", None)
+    extra: tuple[int, ...] = ()
     if isinstance(epoch_param, int) and not isinstance(epoch_param, bool):
-        epochs = max(epochs, epoch_param)
-    names = tuple(method.required_signals())
-    centres = rng.normal(0.0, 3.0, size=(num_classes, feature_dim))
+        epochs, extra = max(epochs, epoch_param), (epoch_param,)
+    names = tuple(method.required_signals()) if signals is None else tuple(signals)
+    unknown = unknown_signals(names)
+    if unknown:
+        raise MethodError(f"fake_context: no fake for signal {unknown[0]!r}; known: {', '.join(list_signals())}")
     runs = []
-    for _ in range(method.scoring_runs()):
-        difficulty = rng.uniform(0.0, 1.0, size=n)
-        run: dict[str, np.ndarray] = {}
-        for name in names:
-            run[name] = _fake_signal(name, difficulty, labels, centres, epochs, rng, method)
-        if set(names) & set(SNAPSHOT):
-            run[SNAPSHOT_EPOCHS] = _snapshot_epochs(method, epochs)
+    labels = None
+    for r in range(method.scoring_runs()):  # every run trains on the same data: the first run's labels
+        t = fake_training(n, num_classes, epochs, feature_dim, seed + 1000 * r, extra, labels)
+        labels = t.labels
+        run = {name: fake_signal(name, t) for name in names}
+        if any(get_signal(s).taken == "snapshot" for s in names):
+            run[SNAPSHOT_EPOCHS] = t.snapshot_epochs
         runs.append(run)
     return SelectionContext(labels=labels, num_classes=num_classes, runs=tuple(runs), seed=seed)
 
 
-def _fake_signal(
-    name: str, difficulty: np.ndarray, labels: np.ndarray, centres: np.ndarray, epochs: int,
-    rng: np.random.Generator, method: CoresetMethod,
-) -> np.ndarray:
-    n = difficulty.shape[0]
-    progress = np.linspace(0.2, 1.0, epochs)[:, None]  # training goes on: errors shrink
-    noise = rng.normal(0.0, 0.1, size=(epochs, n))
-    if name in ("input_grad_norm", "input_grad_norm_eval", "loss"):
-        return (np.exp(2.0 * difficulty - 1.5 * progress + noise)).astype(np.float32)
-    if name == "el2n":
-        return np.clip(1.4 * difficulty * (1.2 - progress) + np.abs(noise), 0.0, np.sqrt(2.0)).astype(np.float32)
-    if name == "el2n_eval":
-        k = _snapshot_epochs(method, epochs).size
-        return np.clip(1.4 * difficulty + np.abs(rng.normal(0.0, 0.1, size=(k, n))), 0.0, np.sqrt(2.0)).astype(np.float32)
-    if name == "margin_logits":
-        return (4.0 * (progress - difficulty) + noise).astype(np.float32)
-    if name == "margin_probs":
-        return np.clip(progress - difficulty + noise, -1.0, 1.0).astype(np.float32)
-    if name == "correct":
-        p_correct = np.clip(progress + 0.3 - difficulty, 0.02, 0.98)
-        return rng.uniform(size=(epochs, n)) < p_correct
-    if name in SNAPSHOT:
-        k = _snapshot_epochs(method, epochs).size
-        return np.exp(difficulty + rng.normal(0.0, 0.2, size=(k, n))).astype(np.float32)
-    if name == "features":
-        spread = 0.5 + difficulty[:, None]
-        return (centres[labels] + spread * rng.normal(size=(n, centres.shape[1]))).astype(np.float32)
-    raise MethodError(f"fake_context: no fake for signal {name!r}; known: {', '.join(ALL_SIGNALS)}")
-
-
-def _recording(ctx: SelectionContext, seen: set[str]) -> SelectionContext:
-    runs = tuple(_Recorded(r, seen) for r in ctx.runs)
-    return SelectionContext(labels=ctx.labels, num_classes=ctx.num_classes, runs=runs, seed=ctx.seed)
+# --------------------------------------------------------------------------- the checks
 
 
 def _with_nan(ctx: SelectionContext, name: str, index: int) -> SelectionContext:
@@ -146,33 +288,29 @@ def _with_nan(ctx: SelectionContext, name: str, index: int) -> SelectionContext:
     for run in ctx.runs:
         run = dict(run)
         arr = np.array(run[name], dtype=np.float32, copy=True)
-        if name == "features":
-            arr[index, :] = np.nan
-        else:
-            arr[:, index] = np.nan
+        position = get_signal(name).shape.index("N")
+        arr[(slice(None),) * position + (index,)] = np.nan
         run[name] = arr
         runs.append(run)
     return SelectionContext(labels=ctx.labels, num_classes=ctx.num_classes, runs=tuple(runs), seed=ctx.seed)
 
 
-def _run(checks: list[CheckResult], name: str, fn) -> None:
+def _run(checks: list[CheckResult], name: str, fn: Callable[[], tuple[bool, str]]) -> None:
     """Run one check; an exception is a failure whose detail is its one-line message."""
     try:
         passed, detail = fn()
     except Exception as exc:  # the kit reports, it does not crash
         where = traceback.extract_tb(exc.__traceback__)[-1]
-        passed, detail = False, f"{type(exc).__name__}: {exc} (at {where.filename}:{where.lineno})"
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        passed, detail = False, f"{type(exc).__name__}: {first} (at {where.filename}:{where.lineno})"
     checks.append(CheckResult(name, bool(passed), detail))
 
 
 def check_method(name: str, **params: Any) -> list[CheckResult]:
-    """Run the contract checks on registered method `name` created with `params`.
+    """Run the contract checks (`CHECKS`) on registered method `name` created with `params`.
 
-    Checks: declared signals are known and the only ones read; for fractions from 1/N to
-    1.0 the selection is exactly round(fraction × N) unique in-range integer indices;
-    the same seed gives the same selection; another seed also gives a valid one; with
-    `class_balanced` (when the method has it) every class gets exactly its class budget;
-    a NaN in a float signal is a MethodError naming the method (methods with float signals).
+    When the declared signals are not all known, the other checks cannot run and only that
+    failure is reported.
 
     Raises:
         ConfigError: unknown method or invalid parameters (the user's mistake, not a failed check).
@@ -180,29 +318,42 @@ def check_method(name: str, **params: Any) -> list[CheckResult]:
     method = create_method(name, **params)
     checks: list[CheckResult] = []
     n = 500
+    declared = tuple(method.required_signals())
 
-    def declares() -> tuple[bool, str]:
-        declared = tuple(method.required_signals())
-        unknown = [s for s in declared if s not in ALL_SIGNALS]
+    def known() -> tuple[bool, str]:
+        unknown = unknown_signals(declared)
         if unknown:
-            return False, f"declares {unknown} which the scoring run does not record; known: {', '.join(ALL_SIGNALS)}"
-        seen: set[str] = set()
-        run_selection(create_method(name, **params), _recording(fake_context(method, n=n), seen), 0.3)
-        allowed = set(declared) | ({SNAPSHOT_EPOCHS} if set(declared) & set(SNAPSHOT) else set())
-        extra = sorted(seen - allowed)
-        if extra:
-            return False, f"reads {extra} without declaring them (declared: {list(declared)})"
-        if declared and not seen:
-            return False, f"declares {list(declared)} but reads none of them"
-        return True, f"declares {list(declared) or 'no signals'}, reads only those"
+            return False, f"declares {unknown} which no scoring run records; known: {', '.join(list_signals())}"
+        fake_context(method, n=n)  # a plug-in signal's fake must match its declaration
+        plugins = [s for s in declared if get_signal(s).distribution != "corebench"]
+        return True, f"declares {list(declared) or 'no signals'}" + (f" (plug-in signals {plugins})" if plugins else "")
 
-    _run(checks, "signals", declares)
+    _run(checks, "signals known", known)
+    if not checks[-1].passed:
+        return checks
+
+    def reads() -> tuple[bool, str]:
+        everything = fake_context(method, n=n, signals=tuple(list_signals()))  # the grid may record more
+        seen: set[str] = set()
+        view = SelectionContext(labels=everything.labels, num_classes=everything.num_classes, seed=everything.seed,
+                                runs=tuple(DeclaredSignals(r, name, declared, seen) for r in everything.runs))
+        try:
+            run_selection(create_method(name, **params), view, 0.3)
+        except MethodError as exc:
+            if "did not declare" in str(exc):
+                return False, str(exc)
+            raise
+        if declared and not seen:
+            return False, f"declares {list(declared)} but reads none of them (the scoring run would record them for nothing)"
+        return True, f"reads {sorted(seen) or 'no signals'}, all declared; undeclared signals are invisible"
+
+    _run(checks, "signals read", reads)
 
     ctx = fake_context(method, n=n)
-    for fraction in (1.0 / n, 0.01, 0.1, 0.5, 0.9, (n - 1.0) / n, 1.0):
+    for fraction in budget_fractions(n):
 
         def budget_check(fraction: float = fraction) -> tuple[bool, str]:
-            raw = create_method(name, **params).select(ctx, fraction)
+            raw = create_method(name, **params).select(ctx.only(name, declared), fraction)
             if not isinstance(raw, np.ndarray) or not np.issubdtype(raw.dtype, np.integer):
                 return False, f"returned {type(raw).__name__} of {getattr(raw, 'dtype', '?')}, expected an integer ndarray"
             kept = run_selection(create_method(name, **params), ctx, fraction)
@@ -213,7 +364,8 @@ def check_method(name: str, **params: Any) -> list[CheckResult]:
     def deterministic() -> tuple[bool, str]:
         a = run_selection(create_method(name, **params), fake_context(method, n=n, seed=3), 0.3)
         b = run_selection(create_method(name, **params), fake_context(method, n=n, seed=3), 0.3)
-        return bool(np.array_equal(a, b)), "same seed, same signals: same selection" if np.array_equal(a, b) else "two calls with seed 3 differ"
+        same = bool(np.array_equal(a, b))
+        return same, "same seed, same signals: same selection" if same else "two calls with seed 3 differ"
 
     _run(checks, "deterministic", deterministic)
 
@@ -238,7 +390,7 @@ def check_method(name: str, **params: Any) -> list[CheckResult]:
 
         _run(checks, "class_balanced", balanced)
 
-    float_signals = [s for s in method.required_signals() if s not in BOOL_SIGNALS]
+    float_signals = [s for s in declared if get_signal(s).dtype != "bool"]
     if float_signals:
 
         def nan_is_error() -> tuple[bool, str]:
@@ -246,9 +398,7 @@ def check_method(name: str, **params: Any) -> list[CheckResult]:
             try:
                 run_selection(create_method(name, **params), bad, 0.3)
             except MethodError as exc:
-                if repr(name) in str(exc) or name in str(exc):
-                    return True, f"NaN in {float_signals[0]!r}: MethodError ({exc})"
-                return False, f"MethodError does not name the method: {exc}"
+                return True, f"NaN in {float_signals[0]!r}: MethodError ({exc})"
             return False, f"a NaN in {float_signals[0]!r} (sample 7) gave no MethodError"
 
         _run(checks, "nan", nan_is_error)

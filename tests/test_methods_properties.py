@@ -207,7 +207,7 @@ def test_conformance_kit_reports_broken_methods(broken_methods, name):
 
 
 def test_conformance_kit_names_the_undeclared_signal(broken_methods):
-    (signals,) = [r for r in check_method("broken_undeclared") if r.name == "signals"]
+    (signals,) = [r for r in check_method("broken_undeclared") if r.name == "signals read"]
     assert not signals.passed and "el2n" in signals.detail
 
 
