@@ -165,38 +165,91 @@ def cmd_select(args: argparse.Namespace) -> int:
 
     from corebench.checked import build
     from corebench.data import list_datasets
-    from corebench.grid import load_grid
+    from corebench.methods import create_method
     from corebench.runner import select_coreset
     from corebench.spec import ArchSpec, DatasetSpec, MethodSpec, ScoringConfig
 
     if not 0.0 < args.fraction <= 1.0:
         raise invalid("--fraction", args.fraction, "a number in (0, 1]")
-    if args.seed < 0:
+    if args.seed is not None and args.seed < 0:
         raise invalid("--seed", args.seed, "an integer >= 0")
-    if args.scoring_epochs < 1:
-        raise invalid("--scoring-epochs", args.scoring_epochs, "a positive integer")
-    scoring = load_grid(args.grid).scoring if args.grid else ScoringConfig(epochs=args.scoring_epochs)
-    if args.dataset not in list_datasets():
-        raise invalid("--dataset", args.dataset, list_datasets())
-    dataset = build(DatasetSpec, {"name": args.dataset, "root": args.root, "path": args.path}, "--dataset")
-    try:
-        kwargs = json.loads(args.arch_kwargs) if args.arch_kwargs else {}
-    except json.JSONDecodeError as exc:
-        raise invalid("--arch-kwargs", args.arch_kwargs, f"a JSON object such as '{{\"drop_rate\": 0.1}}' ({exc.msg})") from None
-    if not isinstance(kwargs, dict):
-        raise invalid("--arch-kwargs", args.arch_kwargs, "a JSON object such as '{\"drop_rate\": 0.1}'")
-    arch = build(ArchSpec, {"name": args.arch, "kwargs": kwargs}, "--arch")
-    params = _params(args.param)
     out = Path(args.out)
     if out.is_dir():
         raise invalid("--out", args.out, "a file name (this is a folder)")
-    indices = select_coreset(dataset, arch, MethodSpec(args.method, params), args.fraction, seed=args.seed,
-                             scoring=scoring, cache_dir=Path(args.cache) if args.cache else None,
-                             device=args.device, progress=not args.no_progress)
+    params = _params(args.param)
+    threads = 1
+    if args.grid:
+        dataset, arch, method, scoring, seed, threads = _from_grid(args, params)
+    else:
+        if args.dataset is None:
+            raise invalid("--dataset", None, "a dataset name (or --grid GRID.yaml): " + ", ".join(list_datasets()))
+        if args.dataset not in list_datasets():
+            raise invalid("--dataset", args.dataset, list_datasets())
+        dataset = build(DatasetSpec, {"name": args.dataset, "root": args.root, "path": args.path}, "--dataset")
+        arch = build(ArchSpec, {"name": args.arch, "kwargs": _arch_kwargs(args.arch_kwargs)}, "--arch") if args.arch else None
+        method = MethodSpec(args.method, params)
+        if args.scoring_epochs is not None and args.scoring_epochs < 1:
+            raise invalid("--scoring-epochs", args.scoring_epochs, "a positive integer")
+        scoring = build(ScoringConfig, {} if args.scoring_epochs is None else {"epochs": args.scoring_epochs}, "scoring")
+        seed = args.seed if args.seed is not None else 0
+    create_method(method.name, **method.params)  # validate before any training
+    indices, used = select_coreset(dataset, arch, method, args.fraction, seed=seed, scoring=scoring,
+                                   cache_dir=Path(args.cache) if args.cache else None,
+                                   device=args.device, progress=not args.no_progress, threads=threads)
     out.parent.mkdir(parents=True, exist_ok=True)
     np.save(out, indices, allow_pickle=False)
-    print(f"kept {indices.size} samples (sorted indices to KEEP) -> {out}")
+    print(f"kept {indices.size} samples (sorted indices to KEEP) -> {out}; method {method.label}, "
+          f"dataset {dataset.label}, scoring model {used.label} ({scoring.epochs} epochs, seed {seed})")
     return 0
+
+
+def _arch_kwargs(text: str | None) -> dict[str, Any]:
+    try:
+        kwargs = json.loads(text) if text else {}
+    except json.JSONDecodeError as exc:
+        raise invalid("--arch-kwargs", text, f"a JSON object such as '{{\"drop_rate\": 0.1}}' ({exc.msg})") from None
+    if not isinstance(kwargs, dict):
+        raise invalid("--arch-kwargs", text, "a JSON object such as '{\"drop_rate\": 0.1}'")
+    return kwargs
+
+
+def _from_grid(args: argparse.Namespace, params: dict[str, Any]):
+    """Dataset, scoring architecture, method, scoring settings, seed and threads taken from a
+    grid file, so `select` reuses the grid's cached scoring run (`--dataset`, `--arch`, `--seed`
+    choose among the grid's entries; `--method` may name one of its method rows)."""
+    from corebench.grid import load_grid
+    from corebench.spec import MethodSpec
+
+    grid = load_grid(args.grid)
+    for flag, value in (("--root", args.root), ("--path", args.path), ("--arch-kwargs", args.arch_kwargs),
+                        ("--scoring-epochs", args.scoring_epochs)):
+        if value is not None:
+            raise invalid(flag, value, "nothing with --grid (the grid file gives it)")
+    datasets = {d.label: d for d in grid.datasets}
+    dataset = _pick("--dataset", args.dataset, datasets)
+    scorers = {}
+    for target in grid.architectures:
+        for scorer in grid.scoring_architectures:
+            chosen = scorer or target
+            scorers.setdefault(chosen.label, chosen)
+    arch = _pick("--arch", args.arch, scorers)
+    rows = {m.label: m for m in grid.methods}
+    if args.method in rows and not params:
+        method = rows[args.method]
+    else:
+        method = MethodSpec(args.method, params)
+    seed = args.seed if args.seed is not None else grid.seeds[0]
+    return dataset, arch, method, grid.scoring, seed, grid.threads
+
+
+def _pick(flag: str, value: str | None, choices: dict[str, Any]) -> Any:
+    if value is None:
+        if len(choices) == 1:
+            return next(iter(choices.values()))
+        raise invalid(flag, value, "one of the grid's: " + ", ".join(choices))
+    if value not in choices:
+        raise invalid(flag, value, "one of the grid's: " + ", ".join(choices))
+    return choices[value]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -240,18 +293,21 @@ def build_parser() -> argparse.ArgumentParser:
     cm.set_defaults(fn=cmd_check_method)
 
     se = sub.add_parser("select", help="export a coreset: the sorted indices to KEEP, as .npy")
-    se.add_argument("--method", required=True)
-    se.add_argument("--dataset", required=True)
+    se.add_argument("--method", required=True, help="a method name (with --grid: also one of its method rows)")
+    se.add_argument("--dataset", default=None, help="dataset name (with --grid: one of its datasets)")
     se.add_argument("--fraction", type=float, required=True)
     se.add_argument("--out", required=True)
     se.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help="method parameter")
-    se.add_argument("--arch", default="resnet18", help="scoring architecture (timm name)")
+    se.add_argument("--arch", default=None,
+                    help="scoring architecture (timm name; default: one sized for the dataset; "
+                         "with --grid: one of its architectures or scoring architectures)")
     se.add_argument("--arch-kwargs", default=None, help="timm kwargs as JSON")
     se.add_argument("--root", default=None, help="dataset root (torchvision datasets)")
     se.add_argument("--path", default=None, help="dataset file (npz)")
-    se.add_argument("--seed", type=int, default=0)
-    se.add_argument("--grid", default=None, help="take the scoring settings from this grid file")
-    se.add_argument("--scoring-epochs", type=int, default=10)
+    se.add_argument("--seed", type=int, default=None, help="default 0 (with --grid: its first seed)")
+    se.add_argument("--grid", default=None,
+                    help="use this grid's dataset, architecture and scoring settings (and its cached scoring run)")
+    se.add_argument("--scoring-epochs", type=int, default=None, help="default 10 (with --grid: the grid's)")
     se.add_argument("--cache", default=None)
     se.add_argument("--device", default="auto")
     se.add_argument("--no-progress", action="store_true")

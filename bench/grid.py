@@ -9,6 +9,7 @@ starts, as one line that names the field, the bad value and what is allowed.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import fields
 from pathlib import Path
@@ -22,6 +23,7 @@ from corebench.data import Dataset, list_datasets
 from corebench.errors import ConfigError, invalid
 from corebench.methods import create_method, list_methods
 from corebench.models import create_model, list_architectures
+from corebench.signals import list_signals, unknown_signals
 from corebench.spec import (
     AUTOATTACK_ATTACKS,
     AUTOATTACK_MIN_CLASSES,
@@ -38,6 +40,7 @@ from corebench.spec import (
     TrainingConfig,
 )
 
+log = logging.getLogger(__name__)
 ALL_METHODS = "all"
 SECTIONS = (("scoring", ScoringConfig), ("training", TrainingConfig), ("attack", AttackConfig),
             ("evaluation", EvaluationConfig))  # fmt: skip
@@ -166,11 +169,27 @@ def _named(entry: Any, field_name: str, cls: type) -> Any:
 
 
 def _methods(raw: list[Any]) -> tuple[MethodSpec, ...]:
-    """Method entries: names, `all` (every registered method), or {name, id, parameters}."""
+    """Method entries: names, `all` (every registered method, plug-ins included, with their
+    defaults), or {name, id, parameters}. `all` combines with named entries: a bare name it
+    already holds is listed once; a variant needs a label of its own (`id`).
+
+    A method whose declared signals no scoring run can record (an unknown signal, or a plug-in
+    signal whose compute hook cannot be imported) is a ConfigError naming it when the grid
+    names it; one that only `all` brought in stays in the grid with a warning, and only its
+    own cells fail (with that message) when the grid runs.
+    """
     out: list[MethodSpec] = []
+    from_all: set[MethodSpec] = set()
     for e in raw:
         if e == ALL_METHODS:
-            out += [MethodSpec(name) for name in list_methods()]
+            for name in list_methods():
+                spec = MethodSpec(name)
+                if spec not in out:
+                    out.append(spec)
+                    from_all.add(spec)
+                    problem = _unrecordable(spec)
+                    if problem:
+                        log.warning("methods: all: %s; its cells will fail, the rest of the grid runs", problem)
             continue
         if isinstance(e, Mapping):
             e = dict(e)
@@ -184,9 +203,31 @@ def _methods(raw: list[Any]) -> tuple[MethodSpec, ...]:
         if spec.name not in list_methods():
             raise invalid("methods", spec.name, list_methods())
         create_method(spec.name, **spec.params)  # validates the parameters now
+        problem = _unrecordable(spec)
+        if problem:
+            raise ConfigError(f"methods: {problem}")
+        if spec in from_all:  # `all` already holds this very entry
+            from_all.discard(spec)
+            continue
         out.append(spec)
     _unique([m.label for m in out], "methods", "each method entry once (give repeats an 'id')")
     return tuple(out)
+
+
+def _unrecordable(spec: MethodSpec) -> str:
+    """Why no scoring run can give the method its declared signals, or '' when one can."""
+    from corebench.scoring import Plugins
+
+    declared = create_method(spec.name, **spec.params).required_signals()
+    unknown = unknown_signals(declared)
+    if unknown:
+        return (f"method {spec.label!r} declares signal {unknown[0]!r}, which no scoring run records; "
+                f"known: {', '.join(list_signals())}")
+    broken = Plugins(declared).failed
+    if broken:
+        name = sorted(broken)[0]
+        return f"method {spec.label!r} declares plug-in signal {name!r}, whose {broken[name]}"
+    return ""
 
 
 def _unique(values: Sequence[Any], field_name: str, allowed: str = "each entry once") -> None:

@@ -142,3 +142,16 @@ def _small_conv(conv: nn.Conv2d) -> nn.Conv2d:
     if small.bias is not None:
         nn.init.zeros_(small.bias)
     return small
+
+
+def default_scoring_arch(info: DatasetInfo) -> ArchSpec:
+    """A scoring model sized for the dataset, for `corebench select` without a grid.
+
+    Inputs of 16 px or less (8×8 digits): the quickstart's narrow ResNet-10 (timm `resnet10t`,
+    widths 8-64), which scores digits in seconds on a CPU. Larger inputs: ResNet-18, the
+    selection model of DeepCore's k-center (`specific_model="ResNet18"`) and a common CIFAR proxy.
+    """
+    _, h, w = info.input_shape
+    if max(h, w) <= 16:
+        return ArchSpec("resnet10t", {"channels": [8, 16, 32, 64], "stem_width": 8}, id="resnet10t_w8")
+    return ArchSpec("resnet18")
