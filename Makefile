@@ -7,7 +7,7 @@ PIP    := $(BIN)/python -m pip --disable-pip-version-check -q
 STAMP  := $(VENV)/.installed
 TORCH  := torch==2.14.1 torchvision==0.29.1
 
-.PHONY: quickstart test test-all lint leaderboards benchmarks clean
+.PHONY: install quickstart test test-all lint leaderboards benchmarks clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -18,6 +18,9 @@ $(STAMP): $(BIN)/python pyproject.toml
 	$(PIP) install -e '.[dev]' 2>&1 | grep -v "is ignored: it is neither" || true
 	$(BIN)/python -c "import corebench.methods, timm, pyautoattack"
 	touch $(STAMP)
+
+## Create .venv and install corebench (editable) with its dev tools, nothing else.
+install: $(STAMP)
 
 ## Install, run the quickstart grid on the shipped digits data, write its leaderboards.
 quickstart: $(STAMP)
@@ -33,7 +36,7 @@ test-all: $(STAMP)
 	$(BIN)/python -m pytest -q -m ""
 
 lint: $(STAMP)
-	$(BIN)/ruff check bench methods tests benchmarks scripts
+	$(BIN)/ruff check bench methods tests benchmarks scripts examples
 	$(BIN)/python scripts/check_layers.py
 
 ## Regenerate every board from the result records kept in the repository.

@@ -87,14 +87,18 @@ def cmd_methods(args: argparse.Namespace) -> int:
     from tabulate import tabulate
 
     from corebench.methods import create_method, get_method_class, list_methods
+    from corebench.methods.registry import method_source
 
     rows = []
     for name in list_methods(args.pattern):
         m = create_method(name)
         doc = (get_method_class(name).__doc__ or "").strip().splitlines()[0]
         opts = ", ".join(f"{k}={v}" for k, v in m.options().items())
-        rows.append((name, ", ".join(m.required_signals()) or "-", opts or "-", doc))
-    print(tabulate(rows, headers=["method", "signals", "options (defaults)", "what it keeps"], tablefmt="simple"))
+        src = method_source(name)
+        package = f"{src['distribution'] or src['module']} {src['version'] or ''}".strip()
+        rows.append((name, ", ".join(m.required_signals()) or "-", opts or "-", package, doc))
+    print(tabulate(rows, headers=["method", "signals", "options (defaults)", "package", "what it keeps"],
+                   tablefmt="simple"))
     return 0
 
 

@@ -346,6 +346,10 @@ class Plugins:
                 value = value.detach().cpu()
                 value = value.numpy() if value.dtype == torch.bool else value.float().numpy()
             value = np.asarray(value)
+            sig = get_signal(name)
+            per_batch = sig.shape[1:] if sig.taken != "final" else sig.shape  # a batch's part of one row
+            if value.ndim != len(per_batch):
+                raise ValueError(f"the hook gave shape {value.shape}, declared {sig.shape_text}")
             if name not in out:
                 out[name] = np.zeros((n, *value.shape[1:]), dtype=get_signal(name).dtype)
             out[name][where] = value

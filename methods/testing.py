@@ -110,6 +110,11 @@ class FakeTraining:
         return softmax(self.eval_logits)
 
     @cached_property
+    def eval_loss(self) -> np.ndarray:
+        """[E + 1, N] per-sample cross-entropy of `eval_logits`."""
+        return _cross_entropy(self.eval_logits, self.labels)
+
+    @cached_property
     def train_probs(self) -> np.ndarray:
         """[E, N, C] softmax of `train_logits`."""
         return softmax(self.train_logits)
@@ -194,7 +199,7 @@ def _builtin_fake(name: str, t: FakeTraining) -> np.ndarray | None:
         "input_grad_norm": lambda: (t.input_scale * _el2n(t.train_probs, y)).astype(f32),
         "input_grad_norm_eval": lambda: (t.input_scale * _el2n(t.eval_probs[1:], y)).astype(f32),
         "el2n_eval": lambda: _el2n(snap_probs, y).astype(f32),
-        "loss_eval": lambda: _cross_entropy(snap_logits, y).astype(f32),
+        "loss_eval": lambda: t.eval_loss[snaps].astype(f32),
         "logits_eval": lambda: snap_logits.astype(np.float16),
         # closed form of the classifier's gradient: ‖p − y‖·√(‖h‖² + 1)
         "grand_last": lambda: (_el2n(snap_probs, y) * np.sqrt(t.feature_norms[snaps] ** 2 + 1)).astype(f32),
