@@ -18,3 +18,22 @@ def tiny_model(info: DatasetInfo, seed: int = 0, num_classes: int | None = None)
         nn.Flatten(), nn.Linear(16 * (info.input_shape[1] // 2) * (info.input_shape[2] // 2), num_classes or info.num_classes),
     )
     return NormalizedModel(net, info.mean, info.std)
+
+
+def final_scoring_model(data, arch, cfg, seed: int) -> NormalizedModel:
+    """The final model of a scoring run (re-run with the same seed, kept), in eval mode."""
+    from corebench import scoring
+
+    captured = {}
+    original = scoring._final
+
+    def keep(model, data, names, out, device):
+        captured["model"] = model
+        return original(model, data, names, out, device)
+
+    scoring._final = keep
+    try:
+        scoring.run_scoring(data, arch, cfg, seed, {"features"}, device=torch.device("cpu"), progress=False)
+    finally:
+        scoring._final = original
+    return captured["model"].eval()

@@ -21,6 +21,8 @@ from corebench.scoring import (
 )
 from corebench.spec import ArchSpec, DatasetSpec, ScoringConfig
 
+from helpers import final_scoring_model
+
 CPU = torch.device("cpu")
 TINY = ArchSpec("resnet18", {"channels": [4, 8, 16, 32]})
 
@@ -81,22 +83,7 @@ def test_eval_pass_and_grand_match_per_sample_autograd(digits):
     cfg = ScoringConfig(epochs=1, batch_size=64, snapshot_epochs=(1,))
     out = run_scoring(digits, TINY, cfg, 0, {"input_grad_norm_eval", "grand_all", "grand_last", "el2n_eval"},
                       device=CPU, progress=False)
-    # rebuild the final model by re-running the same seeded training and keeping it
-    from corebench import scoring
-
-    captured = {}
-    original = scoring._final
-
-    def keep(model, data, signals, out, device):
-        captured["model"] = model
-        return original(model, data, signals, out, device)
-
-    scoring._final = keep
-    try:
-        run_scoring(digits, TINY, cfg, 0, {"features"}, device=CPU, progress=False)
-    finally:
-        scoring._final = original
-    model = captured["model"].eval()
+    model = final_scoring_model(digits, TINY, cfg, 0)  # the same seeded run, kept
     head = model.classifier()
     for i in (0, 7, 42):
         x = digits.x_train[i : i + 1].clone().requires_grad_(True)

@@ -29,6 +29,8 @@ from corebench.signals import (
 )
 from corebench.spec import ArchSpec, DatasetSpec, ScoringConfig
 
+from helpers import final_scoring_model
+
 REPO = Path(__file__).resolve().parents[1]
 CPU = torch.device("cpu")
 TINY = ArchSpec("resnet18", {"channels": [4, 8, 16, 32]})
@@ -216,21 +218,7 @@ def test_eval_loss_and_logits_match_a_direct_computation(small):
     cfg = ScoringConfig(epochs=1, batch_size=64, snapshot_epochs=(0, 1))
     wanted = {"loss_eval", "logits_eval", "logits_final", "el2n_eval", "features"}
     out = run_scoring(small, TINY, cfg, 0, wanted, device=CPU, progress=False)
-    from corebench import scoring
-
-    captured = {}
-    original = scoring._final
-
-    def keep(model, data, names, result, device):
-        captured["model"] = model
-        return original(model, data, names, result, device)
-
-    scoring._final = keep
-    try:
-        run_scoring(small, TINY, cfg, 0, {"features"}, device=CPU, progress=False)
-    finally:
-        scoring._final = original
-    model = captured["model"].eval()
+    model = final_scoring_model(small, TINY, cfg, 0)
     with torch.no_grad():
         logits = model(small.x_train)
     assert out["logits_final"].dtype == np.float16 and out["logits_final"].shape == (150, 10)
