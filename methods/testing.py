@@ -136,17 +136,18 @@ def fake_training(
     drawn = rng.choice(num_classes, size=n, p=weights / weights.sum()).astype(np.int64)
     labels = drawn if labels is None else np.asarray(labels, dtype=np.int64)
     difficulty = rng.uniform(0.0, 1.0, size=n)
-    centres = rng.normal(0.0, 1.0, size=(num_classes, feature_dim))
-    spread = 0.15 + 0.55 * difficulty[:, None]
-    final = centres[labels] + spread * rng.normal(size=(n, feature_dim))
-    start = 0.1 * rng.normal(size=(n, feature_dim))
+    scale = 1.0 / np.sqrt(feature_dim)  # squared distances do not grow with D
+    centres = 2.0 * scale * rng.normal(size=(num_classes, feature_dim))  # ‖c_a − c_b‖² ≈ 8
+    spread = 0.3 + 1.7 * difficulty[:, None]  # hard samples sit far from their class centre
+    final = centres[labels] + spread * scale * rng.normal(size=(n, feature_dim))
+    start = 0.1 * scale * rng.normal(size=(n, feature_dim))
     progress = (np.arange(epochs + 1) / epochs) ** 0.7  # training progress of each model state
     eval_logits = np.empty((epochs + 1, n, num_classes))
     norms = np.empty((epochs + 1, n))
     for e, t in enumerate(progress):
         h = t * final + (1.0 - t) * start  # that state's features
         sq = (h**2).sum(-1)[:, None] - 2.0 * h @ centres.T + (centres**2).sum(-1)  # to each class centre
-        eval_logits[e] = -sq / (0.25 + 2.0 * (1.0 - t))  # an untrained head is near uniform
+        eval_logits[e] = -sq / (1.0 + 20.0 * (1.0 - t))  # an untrained head is near uniform
         norms[e] = np.sqrt((h**2).sum(-1))
     eval_logits += 0.05 * rng.normal(size=eval_logits.shape)
     mid = 0.5 * (eval_logits[:-1] + eval_logits[1:])
