@@ -83,10 +83,8 @@ class Traversal:
         while len(self.order) < k:
             p = int(np.argmax(self.mins))
             self.order.append(p)
+            self.mins = np.minimum(self.mins, self._sqdist(p))  # always, so a later call can resume
             self.mins[p] = -1.0
-            if len(self.order) < k:
-                self.mins = np.minimum(self.mins, self._sqdist(p))
-                self.mins[p] = -1.0
         return np.asarray(self.order[:k], dtype=np.int64)
 
 

@@ -395,3 +395,153 @@ def test_ccs_el2n_averages_the_first_el2n_epochs_of_the_training_pass():
 def test_ccs_invalid_hard_cutoff_is_a_config_error():
     with pytest.raises(ConfigError, match=r"ccs.hard_cutoff: 1.5 is not allowed"):
         create_method("ccs", hard_cutoff=1.5)
+
+
+# --------------------------------------------------------------------------- uncertainty (DeepCore, Coleman et al.)
+
+
+def _logits_ctx(logits: np.ndarray, labels: np.ndarray | None = None) -> SelectionContext:
+    logits = np.asarray(logits, dtype=np.float16)
+    labels = np.zeros(logits.shape[0], np.int64) if labels is None else labels
+    return SelectionContext(labels=labels, num_classes=logits.shape[1], runs=({"logits_final": logits},), seed=0)
+
+
+def _deepcore_scores(logits: np.ndarray, method: str) -> np.ndarray:
+    """DeepCore 74ec709 `uncertainty.py` `rank_uncertainty` (l.72-84), written out in numpy:
+    high = confident."""
+    z = logits.astype(np.float64)
+    p = np.exp(z - z.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    if method == "LeastConfidence":
+        return z.max(axis=1)
+    if method == "Entropy":
+        return (np.log(p + 1e-6) * p).sum(axis=1)
+    top = np.sort(p, axis=1)
+    return top[:, -1] - top[:, -2]
+
+
+def test_uncertainty_scores_by_hand():
+    from corebench.methods.uncertainty import uncertainty_scores
+
+    logits = np.array([[3.0, 3.0, 3.0], [1.0, -5.0, -5.0], [2.0, 1.0, 0.0]])
+    p = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    np.testing.assert_allclose(uncertainty_scores(logits, "entropy"), -(p * np.log(p + 1e-6)).sum(1))
+    np.testing.assert_allclose(uncertainty_scores(logits, "least_confidence"), -p.max(1))
+    np.testing.assert_allclose(uncertainty_scores(logits, "max_logit"), [-3.0, -1.0, -2.0])
+    np.testing.assert_allclose(uncertainty_scores(logits, "margin"), [0.0, -(p[1, 0] - p[1, 1]), -(p[2, 0] - p[2, 1])])
+    # the two "least confidence" readings disagree: uniform at logit 3 vs confident at logit 1
+    assert uncertainty_scores(logits, "least_confidence")[0] > uncertainty_scores(logits, "least_confidence")[1]
+    assert uncertainty_scores(logits, "max_logit")[0] < uncertainty_scores(logits, "max_logit")[1]
+
+
+@pytest.mark.parametrize(("score", "deepcore"), [("entropy", "Entropy"), ("max_logit", "LeastConfidence"), ("margin", "Margin")])
+def test_uncertainty_reproduces_both_deepcore_branches(score, deepcore):
+    rng = np.random.default_rng(5)
+    labels = np.repeat([0, 1], [40, 60])
+    logits = (rng.normal(0, 2, size=(100, 4))).astype(np.float16)
+    ctx = _logits_ctx(logits, labels)
+    scores = _deepcore_scores(logits, deepcore)
+    # balance=False (the class default): np.argsort(scores)[::-1][:k], the MOST confident
+    unbalanced = np.sort(np.argsort(scores)[::-1][:30])
+    assert np.array_equal(run_selection(create_method("uncertainty", score=score, direction="easiest"), ctx, 0.3), unbalanced)
+    # balance=True (main.py's default): per class np.argsort(scores)[:round(n_c * f)], the MOST uncertain
+    balanced = np.sort(np.concatenate([np.flatnonzero(labels == c)[np.argsort(scores[labels == c])[: round((labels == c).sum() * 0.5)]]
+                                       for c in (0, 1)]))
+    got = run_selection(create_method("uncertainty", score=score, class_balanced=True), ctx, 0.5)
+    assert np.array_equal(got, balanced)
+
+
+def test_uncertainty_default_keeps_the_most_uncertain_by_entropy():
+    logits = np.array([[9.0, 0.0, 0.0], [0.0, 0.0, 0.0], [3.0, 2.0, 0.0], [0.1, 0.0, 0.0]])
+    kept = run_selection(create_method("uncertainty"), _logits_ctx(logits), 0.5)
+    assert kept.tolist() == [1, 3]  # the two nearly uniform predictions
+    method = create_method("uncertainty")
+    assert method.options() == {"score": "entropy", "direction": "hardest", "class_balanced": False, "epoch": None}
+    assert method.required_signals() == ("logits_final",)
+
+
+def test_uncertainty_at_a_snapshot_epoch_reads_that_row():
+    final = np.array([[9.0, 0.0], [0.0, 0.0], [5.0, 0.0], [0.0, 0.1]])
+    snaps = np.stack([final[::-1], final]).astype(np.float16)  # epoch 0: reversed order
+    ctx = SelectionContext(labels=np.zeros(4, np.int64), num_classes=2,
+                           runs=({"logits_eval": snaps, "snapshot_epochs": np.array([0, 3])},), seed=0)
+    method = create_method("uncertainty", epoch=0)
+    assert method.required_signals() == ("logits_eval",)
+    assert run_selection(method, ctx, 0.5).tolist() == [0, 2]  # the uncertain ones of the reversed rows
+    assert run_selection(create_method("uncertainty", epoch=3), ctx, 0.5).tolist() == [1, 3]
+    with pytest.raises(MethodError, match="epoch 2 is not in scoring.snapshot_epochs; recorded: 0, 3"):
+        run_selection(create_method("uncertainty", epoch=2), ctx, 0.5)
+
+
+# --------------------------------------------------------------------------- k-center greedy (DeepCore)
+
+
+def _deepcore_kcenter(x: np.ndarray, budget: int, first: int) -> list[int]:
+    """DeepCore 74ec709 `kcentergreedy.py` `k_center_greedy` (l.8-65) written out in numpy, from a
+    given first point: Euclidean distances, argmax (first on ties), the first point in the budget."""
+    dist = lambda i: np.sqrt(np.maximum(((x - x[i]) ** 2).sum(1), 1e-12))  # noqa: E731
+    picked = [first]
+    mins = dist(first)
+    mins[first] = -1
+    for _ in range(budget - 1):
+        p = int(np.argmax(mins))
+        picked.append(p)
+        mins[p] = -1
+        mins = np.where(mins < 0, -1, np.minimum(mins, dist(p)))
+    return picked
+
+
+def _features_ctx(x: np.ndarray, labels: np.ndarray | None = None, seed: int = 0) -> SelectionContext:
+    labels = np.zeros(x.shape[0], np.int64) if labels is None else labels
+    return SelectionContext(labels=labels, num_classes=int(labels.max()) + 1,
+                            runs=({"features": x.astype(np.float32)},), seed=seed)
+
+
+def test_kcenter_is_deepcores_farthest_point_traversal():
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(300, 8))
+    first = int(np.random.default_rng(4).integers(300))  # the cell's seed draws the first centre
+    for fraction in (0.01, 0.1, 0.5):
+        k = round(300 * fraction)
+        want = np.sort(_deepcore_kcenter(x, k, first))
+        assert np.array_equal(run_selection(create_method("kcenter"), _features_ctx(x, seed=4), fraction), want)
+
+
+def test_kcenter_on_a_line_picks_the_far_ends_first():
+    x = np.array([[0.0], [1.0], [2.0], [3.0], [50.0], [100.0]])
+    assert np.random.default_rng(0).integers(6) == 5  # seed 0 starts at 100
+    # then the farthest from 100 (0), then the farthest from both (50)
+    assert run_selection(create_method("kcenter"), _features_ctx(x), 0.5).tolist() == [0, 4, 5]
+
+
+def test_kcenter_keeps_one_traversal_and_extends_it():
+    x = np.random.default_rng(2).normal(size=(200, 4))
+    ctx = _features_ctx(x)
+    method = create_method("kcenter")
+    small = run_selection(method, ctx, 0.1)
+    large = run_selection(method, ctx, 0.4)
+    assert set(small.tolist()) <= set(large.tolist())  # a prefix of the same traversal
+    assert len(method._traversals) == 1
+    assert np.array_equal(large, run_selection(create_method("kcenter"), ctx, 0.4))  # fresh object, same answer
+
+
+def test_kcenter_initial_centres_count_toward_the_budget():
+    x = np.random.default_rng(3).normal(size=(100, 3))
+    start = np.random.default_rng(0).permutation(100)[:10]
+    kept = run_selection(create_method("kcenter", initial=10), _features_ctx(x), 0.05)
+    assert np.array_equal(kept, np.sort(start[:5]))  # a budget below `initial`: the first random centres
+    kept = run_selection(create_method("kcenter", initial=10), _features_ctx(x), 0.3)
+    assert kept.size == 30 and set(start.tolist()) <= set(kept.tolist())
+
+
+def test_kcenter_class_balanced_runs_one_traversal_per_class():
+    rng = np.random.default_rng(4)
+    labels = np.repeat([0, 1, 2], [30, 50, 20])
+    x = rng.normal(size=(100, 5)) + labels[:, None] * 10.0
+    kept = run_selection(create_method("kcenter", class_balanced=True), _features_ctx(x, labels), 0.2)
+    assert np.bincount(labels[kept]).tolist() == [6, 10, 4]
+    for c in range(3):
+        members = np.flatnonzero(labels == c)
+        first = int(np.random.default_rng(0).integers(members.size))  # the same seed for every class, as DeepCore
+        want = members[_deepcore_kcenter(x[members], int((labels[kept] == c).sum()), first)]
+        assert set(kept[labels[kept] == c].tolist()) == set(want.tolist())
