@@ -43,6 +43,8 @@ class DatasetInfo:
     augment: tuple[str, ...] = ("crop", "flip")  # random crop (pad 4) and horizontal flip
     crop_padding: int = 4
     classes: tuple[str, ...] = ()
+    source: str = ""  # where the arrays came from, for the record's provenance
+    notes: tuple[str, ...] = ()  # caveats every board built on this data must state
 
 
 @dataclass
@@ -410,6 +412,103 @@ def load_cifar(spec: DatasetSpec) -> Dataset:
 
 for _name in _CIFAR:
     register_dataset(_name)(load_cifar)
+
+
+@spec
+class ProxyOptions:
+    n_train: Annotated[StrictInt, Field(ge=10)] = 5000  # a multiple of 10: class-balanced
+    n_test: Annotated[StrictInt, Field(ge=10)] = 1000
+
+
+PROXY_NOTE = ("Trained and evaluated on a class-balanced split of the CIFAR-10 *test* set: a small-scale "
+              "proxy of CIFAR-10 that a CPU can regenerate, acceptable only as such. It is not CIFAR-10's "
+              "protocol; its numbers are not comparable to published CIFAR-10 results.")  # fmt: skip
+JPEG_NOTE = ("The pixels come from a JPEG-compressed public copy of the CIFAR-10 test set, which differs "
+             "slightly from the original pixels: compare only with runs on the same copy.")  # fmt: skip
+
+
+@register_dataset("cifar10_proxy")
+def load_cifar10_proxy(spec: DatasetSpec) -> Dataset:
+    """CIFAR-10's 10,000 test images split class-balanced into train and test: a CPU-sized proxy.
+
+    The split rule: each test image's rank within its class, in the order of the official
+    `test_batch`, orders the images by (rank, class), so rows 10k…10k+9 hold the k-th image of
+    every class. Train is the first `n_train` rows, test the last `n_test` (disjoint; multiples
+    of 10, so both class-balanced). The source is either `root:` an official torchvision
+    CIFAR-10 folder (`cifar-10-batches-py/test_batch` and `batches.meta`: the original pixels) or
+    `path:` an .npz with `x` (uint8 N×32×32×3), `y` and `class_rank` (the layout of the JPEG copy
+    in ../shared/data); both give the same split of the same images.
+    """
+    opts = _options(spec, ProxyOptions)
+    where = "datasets.cifar10_proxy"
+    for key in ("n_train", "n_test"):
+        if getattr(opts, key) % 10:
+            raise invalid(f"{where}.options.{key}", getattr(opts, key), "a multiple of 10 (one image per class per 10)")
+    if bool(spec.root) == bool(spec.path):
+        raise invalid(where, {"root": spec.root, "path": spec.path},
+                      "exactly one of root (a torchvision CIFAR-10 folder) or path (an .npz with x, y, class_rank)")
+    x, y, rank, source, jpeg = _proxy_from_root(spec) if spec.root else _proxy_from_npz(spec)
+    counts = np.bincount(y, minlength=10)
+    if y.min() < 0 or y.max() > 9 or len(set(counts.tolist())) != 1:
+        raise DataError(f"{where}: the source's labels are not 0..9 with equal counts per class ({counts.tolist()})")
+    if opts.n_train + opts.n_test > y.size:
+        raise invalid(f"{where}.options", {"n_train": opts.n_train, "n_test": opts.n_test},
+                      f"n_train + n_test at most the {y.size} images of the source")
+    order = np.lexsort((y, rank))  # by rank within class, then class: round-robin over classes
+    x, y = x[order], y[order]
+    train, test = slice(0, opts.n_train), slice(y.size - opts.n_test, y.size)
+    notes = (PROXY_NOTE, JPEG_NOTE) if jpeg else (PROXY_NOTE,)
+    info = DatasetInfo("cifar10_proxy", 10, (3, 32, 32), (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616),
+                       8 / 255, classes=CIFAR10_CLASSES, source=source, notes=notes)  # fmt: skip
+    return Dataset(info, _to_tensor_hwc(x[train]), torch.from_numpy(y[train]), _to_tensor_hwc(x[test]),
+                   torch.from_numpy(y[test]))  # fmt: skip
+
+
+def _proxy_from_root(spec: DatasetSpec) -> tuple[np.ndarray, np.ndarray, np.ndarray, str, bool]:
+    """The official test batch through torchvision (which checks its md5); no training batches needed."""
+    from torchvision.datasets import CIFAR10
+
+    class TestBatchOnly(CIFAR10):
+        train_list: list = []  # noqa: RUF012  only the test batch is read (and checked)
+
+    root = _root(spec)
+    try:
+        test = TestBatchOnly(str(root), train=False, download=spec.download)
+    except (RuntimeError, OSError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise DataError(f"datasets.cifar10_proxy.root: {root} does not hold the CIFAR-10 test batch ({first}); "
+                        "allowed: a folder with cifar-10-batches-py/test_batch and batches.meta") from None
+    y = np.asarray(test.targets, dtype=np.int64)
+    rank = np.zeros_like(y)
+    for c in range(10):
+        members = np.flatnonzero(y == c)
+        rank[members] = np.arange(members.size)
+    return np.asarray(test.data), y, rank, f"torchvision CIFAR-10 test_batch in {root}", False
+
+
+def _proxy_from_npz(spec: DatasetSpec) -> tuple[np.ndarray, np.ndarray, np.ndarray, str, bool]:
+    path = Path(str(spec.path)).expanduser()
+    where = "datasets.cifar10_proxy.path"
+    if not path.is_file():
+        raise invalid(where, str(path), "an existing .npz file with x, y and class_rank")
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            if not hasattr(f, "files") or not {"x", "y", "class_rank"} <= set(f.files):
+                raise DataError(f"{where}: {path} is not the expected .npz (arrays x, y, class_rank); it has "
+                                f"{sorted(getattr(f, 'files', []))}")
+            x, y, rank = f["x"], f["y"].astype(np.int64), f["class_rank"].astype(np.int64)
+            names = f["src_path"] if "src_path" in f.files else np.array([], dtype=str)
+    except DataError:
+        raise
+    except Exception as exc:  # truncated, not a zip, object arrays: one line
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        raise DataError(f"{where}: {path} is not the expected .npz ({type(exc).__name__}: {first})") from None
+    if x.dtype != np.uint8 or x.ndim != 4 or x.shape[1:] != (32, 32, 3) or not (y.shape == rank.shape == (x.shape[0],)):
+        raise DataError(f"{where}: {path} is not the expected .npz (x uint8 N×32×32×3 with y and class_rank of N; "
+                        f"got x {x.dtype} {x.shape}, y {y.shape}, class_rank {rank.shape})")
+    jpeg = any(str(n).lower().endswith((".jpg", ".jpeg")) for n in names[:10])
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+    return x, y, rank, f"{path.name} (sha256 {digest}{', JPEG copy' if jpeg else ''})", jpeg
 
 
 @register_dataset("svhn")

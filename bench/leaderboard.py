@@ -196,6 +196,7 @@ def render_board(board: Board, *, plot_name: str | None, csv_name: str, model_in
     if board.tag:
         title += f" · {board.tag}"
     out = [f"# {_md(title)}", ""]
+    out += _data_lines(board)
     out.append(
         f"{metric} (%) of `{_md(board.arch)}` trained with regime `{board.regime}` on coresets "
         f"of `{_md(board.dataset)}` chosen by each selection method (rows), by fraction of the "
@@ -260,6 +261,21 @@ def render_board(board: Board, *, plot_name: str | None, csv_name: str, model_in
     out += _footnotes(board)
     out.append("")
     return "\n".join(out)
+
+
+def _data_lines(board: Board) -> list[str]:
+    """The data's caveats first (a proxy dataset, a lossy copy), then where it came from."""
+    refs = [r["data"] for r in board.records if r.get("data")]
+    if not refs:
+        return []
+    notes = list(dict.fromkeys(n for ref in refs for n in ref.get("notes") or ()))  # the dataset's order
+    sources = sorted({f"{ref['source'] or ref['name']}: {ref['n_train']:,} train / {ref['n_test']:,} test images"
+                      for ref in refs})  # fmt: skip
+    out = [f"> **{_md(note)}**" if i == 0 else f"> {_md(note)}" for i, note in enumerate(notes)]
+    if out:
+        out.append(">")
+    out.append("> Data: " + "; ".join(_md(s) for s in sources) + ".")
+    return out + [""]
 
 
 def _full_text(board: Board) -> str:

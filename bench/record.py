@@ -102,6 +102,18 @@ class MethodSource(_Part):
     git_commit: StrictStr | None = None  # of an editable install's source tree ("-dirty": changed files)
 
 
+class DataRef(_Part):
+    """The data a cell was trained and evaluated on: what a reader must know to trust it."""
+
+    name: NonEmpty
+    source: StrictStr = ""  # where the arrays came from (a file and its hash, a folder)
+    fingerprint: StrictStr = ""  # hash of every array (Dataset.fingerprint)
+    n_train: PositiveInt
+    n_test: PositiveInt
+    num_classes: PositiveInt
+    notes: list[StrictStr] = Field(default_factory=list)  # caveats every board must state
+
+
 class Record(_Part):
     schema_version: Literal[1]
     cell_id: NonEmpty
@@ -117,6 +129,7 @@ class Record(_Part):
     versions: dict[str, StrictStr | None]
     device: StrictStr | None
     method_source: MethodSource | None = None  # None: a full-data cell, or a record older than the field
+    data: DataRef | None = None  # absent in records written before it existed
 
     @model_validator(mode="after")
     def _outcome_fits_status(self) -> Record:

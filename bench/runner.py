@@ -370,6 +370,9 @@ def run_cell(
         "versions": versions(),
         "device": device_name(device),
         "method_source": method_source(cell.method.name) if method is not None else None,
+        "data": {"name": data.info.name, "source": data.info.source, "fingerprint": data.fingerprint(),
+                 "n_train": int(data.x_train.shape[0]), "n_test": int(data.x_test.shape[0]),
+                 "num_classes": data.info.num_classes, "notes": list(data.info.notes)},
     }
     try:
         indices, scoring_s, selection_s = select_indices(cell, data, method, scorer)

@@ -18,6 +18,8 @@ from sklearn.linear_model import LogisticRegression
 
 from corebench.data import (
     CIFAR10_CLASSES,
+    JPEG_NOTE,
+    PROXY_NOTE,
     DatasetInfo,
     augment_batch,
     list_datasets,
@@ -417,3 +419,82 @@ def test_augment_is_a_no_op_without_augmentations_and_seeded_otherwise():
     b = augment_batch(x, both, torch.Generator().manual_seed(5))
     c = augment_batch(x, both, torch.Generator().manual_seed(6))
     assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+# --------------------------------------------------------------------------- cifar10_proxy
+
+
+def proxy_sources(tmp_path: Path, monkeypatch, per_class: int = 5, jpeg: bool = False) -> tuple[Path, Path, np.ndarray]:
+    """The same fake CIFAR-10 test set two ways: an official-format root (test_batch in a shuffled
+    order) and the shared .npz layout (round-robin rows with each image's rank in its class)."""
+    from torchvision.datasets import CIFAR10
+
+    rng = np.random.default_rng(7)
+    n = 10 * per_class
+    labels = rng.permutation(np.repeat(np.arange(10), per_class))  # the "test_batch order"
+    rows = fake_images(rng, n)
+    folder = tmp_path / "root" / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    pickle_py2(folder / "test_batch", {"batch_label": "testing batch 1 of 1", "data": rows, "labels": labels.tolist()})
+    pickle_py2(folder / "batches.meta", {"label_names": list(CIFAR10_CLASSES), "num_cases_per_batch": n, "num_vis": 3072})
+    monkeypatch.setattr(CIFAR10, "test_list", [["test_batch", md5(folder / "test_batch")]])
+    monkeypatch.setattr(CIFAR10, "meta", {**CIFAR10.meta, "md5": md5(folder / "batches.meta")})
+    rank = np.array([int(np.sum(labels[:i] == labels[i])) for i in range(n)])
+    order = np.lexsort((labels, rank))
+    hwc = rows.reshape(n, 3, 32, 32).transpose(0, 2, 3, 1)
+    names = [f"test/{CIFAR10_CLASSES[c]}/{r:04d}.{'jpg' if jpeg else 'png'}" for c, r in zip(labels[order], rank[order], strict=True)]
+    npz = tmp_path / "copy.npz"
+    np.savez(npz, x=hwc[order], y=labels[order], class_rank=rank[order], src_path=np.array(names))
+    return tmp_path / "root", npz, hwc
+
+
+def test_cifar10_proxy_splits_the_test_set_class_balanced_the_same_from_root_and_npz(tmp_path, monkeypatch):
+    root, npz, _ = proxy_sources(tmp_path, monkeypatch)
+    opts = {"n_train": 30, "n_test": 20}
+    from_root = load_dataset(DatasetSpec("cifar10_proxy", root=str(root), options=opts))
+    from_npz = load_dataset(DatasetSpec("cifar10_proxy", path=str(npz), options=opts))
+    for part in ("x_train", "y_train", "x_test", "y_test"):
+        assert torch.equal(getattr(from_root, part), getattr(from_npz, part)), part
+    # round-robin: each block of ten rows holds one image of every class; train and test are disjoint
+    assert from_root.y_train.tolist() == list(range(10)) * 3 and from_root.y_test.tolist() == list(range(10)) * 2
+    flat = torch.cat([from_root.x_train, from_root.x_test]).flatten(1)
+    assert torch.unique(flat, dim=0).shape[0] == 50
+    assert from_root.info.source.startswith("torchvision CIFAR-10 test_batch") and "sha256" in from_npz.info.source
+    assert from_root.info.notes == (PROXY_NOTE,) == from_npz.info.notes  # png names: no JPEG caveat
+
+
+def test_cifar10_proxy_from_a_jpeg_copy_says_so(tmp_path, monkeypatch):
+    _, npz, _ = proxy_sources(tmp_path, monkeypatch, jpeg=True)
+    data = load_dataset(DatasetSpec("cifar10_proxy", path=str(npz), options={"n_train": 10, "n_test": 10}))
+    assert data.info.notes == (PROXY_NOTE, JPEG_NOTE) and "JPEG copy" in data.info.source
+
+
+@pytest.mark.parametrize(("kind", "spec_kw", "expected"), [
+    ("no test batch", {"root": "EMPTY"}, "datasets.cifar10_proxy.root:"),
+    ("not an npz", {"path": "TEXT"}, "datasets.cifar10_proxy.path:"),
+    ("npz without class_rank", {"path": "OTHER"}, "is not the expected .npz (arrays x, y, class_rank)"),
+    ("both sources", {"root": "EMPTY", "path": "TEXT"}, "exactly one of root"),
+    ("no source", {}, "exactly one of root"),
+    ("not a multiple of 10", {"path": "NPZ", "options": {"n_train": 25}}, "n_train: 25 is not allowed"),
+    ("more than the source", {"path": "NPZ", "options": {"n_train": 40, "n_test": 20}}, "at most the 50 images"),
+])  # fmt: skip
+def test_cifar10_proxy_bad_sources_are_one_line(tmp_path, monkeypatch, kind, spec_kw, expected):
+    _, npz, _ = proxy_sources(tmp_path, monkeypatch)
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "text.npz").write_text("not a zip")
+    np.savez(tmp_path / "other.npz", x_train=np.zeros((2, 2)))
+    paths = {"EMPTY": tmp_path / "empty", "TEXT": tmp_path / "text.npz", "OTHER": tmp_path / "other.npz", "NPZ": npz}
+    kw = {k: str(paths[v]) if isinstance(v, str) else v for k, v in spec_kw.items()}
+    with pytest.raises((DataError, ConfigError)) as exc:
+        load_dataset(DatasetSpec("cifar10_proxy", **kw))
+    assert expected in one_line(exc), one_line(exc)
+
+
+def test_cifar10_proxy_of_the_shared_jpeg_copy(tmp_path):
+    shared = shared_data_file("cifar10_test_subset.npz")
+    if shared is None:
+        pytest.skip("the shared CIFAR-10 test copy (../shared/data/cifar10_test_subset.npz) is absent")
+    data = load_dataset(DatasetSpec("cifar10_proxy", path=str(shared), options={"n_train": 8000, "n_test": 2000}))
+    assert data.x_train.shape == (8000, 3, 32, 32) and data.x_test.shape == (2000, 3, 32, 32)
+    assert torch.bincount(data.y_train).tolist() == [800] * 10 and torch.bincount(data.y_test).tolist() == [200] * 10
+    assert data.info.notes == (PROXY_NOTE, JPEG_NOTE)

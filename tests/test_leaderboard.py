@@ -458,3 +458,21 @@ def test_regeneration_sweeps_temp_files_of_killed_runs_once(golden_run, tmp_path
     live.write_text("being written")
     generate_leaderboards(results, out)
     assert not orphan.exists() and live.exists()
+
+
+def test_the_data_caveats_open_the_board(tmp_path: Path) -> None:
+    from corebench.board import aggregate, build_boards
+    from corebench.leaderboard import render_board
+
+    data = {"name": "cifar10_proxy", "source": "copy.npz (sha256 abc, JPEG copy)", "fingerprint": "f", "n_train": 5000,
+            "n_test": 1000, "num_classes": 10, "notes": ["Trained on the test set: a proxy.", "A JPEG copy."]}
+    records = []
+    for method in ("random", "easycore"):
+        rec = example_record(grid="d", method=method, autoattack_acc=30.0)
+        rec["_path"], rec["data"] = tmp_path / relpath(rec), data
+        records.append(rec)
+    (board,), _ = build_boards(records, [], tmp_path)
+    aggregate(board)
+    lines = render_board(board, plot_name=None, csv_name="c.csv", model_info_dir="m").splitlines()
+    assert lines[2:6] == ["> **Trained on the test set: a proxy.**", "> A JPEG copy.", ">",
+                          "> Data: copy.npz (sha256 abc, JPEG copy): 5,000 train / 1,000 test images."]  # fmt: skip
