@@ -113,7 +113,7 @@ def test_a_failing_method_fails_its_cell_and_the_grid_goes_on(tmp_path, capsys):
     ("changes", "message"),
     [
         ({"methods": ["easycor"]}, "methods: 'easycor' is not allowed; allowed: ccs, easycore"),
-        ({"datasets": ["cifar11"]}, "datasets: 'cifar11' is not allowed; allowed: cifar10, cifar100, digits"),
+        ({"datasets": ["cifar11"]}, "datasets: 'cifar11' is not allowed; allowed: cifar10, cifar100, cifar10_proxy, digits"),
         ({"regimes": ["madry"]}, "regimes: 'madry' is not allowed; allowed: standard, pgd_at, trades"),
         ({"fractions": [0.3, 1.5]}, "fractions: 1.5 is not allowed; allowed: numbers in (0, 1]"),
         ({"architectures": ["resnet1800"]}, "architectures: 'resnet1800' is not a timm architecture"),
