@@ -26,16 +26,18 @@ import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from corebench.errors import ResultsError
 from corebench.files import write_atomic, write_bytes_atomic  # noqa: F401  (the store's writers)
 from corebench.protocol import Protocol
 from corebench.record import parse_record
 from corebench.spec import METRICS, record_relpath, record_relstr, to_jsonable
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 log = logging.getLogger(__name__)
 
@@ -254,6 +256,8 @@ def load(results_dir: str | Path, *, strict: bool = False) -> pd.DataFrame:
 
 def frame(records: list[dict]) -> pd.DataFrame:
     """Records (as returned by `scan`) flattened into the `load()` DataFrame."""
+    import pandas as pd  # here, not at import: the runner and `corebench select` never need it (~1 s)
+
     rows = [row for r in records for row in flatten(r)]
     df = pd.DataFrame(rows, columns=list(COLUMNS))
     if df.empty:
