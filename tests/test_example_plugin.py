@@ -88,7 +88,7 @@ def test_the_plugins_row_reaches_a_board_with_its_package(plugin_loaded, tmp_pat
     from corebench.cli import main
 
     grid = yaml.safe_load((EXAMPLE / "grid.yaml").read_text())
-    grid.update(scoring={"epochs": 1, "snapshot_epochs": [0, 1]}, training={"epochs": 1, "batch_size": 256},
+    grid.update(scoring={"epochs": 1, "snapshot_epochs": [0, 1]}, training={"epochs": 1, "batch_size": 256}, attack={"steps": 1},
                 evaluation={"n_examples": 20, "pgd_steps": 1, "autoattack": {"enabled": False}},
                 full_data_reference=False)  # the example's grid, shrunk
     path = tmp_path / "grid.yaml"
@@ -101,7 +101,7 @@ def test_the_plugins_row_reaches_a_board_with_its_package(plugin_loaded, tmp_pat
     builtin = json.loads(next((tmp_path / "res").rglob("random/f0.3/seed0.json")).read_text())["method_source"]
     assert builtin["distribution"] == "corebench" and builtin["module"] == "corebench.methods.random_sampling"
     assert main(["leaderboard", str(tmp_path / "res"), "--out", str(tmp_path / "boards")]) == 0
-    board = next((tmp_path / "boards").rglob("*__standard.md")).read_text()
+    board = next((tmp_path / "boards").rglob("*__trades.md")).read_text()
     assert "| flip_gap" in board or "`flip_gap`" in board
     assert "  - `corebench-example-plugin` 0.1.0 — plug-in: `flip_gap`" in board
 
