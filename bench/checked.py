@@ -74,6 +74,11 @@ Radius = Annotated[Number, AfterValidator(_radius)]
 PositiveInt = Annotated[StrictInt, Field(gt=0)]
 NonNegativeInt = Annotated[StrictInt, Field(ge=0)]
 Momentum = Annotated[Number, Field(ge=0, lt=1)]
+LearningRate = Annotated[Number, Field(gt=0, le=10)]  # SGD above 10 only diverges
+WeightDecay = Annotated[Number, Field(ge=0, lt=1)]  # 1 would zero the weights at lr 1
+TradesBeta = Annotated[Number, Field(ge=0, le=100)]  # the references use 1 to 6
+Seed = Annotated[StrictInt, Field(ge=0, lt=2**31)]  # torch and numpy accept every one of these
+Threads = Annotated[StrictInt, Field(ge=1, le=1024)]
 
 def _device(value: str) -> str:
     if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", value):
@@ -180,15 +185,25 @@ def describe(exc: ValidationError, where: str, cls: type | None = None) -> str:
         return f"{path}: missing; allowed: a value (the key is required)"
     allowed = _allowed(kind, ctx, err["msg"], value)
     if kind in _RANGED_ERRORS and cls is not None:  # say the whole range: 'a number in [0, 100]'
-        ranged = _range_of(_type_at(cls, err["loc"][:-1]), loc[-1] if loc else "")
+        owner, name = _type_at(cls, err["loc"][:-1]), loc[-1] if loc else ""
+        ranged = _range_of(owner, name)
         if ranged:
-            noun = "an integer" if kind.startswith("int") or isinstance(value, int) and not isinstance(value, bool) else "a number"
+            noun = "an integer" if kind.startswith("int") or _is_int_field(owner, name) else "a number"
             allowed = f"a positive {noun.split()[-1]}" if ranged == " > 0" else noun + ranged
     return f"{path}: {value!r} is not allowed; allowed: {allowed}"
 
 
 _RANGED_ERRORS = ("int_type", "int_parsing", "float_type", "float_parsing", "number", "greater_than",
                   "greater_than_equal", "less_than", "less_than_equal")  # fmt: skip
+
+
+def _is_int_field(owner: type | None, name: str) -> bool:
+    """Whether a settings field holds integers (so its range is worded 'an integer ...')."""
+    fields = getattr(owner, "__pydantic_fields__", None) or {}
+    if name not in fields:
+        return False
+    annotation = fields[name].annotation
+    return annotation is int or any(a is int for a in get_args(annotation))
 
 
 def _range_of(owner: type | None, name: str) -> str:
@@ -202,12 +217,16 @@ def _range_of(owner: type | None, name: str) -> str:
     low = ("[", bounds["ge"]) if "ge" in bounds else ("(", bounds["gt"]) if "gt" in bounds else None
     high = (bounds["le"], "]") if "le" in bounds else (bounds["lt"], ")") if "lt" in bounds else None
     if low and high:
-        return f" in {low[0]}{low[1]:g}, {high[0]:g}{high[1]}"
+        return f" in {low[0]}{_fmt(low[1])}, {_fmt(high[0])}{high[1]}"
     if low:
-        return f" {'>=' if low[0] == '[' else '>'} {low[1]:g}"
+        return f" {'>=' if low[0] == '[' else '>'} {_fmt(low[1])}"
     if high:
-        return f" {'<=' if high[1] == ']' else '<'} {high[0]:g}"
+        return f" {'<=' if high[1] == ']' else '<'} {_fmt(high[0])}"
     return ""
+
+
+def _fmt(bound: float) -> str:
+    return str(bound) if isinstance(bound, int) else f"{bound:g}"
 
 
 def _allowed(kind: str, ctx: Mapping[str, Any], msg: str, value: Any) -> str:

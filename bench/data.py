@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from pydantic import Field, StrictInt, StrictStr
 
-from corebench.checked import NonNegativeInt, Number, PositiveInt, Radius, build
+from corebench.checked import Number, Radius, Seed, build
 from corebench.errors import DataError, invalid
 from corebench.spec import DatasetSpec, spec
 
@@ -139,7 +139,7 @@ def _split(x: np.ndarray, y: np.ndarray, test_fraction: float, seed: int) -> tup
 @spec
 class DigitsOptions:
     test_fraction: Annotated[Number, Field(gt=0, lt=1)] = 0.25
-    split_seed: NonNegativeInt = 0
+    split_seed: Seed = 0
 
 
 @register_dataset("digits")
@@ -212,14 +212,14 @@ def make_synthetic(
 class SyntheticOptions:
     """The arguments of `make_synthetic`."""
 
-    n_train: PositiveInt = 600
-    n_test: PositiveInt = 200
-    num_classes: Annotated[StrictInt, Field(ge=2)] = 2
-    size: PositiveInt = 8
+    n_train: Annotated[StrictInt, Field(ge=1, le=1_000_000)] = 600
+    n_test: Annotated[StrictInt, Field(ge=1, le=1_000_000)] = 200
+    num_classes: Annotated[StrictInt, Field(ge=2, le=1000)] = 2
+    size: Annotated[StrictInt, Field(ge=1, le=512)] = 8
     margin: Annotated[Number, Field(ge=0)] = 1.0
     noise: Annotated[Number, Field(ge=0)] = 0.5
     flip_fraction: Annotated[Number, Field(ge=0, lt=1)] = 0.05
-    seed: NonNegativeInt = 0
+    seed: Seed = 0
 
 
 @register_dataset("synthetic")
@@ -250,7 +250,7 @@ MAX_CLASSES = 100_000  # more classes than this from the labels alone is a mista
 class NpzOptions:
     eps: Radius = 8 / 255  # the default L∞ radius of attacks on this data
     augment: StrictStr = "crop,flip"  # "crop,flip", "crop", "flip" or "none"
-    num_classes: Annotated[StrictInt, Field(ge=2)] | None = None  # None: the largest label + 1
+    num_classes: Annotated[StrictInt, Field(ge=2, le=MAX_CLASSES)] | None = None  # None: the largest label + 1
 
 
 @register_dataset("npz")
@@ -343,8 +343,8 @@ def _labels(y: np.ndarray, key: str, path: Path) -> torch.Tensor:
 def _as_nchw(x: np.ndarray, key: str, path: Path) -> torch.Tensor:
     if x.ndim == 3:
         x = x[:, None]
-    if x.ndim != 4 or x.shape[0] == 0:
-        raise DataError(f"datasets.npz: {key} in {path} has shape {x.shape}; expected [N, H, W, C] or [N, C, H, W]")
+    if x.ndim != 4 or 0 in x.shape:
+        raise DataError(f"datasets.npz: {key} in {path} has shape {x.shape}; expected [N, H, W, C] or [N, C, H, W], none of them 0")
     if not (x.dtype == np.uint8 or np.issubdtype(x.dtype, np.floating)):
         raise DataError(f"datasets.npz: {key} in {path} has dtype {x.dtype}; expected uint8 or floats in [0, 1]")
     if x.shape[-1] in (1, 3) and x.shape[1] not in (1, 3):

@@ -6,7 +6,13 @@ from collections.abc import Iterable
 
 
 class BenchError(Exception):
-    """A mistake the user can fix (bad config, missing data, bad method output)."""
+    """A mistake the user can fix (bad config, missing data, bad method output).
+
+    Its text is always one line: a line break inside a value the user gave (a key, a file
+    name) is shown escaped, so the CLI's one-line error stays one line."""
+
+    def __str__(self) -> str:
+        return super().__str__().replace("\r", "\\r").replace("\n", "\\n")
 
 
 class ConfigError(BenchError):

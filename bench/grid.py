@@ -110,8 +110,8 @@ def parse_grid(data: Mapping[str, Any], source: str = "") -> GridSpec:
     for s in seeds:
         if isinstance(s, bool) or not isinstance(s, int):
             raise invalid("seeds", s, "an integer")
-        if s < 0:
-            raise invalid("seeds", s, "integers >= 0 (numpy generators reject negative seeds)")
+        if not 0 <= s < 2**31:
+            raise invalid("seeds", s, "integers in [0, 2^31) (numpy generators reject negative seeds)")
     _unique(seeds, "seeds")
 
     sections = {key: build(cls, data.get(key), key) for key, cls in SECTIONS}

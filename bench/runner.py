@@ -127,6 +127,8 @@ def run_grid(
     """
     results_dir = writable_folder(results_dir, "--results")
     cache = writable_folder(Path(cache_dir) if cache_dir is not None else default_cache_dir(), "--cache")
+    for sub in ("scoring", CHECKPOINTS):  # a link out of the cache fails now, not after compute
+        confined(cache, sub)
     device = resolve_device(spec.device)
     k, n = shard
     cells = [c for i, c in enumerate(spec.cells()) if i % n == k]

@@ -31,13 +31,16 @@ from pydantic.dataclasses import dataclass as pydantic_dataclass
 
 from corebench.checked import (
     Device,
+    LearningRate,
     Momentum,
-    NonNegative,
     NonNegativeInt,
     Number,
-    Positive,
     PositiveInt,
     Radius,
+    Seed,
+    Threads,
+    TradesBeta,
+    WeightDecay,
     not_allowed,
 )
 
@@ -163,10 +166,10 @@ class ScoringConfig:
 
     epochs: PositiveInt = 10
     batch_size: PositiveInt = 128
-    lr: Positive = 0.1
+    lr: LearningRate = 0.1
     momentum: Momentum = 0.9
     nesterov: StrictBool = True
-    weight_decay: NonNegative = 5e-4
+    weight_decay: WeightDecay = 5e-4
     augment: StrictBool = True
     snapshot_epochs: tuple[NonNegativeInt, ...] | None = None  # 0 = at initialisation
 
@@ -190,10 +193,10 @@ class TrainingConfig:
 
     epochs: PositiveInt = 200
     batch_size: PositiveInt = 128
-    lr: Positive = 0.1
+    lr: LearningRate = 0.1
     momentum: Momentum = 0.9
     nesterov: StrictBool = True
-    weight_decay: NonNegative = 5e-4
+    weight_decay: WeightDecay = 5e-4
     schedule: Literal["cosine", "constant"] = "cosine"
     augment: StrictBool = True
 
@@ -210,7 +213,7 @@ class AttackConfig:
     step_size: Radius | None = None
     steps: PositiveInt = 10
     random_start: StrictBool = True
-    trades_beta: NonNegative = 6.0
+    trades_beta: TradesBeta = 6.0
 
     def resolved(self, default_eps: float) -> AttackConfig:
         """ε from the dataset when unset, the step as ε/4 when unset."""
@@ -225,7 +228,7 @@ class AutoAttackConfig:
 
     version: AutoAttackVersion = "standard"
     attacks: tuple[AutoAttackName, ...] | None = None  # only with version 'custom'
-    seed: NonNegativeInt = 0
+    seed: Seed = 0
     enabled: StrictBool = True
 
     @model_validator(mode="after")
@@ -278,7 +281,7 @@ class GridSpec:
     fractions: tuple[Number, ...]
     methods: tuple[MethodSpec, ...]
     regimes: tuple[Regime, ...]
-    seeds: tuple[NonNegativeInt, ...]
+    seeds: tuple[Seed, ...]
     scoring_architectures: tuple[ArchSpec | None, ...] = (None,)  # None: same as target
     full_data_reference: StrictBool = True
     scoring: ScoringConfig = field(default_factory=ScoringConfig)
@@ -286,7 +289,7 @@ class GridSpec:
     attack: AttackConfig = field(default_factory=AttackConfig)
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
     device: Device = "auto"
-    threads: PositiveInt = 1  # torch threads per process (each worker): results depend on it on CPU
+    threads: Threads = 1  # torch threads per process (each worker): results depend on it on CPU
     source: StrictStr = ""  # the grid file it came from
 
     def cells(self) -> list[Cell]:

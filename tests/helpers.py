@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
+import yaml
 from torch import nn
 
 from corebench.data import DatasetInfo
@@ -37,3 +40,27 @@ def final_scoring_model(data, arch, cfg, seed: int) -> NormalizedModel:
     finally:
         scoring._final = original
     return captured["model"].eval()
+
+
+# The fastest grid that still runs every phase: digits, a 4-channel ResNet-10t, 2 epochs each,
+# 16 test images, AutoAttack's APGD-CE only; three cells (full data, easycore, random).
+FAST_GRID = {
+    "name": "fast",
+    "datasets": ["digits"],
+    "architectures": [{"name": "resnet10t", "id": "r10w4", "kwargs": {"channels": [4, 8, 16, 32], "stem_width": 4}}],
+    "fractions": [0.3],
+    "methods": ["easycore", "random"],
+    "regimes": ["standard"],
+    "seeds": [0],
+    "scoring": {"epochs": 2, "snapshot_epochs": [0]},
+    "training": {"epochs": 2},
+    "evaluation": {"n_examples": 16, "pgd_steps": 1, "autoattack": {"version": "custom", "attacks": ["apgd-ce"]}},
+}
+
+
+def write_fast_grid(folder: Path, **changes) -> Path:
+    """FAST_GRID with top-level `changes`, written as `<folder>/<name>.yaml`."""
+    grid = {**FAST_GRID, **changes}
+    path = Path(folder) / f"{grid['name']}.yaml"
+    path.write_text(yaml.safe_dump(grid))
+    return path

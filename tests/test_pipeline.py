@@ -181,16 +181,6 @@ def test_scoring_cache_serves_methods_requested_one_at_a_time(tmp_path):
         assert set(method.required_signals()) <= set(ctx.signals)
 
 
-def test_parallel_workers_write_the_same_cells(tmp_path):
-    grid = write_grid(tmp_path, methods=["easycore", "moderate"], regimes=["standard"])
-    code = main(["run", str(grid), "--results", str(tmp_path / "res"), "--cache", str(tmp_path / "c"),
-                 "--no-progress", "--workers", "2"])
-    assert code == 0
-    records = [json.loads(p.read_text()) for p in (tmp_path / "res").rglob("seed0.json")]
-    assert len(records) == 3 and all(r["status"] == "ok" for r in records)
-    assert {r["cell"]["method"] for r in records} == {"full", "easycore", "moderate"}
-
-
 def test_the_scoring_architecture_is_its_own_axis(tmp_path):
     scorer = {"name": "resnet18", "id": "scorer_w2", "kwargs": {"channels": [2, 4, 8, 16]}}
     grid = write_grid(tmp_path, methods=["easycore"], regimes=["standard"], scoring_architectures=["same", scorer])
