@@ -86,3 +86,31 @@ def set_rng_state(state: dict[str, torch.Tensor], device: torch.device | None = 
     torch.set_rng_state(state["torch"])
     if "cuda" in state and device is not None and device.type == "cuda":
         torch.cuda.set_rng_state(state["cuda"], device)
+
+
+def save_run(checkpoint: Checkpoint | None, *, epoch: int, model: torch.nn.Module,
+             optimizer: torch.optim.Optimizer, scheduler: Any, generator: torch.Generator,
+             device: torch.device, **extra: Any) -> None:
+    """Save a training loop's state after `epoch` epochs (a no-op without a checkpoint)."""
+    if checkpoint is None:
+        return
+    checkpoint.save({
+        "epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(), "generator": generator.get_state(), "rng": rng_state(device),
+        **extra,
+    })  # fmt: skip
+
+
+def resume_run(checkpoint: Checkpoint | None, *, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+               scheduler: Any, generator: torch.Generator, device: torch.device) -> dict[str, Any] | None:
+    """Restore a loop's state from the checkpoint (if it has one) into the given objects; the
+    saved dict (with `epoch`, the epochs done, and the loop's extras) or None."""
+    saved = checkpoint.load() if checkpoint is not None else None
+    if saved is None:
+        return None
+    model.load_state_dict(saved["model"])
+    optimizer.load_state_dict(saved["optimizer"])
+    scheduler.load_state_dict(saved["scheduler"])
+    generator.set_state(saved["generator"])
+    set_rng_state(saved["rng"], device)
+    return saved

@@ -54,6 +54,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from corebench.checkpoint import Checkpoint, resume_run, save_run
 from corebench.data import Dataset, augment_batch
 from corebench.faults import fault_point
 from corebench.files import confined, write_atomic
@@ -150,12 +151,17 @@ def get_signals(
         return ScoringResult({}, 0.0, True, key)
     start = time.perf_counter()
     failed: dict[str, str] = {}
-    made = run_scoring(data, arch, cfg, seed, wanted, device=device, progress=progress, failed=failed)
+    # the run's own checkpoint, beside the entry it will make (named by the signals it records)
+    checkpoint = Checkpoint(cache_dir, f"{key}-{stable_hash(sorted(wanted), 8)}") if cache_dir else None
+    made = run_scoring(data, arch, cfg, seed, wanted, device=device, progress=progress, failed=failed,
+                       checkpoint=checkpoint)
     seconds = time.perf_counter() - start
     if path is not None:
         _save(path, made, {"key": key, "dataset": dataset, "data": data.fingerprint("train"), "arch": arch,
                            "scoring": cfg, "seed": seed, "threads": threads, "signals": sorted(made),
                            "seconds": round(seconds, 3)}, root=cache_dir)
+    if checkpoint is not None:
+        checkpoint.delete()
     return ScoringResult(made, seconds, False, key, failed)
 
 
@@ -217,10 +223,14 @@ def run_scoring(
     device: torch.device,
     progress: bool = True,
     failed: dict[str, str] | None = None,
+    checkpoint: Checkpoint | None = None,
 ) -> dict[str, np.ndarray]:
     """Train `arch` on the full train set for cfg.epochs, recording `signals`.
 
     A plug-in signal whose hook fails is left out of the result, its error put in `failed`.
+    With a `checkpoint`, the run's state and the signals recorded so far are saved after every
+    epoch and a saved state is resumed from (`corebench.checkpoint`): a killed scoring run
+    continues at its last epoch and records the same signals.
     """
     n, epochs = data.x_train.shape[0], cfg.epochs
     signals = check_signals(signals)
@@ -238,10 +248,18 @@ def run_scoring(
             total_steps=epochs * steps_per_epoch(n, cfg.batch_size), schedule="cosine",
         )
         x_all, y_all = data.x_train, data.y_train
-        _snapshot(model, data, signals, out, snapshot_epochs, epoch=0, device=device)
-        if 0 in snapshot_epochs:
-            plugins.model_pass(model, data, "snapshot", out, 0, device)
-        bar = tqdm(range(epochs), desc=f"scoring {arch.label}", disable=not progress, leave=False)
+        saved = resume_run(checkpoint, model=model, optimizer=opt, scheduler=sched, generator=generator, device=device)
+        if saved is not None:  # its tag names the signal set, so the arrays are the ones of `out`
+            out = {k: v.numpy() for k, v in saved["signals"].items()}
+            plugins.failed.update(saved["plugin_failures"])
+            first = int(saved["epoch"])
+            log.info("resuming the scoring run of %s at epoch %d of %d", arch.label, first, epochs)
+        else:
+            first = 0
+            _snapshot(model, data, signals, out, snapshot_epochs, epoch=0, device=device)
+            if 0 in snapshot_epochs:
+                plugins.model_pass(model, data, "snapshot", out, 0, device)
+        bar = tqdm(range(first, epochs), desc=f"scoring {arch.label}", disable=not progress, leave=False)
         for epoch in bar:
             model.train()
             want_input_grad = "input_grad_norm" in signals
@@ -271,6 +289,9 @@ def run_scoring(
             _snapshot(model, data, signals, out, snapshot_epochs, epoch=epoch + 1, device=device)
             if epoch + 1 in snapshot_epochs:
                 plugins.model_pass(model, data, "snapshot", out, snapshot_epochs.index(epoch + 1), device)
+            save_run(checkpoint, epoch=epoch + 1, model=model, optimizer=opt, scheduler=sched, generator=generator,
+                     device=device, signals={k: torch.from_numpy(v) for k, v in out.items()},
+                     plugin_failures=dict(plugins.failed))
             fault_point("scoring", f"epoch {epoch + 1}")
         if signals & set(FINAL):
             _final(model, data, signals, out, device)

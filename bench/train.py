@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from corebench.attacks import pgd_attack, trades_loss
-from corebench.checkpoint import Checkpoint, rng_state, set_rng_state
+from corebench.checkpoint import Checkpoint, resume_run, save_run
 from corebench.data import Dataset, augment_batch
 from corebench.faults import fault_point
 from corebench.models import NormalizedModel
@@ -87,13 +87,9 @@ def train_model(
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(seed)
         first, steps, final_loss = 0, 0, math.nan
-        saved = checkpoint.load() if checkpoint is not None else None
+        saved = resume_run(checkpoint, model=model, optimizer=optimizer, scheduler=scheduler, generator=generator,
+                           device=device)
         if saved is not None:
-            model.load_state_dict(saved["model"])
-            optimizer.load_state_dict(saved["optimizer"])
-            scheduler.load_state_dict(saved["scheduler"])
-            generator.set_state(saved["generator"])
-            set_rng_state(saved["rng"], device)
             first, steps, final_loss = int(saved["epoch"]), int(saved["steps"]), float(saved["final_loss"])
             log.info("resuming %s training at epoch %d of %d from %s", regime, first, training.epochs, checkpoint.path)
         bar = tqdm(range(first, training.epochs), desc=f"train {regime}", leave=False, disable=not progress)
@@ -115,13 +111,9 @@ def train_model(
                 seen += len(batch)
             final_loss = loss_sum / max(seen, 1)
             bar.set_postfix(loss=f"{final_loss:.3f}")
-            if checkpoint is not None:  # after the last epoch too: a kill in evaluation trains nothing again
-                checkpoint.save({
-                    "epoch": epoch + 1, "steps": steps, "final_loss": final_loss,
-                    "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(), "generator": generator.get_state(),
-                    "rng": rng_state(device),
-                })  # fmt: skip
+            # after the last epoch too: a kill in evaluation trains nothing again
+            save_run(checkpoint, epoch=epoch + 1, model=model, optimizer=optimizer, scheduler=scheduler,
+                     generator=generator, device=device, steps=steps, final_loss=final_loss)
             fault_point("training", f"epoch {epoch + 1}")
     optimizer.zero_grad(set_to_none=True)  # hand back a model without stale gradients
     model.eval()

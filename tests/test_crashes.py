@@ -94,6 +94,8 @@ def test_a_grid_killed_at_five_points_finishes_every_cell_exactly_once(tmp_path)
             assert now[rel] == stamp, f"{rel} was rewritten by the run killed at {fault}"
         seen = now
         survived.append(fault)
+        if fault == "scoring":
+            assert list((cache / "scoring").glob("*.pt")), "the killed scoring run left its checkpoint"
     assert list((cache / "checkpoints").glob("*.pt")), "the killed cell left its checkpoint"
     assert orphans_in(results), "the kill between write and rename left a temp file"
 
@@ -120,4 +122,5 @@ def test_a_grid_killed_at_five_points_finishes_every_cell_exactly_once(tmp_path)
     (tmp_path / "out.txt").unlink()
     assert not orphans_in(tmp_path), orphans_in(tmp_path)
     assert not list((cache / "checkpoints").glob("*")), "checkpoints are removed once records are written"
+    assert not list((cache / "scoring").glob("*.pt")), "and scoring checkpoints once their entry is written"
     assert survived == ["scoring", "training:epoch 1", "autoattack", "write:seed0.json", "board"]

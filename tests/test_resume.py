@@ -79,3 +79,29 @@ def test_checkpoints_hold_no_pickled_objects(digits, tmp_path):
     _train(digits, ckpt, epochs=1)
     saved = torch.load(ckpt.path, weights_only=True)
     assert saved["tag"] == "cell" and saved["state"]["epoch"] == 1
+
+
+def test_a_killed_scoring_run_resumes_to_the_same_signals(digits, tmp_path, monkeypatch):
+    from corebench import scoring
+    from corebench.spec import ArchSpec, ScoringConfig
+
+    arch = ArchSpec("resnet10t", {"channels": [4, 8, 16, 32], "stem_width": 4})
+    cfg = ScoringConfig(epochs=3, batch_size=64, snapshot_epochs=(0, 2))
+    wanted = {"input_grad_norm", "correct", "el2n_eval", "grand_last", "features", "margin_probs"}
+    data = digits
+    reference = scoring.run_scoring(data, arch, cfg, 0, wanted, device=torch.device("cpu"), progress=False)
+    ckpt = Checkpoint(tmp_path, "scoring")
+
+    def die_after_epoch_2(name, detail=""):
+        if name == "scoring" and detail == "epoch 2":
+            raise Killed
+
+    monkeypatch.setattr(scoring, "fault_point", die_after_epoch_2)
+    with pytest.raises(Killed):
+        scoring.run_scoring(data, arch, cfg, 0, wanted, device=torch.device("cpu"), progress=False, checkpoint=ckpt)
+    monkeypatch.undo()
+    assert ckpt.load()["epoch"] == 2
+    resumed = scoring.run_scoring(data, arch, cfg, 0, wanted, device=torch.device("cpu"), progress=False, checkpoint=ckpt)
+    assert sorted(resumed) == sorted(reference)
+    for name in reference:
+        np.testing.assert_array_equal(resumed[name], reference[name], err_msg=name)
