@@ -26,7 +26,7 @@ import torch
 from corebench import __version__
 from corebench.checkpoint import Checkpoint
 from corebench.data import Dataset, load_dataset
-from corebench.errors import BenchError, MethodError
+from corebench.errors import BenchError, MethodError, PathError
 from corebench.evaluate import evaluate
 from corebench.files import confined, writable_folder
 from corebench.methods import CoresetMethod, SelectionContext, create_method, run_selection
@@ -93,6 +93,8 @@ def cell_states(spec: GridSpec, cells: Iterable[Cell], datasets: dict[DatasetSpe
     out = []
     for cell in cells:
         path = confined(results_dir, cell.relpath(spec.name))
+        if path.exists() and not path.is_file():
+            raise PathError(f"{path}: is not a file; a cell's record goes there (move it away)")
         method = methods.get(cell.method)
         cid = cell_id(spec, cell, datasets[cell.dataset], method.options_for(cell.fraction) if method else {})
         out.append((cell, path, record_state(path, cid), cid))

@@ -172,3 +172,13 @@ def test_cells_never_share_or_escape_a_path():
                 "standard", MethodSpec("random", id="../../x"), 0.3, 0)  # fmt: skip
     rel = cell.relpath("..")
     assert ".." not in rel.parts and not rel.is_absolute()
+
+
+def test_a_folder_where_a_record_goes_is_refused_before_compute(tmp_path, capsys):
+    grid = write_fast_grid(tmp_path, methods=["random"], full_data_reference=False)
+    where = tmp_path / "results" / "fast/digits/r10w4/standard/random/f0.3/seed0.json"
+    where.mkdir(parents=True)
+    code = main(["run", str(grid), "--results", str(tmp_path / "results"), "--cache", str(tmp_path / "c"), "--no-progress"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and "is not a file" in err
+    assert not (tmp_path / "c" / "scoring").exists() or not list((tmp_path / "c" / "scoring").iterdir())
