@@ -190,7 +190,10 @@ def cmd_select(args: argparse.Namespace) -> int:
         if args.dataset not in list_datasets():
             raise invalid("--dataset", args.dataset, list_datasets())
         dataset = build(DatasetSpec, {"name": args.dataset, "root": args.root, "path": args.path}, "--dataset")
-        arch = build(ArchSpec, {"name": args.arch, "kwargs": _arch_kwargs(args.arch_kwargs)}, "--arch") if args.arch else None
+        kwargs = _arch_kwargs(args.arch_kwargs)
+        if kwargs and not args.arch:
+            raise invalid("--arch-kwargs", args.arch_kwargs, "kwargs of the --arch given with it (none is)")
+        arch = build(ArchSpec, {"name": args.arch, "kwargs": kwargs}, "--arch") if args.arch else None
         method = MethodSpec(args.method, params)
         if args.scoring_epochs is not None and args.scoring_epochs < 1:
             raise invalid("--scoring-epochs", args.scoring_epochs, "a positive integer")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -105,3 +107,30 @@ def test_a_killed_scoring_run_resumes_to_the_same_signals(digits, tmp_path, monk
     assert sorted(resumed) == sorted(reference)
     for name in reference:
         np.testing.assert_array_equal(resumed[name], reference[name], err_msg=name)
+
+
+@pytest.mark.gpu
+def test_a_run_resumes_on_cuda(digits, tmp_path, monkeypatch):
+    """The CUDA RNG state travels with the checkpoint and the state loads back onto the GPU
+    (GPU kernels need not be bit-deterministic, so only the resume itself is checked)."""
+    device = torch.device("cuda")
+    ckpt = Checkpoint(tmp_path, "cuda-cell")
+
+    def run():
+        model = tiny_model(digits.info, seed=0)
+        return train_model(model, digits, np.arange(200), regime="pgd_at",
+                           training=TrainingConfig(epochs=2, batch_size=64),
+                           attack=AttackConfig(steps=2).resolved(digits.info.eps), seed=3, device=device,
+                           progress=False, checkpoint=ckpt)  # fmt: skip
+
+    def die_after_epoch_1(name, detail=""):
+        if name == "training" and detail == "epoch 1":
+            raise Killed
+
+    monkeypatch.setattr(train_module, "fault_point", die_after_epoch_1)
+    with pytest.raises(Killed):
+        run()
+    assert "cuda" in ckpt.load()["rng"]
+    monkeypatch.undo()
+    info = run()
+    assert info["resumed_from"] == 1 and math.isfinite(info["final_loss"])
