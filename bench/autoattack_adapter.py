@@ -112,9 +112,11 @@ def run_autoattack(
                                    seed=aa.seed, version="custom")
         else:
             adversary = AutoAttack(model, device=device, eps=eps, norm=norm, seed=aa.seed, version=aa.version)
-        targets = min(9, num_classes - 1)  # public attributes the package's own _set_version sets
-        adversary.apgd_targeted.n_target_classes = min(adversary.apgd_targeted.n_target_classes, targets)
-        adversary.fab.n_target_classes = min(adversary.fab.n_target_classes, targets)
+        budget = aa.resolved()  # public attributes the package's own _set_version sets
+        targets = min(budget.target_classes, num_classes - 1)
+        adversary.apgd.n_restarts = budget.apgd_restarts
+        adversary.apgd.n_iter = adversary.apgd_targeted.n_iter = budget.apgd_iterations
+        adversary.apgd_targeted.n_target_classes = adversary.fab.n_target_classes = targets
 
         per_attack = {"clean": 100.0 * robust.sum().item() / n}
         for name in to_run:

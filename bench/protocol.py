@@ -1,6 +1,6 @@
 """The evaluation protocol: what must match for two robust accuracies to be compared.
 
-`(norm, ε list, AutoAttack on/off, version, attack list, n_examples, PGD steps)`. Its key (for
+`(norm, ε list, AutoAttack on/off, version, attack list and budget, n_examples, PGD steps)`. Its key (for
 grouping), its wording (for pages) and its tag (for file names) are all made here, so a board
 header, a CSV column and a RobustBench export never describe one protocol two ways. An attack
 list left empty is the version's own list, so "standard" with and without its list spelled
@@ -13,7 +13,9 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from corebench.spec import AUTOATTACK_VERSION_ATTACKS, slug
+from corebench.spec import AUTOATTACK_VERSION_ATTACKS, AUTOATTACK_VERSION_SETTINGS, slug
+
+STANDARD_BUDGET = AUTOATTACK_VERSION_SETTINGS["standard"]
 
 
 @dataclass(frozen=True)
@@ -25,6 +27,9 @@ class Protocol:
     autoattack_attacks: tuple[str, ...]
     n_examples: int
     pgd_steps: int
+    apgd_restarts: int = STANDARD_BUDGET["apgd_restarts"]
+    apgd_iterations: int = STANDARD_BUDGET["apgd_iterations"]
+    target_classes: int = STANDARD_BUDGET["target_classes"]
 
     @classmethod
     def of(cls, evaluation: Mapping[str, Any]) -> Protocol:
@@ -32,6 +37,7 @@ class Protocol:
         aa = evaluation.get("autoattack") or {}
         version = aa.get("version", "standard")
         attacks = aa.get("attacks") or AUTOATTACK_VERSION_ATTACKS.get(version, ())
+        budget = {k: int(aa.get(k) or v) for k, v in AUTOATTACK_VERSION_SETTINGS.get(version, STANDARD_BUDGET).items()}
         eps = evaluation["eps"]
         return cls(
             norm=evaluation["norm"],
@@ -41,6 +47,7 @@ class Protocol:
             autoattack_attacks=tuple(attacks),
             n_examples=int(evaluation["n_examples"]),
             pgd_steps=int(evaluation.get("pgd_steps") or 0),
+            **budget,
         )
 
     def as_row(self) -> dict[str, Any]:
@@ -53,6 +60,8 @@ class Protocol:
         """A canonical string for grouping: equal exactly when the protocols are equal."""
         if self.autoattack_enabled:
             attack = f"autoattack={self.autoattack_version}:{'+'.join(self.autoattack_attacks)}"
+            if self.budget_differs():
+                attack += f":r{self.apgd_restarts}i{self.apgd_iterations}t{self.target_classes}"
         else:
             attack = f"pgd{self.pgd_steps}"
         eps = repr(self.eps[0]) if len(self.eps) == 1 else "[" + ",".join(repr(e) for e in self.eps) + "]"
@@ -72,12 +81,24 @@ class Protocol:
     def metric_name(self) -> str:
         return f"{self.attack_name} accuracy"
 
+    def budget_differs(self) -> bool:
+        """The attacks' budget is not what the version itself sets (a custom strength)."""
+        own = AUTOATTACK_VERSION_SETTINGS.get(self.autoattack_version, STANDARD_BUDGET)
+        return (self.apgd_restarts, self.apgd_iterations, self.target_classes) != tuple(own.values())
+
     def attack_text(self, code: bool = True) -> str:
-        """The attack in words: AutoAttack `standard` (apgd-ce, ...) or PGD-k (AutoAttack disabled)."""
+        """The attack in words: AutoAttack `standard` (apgd-ce, ...) or PGD-k (AutoAttack disabled);
+        a budget other than the version's own is spelled out."""
         if not self.autoattack_enabled:
             return f"PGD-{self.pgd_steps} (AutoAttack disabled)"
         version = f"`{self.autoattack_version}`" if code else self.autoattack_version
-        return f"AutoAttack {version} ({', '.join(self.autoattack_attacks)})"
+        budget = ""
+        if self.budget_differs():
+            targeted = any(a.endswith("-t") for a in self.autoattack_attacks)
+            restarts = f"{self.apgd_restarts} restart" + ("s" if self.apgd_restarts != 1 else "")
+            budget = (f"; APGD {restarts} × {self.apgd_iterations} iterations"
+                      + (f", {self.target_classes} target classes" if targeted else ""))  # fmt: skip
+        return f"AutoAttack {version} ({', '.join(self.autoattack_attacks)}{budget})"
 
     def text(self) -> str:
         """The protocol in words, for page headers and the index."""
@@ -97,6 +118,8 @@ class Protocol:
             attack = f"aa-{self.autoattack_version}"
             if self.autoattack_version == "custom":
                 attack += "-" + "+".join(self.autoattack_attacks)
+            if self.budget_differs():
+                attack += f"-r{self.apgd_restarts}i{self.apgd_iterations}t{self.target_classes}"
         else:
             attack = f"pgd{self.pgd_steps}"
         return slug(f"{self.norm.lower()}-eps{eps}-{attack}-n{self.n_examples}")

@@ -62,6 +62,15 @@ AUTOATTACK_VERSION_ATTACKS: dict[str, tuple[str, ...]] = {
     "rand": ("apgd-ce", "apgd-dlr"),
 }
 AUTOATTACK_VERSIONS: tuple[str, ...] = (*AUTOATTACK_VERSION_ATTACKS, "custom")
+# What each version sets in pyautoattack (`AutoAttack.__init__` and `_set_version`, Linf/L2):
+# APGD-CE/-DLR restarts, APGD iterations, target classes of APGD-T and FAB-T. `custom` keeps
+# the constructor's values, so its APGD-CE restarts 5 times where `standard` restarts once.
+AUTOATTACK_VERSION_SETTINGS: dict[str, dict[str, int]] = {
+    "standard": {"apgd_restarts": 1, "apgd_iterations": 100, "target_classes": 9},
+    "plus": {"apgd_restarts": 5, "apgd_iterations": 100, "target_classes": 9},
+    "rand": {"apgd_restarts": 1, "apgd_iterations": 100, "target_classes": 9},
+    "custom": {"apgd_restarts": 5, "apgd_iterations": 100, "target_classes": 9},
+}
 AUTOATTACK_MIN_CLASSES: dict[str, int] = {"apgd-dlr": 3, "apgd-t": 4}
 AutoAttackName = Literal[AUTOATTACK_ATTACKS]  # type: ignore[valid-type]
 AutoAttackVersion = Literal[AUTOATTACK_VERSIONS]  # type: ignore[valid-type]
@@ -230,6 +239,11 @@ class AutoAttackConfig:
     attacks: tuple[AutoAttackName, ...] | None = None  # only with version 'custom'
     seed: Seed = 0
     enabled: StrictBool = True
+    # The attacks' budget; None: what the version sets (AUTOATTACK_VERSION_SETTINGS). Anything
+    # else is a weaker or stronger attack than AutoAttack's, so it is part of the protocol.
+    apgd_restarts: PositiveInt | None = None
+    apgd_iterations: PositiveInt | None = None
+    target_classes: PositiveInt | None = None  # of APGD-T and FAB-T (at most K − 1 are used)
 
     @model_validator(mode="after")
     def _attacks_fit_version(self) -> AutoAttackConfig:
@@ -249,6 +263,12 @@ class AutoAttackConfig:
         """The attacks this version runs, in the order it runs them."""
         return tuple(self.attacks) if self.version == "custom" else AUTOATTACK_VERSION_ATTACKS[self.version]
 
+    def resolved(self) -> AutoAttackConfig:
+        """The attack list and budget filled in from the version (what a record stores)."""
+        settings = {k: v if getattr(self, k) is None else getattr(self, k)
+                    for k, v in AUTOATTACK_VERSION_SETTINGS[self.version].items()}  # fmt: skip
+        return dataclasses.replace(self, attacks=self.run_list(), **settings)
+
 
 @spec
 class EvaluationConfig:
@@ -267,8 +287,7 @@ class EvaluationConfig:
         what a record stores, so boards compare protocols field by field."""
         eps = default_eps if self.eps is None else self.eps
         step = eps / 4 if self.pgd_step_size is None else self.pgd_step_size
-        aa = dataclasses.replace(self.autoattack, attacks=self.autoattack.run_list())
-        return dataclasses.replace(self, eps=eps, pgd_step_size=step, autoattack=aa)
+        return dataclasses.replace(self, eps=eps, pgd_step_size=step, autoattack=self.autoattack.resolved())
 
 
 @spec

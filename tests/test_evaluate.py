@@ -172,3 +172,36 @@ def test_robustbench_missing_is_one_clean_line(monkeypatch):
     message = str(info.value)
     assert "robustbench is not installed or does not import" in message
     assert "pip install 'corebench[robustbench]'" in message and "\n" not in message
+
+
+def test_autoattack_budget_is_applied_and_equals_pyautoattack_set_the_same_way(model, digits):
+    """A cheaper AutoAttack (1 APGD restart × 10 iterations, 3 target classes) is what the adapter
+    runs: the same number as pyautoattack given those settings directly."""
+    from pyautoattack import AutoAttack
+
+    x, y = digits.x_test[:40], digits.y_test[:40]
+    cheap = AutoAttackConfig(version="custom", attacks=("apgd-ce", "apgd-t"), apgd_restarts=1,
+                             apgd_iterations=10, target_classes=3)  # fmt: skip
+    acc, _, _ = run_autoattack(model, x, y, autoattack=cheap, eps=32 / 255, batch_size=16)
+    reference = AutoAttack(copy.deepcopy(model).eval(), attacks=["apgd-ce", "apgd-t"], eps=32 / 255, seed=0,
+                           version="custom")  # fmt: skip
+    reference.apgd.n_restarts, reference.apgd.n_iter = 1, 10
+    reference.apgd_targeted.n_iter, reference.apgd_targeted.n_target_classes = 10, 3
+    _, y_adv = reference.run_standard_evaluation(x, y, batch_size=16)
+    assert acc == pytest.approx(100 * (y_adv == y).float().mean().item())
+
+
+def test_the_autoattack_budget_is_part_of_the_protocol():
+    from corebench.protocol import Protocol
+
+    def protocol(**budget) -> Protocol:
+        aa = AutoAttackConfig(version="custom", attacks=("apgd-ce", "apgd-t"), **budget)
+        ev = EvaluationConfig(eps=8 / 255, n_examples=100, autoattack=aa).resolved(8 / 255)
+        return Protocol.of(dataclasses.asdict(ev))
+
+    default, cheap = protocol(), protocol(apgd_restarts=1, target_classes=3)
+    assert default == protocol(apgd_restarts=5, apgd_iterations=100, target_classes=9)  # custom's own budget
+    assert default.key != cheap.key and default.tag() != cheap.tag()
+    assert "AutoAttack `custom` (apgd-ce, apgd-t), first 100" in default.text()
+    assert "(apgd-ce, apgd-t; APGD 1 restart × 100 iterations, 3 target classes)" in cheap.text()
+    assert EvaluationConfig().resolved(0.1).autoattack.apgd_restarts == 1  # standard restarts once
