@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import re
 from collections.abc import Mapping, Sequence
 from functools import cache
@@ -87,6 +88,35 @@ def _device(value: str) -> str:
 
 
 Device = Annotated[StrictStr, AfterValidator(_device)]
+
+
+def _minutes(value: Any) -> Any:
+    """A wall time in minutes, or as Slurm writes it (M, M:S, H:M:S, D-H, D-H:M, D-H:M:S)."""
+    text = str(value).strip() if isinstance(value, (int, str)) and not isinstance(value, bool) else ""
+    match = re.fullmatch(r"(?:(\d+)-)?(\d+(?::\d+){0,2})", text)
+    if not match or (match.group(1) is None and text.count(":") > 2):
+        raise PydanticCustomError("minutes", "minutes (240) or a Slurm time (4:00:00, 1-12:00:00)")
+    parts = [int(p) for p in match.group(2).split(":")]
+    if match.group(1) is not None:  # D-H[:M[:S]]
+        hours, minutes, seconds = (parts + [0, 0])[:3]
+        hours += 24 * int(match.group(1))
+    elif len(parts) == 3:  # H:M:S
+        hours, minutes, seconds = parts
+    else:  # M or M:S
+        hours, minutes, seconds = 0, parts[0], (parts + [0])[1]
+    return hours * 60 + minutes + math.ceil(seconds / 60)
+
+
+def _memory(value: Any) -> Any:
+    """Memory as Slurm's --mem takes it: 16G, 4000M; a bare number means gigabytes."""
+    text = str(value).strip().upper() if isinstance(value, (int, str)) and not isinstance(value, bool) else ""
+    if not re.fullmatch(r"[1-9]\d*[KMGT]?", text):
+        raise PydanticCustomError("memory", "a size such as 16G or 4000M (a bare number: gigabytes)")
+    return text if text[-1].isalpha() else f"{text}G"
+
+
+Minutes = Annotated[int, BeforeValidator(_minutes), Field(gt=0)]
+Memory = Annotated[StrictStr, BeforeValidator(_memory)]
 
 
 # --------------------------------------------------------------------------- the boundary
@@ -232,7 +262,7 @@ def _fmt(bound: float) -> str:
 def _allowed(kind: str, ctx: Mapping[str, Any], msg: str, value: Any) -> str:
     if kind == "literal_error":
         return ", ".join(re.findall(r"'([^']*)'", str(ctx["expected"])))
-    if kind in ("number", "radius", "device"):
+    if kind in ("number", "radius", "device", "minutes", "memory"):
         return msg
     noun = "an integer" if isinstance(value, int) else "a number"
     if kind == "greater_than":

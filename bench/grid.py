@@ -37,13 +37,14 @@ from corebench.spec import (
     GridSpec,
     MethodSpec,
     ScoringConfig,
+    SlurmConfig,
     TrainingConfig,
 )
 
 log = logging.getLogger(__name__)
 ALL_METHODS = "all"
 SECTIONS = (("scoring", ScoringConfig), ("training", TrainingConfig), ("attack", AttackConfig),
-            ("evaluation", EvaluationConfig))  # fmt: skip
+            ("evaluation", EvaluationConfig), ("slurm", SlurmConfig))  # fmt: skip
 
 
 def load_grid(path: str | Path) -> GridSpec:

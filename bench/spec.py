@@ -32,6 +32,8 @@ from pydantic.dataclasses import dataclass as pydantic_dataclass
 from corebench.checked import (
     Device,
     LearningRate,
+    Memory,
+    Minutes,
     Momentum,
     NonNegativeInt,
     Number,
@@ -291,6 +293,27 @@ class EvaluationConfig:
 
 
 @spec
+class SlurmConfig:
+    """How `corebench run --executor slurm` asks Slurm for resources: every array task (one
+    scoring run or one cell) gets these. None leaves the choice to the cluster's defaults.
+
+    `time` is per task, in minutes or as Slurm writes it; a cell that runs out of time is
+    checkpointed and requeued (per-epoch checkpoints), so it need not fit a whole cell.
+    `array_parallelism` caps how many tasks of one array run at once.
+    """
+
+    partition: StrictStr | None = None
+    account: StrictStr | None = None
+    qos: StrictStr | None = None
+    constraint: StrictStr | None = None
+    time: Minutes = 240
+    gpus: NonNegativeInt = 0
+    cpus: PositiveInt | None = None  # None: the grid's `threads`
+    mem: Memory | None = None
+    array_parallelism: PositiveInt | None = None
+
+
+@spec
 class GridSpec:
     """A whole grid file, validated."""
 
@@ -307,6 +330,7 @@ class GridSpec:
     training: TrainingConfig = field(default_factory=TrainingConfig)
     attack: AttackConfig = field(default_factory=AttackConfig)
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
+    slurm: SlurmConfig = field(default_factory=SlurmConfig)  # cluster resources, not a result setting
     device: Device = "auto"
     threads: Threads = 1  # torch threads per process (each worker): results depend on it on CPU
     source: StrictStr = ""  # the grid file it came from
