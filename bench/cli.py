@@ -33,14 +33,14 @@ def _positive_int(text: str) -> int:
     return int(text)
 
 
-def _params(pairs: list[str]) -> dict[str, Any]:
-    """--param key=value pairs; values parsed as YAML scalars (true, 0.5, [1, 2])."""
+def _params(pairs: list[str], option: str = "--param") -> dict[str, Any]:
+    """KEY=VALUE pairs; values parsed as YAML scalars (true, 0.5, [1, 2])."""
     import yaml
 
     out = {}
     for pair in pairs or []:
         if "=" not in pair:
-            raise invalid("--param", pair, "key=value")
+            raise invalid(option, pair, "KEY=VALUE")
         key, value = pair.split("=", 1)
         out[key] = yaml.safe_load(value)
     return out
@@ -50,18 +50,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     from corebench.grid import load_grid
     from corebench.runner import run_grid
 
+    if args.executor == "slurm":
+        return _submit(args)
     spec = load_grid(args.grid)
     shard = _shard(args.shard)
-    if args.executor == "slurm":
-        from corebench.executors import submit_slurm
-
-        jobs = submit_slurm(args.grid, args.results, n_jobs=args.jobs, cache_dir=args.cache, slurm=_params(args.slurm))
-        print(f"submitted {len(jobs)} jobs: {', '.join(j for j in jobs)}")
-        return 0
     summary = run_grid(spec, args.results, cache_dir=args.cache, shard=shard, force=args.force,
                        scoring_only=args.scoring_only, workers=args.workers, progress=not args.no_progress)
+    busy = f", {summary.busy} running elsewhere" if summary.busy else ""
     print(f"grid {spec.name}: {summary.total} cells, {summary.skipped} already done, "
-          f"{summary.finished} finished, {summary.failed} failed; records in {args.results}")
+          f"{summary.finished} finished, {summary.failed} failed{busy}; records in {args.results}")
     if summary.stale:
         print(f"  {len(summary.stale)} stale records (finished under other settings or data) were rerun")
     for path in summary.stale[:20]:
@@ -73,6 +70,28 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 1 if summary.failed else 0
 
 
+def _submit(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from corebench.executors import require_submitit, submit_grid, with_overrides
+    from corebench.grid import load_grid
+
+    require_submitit()  # before anything else: the one thing a user must install
+    spec = load_grid(args.grid)
+    spec = dataclasses.replace(spec, slurm=with_overrides(spec.slurm, _params(args.slurm, "--slurm")))
+    sub = submit_grid(spec, args.results, cache_dir=args.cache, log_dir=args.logs)
+    waiting = sum(bool(d) for d in sub.dependencies.values())
+    print(f"grid {spec.name}: submitted {_n(len(sub.scoring_jobs), 'scoring run')} and {_n(len(sub.cell_jobs), 'cell')} "
+          f"as Slurm jobs {', '.join(sub.arrays) or '-'}; {_n(waiting, 'cell')} wait for their scoring runs "
+          f"(afterok); {_n(sub.cached_runs, 'cached scoring run')} reused; {_n(sub.done, 'cell')} already done")
+    print(f"watch: corebench status {args.results} --grid {args.grid}   logs: {args.logs}/")
+    return 0
+
+
+def _n(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
 def _print_summary(results: Path) -> None:
     from corebench.leaderboard import render_summary
     from corebench.results import load
@@ -81,6 +100,15 @@ def _print_summary(results: Path) -> None:
         df = load(results)
         if len(df):
             print(render_summary(df))
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    from corebench.grid import load_grid
+    from corebench.plan import make_plan, render
+
+    spec = load_grid(args.grid)
+    print(render(make_plan(spec, args.results, args.cache, probe=not args.no_probe)))
+    return 0
 
 
 def cmd_methods(args: argparse.Namespace) -> int:
@@ -116,41 +144,49 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from tabulate import tabulate
+    import time
 
-    from corebench.results import scan
+    from corebench.status import progress
 
     if not Path(args.results).is_dir():
         raise invalid("RESULTS_DIR", args.results, "an existing results folder")
-    records, problems = scan(Path(args.results))
-    counts: dict[str, dict[str, int]] = {}
-    for rec in records:
-        c = counts.setdefault(rec["grid"]["name"], {"ok": 0, "failed": 0})
-        c[rec["status"]] += 1
-    rows = [(g, c["ok"], c["failed"]) for g, c in sorted(counts.items())]
-    stale: list[Path] = []
+    grid = None
     if args.grid:
-        from collections import Counter
-
         from corebench.grid import load_grid
         from corebench.runner import grid_states
 
         spec = load_grid(args.grid)
-        states = grid_states(spec, args.results)
-        n = Counter(state for _, _, state, _ in states)
-        stale = [path for _, path, state, _ in states if state == "stale"]
-        pending = len(states) - n["done"]
-        print(f"grid {spec.name}: {n['done']} of {len(states)} cells done, {pending} pending "
-              f"({n['stale']} stale, {n['failed']} failed, {n['malformed']} malformed, {n['missing']} not run)")
-    print(tabulate(rows, headers=["grid", "finished", "failed"], tablefmt="simple") if rows else "no records")
-    for rec in records:
-        if rec["status"] == "failed":
-            print(f"  failed: {rec['_path']}: {rec['error']}")
-    for path in stale:
-        print(f"  stale: {path}: finished under other settings or data than the grid's; `run` reruns it")
-    for path, why in problems:
-        print(f"  malformed: {path}: {why}")
+        grid = (spec.name, [(path, state) for _, path, state, _ in grid_states(spec, args.results)])
+    grids = progress(Path(args.results), grid)
+    if not grids:
+        print("no records")
+    now = time.time()
+    for g in grids:
+        total = f"{g.total} cells: " if g.total is not None else ""
+        pending = f", {g.pending} pending" if g.pending is not None else ""
+        print(f"grid {g.name}: {total}{g.done} done, {len(g.running)} running, {len(g.failed)} failed{pending}")
+        for path, c in g.running:
+            job = f", job {c.job}" if c.job else ""
+            print(f"  running: {_shown(path, args.results)} on {c.host} (pid {c.pid}{job}) since "
+                  f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(c.started))}, "
+                  f"heartbeat {now - c.heartbeat:.0f} s ago")
+        for path, error in g.failed:
+            print(f"  failed: {_shown(path, args.results)}: {error}")
+        for path, _claim, why in g.stale_claims:
+            print(f"  stale claim: {_shown(path, args.results)}: {why}; the next worker takes it over")
+        for path in g.stale_records:
+            print(f"  stale: {_shown(path, args.results)}: finished under other settings or data than the "
+                  "grid's; `run` reruns it")
+        for path, why in g.malformed:
+            print(f"  malformed: {_shown(path, args.results)}: {why}")
     return 0
+
+
+def _shown(path: Path, results: str) -> str:
+    try:
+        return str(Path(path).resolve().relative_to(Path(results).resolve()))
+    except ValueError:
+        return str(path)
 
 
 def cmd_check_method(args: argparse.Namespace) -> int:
@@ -274,10 +310,20 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--no-progress", action="store_true", help="no progress bars")
     r.add_argument("--workers", type=_positive_int, default=1,
                    help="train and attack cells in N local processes (scoring runs first)")
-    r.add_argument("--executor", choices=("local", "slurm"), default="local")
-    r.add_argument("--jobs", type=int, default=1, help="slurm: number of array tasks (shards)")
-    r.add_argument("--slurm", action="append", default=[], metavar="KEY=VALUE", help="slurm: submitit parameter")
+    r.add_argument("--executor", choices=("local", "slurm"), default="local",
+                   help="slurm: submit the grid as job arrays (scoring runs first) and return")
+    r.add_argument("--slurm", action="append", default=[], metavar="KEY=VALUE",
+                   help="slurm: a setting of the grid's slurm: block (partition, time, gpus, cpus, mem, ...)")
+    r.add_argument("--logs", default="slurm_logs", help="slurm: folder for the jobs' logs (default: slurm_logs)")
     r.set_defaults(fn=cmd_run)
+
+    pl = sub.add_parser("plan", help="a dry run: cells per axis, scoring runs (cached ones reused), "
+                                     "compute time and memory from a short throughput probe")
+    pl.add_argument("grid", help="grid file (YAML)")
+    pl.add_argument("--results", default="results", help="count the cells already done here (default: results)")
+    pl.add_argument("--cache", default=None, help="signal cache folder (default: $COREBENCH_CACHE or ~/.cache/corebench)")
+    pl.add_argument("--no-probe", action="store_true", help="only count: no timing, no estimates")
+    pl.set_defaults(fn=cmd_plan)
 
     m = sub.add_parser("methods", help="list registered coreset methods")
     m.add_argument("pattern", nargs="?", default="*")
@@ -289,9 +335,9 @@ def build_parser() -> argparse.ArgumentParser:
     lb.add_argument("--strict", action="store_true", help="fail on a malformed record instead of skipping it")
     lb.set_defaults(fn=cmd_leaderboard)
 
-    st = sub.add_parser("status", help="count finished and failed cells")
+    st = sub.add_parser("status", help="done, running (where, since when), failed and pending cells")
     st.add_argument("results", metavar="RESULTS_DIR")
-    st.add_argument("--grid", default=None, help="also count the grid's pending cells")
+    st.add_argument("--grid", default=None, help="only this grid's cells, counting the pending ones")
     st.set_defaults(fn=cmd_status)
 
     cm = sub.add_parser("check-method", help="run the conformance kit on a registered method")

@@ -9,6 +9,7 @@ gets a record with its error and the grid goes on; re-running skips finished cel
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import platform
@@ -22,9 +23,11 @@ from typing import Any
 
 import numpy as np
 import torch
+from filelock import FileLock
 
 from corebench import __version__
 from corebench.checkpoint import Checkpoint
+from corebench.claims import holding
 from corebench.data import Dataset, load_dataset
 from corebench.errors import BenchError, MethodError, PathError
 from corebench.evaluate import evaluate
@@ -36,7 +39,7 @@ from corebench.models import create_model, default_scoring_arch
 from corebench.optim import resolve_device, torch_threads
 from corebench.record import SCHEMA_VERSION, CellConfig, Record
 from corebench.results import DONE, STALE, record_state, write_indices, write_record
-from corebench.scoring import get_signals, seeded
+from corebench.scoring import get_signals, scoring_key, seeded
 from corebench.spec import (
     FULL_DATA,
     ArchSpec,
@@ -69,6 +72,7 @@ class RunSummary:
     skipped: int = 0
     finished: int = 0
     failed: int = 0
+    busy: int = 0  # cells another worker was running (their claim was live)
     failures: list[tuple[str, str]] = field(default_factory=list)  # (record path, error)
     stale: list[str] = field(default_factory=list)  # finished records made by other settings or data: rerun
 
@@ -83,7 +87,7 @@ def prepare(spec: GridSpec, datasets: Iterable[DatasetSpec]) -> dict[DatasetSpec
     return loaded
 
 
-def _methods(cells: Iterable[Cell]) -> dict[MethodSpec, CoresetMethod]:
+def methods_of(cells: Iterable[Cell]) -> dict[MethodSpec, CoresetMethod]:
     return {m: create_method(m.name, **m.params) for m in {c.method for c in cells} if m.name != FULL_DATA}
 
 
@@ -105,7 +109,7 @@ def grid_states(spec: GridSpec, results_dir: str | Path) -> list[tuple[Cell, Pat
     """Every cell of the grid with its record's state (`corebench status --grid`); loads the data."""
     cells = spec.cells()
     datasets = {ds: load_dataset(ds) for ds in dict.fromkeys(c.dataset for c in cells)}
-    return cell_states(spec, cells, datasets, _methods(cells), Path(results_dir))
+    return cell_states(spec, cells, datasets, methods_of(cells), Path(results_dir))
 
 
 def run_grid(
@@ -118,6 +122,7 @@ def run_grid(
     scoring_only: bool = False,
     workers: int = 1,
     progress: bool = True,
+    cells: list[Cell] | None = None,
 ) -> RunSummary:
     """Run every cell of `spec` (those of shard k of n) without a valid record, writing one each.
 
@@ -125,7 +130,9 @@ def run_grid(
     made by other settings or data is stale, reported and rerun. Folders, device, data, models
     and attacks are checked first. Every process runs with `spec.threads` torch threads, so the
     records do not depend on `workers`: with `workers` > 1 the scoring runs are made here
-    first, then the cells are trained and attacked in that many processes.
+    first, then the cells are trained and attacked in that many processes. Each cell is claimed
+    first (`corebench.claims`): a cell another worker is running is left to it. `cells` runs
+    those cells of the grid instead of all of them (a Slurm task's share).
     """
     results_dir = writable_folder(results_dir, "--results")
     cache = writable_folder(Path(cache_dir) if cache_dir is not None else default_cache_dir(), "--cache")
@@ -133,11 +140,11 @@ def run_grid(
         confined(cache, sub)
     device = resolve_device(spec.device)
     k, n = shard
-    cells = [c for i, c in enumerate(spec.cells()) if i % n == k]
+    cells = [c for i, c in enumerate(spec.cells() if cells is None else cells) if i % n == k]
     summary = RunSummary(total=len(cells))
     with torch_threads(spec.threads):
         datasets = prepare(spec, [c.dataset for c in cells])
-        methods = _methods(cells)
+        methods = methods_of(cells)
         todo = []
         for cell, path, state, cid in cell_states(spec, cells, datasets, methods, results_dir):
             if state == DONE and not force:
@@ -153,13 +160,13 @@ def run_grid(
         if not todo:
             return summary
         _run_todo(spec, todo, datasets, methods, results_dir, cache, device, summary,
-                  scoring_only=scoring_only, workers=workers, progress=progress)
+                  scoring_only=scoring_only, workers=workers, progress=progress, force=force)
     return summary
 
 
 def _run_todo(spec: GridSpec, todo: list[Cell], datasets: dict[DatasetSpec, Dataset],
               methods: dict[MethodSpec, CoresetMethod], results_dir: Path, cache: Path, device: torch.device,
-              summary: RunSummary, *, scoring_only: bool, workers: int, progress: bool) -> None:
+              summary: RunSummary, *, scoring_only: bool, workers: int, progress: bool, force: bool = False) -> None:
     scorer = ScoringCache(spec.scoring, confined(cache, "scoring"), device, progress, threads=spec.threads)
     for cell in todo:  # every group's signal needs are known up front, so one run records them all
         if cell.method.name != FULL_DATA:
@@ -179,24 +186,38 @@ def _run_todo(spec: GridSpec, todo: list[Cell], datasets: dict[DatasetSpec, Data
     from tqdm import tqdm
 
     if workers > 1:
-        outcomes = _run_parallel(spec, todo, results_dir, cache, workers)
+        outcomes = _run_parallel(spec, todo, results_dir, cache, workers, force)
     else:
         outcomes = (
-            _outcome(run_cell(spec, cell, datasets[cell.dataset], methods.get(cell.method), scorer, device,
-                              results_dir / cell.relpath(spec.name), progress, results_dir=results_dir,
-                              cache_dir=cache))
+            run_claimed(spec, cell, datasets[cell.dataset], methods.get(cell.method), scorer, device,
+                        results_dir, cache, progress, force=force)
             for cell in todo
         )
     for status, path, error in tqdm(outcomes, total=len(todo), desc=f"grid {spec.name}", disable=not progress):
         if status == "ok":
             summary.finished += 1
+        elif status == "done":  # finished by another worker meanwhile
+            summary.skipped += 1
+        elif status == "busy":
+            summary.busy += 1
         else:
             summary.failed += 1
             summary.failures.append((path, error))
 
 
-def _outcome(record: dict[str, Any]) -> tuple[str, str, str | None]:
-    return record["status"], record.get("_path", ""), record["error"]
+def run_claimed(spec: GridSpec, cell: Cell, data: Dataset, method: CoresetMethod | None, scorer: ScoringCache,
+                device: torch.device, results_dir: Path, cache: Path, progress: bool,
+                force: bool = False) -> tuple[str, str, str | None]:
+    """Claim the cell and run it: (record status, path, error), or ('done' | 'busy', path, holder)."""
+    path = results_dir / cell.relpath(spec.name)
+    cid = cell_id(spec, cell, data, method.options_for(cell.fraction) if method is not None else {})
+    with holding(path, cell_id=cid, force=force) as claim:
+        if claim.state != "claimed":
+            holder = claim.holder
+            return claim.state, str(path), holder and f"{holder.host} pid {holder.pid} {holder.job}".strip()
+        record = run_cell(spec, cell, data, method, scorer, device, path, progress, results_dir=results_dir,
+                          cache_dir=cache)
+    return record["status"], str(path), record["error"]
 
 
 # --------------------------------------------------------------------------- worker processes
@@ -204,13 +225,13 @@ def _outcome(record: dict[str, Any]) -> tuple[str, str, str | None]:
 _WORKER: dict[str, Any] = {}
 
 
-def _run_parallel(spec: GridSpec, todo: list[Cell], results_dir: Path, cache: Path, workers: int):
+def _run_parallel(spec: GridSpec, todo: list[Cell], results_dir: Path, cache: Path, workers: int, force: bool):
     """Cells in `workers` spawned processes, each with the grid's `threads`; yields
     (status, path, error) as they finish."""
     import multiprocessing
 
     ctx = multiprocessing.get_context("spawn")  # fork after OpenMP/CUDA start is unsafe
-    pool = ctx.Pool(workers, initializer=_worker_init, initargs=(spec, results_dir, cache, spec.threads))
+    pool = ctx.Pool(workers, initializer=_worker_init, initargs=(spec, results_dir, cache, spec.threads, force))
     try:
         yield from pool.imap_unordered(_worker_cell, todo)
         pool.close()  # let workers exit cleanly (terminating them leaks their semaphores)
@@ -221,10 +242,10 @@ def _run_parallel(spec: GridSpec, todo: list[Cell], results_dir: Path, cache: Pa
         pool.join()
 
 
-def _worker_init(spec: GridSpec, results_dir: Path, cache: Path, threads: int) -> None:
+def _worker_init(spec: GridSpec, results_dir: Path, cache: Path, threads: int, force: bool) -> None:
     torch.set_num_threads(threads)
     device = resolve_device(spec.device)
-    _WORKER.update(spec=spec, results_dir=results_dir, cache=cache, device=device, datasets={}, methods={},
+    _WORKER.update(spec=spec, results_dir=results_dir, cache=cache, device=device, datasets={}, methods={}, force=force,
                    scorer=ScoringCache(spec.scoring, cache / "scoring", device, progress=False, threads=threads))
 
 
@@ -237,10 +258,8 @@ def _worker_cell(cell: Cell) -> tuple[str, str, str | None]:
         if cell.method not in w["methods"]:
             w["methods"][cell.method] = create_method(cell.method.name, **cell.method.params)
         method = w["methods"][cell.method]
-    path = w["results_dir"] / cell.relpath(w["spec"].name)
-    record = run_cell(w["spec"], cell, w["datasets"][cell.dataset], method, w["scorer"], w["device"], path, False,
-                      results_dir=w["results_dir"], cache_dir=w["cache"])
-    return _outcome(record)
+    return run_claimed(w["spec"], cell, w["datasets"][cell.dataset], method, w["scorer"], w["device"],
+                       w["results_dir"], w["cache"], False, force=w["force"])
 
 
 class ScoringCache:
@@ -254,7 +273,8 @@ class ScoringCache:
         # per key: (signals, seconds, plug-in signals that failed -> why), or the run's error
         self.made: dict[tuple, tuple[dict[str, np.ndarray], float, dict[str, str]] | Exception] = {}
 
-    def _keys(self, cell: Cell, method: CoresetMethod) -> list[tuple]:
+    def keys(self, cell: Cell, method: CoresetMethod) -> list[tuple]:
+        """The scoring runs a cell's method reads: (dataset, scoring arch, run seed) each."""
         return [
             (cell.dataset, cell.scoring_arch, cell.seed + RUN_SEED_STRIDE * r)
             for r in range(method.scoring_runs())
@@ -267,24 +287,52 @@ class ScoringCache:
             wanted = declared_signals(method)
         except MethodError:
             return
-        for key in self._keys(cell, method):
+        for key in self.keys(cell, method):
             self.needs.setdefault(key, set()).update(wanted)
+
+    def cache_file(self, key: tuple, data: Dataset) -> Path | None:
+        if self.cache_dir is None:
+            return None
+        return self.cache_dir / f"{scoring_key(key[0], data, key[1], self.cfg, key[2], self.threads)}.npz"
+
+    def cached(self, key: tuple, data: Dataset) -> bool:
+        """True when the cache already holds every signal requested of this run."""
+        path = self.cache_file(key, data)
+        if path is None or not path.is_file():
+            return False
+        try:
+            with np.load(path, allow_pickle=False) as f:
+                return self.needs.get(key, set()) <= set(f.files)
+        except (OSError, ValueError):  # unreadable: get_signals makes it again
+            return False
+
+    def make(self, key: tuple, data: Dataset) -> tuple[dict[str, np.ndarray], float, dict[str, str]]:
+        """The signals requested of one run, from the cache or made now, its seconds, and the
+        plug-in signals that failed (name -> why).
+
+        A run another worker is making is waited for (a lock beside its cache file), then read.
+        """
+        path = self.cache_file(key, data)
+        lock: Any = contextlib.nullcontext()
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            lock = FileLock(path.with_suffix(".lock"))
+        with lock:
+            res = get_signals(data, key[0], key[1], self.cfg, key[2], self.needs.get(key, set()),
+                              cache_dir=self.cache_dir, device=self.device, progress=self.progress,
+                              threads=self.threads)  # fmt: skip
+        return res.signals, res.seconds, res.failed
 
     def contexts(self, cell: Cell, data: Dataset, method: CoresetMethod) -> tuple[SelectionContext, float]:
         """The method's SelectionContext and the seconds its scoring runs took."""
         wanted = set(declared_signals(method))  # a MethodError naming the method and the unknown signal
         self.request(cell, method)
         runs, seconds = [], 0.0
-        for key in self._keys(cell, method):
+        for key in self.keys(cell, method):
             made = self.made.get(key)
             if made is None or (not isinstance(made, Exception) and not wanted <= set(made[0]) | set(made[2])):
                 try:
-                    res = get_signals(
-                        data, key[0], key[1], self.cfg, key[2], self.needs[key],
-                        cache_dir=self.cache_dir, device=self.device, progress=self.progress,
-                        threads=self.threads,
-                    )
-                    self.made[key] = (res.signals, res.seconds, res.failed)
+                    self.made[key] = self.make(key, data)
                 except Exception as exc:  # every cell of the group fails with the same error
                     self.made[key] = exc
             made = self.made[key]
@@ -427,18 +475,6 @@ def run_cell(
     if checkpoint is not None:
         checkpoint.delete()
     return {**record, "_path": str(path)}
-
-
-def run_grid_file(grid_path: str, results_dir: str, cache_dir: str | None, shard: tuple[int, int],
-                  scoring_only: bool) -> RunSummary:
-    """One cluster task: load the grid file and run its shard (what the executors submit)."""
-    from corebench.grid import load_grid
-
-    summary = run_grid(load_grid(grid_path), results_dir, cache_dir=cache_dir, shard=shard,
-                       scoring_only=scoring_only, progress=False)
-    if summary.failed:
-        log.warning("shard %d/%d: %d cells failed", *shard, summary.failed)
-    return summary
 
 
 def select_coreset(

@@ -87,7 +87,7 @@ def test_leaderboard_and_status_commands(finished_run, capsys):
     capsys.readouterr()
     assert main(["status", str(tmp / "res"), "--grid", str(grid)]) == 0
     out = capsys.readouterr().out
-    assert "6 of 6 cells done, 0 pending" in out and "tiny" in out
+    assert "grid tiny: 6 cells: 6 done, 0 running, 0 failed, 0 pending" in out
 
 
 def test_a_failing_method_fails_its_cell_and_the_grid_goes_on(tmp_path, capsys):
@@ -225,41 +225,3 @@ def test_check_method_command(capsys):
     assert "PASS" in out and "FAIL" not in out and "easycore:" in out
     assert main(["check-method", "nosuchmethod"]) == 2
     assert "method: 'nosuchmethod' is not allowed" in capsys.readouterr().err
-
-
-def test_slurm_executor_submits_scoring_then_dependent_shards(tmp_path, monkeypatch):
-    """submitit is an optional extra: a stand-in records what would be submitted."""
-    import sys
-    import types
-
-    submitted, params = [], []
-
-    class Job:
-        def __init__(self, i):
-            self.job_id = str(100 + i)
-
-    class AutoExecutor:
-        def __init__(self, folder):
-            self.folder = folder
-
-        def update_parameters(self, **kw):
-            params.append(kw)
-
-        def submit(self, fn, *args):
-            submitted.append(args)
-            return Job(len(submitted))
-
-        def batch(self):
-            import contextlib
-
-            return contextlib.nullcontext()
-
-    monkeypatch.setitem(sys.modules, "submitit", types.SimpleNamespace(AutoExecutor=AutoExecutor))
-    from corebench.executors import submit_slurm
-
-    jobs = submit_slurm("g.yaml", str(tmp_path / "res"), n_jobs=3, slurm={"timeout_min": 60}, log_dir=tmp_path)
-    assert jobs == ["101", "102", "103", "104"]
-    assert submitted[0][3:] == ((0, 1), True)  # the scoring stage first
-    assert [a[3] for a in submitted[1:]] == [(0, 3), (1, 3), (2, 3)] and not any(a[4] for a in submitted[1:])
-    assert params[0] == {"timeout_min": 60}
-    assert params[1] == {"slurm_additional_parameters": {"dependency": "afterok:101"}}

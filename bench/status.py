@@ -1,0 +1,97 @@
+"""Where a grid stands across all its workers: done, running (where, since when), failed, pending.
+
+Read from the shared results folder only: the records say what is done or failed, the claims
+(`corebench.claims`) what is running and where. A claim whose holder is gone does not count as
+running; its cell is pending (or failed, if its last attempt wrote a failed record) until a
+worker takes it over. A finished record made under other settings or data than the grid's
+(stale) is pending too: `run` reruns it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from corebench.claims import Claim, claims_under
+from corebench.results import DONE, FAILED, MALFORMED, STALE, scan
+
+
+@dataclass
+class GridProgress:
+    name: str
+    done: int = 0
+    failed: list[tuple[Path, str]] = field(default_factory=list)  # (record, error)
+    running: list[tuple[Path, Claim]] = field(default_factory=list)
+    stale_claims: list[tuple[Path, Claim, str]] = field(default_factory=list)  # (record, claim, why the holder is gone)
+    stale_records: list[Path] = field(default_factory=list)  # finished under other settings or data: rerun
+    malformed: list[tuple[Path, str]] = field(default_factory=list)
+    pending: int | None = None  # known only with the grid's cells
+
+    @property
+    def total(self) -> int | None:
+        if self.pending is None:
+            return None
+        return self.done + len(self.failed) + len(self.running) + self.pending
+
+
+def progress(results_dir: Path, grid: tuple[str, list[tuple[Path, str]]] | None = None) -> list[GridProgress]:
+    """Per grid found under `results_dir`; or, given a grid's name and its cells' record paths
+    with their states (`runner.grid_states`), for that grid alone, counting its pending cells."""
+    results_dir = Path(results_dir)
+    records, problems = scan(results_dir)
+    by_path = {Path(r["_path"]).resolve(): r for r in records}
+    claims = {rec.resolve(): (claim, gone) for rec, claim, gone in claims_under(results_dir)}
+    if grid is not None:
+        name, states = grid
+        g = GridProgress(name, pending=0)
+        bad = {Path(p).resolve(): why for p, why in problems}
+        for path, state in states:
+            path = Path(path).resolve()
+            if state == DONE:
+                g.done += 1
+                continue
+            if _running(g, path, claims):
+                continue
+            if state == FAILED:
+                g.failed.append((path, by_path[path]["error"] or "") if path in by_path else (path, ""))
+                continue
+            g.pending += 1
+            if state == STALE:
+                g.stale_records.append(path)
+            elif state == MALFORMED:
+                g.malformed.append((path, bad.get(path, "not a valid record for this cell")))
+        return [g]
+    grids: dict[str, GridProgress] = {}
+    for path in sorted(set(by_path) | set(claims)):
+        record = by_path.get(path)
+        g = grids.setdefault(_grid_of(path, results_dir.resolve(), record), GridProgress(""))
+        g.name = _grid_of(path, results_dir.resolve(), record)
+        if record is not None and record["status"] == "ok":
+            g.done += 1
+        elif not _running(g, path, claims) and record is not None:
+            g.failed.append((path, record["error"] or ""))
+    for path, why in problems:
+        name = _grid_of(path.resolve(), results_dir.resolve(), None)
+        grids.setdefault(name, GridProgress(name)).malformed.append((path, why))
+    return [grids[name] for name in sorted(grids)]
+
+
+def _running(g: GridProgress, path: Path, claims: dict[Path, tuple[Claim, str | None]]) -> bool:
+    """Count the cell as running when it has a live claim; note a claim whose holder is gone."""
+    claim, gone = claims.get(path, (None, None))
+    if claim is None:
+        return False
+    if gone is None:
+        g.running.append((path, claim))
+        return True
+    g.stale_claims.append((path, claim, gone))
+    return False
+
+
+def _grid_of(path: Path, results_dir: Path, record: dict | None) -> str:
+    if record is not None:
+        return record["grid"]["name"]
+    try:
+        return path.relative_to(results_dir).parts[0]
+    except (ValueError, IndexError):
+        return "?"
