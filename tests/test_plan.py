@@ -1,0 +1,70 @@
+"""`corebench plan`: counts per axis, cached scoring runs, a throughput probe, estimates, memory."""
+
+from __future__ import annotations
+
+import yaml
+
+from corebench.cli import main
+from corebench.grid import parse_grid
+from corebench.plan import make_plan
+
+GRID = {
+    "name": "planned",
+    "datasets": ["digits"],
+    "architectures": [{"name": "resnet18", "id": "r18w4", "kwargs": {"channels": [4, 8, 16, 32]}}],
+    "scoring_architectures": ["same", {"name": "resnet18", "id": "r18w2", "kwargs": {"channels": [2, 4, 8, 16]}}],
+    "fractions": [0.2, 0.4],
+    "methods": ["random", "easycore"],
+    "regimes": ["standard", "pgd_at"],
+    "seeds": [0],
+    "scoring": {"epochs": 1},
+    "training": {"epochs": 2, "batch_size": 64},
+    "attack": {"steps": 3},
+    "evaluation": {"n_examples": 40, "pgd_steps": 2, "autoattack": {"version": "custom", "attacks": ["apgd-ce"]}},
+    "device": "cpu",
+}
+
+
+def test_plan_counts_cells_and_reuses_cached_scoring_runs(tmp_path, capsys):
+    from corebench.runner import run_grid
+
+    spec = parse_grid(GRID)
+    easy_same = [c for c in spec.cells() if c.method.name == "easycore" and c.scoring_arch.label == "r18w4"]
+    run_grid(spec, tmp_path / "res", cache_dir=tmp_path / "cache", scoring_only=True, cells=easy_same, progress=False)
+
+    path = tmp_path / "planned.yaml"
+    path.write_text(yaml.safe_dump(GRID))
+    assert main(["plan", str(path), "--results", str(tmp_path / "res"), "--cache", str(tmp_path / "cache"), "--no-probe"]) == 0
+    out = capsys.readouterr().out
+    # 2 regimes x (1 full + 2 scorers x 2 methods x 2 fractions) = 18 cells
+    assert "grid planned: 18 cells, 0 already done, 18 to run" in out
+    assert "  regimes: standard (9), pgd_at (9)" in out
+    assert "  methods: full (2), random (4), easycore (4), random@r18w2 (4), easycore@r18w2 (4)" in out
+    assert "  scoring_architectures: r18w4 (8), r18w2 (8)" in out
+    assert "scoring runs: 2, 1 cached (reused), 1 to make" in out
+    assert "digits × r18w4 × seed 0: cached, reused (input_grad_norm)" in out
+    assert "digits × r18w2 × seed 0: to make (input_grad_norm)" in out
+    assert "throughput" not in out
+
+
+def test_plan_probes_this_machine_and_estimates_time_and_memory(capsys):
+    spec = parse_grid(GRID)
+    plan = make_plan(spec, None, None)
+    (estimate,) = plan.estimates  # no GPU here: the CPU's
+    assert {(p.arch, p.device) for p in plan.probes} == {("r18w4", "cpu (1 thread)"), ("r18w2", "cpu (1 thread)")}
+    for p in plan.probes:
+        assert 0 < p.forward and 0 < p.attack_step and 0 < p.train_step and p.batch == (64, 40)
+        assert p.memory["data"] > 1347 * 64 * 4 and p.memory["runtime"] > 50e6 and p.memory["activations"] > 0
+    r18w4 = next(p for p in plan.probes if p.arch == "r18w4")
+    assert r18w4.regime_step("pgd_at", spec.attack) > 3 * r18w4.attack_step
+    assert 0 < estimate.scoring_s and 0 < estimate.training_s and 0 < estimate.evaluation_s <= estimate.evaluation_bound_s
+
+    path_out = make_plan(spec, None, None, probe=False)
+    assert not path_out.probes and not path_out.estimates
+    from corebench.plan import render
+
+    text = render(plan)
+    assert "throughput probe (this machine; ms per sample):" in text
+    assert "digits × r18w4 on cpu (1 thread): training step" in text and "(batches 64 and 40," in text
+    assert "estimated compute for the cells to run" in text and "cpu (1 thread): scoring" in text
+    assert "memory per cell" in text and "activations" in text
