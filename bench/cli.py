@@ -162,9 +162,12 @@ def cmd_status(args: argparse.Namespace) -> int:
         print("no records")
     now = time.time()
     for g in grids:
-        total = f"{g.total} cells: " if g.total is not None else ""
-        pending = f", {g.pending} pending" if g.pending is not None else ""
-        print(f"grid {g.name}: {total}{g.done} done, {len(g.running)} running, {len(g.failed)} failed{pending}")
+        if g.total is None:  # without the grid: what the folder holds
+            print(f"grid {g.name}: {g.done} done, {len(g.running)} running, {len(g.failed)} failed")
+        else:
+            print(f"grid {g.name}: {g.done} of {g.total} cells done, {g.pending} pending ({len(g.stale_records)} "
+                  f"stale, {len(g.failed)} failed, {len(g.malformed)} malformed, {g.not_run} not run, "
+                  f"{len(g.running)} running)")
         for path, c in g.running:
             job = f", job {c.job}" if c.job else ""
             print(f"  running: {_shown(path, args.results)} on {c.host} (pid {c.pid}{job}) since "
@@ -178,7 +181,7 @@ def cmd_status(args: argparse.Namespace) -> int:
             print(f"  stale: {_shown(path, args.results)}: finished under other settings or data than the "
                   "grid's; `run` reruns it")
         for path, why in g.malformed:
-            print(f"  malformed: {_shown(path, args.results)}: {why}")
+            print(f"  malformed: {path}: {why}")
     return 0
 
 

@@ -25,13 +25,18 @@ class GridProgress:
     stale_claims: list[tuple[Path, Claim, str]] = field(default_factory=list)  # (record, claim, why the holder is gone)
     stale_records: list[Path] = field(default_factory=list)  # finished under other settings or data: rerun
     malformed: list[tuple[Path, str]] = field(default_factory=list)
-    pending: int | None = None  # known only with the grid's cells
+    not_run: int | None = None  # cells without a record: known only with the grid's cells
+
+    @property
+    def pending(self) -> int | None:
+        """Cells not done: running, failed, stale, malformed or not run yet (with the grid's cells)."""
+        if self.not_run is None:
+            return None
+        return len(self.running) + len(self.failed) + len(self.stale_records) + len(self.malformed) + self.not_run
 
     @property
     def total(self) -> int | None:
-        if self.pending is None:
-            return None
-        return self.done + len(self.failed) + len(self.running) + self.pending
+        return None if self.pending is None else self.done + self.pending
 
 
 def progress(results_dir: Path, grid: tuple[str, list[tuple[Path, str]]] | None = None) -> list[GridProgress]:
@@ -43,23 +48,22 @@ def progress(results_dir: Path, grid: tuple[str, list[tuple[Path, str]]] | None 
     claims = {rec.resolve(): (claim, gone) for rec, claim, gone in claims_under(results_dir)}
     if grid is not None:
         name, states = grid
-        g = GridProgress(name, pending=0)
+        g = GridProgress(name, not_run=0)
         bad = {Path(p).resolve(): why for p, why in problems}
         for path, state in states:
             path = Path(path).resolve()
             if state == DONE:
                 g.done += 1
+            elif _running(g, path, claims):
                 continue
-            if _running(g, path, claims):
-                continue
-            if state == FAILED:
+            elif state == FAILED:
                 g.failed.append((path, by_path[path]["error"] or "") if path in by_path else (path, ""))
-                continue
-            g.pending += 1
-            if state == STALE:
+            elif state == STALE:
                 g.stale_records.append(path)
             elif state == MALFORMED:
                 g.malformed.append((path, bad.get(path, "not a valid record for this cell")))
+            else:
+                g.not_run += 1
         return [g]
     grids: dict[str, GridProgress] = {}
     for path in sorted(set(by_path) | set(claims)):

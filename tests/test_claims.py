@@ -157,12 +157,12 @@ def test_status_reports_done_running_failed_and_pending_across_workers(tmp_path,
 
     states = [(p, s) for p, s in zip(paths, [DONE, FAILED, MISSING, MISSING, STALE, MISSING], strict=True)]
     (g,) = progress(res, ("shared", states))
-    assert (g.total, g.done, len(g.running), len(g.failed), g.pending) == (6, 1, 1, 1, 3)
+    assert (g.total, g.done, len(g.running), len(g.failed), len(g.stale_records), g.not_run) == (6, 1, 1, 1, 1, 2)
     assert g.running[0][1].host == "node17" and len(g.stale_claims) == 1 and g.stale_records == [paths[4].resolve()]
 
     assert main(["status", str(res), "--grid", _write(tmp_path)]) == 0
     out = capsys.readouterr().out
-    assert "grid shared: 6 cells: 1 done, 1 running, 1 failed, 3 pending" in out
+    assert "grid shared: 1 of 6 cells done, 5 pending (1 stale, 1 failed, 0 malformed, 2 not run, 1 running)" in out
     assert "running: shared/digits/resnet18/standard/easycore/f0.3/seed0.json on node17 (pid 4242, job 77_3) since 2026-11-27 09:30:00" in out
     assert "failed: shared/digits/resnet18/standard/random/f0.3/seed0.json: RuntimeError: boom" in out
     assert "stale claim: shared/digits/resnet18/standard/full/f1/seed1.json: no heartbeat from node18" in out

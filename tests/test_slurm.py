@@ -149,7 +149,8 @@ def test_a_grid_runs_as_job_arrays_scoring_first_and_status_agrees(slurm, tmp_pa
     grid_file.write_text(json.dumps(grid))
     capsys.readouterr()
     assert main(["status", str(tmp_path / "res"), "--grid", str(grid_file)]) == 0
-    assert "grid arrays: 3 cells: 3 done, 0 running, 0 failed, 0 pending" in capsys.readouterr().out
+    assert "grid arrays: 3 of 3 cells done, 0 pending (0 stale, 0 failed, 0 malformed, 0 not run, 0 running)" in (
+        capsys.readouterr().out)
     assert not list((tmp_path / "res").rglob("*.claim"))
 
 
