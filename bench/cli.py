@@ -40,7 +40,7 @@ def _params(pairs: list[str], option: str = "--param") -> dict[str, Any]:
     out = {}
     for pair in pairs or []:
         if "=" not in pair:
-            raise invalid(option, pair, "KEY=VALUE")
+            raise invalid(option, pair, "key=value")
         key, value = pair.split("=", 1)
         out[key] = yaml.safe_load(value)
     return out

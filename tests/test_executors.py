@@ -109,7 +109,7 @@ def test_slurm_settings_defaults_and_overrides():
         (["--slurm", "partiton=gpu"], "--slurm.partiton: 'partiton' is not allowed; allowed: keys partition, account, qos, "
                                       "constraint, time, gpus, cpus, mem, array_parallelism"),
         (["--slurm", "time=soon"], "--slurm.time: 'soon' is not allowed; allowed: minutes (240) or a Slurm time"),
-        (["--slurm", "gpus"], "--slurm: 'gpus' is not allowed; allowed: KEY=VALUE"),
+        (["--slurm", "gpus"], "--slurm: 'gpus' is not allowed; allowed: key=value"),
     ],
 )
 def test_bad_slurm_settings_are_one_line(tmp_path, capsys, monkeypatch, args, message):
