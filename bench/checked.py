@@ -68,10 +68,16 @@ def _radius(value: float) -> float:
     return value
 
 
+def _one_or_many(value: Any) -> Any:
+    """A single value as a tuple of one; a list as a tuple (then checked entry by entry)."""
+    return tuple(value) if isinstance(value, (list, tuple)) else (value,)
+
+
 Number = Annotated[float, BeforeValidator(_number)]
 Positive = Annotated[Number, Field(gt=0)]
 NonNegative = Annotated[Number, Field(ge=0)]
 Radius = Annotated[Number, AfterValidator(_radius)]
+Radii = Annotated[tuple[Radius, ...], BeforeValidator(_one_or_many)]  # 8/255 or [1/255, 8/255]
 PositiveInt = Annotated[StrictInt, Field(gt=0)]
 NonNegativeInt = Annotated[StrictInt, Field(ge=0)]
 Momentum = Annotated[Number, Field(ge=0, lt=1)]
@@ -179,7 +185,7 @@ def _field_types(tp: Any) -> dict[str, Any] | None:
     """Field name -> annotation of a settings dataclass or a pydantic model; None otherwise."""
     if isinstance(tp, type) and issubclass(tp, BaseModel):
         return {name: f.annotation for name, f in tp.model_fields.items()}
-    if dataclasses.is_dataclass(tp):
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):  # a class, not a validator instance
         hints = get_type_hints(tp, include_extras=True)
         return {f.name: hints[f.name] for f in dataclasses.fields(tp)}
     return None
@@ -198,6 +204,8 @@ def describe(exc: ValidationError, where: str, cls: type | None = None) -> str:
     """The first error of a ValidationError as one line: '<field>: <value> is not allowed; allowed: …'."""
     err = exc.errors(include_url=False)[0]
     kind, ctx, value = err["type"], err.get("ctx") or {}, err.get("input")
+    # a union's member tags ('constrained-float', 'function-after[...]') are not fields: drop them
+    err["loc"] = tuple(p for p in err["loc"] if not (isinstance(p, str) and not p.isidentifier()))
     loc = [str(p) for p in err["loc"] if not isinstance(p, int)]  # the value names the list entry
     if kind == "not_allowed":
         path = ".".join([where, *loc, ctx["field"]])

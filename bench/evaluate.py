@@ -24,20 +24,55 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class EvalResult:
-    """What one evaluation measured, with the protocol that produced it."""
+class RobustResult:
+    """Robust accuracy at one ε."""
 
-    clean_acc: float
+    eps: float
+    pgd_step_size: float
     pgd_acc: float
     autoattack_acc: float | None  # None when AutoAttack is disabled
+    autoattack_per_attack: dict[str, float]
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    """What one evaluation measured, with the protocol that produced it.
+
+    `robust` has one entry per ε, ascending; the top-level `pgd_acc`, `autoattack_acc` and
+    `autoattack_per_attack` (and `eps`) are those of the largest ε.
+    """
+
+    clean_acc: float
     n_eval: int
-    eps: float
     norm: str
     pgd_steps: int
-    pgd_step_size: float
     autoattack_version: str
     autoattack_attacks: tuple[str, ...]
-    autoattack_per_attack: dict[str, float]
+    robust: tuple[RobustResult, ...]
+
+    @property
+    def headline(self) -> RobustResult:
+        return self.robust[-1]
+
+    @property
+    def eps(self) -> float:
+        return self.headline.eps
+
+    @property
+    def pgd_step_size(self) -> float:
+        return self.headline.pgd_step_size
+
+    @property
+    def pgd_acc(self) -> float:
+        return self.headline.pgd_acc
+
+    @property
+    def autoattack_acc(self) -> float | None:
+        return self.headline.autoattack_acc
+
+    @property
+    def autoattack_per_attack(self) -> dict[str, float]:
+        return self.headline.autoattack_per_attack
 
 
 def evaluate(
@@ -48,56 +83,61 @@ def evaluate(
     *,
     progress: bool = True,
 ) -> EvalResult:
-    """Clean, PGD-k (random start, fixed seed) and AutoAttack accuracy of `model`.
+    """Clean accuracy once, then PGD-k (random start, fixed seed) and AutoAttack accuracy at each ε.
 
-    `cfg` may leave ε and the PGD step unset; they are resolved against the dataset. The PGD start is
-    drawn from a generator seeded with `cfg.autoattack.seed`, so the evaluation is a
+    `cfg` may leave ε and the PGD step unset; they are resolved against the dataset. The PGD
+    start at each ε is drawn from a generator seeded with `cfg.autoattack.seed` (a fresh one per
+    ε, so one ε of a list gets the numbers it gets alone), so the evaluation is a
     deterministic function of the model and the config. The model is left in eval mode.
     """
     cfg = cfg.resolved(data.info.eps)
     n = min(cfg.n_examples, int(data.x_test.shape[0]))
     x_all, y_all = data.x_test[:n], data.y_test[:n]
     model.to(device).eval()
-    generator = torch.Generator().manual_seed(cfg.autoattack.seed)
 
-    clean = robust = 0
+    correct_all = []
     batches = range(0, n, cfg.batch_size)
-    for start in tqdm(batches, desc="clean+PGD", leave=False, disable=not progress):
-        x = x_all[start : start + cfg.batch_size].to(device)
-        y = y_all[start : start + cfg.batch_size].to(device)
-        with torch.no_grad():
-            correct = model(x).argmax(1) == y
-        x_adv = pgd_attack(model, x, y, eps=cfg.eps, step_size=cfg.pgd_step_size,
-                           steps=cfg.pgd_steps, random_start=True, generator=generator)
-        with torch.no_grad():
-            # x itself lies in the ball: robust means right on x and on x_adv (as AutoAttack counts)
-            robust += (correct & (model(x_adv).argmax(1) == y)).sum().item()
-        clean += correct.sum().item()
-    clean_acc, pgd_acc = 100.0 * clean / n, 100.0 * robust / n
+    with torch.no_grad():
+        for start in batches:
+            x = x_all[start : start + cfg.batch_size].to(device)
+            y = y_all[start : start + cfg.batch_size].to(device)
+            correct_all.append(model(x).argmax(1) == y)
+    clean_acc = 100.0 * sum(int(c.sum().item()) for c in correct_all) / n
 
     aa = cfg.autoattack
-    aa_acc: float | None = None
-    per_attack: dict[str, float] = {}
+    results = []
     ran: tuple[str, ...] = ()
-    if aa.enabled:
-        fault_point("autoattack")
-        log.debug("AutoAttack %s (%s) on %d examples", aa.version, ", ".join(aa.attacks), n)
-        aa_acc, per_attack, ran = run_autoattack(
-            model, x_all, y_all, eps=cfg.eps, norm=cfg.norm, autoattack=aa,
-            batch_size=cfg.batch_size, device=device,
-        )
-    log.info("eval: clean %.2f%%, PGD-%d %.2f%%, AutoAttack %s", clean_acc, cfg.pgd_steps, pgd_acc,
-             "off" if aa_acc is None else f"{aa_acc:.2f}%")
+    for eps, step in cfg.radii():
+        generator = torch.Generator().manual_seed(aa.seed)
+        robust = 0
+        for i, start in enumerate(tqdm(batches, desc=f"PGD eps={eps:.4g}", leave=False, disable=not progress)):
+            x = x_all[start : start + cfg.batch_size].to(device)
+            y = y_all[start : start + cfg.batch_size].to(device)
+            x_adv = pgd_attack(model, x, y, eps=eps, step_size=step, steps=cfg.pgd_steps, random_start=True,
+                               generator=generator)
+            with torch.no_grad():
+                # x itself lies in the ball: robust means right on x and on x_adv (as AutoAttack counts)
+                robust += (correct_all[i] & (model(x_adv).argmax(1) == y)).sum().item()
+        pgd_acc = 100.0 * robust / n
+        aa_acc: float | None = None
+        per_attack: dict[str, float] = {}
+        if aa.enabled:
+            fault_point("autoattack")
+            log.debug("AutoAttack %s (%s) at eps %.4g on %d examples", aa.version, ", ".join(aa.attacks), eps, n)
+            aa_acc, per_attack, ran = run_autoattack(
+                model, x_all, y_all, eps=eps, norm=cfg.norm, autoattack=aa,
+                batch_size=cfg.batch_size, device=device,
+            )
+        log.info("eval: clean %.2f%%, eps %.4g: PGD-%d %.2f%%, AutoAttack %s", clean_acc, eps, cfg.pgd_steps, pgd_acc,
+                 "off" if aa_acc is None else f"{aa_acc:.2f}%")
+        results.append(RobustResult(eps=eps, pgd_step_size=step, pgd_acc=pgd_acc, autoattack_acc=aa_acc,
+                                    autoattack_per_attack=per_attack))
     return EvalResult(
         clean_acc=clean_acc,
-        pgd_acc=pgd_acc,
-        autoattack_acc=aa_acc,
         n_eval=n,
-        eps=cfg.eps,
         norm=cfg.norm,
         pgd_steps=cfg.pgd_steps,
-        pgd_step_size=cfg.pgd_step_size,
         autoattack_version=aa.version,
         autoattack_attacks=ran,
-        autoattack_per_attack=per_attack,
+        robust=tuple(results),
     )

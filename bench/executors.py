@@ -77,6 +77,7 @@ class ScoringTask:
     key: tuple
     signals: frozenset[str]
     cache_dir: str | None
+    epochs: int | None = None  # epochs the run trains (None: the whole schedule)
 
     def __call__(self) -> str:
         from corebench.data import load_dataset
@@ -88,6 +89,8 @@ class ScoringTask:
         device, threads = resolve_device(self.spec.device), self.spec.threads
         scorer = ScoringCache(self.spec.scoring, cache / "scoring", device, progress=False, threads=threads)
         scorer.needs[self.key] = set(self.signals)
+        if self.epochs is not None:
+            scorer.epochs[self.key] = self.epochs
         with torch_threads(threads):  # the cache key holds the grid's threads: make it with them
             scorer.make(self.key, load_dataset(self.key[0]))
         return "ok"
@@ -104,6 +107,7 @@ class CellTask:
     cell: Cell
     results_dir: str
     cache_dir: str | None
+    epochs: int | None = None  # epochs the run trains (None: the whole schedule)
 
     def __call__(self) -> str:
         from corebench.runner import run_grid
@@ -168,7 +172,7 @@ def submit_grid(spec: GridSpec, results_dir: str | Path, *, cache_dir: str | Pat
     for chunk in _chunks(missing):
         executor.update_parameters(**base, name=f"corebench-{spec.name}-scoring", slurm_additional_parameters={})
         with executor.batch():
-            jobs = [executor.submit(ScoringTask(spec, key, frozenset(scorer.needs[key]), cache)) for key in chunk]
+            jobs = [executor.submit(ScoringTask(spec, key, frozenset(scorer.needs[key]), cache, scorer.epochs.get(key))) for key in chunk]
         job_of.update({key: job.job_id for key, job in zip(chunk, jobs, strict=True)})
         out.scoring_jobs += [job.job_id for job in jobs]
         out.arrays.append(_array_of(jobs[0].job_id))

@@ -115,6 +115,7 @@ def parse_grid(data: Mapping[str, Any], source: str = "") -> GridSpec:
             raise invalid("seeds", s, "integers in [0, 2^31) (numpy generators reject negative seeds)")
     _unique(seeds, "seeds")
 
+    _method_options_fit(methods, datasets, fractions)
     sections = {key: build(cls, data.get(key), key) for key, cls in SECTIONS}
     rest = {k: data[k] for k in ("full_data_reference", "device", "threads") if k in data}
     top = build(GridSpec, {"name": name, "datasets": datasets, "architectures": architectures, "fractions": fractions,
@@ -229,6 +230,18 @@ def _unrecordable(spec: MethodSpec) -> str:
         name = sorted(broken)[0]
         return f"method {spec.label!r} declares plug-in signal {name!r}, whose {broken[name]}"
     return ""
+
+def _method_options_fit(methods: Sequence[MethodSpec], datasets: Sequence[DatasetSpec], fractions: Sequence[float]) -> None:
+    """Every method entry has its options on every dataset and fraction of the grid (e.g. CCS's
+    β: a dataset without a reference table needs it set), before any training."""
+    for spec in methods:
+        method = create_method(spec.name, **spec.params)
+        for ds in datasets:
+            for f in fractions:
+                try:
+                    method.options_for(f, ds.name)
+                except ConfigError as exc:
+                    raise ConfigError(f"methods.{spec.label}.{exc}") from None
 
 
 def _unique(values: Sequence[Any], field_name: str, allowed: str = "each entry once") -> None:

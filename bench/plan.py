@@ -145,7 +145,7 @@ def _estimate(spec: GridSpec, todo: list, scorer: ScoringCache, methods: dict, d
             p, n = probes[(key[0], key[1])], datasets[key[0]].x_train.shape[0]
             per_epoch = n * p.train_step + ("input_grad_norm_eval" in signals) * n * p.attack_step
             grand = ("grand_all" in signals) * len(spec.scoring.snapshots()) * n * p.train_step * 3
-            est.scoring_s += spec.scoring.epochs * per_epoch + grand
+            est.scoring_s += scorer.epochs.get(key, spec.scoring.epochs) * per_epoch + grand
     classes_of = {ds: d.info.num_classes for ds, d in datasets.items()}
     for cell in todo:
         p = probes[(cell.dataset, cell.arch)]

@@ -5,6 +5,11 @@ grouping), its wording (for pages) and its tag (for file names) are all made her
 header, a CSV column and a RobustBench export never describe one protocol two ways. An attack
 list left empty is the version's own list, so "standard" with and without its list spelled
 out are one protocol. With AutoAttack disabled the robust number is PGD-k accuracy.
+
+`eps` is the tuple of radii the record was evaluated at (ascending); a record of schema 1
+stores one number, read as a tuple of one. With one ε the key, text and tag are exactly those
+of schema 1, so boards of single-ε records do not change. The record's top-level robust
+metrics are those of the largest ε (`headline_eps`).
 """
 
 from __future__ import annotations
@@ -49,6 +54,11 @@ class Protocol:
             pgd_steps=int(evaluation.get("pgd_steps") or 0),
             **budget,
         )
+
+    @property
+    def headline_eps(self) -> float:
+        """The largest ε: the one of a record's top-level `pgd_acc` / `autoattack_acc`."""
+        return self.eps[-1]
 
     def as_row(self) -> dict[str, Any]:
         """The protocol columns of a `load()` row (the attack list joined by commas; `eps` is the

@@ -6,6 +6,11 @@ through it and the results store reads every file back through it, so a field is
 typed and range-checked in exactly one place. Reading is strict: a record is JSON the suite
 wrote, so a number stored as a string, an accuracy above 100 or an unknown key is an error
 that names the field.
+
+Schema 2 adds `metrics.robust` (robust accuracy at each ε), `training` (what was actually
+trained) and `cost` (the scoring runs the selection used, and the training steps and
+seconds); `config.evaluation.eps` becomes the list of ε. Records of schema 1 (no such fields,
+one ε) are still read: the new fields are optional there and required in schema 2.
 """
 
 from __future__ import annotations
@@ -34,7 +39,8 @@ from corebench.spec import (
     TrainingConfig,
 )
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+KNOWN_SCHEMA_VERSIONS = (1, 2)  # 1: read only (no metrics.robust, training, cost; one ε)
 STATUSES = ("ok", "failed")
 
 Accuracy = Annotated[float, Field(ge=0, le=100)]  # percent
@@ -77,12 +83,54 @@ class CellConfig(_Part):
     threads: PositiveInt = 1  # torch threads of the process that made it (grid setting `threads`)
 
 
+class RobustAtEps(_Part):
+    """Robust accuracy at one ε (clean accuracy is measured once, in `Metrics.clean_acc`)."""
+
+    eps: Annotated[float, Field(gt=0, le=1)]
+    pgd_acc: Accuracy | None
+    autoattack_acc: Accuracy | None  # None when AutoAttack is disabled
+    autoattack_per_attack: dict[str, Accuracy] = Field(default_factory=dict)
+
+
 class Metrics(_Part):
+    """Top-level `pgd_acc` / `autoattack_acc` / `autoattack_per_attack` are those of the
+    largest ε; `robust` has one entry per ε, ascending (schema 2)."""
+
     clean_acc: Accuracy
     pgd_acc: Accuracy | None
     autoattack_acc: Accuracy | None  # None when AutoAttack is disabled
     n_eval: PositiveInt
     autoattack_per_attack: dict[str, Accuracy] = Field(default_factory=dict)
+    robust: list[RobustAtEps] | None = None  # absent in schema 1
+
+
+class TrainingDone(_Part):
+    """What the target model was actually trained for (`epochs` is fractional under a step
+    budget: steps / steps per epoch of the coreset)."""
+
+    budget: Literal["epochs", "steps"]
+    epochs: Annotated[float, Field(ge=0)]
+    steps: Annotated[StrictInt, Field(ge=0)]
+    seconds: Annotated[float, Field(ge=0)]
+
+
+class ScoringRunCost(_Part):
+    """One scoring run a selection used: its cache key, seed, the epochs it trained and the
+    seconds of the run that made it (read from the cache when reused)."""
+
+    key: NonEmpty
+    seed: Annotated[StrictInt, Field(ge=0)]
+    epochs: Annotated[StrictInt, Field(ge=0)]
+    seconds: Annotated[float, Field(ge=0)]
+
+
+class Cost(_Part):
+    """The cell's compute: every scoring run its selection used (none for random and full
+    data) and the target model's training steps and seconds."""
+
+    scoring_runs: list[ScoringRunCost]
+    train_steps: Annotated[StrictInt, Field(ge=0)]
+    train_s: Annotated[float, Field(ge=0)]
 
 
 class Coreset(_Part):
@@ -115,7 +163,7 @@ class DataRef(_Part):
 
 
 class Record(_Part):
-    schema_version: Literal[1]
+    schema_version: Literal[1, 2]
     cell_id: NonEmpty
     status: Literal["ok", "failed"]
     error: StrictStr | None
@@ -130,6 +178,8 @@ class Record(_Part):
     device: StrictStr | None
     method_source: MethodSource | None = None  # None: a full-data cell, or a record older than the field
     data: DataRef | None = None  # absent in records written before it existed
+    training: TrainingDone | None = None  # schema 2: required when status is ok
+    cost: Cost | None = None  # schema 2: required when status is ok
 
     @model_validator(mode="after")
     def _outcome_fits_status(self) -> Record:
@@ -143,7 +193,25 @@ class Record(_Part):
             raise ValueError("metrics.autoattack_acc: required (AutoAttack is enabled)")
         if not self.config.evaluation.autoattack.enabled and self.metrics.pgd_acc is None:
             raise ValueError("metrics.pgd_acc: required (AutoAttack is disabled)")
+        if self.schema_version >= 2:
+            self._schema2_fields()
         return self
+
+    def _schema2_fields(self) -> None:
+        """Schema 2: training, cost and one robust entry per ε, the largest one's on top."""
+        for name in ("training", "cost"):
+            if getattr(self, name) is None:
+                raise ValueError(f"{name}: required when status is ok (schema 2)")
+        robust = self.metrics.robust if self.metrics is not None else None
+        radii = list(self.config.evaluation.eps or ())
+        if robust is None or [r.eps for r in robust] != radii:
+            got = None if robust is None else [r.eps for r in robust]
+            raise ValueError(f"metrics.robust: {got!r} is not allowed; allowed: one entry per config.evaluation.eps {radii!r}")
+        top = robust[-1]
+        m = self.metrics
+        if (m.pgd_acc, m.autoattack_acc, m.autoattack_per_attack) != (top.pgd_acc, top.autoattack_acc, top.autoattack_per_attack):
+            raise ValueError("metrics: pgd_acc, autoattack_acc and autoattack_per_attack must equal metrics.robust's "
+                             f"entry of the largest ε ({top.eps!r})")
 
 
 def parse_record(text: str | bytes) -> Record:
@@ -157,7 +225,8 @@ def parse_record(text: str | bytes) -> Record:
         if err["type"] == "value_error":
             raise ResultsError(err["msg"].removeprefix("Value error, ")) from None
         if err["type"] == "literal_error" and err["loc"] == ("schema_version",):
-            raise ResultsError(f"schema_version: {err['input']!r} is not known; known: {SCHEMA_VERSION}") from None
+            known = ", ".join(map(str, KNOWN_SCHEMA_VERSIONS))
+            raise ResultsError(f"schema_version: {err['input']!r} is not known; known: {known}") from None
         raise ResultsError(describe(exc, "", Record)) from None
 
 

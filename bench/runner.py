@@ -1,8 +1,10 @@
 """The grid runner: cells -> scoring signals -> selection -> training -> evaluation -> records.
 
 One straight line per cell. Scoring runs are shared by every cell of a dataset × scoring
-architecture × seed (and cached on disk), so a grid costs one proxy run per group plus one
-training per cell. Every finished cell is one JSON record written atomically; a failed cell
+architecture × seed (and cached on disk), so a grid costs one proxy run per group (n of them
+for a method that averages n runs: run r of seed s is seeded `spec.scoring_seed(s, r)`, never
+s itself, the target model's seed) plus one training per cell. A run trains as many epochs of
+the scoring schedule as the most demanding method sharing it needs (`scoring.until`). Every finished cell is one JSON record written atomically; a failed cell
 gets a record with its error and the grid goes on; re-running skips finished cells, so a
 2,000-cell grid split over many jobs (`shard`) survives pre-emption.
 """
@@ -10,6 +12,8 @@ gets a record with its error and the grid goes on; re-running skips finished cel
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import json
 import logging
 import os
 import platform
@@ -39,7 +43,8 @@ from corebench.models import create_model, default_scoring_arch
 from corebench.optim import resolve_device, torch_threads
 from corebench.record import SCHEMA_VERSION, CellConfig, Record
 from corebench.results import DONE, STALE, record_state, write_indices, write_record
-from corebench.scoring import get_signals, scoring_key, seeded
+from corebench.scoring import ScoringResult, get_signals, needed_epochs, scoring_key, seeded, until
+from corebench.signals import companions
 from corebench.spec import (
     FULL_DATA,
     ArchSpec,
@@ -48,12 +53,12 @@ from corebench.spec import (
     GridSpec,
     MethodSpec,
     ScoringConfig,
+    scoring_seed,
     stable_hash,
 )
 from corebench.train import train_model
 
 log = logging.getLogger(__name__)
-RUN_SEED_STRIDE = 1000  # scoring run r of seed s uses seed s + 1000·r
 CHECKPOINTS = "checkpoints"  # per-epoch training checkpoints, under the cache folder
 
 
@@ -100,9 +105,21 @@ def cell_states(spec: GridSpec, cells: Iterable[Cell], datasets: dict[DatasetSpe
         if path.exists() and not path.is_file():
             raise PathError(f"{path}: is not a file; a cell's record goes there (move it away)")
         method = methods.get(cell.method)
-        cid = cell_id(spec, cell, datasets[cell.dataset], method.options_for(cell.fraction) if method else {})
+        cid = cell_id(spec, cell, datasets[cell.dataset], cell_options(cell, method)[0])
         out.append((cell, path, record_state(path, cid), cid))
     return out
+
+
+def cell_options(cell: Cell, method: CoresetMethod | None) -> tuple[dict[str, Any], BenchError | None]:
+    """The method's options as used at the cell's fraction on its dataset (what the record
+    stores), and the error when it has none there (the grid parser reports that first; a
+    hand-built GridSpec fails the cell with it)."""
+    if method is None:
+        return {}, None
+    try:
+        return method.options_for(cell.fraction, cell.dataset.name), None
+    except BenchError as exc:
+        return method.options(), exc
 
 
 def grid_states(spec: GridSpec, results_dir: str | Path) -> list[tuple[Cell, Path, str, str]]:
@@ -263,32 +280,48 @@ def _worker_cell(cell: Cell) -> tuple[str, str, str | None]:
 
 
 class ScoringCache:
-    """Signals per (dataset, scoring arch, run seed), made once with the union of every need."""
+    """Signals per (dataset, scoring arch, run seed), made once with the union of every need.
+
+    A need is the signals a method reads and the epochs of the scoring schedule it needs
+    (`CoresetMethod.scoring_epochs`); a run is made for the union of its needs' signals and the
+    largest of their epochs, and each method is served its own signals cut to its own epochs
+    (`scoring.until`), so what a method sees does not depend on what else is in the grid.
+    """
 
     def __init__(self, cfg: ScoringConfig, cache_dir: Path | None, device: torch.device, progress: bool,
                  threads: int = 1) -> None:
         self.cfg, self.cache_dir, self.device, self.progress = cfg, cache_dir, device, progress
         self.threads = threads
-        self.needs: dict[tuple, set[str]] = {}
-        # per key: (signals, seconds, plug-in signals that failed -> why), or the run's error
-        self.made: dict[tuple, tuple[dict[str, np.ndarray], float, dict[str, str]] | Exception] = {}
+        self.needs: dict[tuple, set[str]] = {}  # per run key: the union of its methods' signals
+        self.epochs: dict[tuple, int] = {}  # per run key: the longest of its methods' schedules
+        # per run key: what it served and for how many epochs, or the error that every cell of its group gets
+        self.made: dict[tuple, tuple[ScoringResult, int] | Exception] = {}
 
     def keys(self, cell: Cell, method: CoresetMethod) -> list[tuple]:
         """The scoring runs a cell's method reads: (dataset, scoring arch, run seed) each."""
         return [
-            (cell.dataset, cell.scoring_arch, cell.seed + RUN_SEED_STRIDE * r)
+            (cell.dataset, cell.scoring_arch, scoring_seed(cell.seed, r))
             for r in range(method.scoring_runs())
         ]
 
+    def _need(self, method: CoresetMethod) -> tuple[set[str], int]:
+        """The signals a method reads (a MethodError naming an unknown one) and the epochs it needs."""
+        signals = set(declared_signals(method))
+        epochs = method.scoring_epochs(self.cfg.epochs, self.cfg.snapshots())
+        return signals, needed_epochs(self.cfg, signals, epochs)
+
     def request(self, cell: Cell, method: CoresetMethod) -> None:
-        """Add the method's signals to its runs' needs (a method declaring an unknown signal adds
-        nothing: its own cells fail, the run and the other methods' cells do not)."""
+        """Add the method's signals and epochs to its runs' needs (a method declaring an unknown
+        signal adds nothing: its own cells fail, the run and the other methods' cells do not)."""
         try:
-            wanted = declared_signals(method)
+            signals, epochs = self._need(method)
         except MethodError:
             return
+        if not signals:  # random: no scoring run at all
+            return
         for key in self.keys(cell, method):
-            self.needs.setdefault(key, set()).update(wanted)
+            self.needs.setdefault(key, set()).update(signals)
+            self.epochs[key] = max(self.epochs.get(key, 0), epochs)
 
     def cache_file(self, key: tuple, data: Dataset) -> Path | None:
         if self.cache_dir is None:
@@ -296,19 +329,20 @@ class ScoringCache:
         return self.cache_dir / f"{scoring_key(key[0], data, key[1], self.cfg, key[2], self.threads)}.npz"
 
     def cached(self, key: tuple, data: Dataset) -> bool:
-        """True when the cache already holds every signal requested of this run."""
+        """True when the cache already holds every signal requested of this run, for long enough."""
         path = self.cache_file(key, data)
         if path is None or not path.is_file():
             return False
         try:
             with np.load(path, allow_pickle=False) as f:
-                return self.needs.get(key, set()) <= set(f.files)
+                names = set(f.files)
+            trained = json.loads(path.with_suffix(".json").read_text()).get("trained_epochs", self.cfg.epochs)
         except (OSError, ValueError):  # unreadable: get_signals makes it again
             return False
+        return self.needs.get(key, set()) <= names and self.epochs.get(key, 0) <= trained
 
-    def make(self, key: tuple, data: Dataset) -> tuple[dict[str, np.ndarray], float, dict[str, str]]:
-        """The signals requested of one run, from the cache or made now, its seconds, and the
-        plug-in signals that failed (name -> why).
+    def make(self, key: tuple, data: Dataset) -> ScoringResult:
+        """The signals requested of one run, from the cache or made now (see `ScoringResult`).
 
         A run another worker is making is waited for (a lock beside its cache file), then read.
         """
@@ -318,45 +352,50 @@ class ScoringCache:
             path.parent.mkdir(parents=True, exist_ok=True)
             lock = FileLock(path.with_suffix(".lock"))
         with lock:
-            res = get_signals(data, key[0], key[1], self.cfg, key[2], self.needs.get(key, set()),
-                              cache_dir=self.cache_dir, device=self.device, progress=self.progress,
-                              threads=self.threads)  # fmt: skip
-        return res.signals, res.seconds, res.failed
+            return get_signals(data, key[0], key[1], self.cfg, key[2], self.needs.get(key, set()),
+                               cache_dir=self.cache_dir, device=self.device, progress=self.progress,
+                               threads=self.threads, train_epochs=self.epochs.get(key))  # fmt: skip
 
-    def contexts(self, cell: Cell, data: Dataset, method: CoresetMethod) -> tuple[SelectionContext, float]:
-        """The method's SelectionContext and the seconds its scoring runs took."""
-        wanted = set(declared_signals(method))  # a MethodError naming the method and the unknown signal
+    def contexts(self, cell: Cell, data: Dataset, method: CoresetMethod) -> tuple[SelectionContext, list[dict[str, Any]]]:
+        """The method's SelectionContext and the scoring runs it used (`cost.scoring_runs` entries)."""
+        wanted, epochs = self._need(method)  # a MethodError naming the method and an unknown signal
         self.request(cell, method)
-        runs, seconds = [], 0.0
+        labels = data.y_train.numpy()
+        ctx = SelectionContext(labels=labels, num_classes=data.info.num_classes, runs=({},), seed=cell.seed,
+                               dataset=cell.dataset.name, scoring_epochs=self.cfg.epochs)
+        if not wanted:
+            return ctx, []
+        runs, used = [], []
         for key in self.keys(cell, method):
             made = self.made.get(key)
-            if made is None or (not isinstance(made, Exception) and not wanted <= set(made[0]) | set(made[2])):
+            if made is None or (not isinstance(made, Exception)
+                                and not (wanted <= set(made[0].signals) | set(made[0].failed) and epochs <= made[1])):
                 try:
-                    self.made[key] = self.make(key, data)
+                    self.made[key] = (self.make(key, data), self.epochs[key])
                 except Exception as exc:  # every cell of the group fails with the same error
                     self.made[key] = exc
             made = self.made[key]
             if isinstance(made, Exception):
                 raise made
-            lost = sorted(wanted & set(made[2]))
+            res = made[0]
+            lost = sorted(wanted & set(res.failed))
             if lost:
-                raise MethodError(f"method {method.name!r}: signal {lost[0]!r} was not recorded: {made[2][lost[0]]}")
-            runs.append(made[0])
-            seconds += made[1]
-        labels = data.y_train.numpy()
-        ctx = SelectionContext(labels=labels, num_classes=data.info.num_classes, runs=tuple(runs), seed=cell.seed)
-        return ctx, seconds
+                raise MethodError(f"method {method.name!r}: signal {lost[0]!r} was not recorded: {res.failed[lost[0]]}")
+            runs.append(until({k: res.signals[k] for k in wanted | companions(wanted)}, epochs))
+            used.append({"key": res.key, "seed": key[2], "epochs": res.epochs, "seconds": round(res.seconds, 3)})
+        return dataclasses.replace(ctx, runs=tuple(runs)), used
 
 
-def select_indices(cell: Cell, data: Dataset, method: CoresetMethod | None, scorer: ScoringCache) -> tuple[np.ndarray, float, float]:
-    """Kept indices for a cell, with scoring and selection seconds."""
+def select_indices(cell: Cell, data: Dataset, method: CoresetMethod | None,
+                   scorer: ScoringCache) -> tuple[np.ndarray, list[dict[str, Any]], float]:
+    """Kept indices for a cell, the scoring runs its selection used, and the selection seconds."""
     n = data.x_train.shape[0]
     if method is None:
-        return np.arange(n, dtype=np.int64), 0.0, 0.0
-    ctx, scoring_s = scorer.contexts(cell, data, method)
+        return np.arange(n, dtype=np.int64), [], 0.0
+    ctx, used = scorer.contexts(cell, data, method)
     start = time.perf_counter()
     indices = run_selection(method, ctx, cell.fraction)
-    return indices, scoring_s, time.perf_counter() - start
+    return indices, used, time.perf_counter() - start
 
 
 def cell_id(spec: GridSpec, cell: Cell, data: Dataset, options: dict[str, Any]) -> str:
@@ -404,7 +443,7 @@ def run_cell(
     """
     start = time.perf_counter()
     config = cell_config(spec, cell, data)
-    options = method.options_for(cell.fraction) if method is not None else {}
+    options, options_error = cell_options(cell, method)
     cid = cell_id(spec, cell, data, options)
     checkpoint = checkpoint_for(cache_dir, cid)
     record: dict[str, Any] = {
@@ -427,7 +466,10 @@ def run_cell(
                  "num_classes": data.info.num_classes, "notes": list(data.info.notes)},
     }
     try:
-        indices, scoring_s, selection_s = select_indices(cell, data, method, scorer)
+        if options_error is not None:
+            raise options_error
+        indices, scoring_runs, selection_s = select_indices(cell, data, method, scorer)
+        scoring_s = sum(r["seconds"] for r in scoring_runs)
         index_file = path.with_name(path.stem + ".indices.npy")
         write_indices(index_file, indices, root=results_dir)
         hist = np.bincount(data.y_train.numpy()[indices], minlength=data.info.num_classes)
@@ -440,20 +482,29 @@ def run_cell(
         t0 = time.perf_counter()
         with seeded(cell.seed, device):
             model = create_model(cell.arch, data.info).to(device)
-        train_model(
+        trained = train_model(
             model, data, indices, regime=cell.regime, training=config.training,
             attack=config.attack, seed=cell.seed, device=device, progress=progress, checkpoint=checkpoint,
         )
         t1 = time.perf_counter()
         result = evaluate(model, data, config.evaluation, device, progress=progress)
         t2 = time.perf_counter()
+        robust = [
+            {"eps": r.eps, "pgd_acc": r.pgd_acc, "autoattack_acc": r.autoattack_acc,
+             "autoattack_per_attack": dict(r.autoattack_per_attack)}
+            for r in result.robust
+        ]  # fmt: skip
         record["metrics"] = {
             "clean_acc": result.clean_acc,
             "pgd_acc": result.pgd_acc,
             "autoattack_acc": result.autoattack_acc,
             "n_eval": result.n_eval,
             "autoattack_per_attack": dict(result.autoattack_per_attack),
+            "robust": robust,
         }
+        record["training"] = {"budget": trained["budget"], "epochs": trained["epochs"], "steps": trained["steps"],
+                              "seconds": round(trained["seconds"], 3)}
+        record["cost"] = {"scoring_runs": scoring_runs, "train_steps": trained["steps"], "train_s": round(t1 - t0, 3)}
         record["timings"] = {
             "scoring_s": round(scoring_s, 3),
             "selection_s": round(selection_s, 4),

@@ -5,6 +5,17 @@ fraction costs a selection, not a training run. The run records only the signals
 and is cached on disk under a hash of everything that made it (dataset, scoring architecture,
 scoring settings, seed); a later request for more signals re-runs it and stores the union.
 
+A run trains only as long as its signals need: `train_epochs` = k stops the E-epoch schedule
+(`scoring.epochs` = E, per-step cosine over all E epochs) after k epochs, so GraNd at
+initialisation trains 0 epochs and EL2N at epoch 20 trains 20, while AIGN and forgetting
+(every epoch) and features (the final model) need all E. The schedule length E is part of the
+cache key, k is not: the first k epochs of a run are the same whatever k it stops at (the
+learning rate at step t depends on E, not on k; nothing recorded draws from the run's
+generator), so a cached run that trained k' ≥ k epochs serves a need for k, cut to its
+first k epochs (`until`); a need for more than the entry trained re-runs it longer, with the
+union of the signals. A 20-epoch run of a 20-epoch schedule is a different run (another
+learning-rate curve) and has another key.
+
 Signals (E = scoring epochs, row e = epoch e+1, N = train size):
     input_grad_norm      [E, N]  ‖∇ₓ CE‖₂ in the training pass (train mode, augmented input).
                                  One backward gives parameter and input gradients; with
@@ -27,6 +38,8 @@ Signals (E = scoring epochs, row e = epoch e+1, N = train size):
   the final model, eval mode on un-augmented inputs:
     features             [N, D]  penultimate features.
     logits_final         [N, C]  class logits, float16.
+  a run that records final-model signals trains the whole schedule; a run stopped after k
+  epochs has k rows of the [E, N] signals and the snapshots up to epoch k (`until`).
 
 The declarations (shape, when taken, dtype) live in `corebench.signals`; a plug-in signal
 declared there names a `compute` hook that this module imports and calls (`_hook`):
@@ -72,12 +85,14 @@ from corebench.signals import (  # noqa: F401  ALL_SIGNALS, EVAL_PASS, TRAIN_PAS
     companions,
     get_signal,
     list_signals,
+    taken_at,
 )
 from corebench.spec import ArchSpec, DatasetSpec, ScoringConfig, stable_hash, to_jsonable
 
 log = logging.getLogger(__name__)
 
 EVAL_BATCH = 512
+INPUT_GRAD_BATCH = 1024  # the exact input-gradient pass: activations only, no parameter grads
 
 
 @contextmanager
@@ -91,11 +106,35 @@ def seeded(seed: int, device: torch.device | None = None):
 
 @dataclass(frozen=True)
 class ScoringResult:
-    signals: dict[str, np.ndarray]
-    seconds: float  # time of the run that made them (0 reused from cache is not 0: see cached)
+    signals: dict[str, np.ndarray]  # cut to the epochs asked for (`until`)
+    seconds: float  # time of the run that made them (read from the cache's metadata when reused)
     cached: bool
     key: str
+    epochs: int = 0  # epochs the run that made them trained (>= the epochs asked for)
     failed: dict[str, str] = field(default_factory=dict)  # plug-in signals not recorded -> why
+
+
+def needed_epochs(cfg: ScoringConfig, signals: Iterable[str], train_epochs: int | None) -> int:
+    """Epochs a run must train: `train_epochs` (None: all), all when a final-model signal is asked for."""
+    if train_epochs is None or taken_at("final", signals):
+        return cfg.epochs
+    return min(int(train_epochs), cfg.epochs)
+
+
+def until(signals: dict[str, np.ndarray], epochs: int) -> dict[str, np.ndarray]:
+    """The signals a run stopped after `epochs` epochs records: per-epoch rows 1..epochs,
+    snapshots taken at epochs <= `epochs` (a longer run of the same schedule agrees on these)."""
+    out = dict(signals)
+    keep = np.asarray(out[SNAPSHOT_EPOCHS]) <= epochs if SNAPSHOT_EPOCHS in out else None
+    if keep is not None:
+        out[SNAPSHOT_EPOCHS] = np.asarray(out[SNAPSHOT_EPOCHS])[keep]
+    for name in set(out) & set(list_signals()):
+        sig = get_signal(name)
+        if sig.shape[0] == "E":
+            out[name] = out[name][:epochs]
+        elif sig.taken == "snapshot" and keep is not None:
+            out[name] = out[name][keep]
+    return out
 
 
 def scoring_key(dataset: DatasetSpec, data: Dataset, arch: ArchSpec, cfg: ScoringConfig, seed: int,
@@ -129,40 +168,53 @@ def get_signals(
     device: torch.device,
     progress: bool = True,
     threads: int = 1,
+    train_epochs: int | None = None,
 ) -> ScoringResult:
-    """The requested signals from the cache, or from a new scoring run (then cached).
+    """The requested signals of the first `train_epochs` epochs (None: the whole schedule) from
+    the cache, or from a new scoring run (then cached).
 
-    A cache entry is `<key>.npz` plus `<key>.json` (what made it and a checksum of the npz). An
-    entry that is unreadable, incomplete or fails its checksum is reported once, removed and
-    made again: a damaged file costs one scoring run, never the cells of its group.
+    A cached run that trained at least that long and recorded every requested signal is reused;
+    otherwise the run is made again, as long as the longer of the two needs, with the union of
+    the signals, and replaces the entry. A cache entry is `<key>.npz` plus `<key>.json` (what
+    made it, the epochs it trained and a checksum of the npz). An entry that is unreadable,
+    incomplete or fails its checksum is reported once, removed and made again: a damaged file
+    costs one scoring run, never the cells of its group.
     """
-    wanted = check_signals(signals)
+    asked = check_signals(signals)
+    wanted = set(asked)
+    need = needed_epochs(cfg, wanted, train_epochs)
     key = scoring_key(dataset, data, arch, cfg, seed, threads)
     path = confined(cache_dir, f"{key}.npz") if cache_dir else None
     have: dict[str, np.ndarray] = {}
-    seconds = 0.0
+    trained = 0
     entry = _load(path, key, data) if path is not None else None
     if entry is not None:
-        have, seconds = entry
-        if wanted <= set(have):
-            return ScoringResult({k: have[k] for k in wanted | companions(wanted)}, seconds, True, key)
+        have, seconds, trained = entry
+        if trained < 0:
+            trained = cfg.epochs  # entries written before stopped runs trained the whole schedule
+        if wanted <= set(have) and need <= trained:
+            served = until({k: have[k] for k in wanted | companions(wanted)}, need)
+            return ScoringResult(served, seconds, True, key, trained)
         wanted |= {k for k in have if k in list_signals()}  # re-run once for the union
     if not wanted:
-        return ScoringResult({}, 0.0, True, key)
+        return ScoringResult({}, 0.0, True, key, 0)
+    run_for = max(need, trained) if have else need
+    run_for = needed_epochs(cfg, wanted, run_for)
     start = time.perf_counter()
     failed: dict[str, str] = {}
-    # the run's own checkpoint, beside the entry it will make (named by the signals it records)
-    checkpoint = Checkpoint(cache_dir, f"{key}-{stable_hash(sorted(wanted), 8)}") if cache_dir else None
+    # the run's own checkpoint, beside the entry it will make (named by the signals it records and its length)
+    checkpoint = Checkpoint(cache_dir, f"{key}-{stable_hash([sorted(wanted), run_for], 8)}") if cache_dir else None
     made = run_scoring(data, arch, cfg, seed, wanted, device=device, progress=progress, failed=failed,
-                       checkpoint=checkpoint)
+                       checkpoint=checkpoint, train_epochs=run_for)
     seconds = time.perf_counter() - start
     if path is not None:
         _save(path, made, {"key": key, "dataset": dataset, "data": data.fingerprint("train"), "arch": arch,
                            "scoring": cfg, "seed": seed, "threads": threads, "signals": sorted(made),
-                           "seconds": round(seconds, 3)}, root=cache_dir)
+                           "seconds": round(seconds, 3), "trained_epochs": run_for}, root=cache_dir)
     if checkpoint is not None:
         checkpoint.delete()
-    return ScoringResult(made, seconds, False, key, failed)
+    served = until({k: made[k] for k in asked | companions(asked) if k in made}, need)
+    return ScoringResult(served, seconds, False, key, run_for, failed)
 
 
 def _checksum(blob: bytes | memoryview) -> str:
@@ -180,9 +232,9 @@ def _save(path: Path, arrays: dict[str, np.ndarray], meta: dict, root: Path) -> 
     write_atomic(path.with_suffix(".json"), lambda f: f.write(text.encode()), root=root)
 
 
-def _load(path: Path, key: str, data: Dataset) -> tuple[dict[str, np.ndarray], float] | None:
-    """A cache entry's arrays and the seconds its run took; None when there is none, or when
-    it is damaged (then it is reported and removed)."""
+def _load(path: Path, key: str, data: Dataset) -> tuple[dict[str, np.ndarray], float, int] | None:
+    """A cache entry's arrays, the seconds its run took and the epochs it trained (-1: not
+    recorded); None when there is none, or when it is damaged (then it is reported and removed)."""
     meta_path = path.with_suffix(".json")
     if not path.exists() and not meta_path.exists():
         return None
@@ -203,7 +255,7 @@ def _load(path: Path, key: str, data: Dataset) -> tuple[dict[str, np.ndarray], f
                     shape = get_signal(name).shape
                     if arr.ndim != len(shape) or arr.shape[shape.index("N")] != n:
                         raise ValueError(f"signal {name} has shape {arr.shape} for {n} samples")
-            return arrays, float(meta.get("seconds", 0.0))
+            return arrays, float(meta.get("seconds", 0.0)), int(meta.get("trained_epochs", -1))
         except Exception as exc:  # unreadable, truncated, tampered, half written
             problem = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
     log.warning("scoring cache entry %s is damaged or incomplete (%s); removed, its signals are made again",
@@ -224,17 +276,20 @@ def run_scoring(
     progress: bool = True,
     failed: dict[str, str] | None = None,
     checkpoint: Checkpoint | None = None,
+    train_epochs: int | None = None,
 ) -> dict[str, np.ndarray]:
-    """Train `arch` on the full train set for cfg.epochs, recording `signals`.
+    """Train `arch` on the full train set for the first `train_epochs` epochs (None: all) of
+    the cfg.epochs-epoch schedule, recording `signals` (see `until` for what a stopped run has).
 
     A plug-in signal whose hook fails is left out of the result, its error put in `failed`.
     With a `checkpoint`, the run's state and the signals recorded so far are saved after every
     epoch and a saved state is resumed from (`corebench.checkpoint`): a killed scoring run
     continues at its last epoch and records the same signals.
     """
-    n, epochs = data.x_train.shape[0], cfg.epochs
+    n = data.x_train.shape[0]
     signals = check_signals(signals)
-    snapshot_epochs = list(cfg.snapshots())
+    epochs = needed_epochs(cfg, signals, train_epochs)
+    snapshot_epochs = [e for e in cfg.snapshots() if e <= epochs]
     out = _allocate(signals, n, epochs, len(snapshot_epochs), data.info.num_classes)
     if companions(signals):
         out[SNAPSHOT_EPOCHS] = np.asarray(snapshot_epochs, dtype=np.int64)
@@ -245,7 +300,7 @@ def run_scoring(
         generator = torch.Generator().manual_seed(seed)
         opt, sched = make_optimizer(
             model, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov, weight_decay=cfg.weight_decay,
-            total_steps=epochs * steps_per_epoch(n, cfg.batch_size), schedule="cosine",
+            total_steps=cfg.epochs * steps_per_epoch(n, cfg.batch_size), schedule="cosine",
         )
         x_all, y_all = data.x_train, data.y_train
         saved = resume_run(checkpoint, model=model, optimizer=opt, scheduler=sched, generator=generator, device=device)
@@ -413,14 +468,36 @@ def _eval_batches(n: int) -> Iterable[slice]:
 
 
 def _eval_pass(model: NormalizedModel, data: Dataset, signals: set[str], out: dict, epoch: int, device: torch.device) -> None:
-    """Eval-mode, un-augmented: exact per-sample input gradients (samples are independent)."""
+    """Eval-mode, un-augmented: exact per-sample input gradients (samples are independent).
+
+    Eval-mode BatchNorm uses its running statistics, so the gradient of the batch's summed
+    loss with respect to xᵢ is ∇ₓ CE(xᵢ, yᵢ) of sample i alone. Only the input needs a
+    gradient: the parameters' requires_grad is switched off for the pass (and restored), so
+    backward computes no weight gradients, and batches are large (`INPUT_GRAD_BATCH`).
+    """
+    out["input_grad_norm_eval"][epoch] = input_grad_norms(model, data.x_train, data.y_train, device)
+
+
+def input_grad_norms(model: NormalizedModel, x_all: torch.Tensor, y_all: torch.Tensor, device: torch.device,
+                     batch_size: int = INPUT_GRAD_BATCH) -> np.ndarray:
+    """‖∇ₓ CE(f(xᵢ), yᵢ)‖₂ for every sample, model in eval mode, parameters without gradients."""
     model.eval()
-    for sl in _eval_batches(data.x_train.shape[0]):
-        x = data.x_train[sl].to(device).requires_grad_(True)
-        y = data.y_train[sl].to(device)
-        losses = F.cross_entropy(model(x), y, reduction="none")
-        (grad,) = torch.autograd.grad(losses.sum(), x)
-        out["input_grad_norm_eval"][epoch, sl] = grad.flatten(1).norm(dim=1).cpu().numpy()
+    params = list(model.parameters())
+    flags = [p.requires_grad for p in params]
+    norms = np.empty(x_all.shape[0], dtype=np.float32)
+    try:
+        for p in params:
+            p.requires_grad_(False)
+        for start in range(0, x_all.shape[0], batch_size):
+            x = x_all[start : start + batch_size].to(device).requires_grad_(True)
+            y = y_all[start : start + batch_size].to(device)
+            losses = F.cross_entropy(model(x), y, reduction="none")
+            (grad,) = torch.autograd.grad(losses.sum(), x)
+            norms[start : start + x.shape[0]] = grad.flatten(1).norm(dim=1).cpu().numpy()
+    finally:
+        for p, flag in zip(params, flags, strict=True):
+            p.requires_grad_(flag)
+    return norms
 
 
 def _snapshot(model: NormalizedModel, data: Dataset, signals: set[str], out: dict, snapshot_epochs: list[int],

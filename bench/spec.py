@@ -38,6 +38,7 @@ from corebench.checked import (
     NonNegativeInt,
     Number,
     PositiveInt,
+    Radii,
     Radius,
     Seed,
     Threads,
@@ -81,6 +82,19 @@ AutoAttackVersion = Literal[AUTOATTACK_VERSIONS]  # type: ignore[valid-type]
 def default_snapshot_epoch(epochs: int) -> int:
     """"10 % into training" for an E-epoch run (the EL2N paper's epoch 20 of 200), at least 1."""
     return max(1, math.ceil(0.1 * epochs - 1e-9))
+
+
+def scoring_seed(seed: int, run: int) -> int:
+    """The seed of scoring run `run` (0, 1, …) of a cell whose seed is `seed`.
+
+    Derived, not `seed` itself: the target model of the cell is initialised with `seed`, and a
+    scoring run starting from the very weights the target then trains from would measure, e.g.,
+    GraNd at initialisation on the target's own initial weights. The derivation hashes the
+    pair: the first 8 hex digits of `stable_hash({"cell_seed": seed, "scoring_run": run})`,
+    shifted right by one bit (a 31-bit integer). Every method of a cell reads the same runs,
+    and cells of one seed share them.
+    """
+    return int(stable_hash({"cell_seed": int(seed), "scoring_run": int(run)})[:8], 16) >> 1
 
 
 # --------------------------------------------------------------------------- checked types
@@ -198,9 +212,20 @@ class ScoringConfig:
         return self
 
 
+TrainingBudget = Literal["epochs", "steps"]
+
+
 @spec
 class TrainingConfig:
-    """Training of the target model on the coreset (same epochs for every fraction)."""
+    """Training of the target model on the coreset.
+
+    `budget: epochs` (default) trains every fraction for `epochs` passes over its coreset
+    (DeepCore, Moderate-DS and the forgetting reference train a fixed number of epochs);
+    `budget: steps` trains every fraction for the same number of SGD steps: `steps` when set,
+    else the full-data steps, `epochs` × steps per epoch of the FULL train set (the CCS
+    reference's fixed 40,000 iterations, data_diet's 78,000 steps). `steps` is only allowed
+    with `budget: steps`. The cosine schedule spans the steps actually trained.
+    """
 
     epochs: PositiveInt = 200
     batch_size: PositiveInt = 128
@@ -210,6 +235,20 @@ class TrainingConfig:
     weight_decay: WeightDecay = 5e-4
     schedule: Literal["cosine", "constant"] = "cosine"
     augment: StrictBool = True
+    budget: TrainingBudget = "epochs"
+    steps: PositiveInt | None = None  # only with budget: steps; None = the full-data steps
+
+    @model_validator(mode="after")
+    def _steps_need_step_budget(self) -> TrainingConfig:
+        if self.steps is not None and self.budget != "steps":
+            raise not_allowed("steps", self.steps, f"only with budget: steps (budget is {self.budget})")
+        return self
+
+    def total_steps(self, coreset_steps_per_epoch: int, full_steps_per_epoch: int) -> int:
+        """The SGD steps a coreset trains for, given steps per epoch of the coreset and of the full set."""
+        if self.budget == "epochs":
+            return self.epochs * coreset_steps_per_epoch
+        return self.steps if self.steps is not None else self.epochs * full_steps_per_epoch
 
 
 @spec
@@ -274,22 +313,54 @@ class AutoAttackConfig:
 
 @spec
 class EvaluationConfig:
-    """Clean, PGD-k and AutoAttack accuracy on the first `n_examples` test images."""
+    """Clean accuracy once, then PGD-k and AutoAttack accuracy at each ε, on the first
+    `n_examples` test images.
+
+    `eps` is one radius or a list of them (e.g. [1/255, 2/255, 8/255]), held as a tuple; None
+    means the dataset's default. `pgd_step_size` None means ε/4 at each ε; one number is used at
+    every ε; a list (as a resolved record stores it) pairs with `eps` entry by entry.
+    """
 
     n_examples: PositiveInt = 1000
     batch_size: PositiveInt = 500
     norm: Literal["Linf"] = "Linf"
-    eps: Radius | None = None  # None: the dataset's default
+    eps: Radii | None = None  # None: the dataset's default
     pgd_steps: NonNegativeInt = 20
-    pgd_step_size: Radius | None = None  # None: eps/4
+    pgd_step_size: Radii | None = None  # None: eps/4
     autoattack: AutoAttackConfig = field(default_factory=AutoAttackConfig)
 
+    @model_validator(mode="after")
+    def _eps_list(self) -> EvaluationConfig:
+        if self.eps is not None:
+            if not self.eps:
+                raise not_allowed("eps", [], "one radius or a non-empty list of radii, e.g. [1/255, 2/255, 8/255]")
+            if len(set(self.eps)) != len(self.eps):
+                raise not_allowed("eps", list(self.eps), "each ε at most once")
+        if self.pgd_step_size is not None:
+            n_eps = len(self.eps) if self.eps is not None else 1
+            if len(self.pgd_step_size) not in (1, n_eps):
+                raise not_allowed("pgd_step_size", list(self.pgd_step_size),
+                                  f"one number for every ε, or a list with one step per ε ({n_eps})")
+        return self
+
     def resolved(self, default_eps: float) -> EvaluationConfig:
-        """ε from the dataset, the PGD step as ε/4 and the attack list a version runs filled in:
-        what a record stores, so boards compare protocols field by field."""
-        eps = default_eps if self.eps is None else self.eps
-        step = eps / 4 if self.pgd_step_size is None else self.pgd_step_size
-        return dataclasses.replace(self, eps=eps, pgd_step_size=step, autoattack=self.autoattack.resolved())
+        """ε as a sorted tuple (the dataset's default when unset), the PGD step per ε (ε/4 when
+        unset) and the attack list a version runs filled in: what a record stores, so boards
+        compare protocols field by field."""
+        eps = (default_eps,) if self.eps is None else self.eps
+        if self.pgd_step_size is None:
+            steps = tuple(e / 4 for e in eps)
+        elif len(self.pgd_step_size) == len(eps):
+            steps = self.pgd_step_size
+        else:
+            steps = self.pgd_step_size * len(eps)
+        pairs = sorted(zip(eps, steps, strict=True))
+        return dataclasses.replace(self, eps=tuple(e for e, _ in pairs), pgd_step_size=tuple(s for _, s in pairs),
+                                   autoattack=self.autoattack.resolved())
+
+    def radii(self) -> tuple[tuple[float, float], ...]:
+        """(ε, PGD step) pairs of a resolved config, ε ascending."""
+        return tuple(zip(self.eps, self.pgd_step_size, strict=True))
 
 
 @spec

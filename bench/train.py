@@ -6,6 +6,11 @@ mask): SGD with momentum, Nesterov and weight decay under a per-step cosine sche
 seeded from `seed`, so a (model, data, indices, config, seed) gives the same weights twice
 on the same device. No global RNG is touched; the caller seeds model initialisation.
 
+The budget (`training.budget`): `epochs` trains `training.epochs` passes over the coreset;
+`steps` trains exactly `training.steps` SGD steps (or, unset, as many as `training.epochs`
+over the FULL train set would take), whatever the coreset's size: whole shuffled passes, the
+last one cut off at the step budget. The cosine schedule spans the steps trained.
+
 Attack-mode choices, as the references:
 - `pgd_at`: the PGD examples are generated with the model in train mode (BatchNorm uses
   batch statistics and updates its running statistics during the attack), as in
@@ -53,12 +58,13 @@ def train_model(
     """Train `model` in place on `data.x_train[indices]` under `regime`.
 
     `regime` is one of `spec.REGIMES`, `attack` is resolved (ε and step set) and `indices` is a
-    non-empty 1-D index array, as the runner hands them over. Returns {"epochs", "steps",
-    "final_loss" (mean training loss of the last epoch), "seconds", "resumed_from" (the epoch a
-    checkpoint resumed at, 0 for a fresh run)}. The model is left in eval mode, ready to be
-    evaluated.
+    non-empty 1-D index array, as the runner hands them over. Returns {"budget", "epochs"
+    (passes over the coreset, fractional when a step budget ends inside one), "steps",
+    "final_loss" (mean training loss of the last, possibly partial, pass), "seconds",
+    "resumed_from" (the pass a checkpoint resumed at, 0 for a fresh run)}. The model is left in
+    eval mode, ready to be evaluated.
 
-    With a `checkpoint`, the state after every epoch is saved there, and a saved state is
+    With a `checkpoint`, the state after every pass is saved there, and a saved state is
     resumed from: the run continues as the interrupted one would have (see
     `corebench.checkpoint`). The global RNG (dropout, stochastic depth) is seeded from `seed`
     inside this call and restored after it.
@@ -67,7 +73,7 @@ def train_model(
     start_time = time.perf_counter()
     n = int(indices.size)
     per_epoch = steps_per_epoch(n, training.batch_size)
-    total_steps = training.epochs * per_epoch
+    total_steps = training.total_steps(per_epoch, steps_per_epoch(int(data.x_train.shape[0]), training.batch_size))
     model.to(device)
     optimizer, scheduler = make_optimizer(
         model,
@@ -87,16 +93,19 @@ def train_model(
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(seed)
         first, steps, final_loss = 0, 0, math.nan
+        passes = math.ceil(total_steps / per_epoch)  # the last one cut off at a step budget
         saved = resume_run(checkpoint, model=model, optimizer=optimizer, scheduler=scheduler, generator=generator,
                            device=device)
         if saved is not None:
             first, steps, final_loss = int(saved["epoch"]), int(saved["steps"]), float(saved["final_loss"])
-            log.info("resuming %s training at epoch %d of %d from %s", regime, first, training.epochs, checkpoint.path)
-        bar = tqdm(range(first, training.epochs), desc=f"train {regime}", leave=False, disable=not progress)
+            log.info("resuming %s training at pass %d of %d from %s", regime, first, passes, checkpoint.path)
+        bar = tqdm(range(first, passes), desc=f"train {regime}", leave=False, disable=not progress)
         for epoch in bar:
             model.train()
             loss_sum, seen = 0.0, 0
             for batch in batch_order(positions, training.batch_size, generator):
+                if steps == total_steps:
+                    break
                 index = torch.from_numpy(batch).to(device)
                 x, y = x_train[index], y_train[index]
                 if augment:
@@ -118,10 +127,11 @@ def train_model(
     optimizer.zero_grad(set_to_none=True)  # hand back a model without stale gradients
     model.eval()
     seconds = time.perf_counter() - start_time
-    log.debug("trained %s on %d samples: %d epochs, %d steps, loss %.4f, %.1fs",
-              regime, n, training.epochs, steps, final_loss, seconds)
-    return {"epochs": training.epochs, "steps": steps, "final_loss": float(final_loss), "seconds": seconds,
-            "resumed_from": first}
+    epochs = steps / per_epoch
+    log.debug("trained %s on %d samples: %.4g epochs, %d steps (%s budget), loss %.4f, %.1fs",
+              regime, n, epochs, steps, training.budget, final_loss, seconds)
+    return {"budget": training.budget, "epochs": epochs, "steps": steps, "final_loss": float(final_loss),
+            "seconds": seconds, "resumed_from": first}
 
 
 def _loss(

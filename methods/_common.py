@@ -30,21 +30,30 @@ def class_budgets(labels: np.ndarray, budget: int) -> dict[int, int]:
     return {int(c): int(b) for c, b in zip(classes, base, strict=True)}
 
 
-def rank(scores: np.ndarray, end: str) -> np.ndarray:
-    """Indices ordered from the chosen end ('lowest' or 'highest'); ties broken by index."""
+def rank(scores: np.ndarray, end: str, rng: np.random.Generator | None = None) -> np.ndarray:
+    """Indices ordered from the chosen end ('lowest' or 'highest').
+
+    Equal scores are ordered by a random permutation drawn from `rng` (the cell's seeded
+    generator, `SelectionContext.rng()`), so a group tied at the selection boundary (integer
+    scores such as forgetting counts tie often) is split differently for each seed and the
+    same way for one seed. Without `rng`, ties go by index.
+    """
     keyed = scores if end == "lowest" else -scores
-    return np.lexsort((np.arange(scores.shape[0]), keyed))
+    n = scores.shape[0]
+    tiebreak = np.arange(n) if rng is None else rng.permutation(n)
+    return np.lexsort((tiebreak, keyed))
 
 
-def keep_extreme(scores: np.ndarray, budget: int, end: str, labels: np.ndarray | None = None) -> np.ndarray:
-    """Keep `budget` samples from one end of the ranking, globally or per class."""
+def keep_extreme(scores: np.ndarray, budget: int, end: str, labels: np.ndarray | None = None,
+                 rng: np.random.Generator | None = None) -> np.ndarray:
+    """Keep `budget` samples from one end of the ranking, globally or per class (ties: see `rank`)."""
     scores = np.asarray(scores, dtype=np.float64)
     if labels is None:
-        return np.sort(rank(scores, end)[:budget])
+        return np.sort(rank(scores, end, rng)[:budget])
     picked = []
     for cls, k in class_budgets(labels, budget).items():
         members = np.flatnonzero(labels == cls)
-        picked.append(members[rank(scores[members], end)[:k]])
+        picked.append(members[rank(scores[members], end, rng)[:k]])
     return np.sort(np.concatenate(picked))
 
 

@@ -50,6 +50,11 @@ class SelectionContext:
             holding only the signals it declared (`only`); reading another is a MethodError.
         seed: the cell's seed; `rng()` derives every random choice from it.
         method: the method the context was handed to (names it in errors).
+        dataset: the dataset's registry name (e.g. "cifar10"; "" when unknown), for options
+            whose reference values are per dataset (CCS's β table).
+        scoring_epochs: E, the length of the scoring runs' schedule (None when unknown). A run
+            that trained only k < E epochs (the method asked for k, `CoresetMethod.scoring_epochs`)
+            has k rows of its [E, N] signals, so "10 % into training" is taken from E, not k.
     """
 
     labels: np.ndarray
@@ -57,6 +62,8 @@ class SelectionContext:
     runs: tuple[Mapping[str, np.ndarray], ...]
     seed: int = 0
     method: str = ""
+    dataset: str = ""
+    scoring_epochs: int | None = None
 
     @property
     def n(self) -> int:
@@ -90,16 +97,18 @@ class SelectionContext:
         return budget_for(fraction, self.n)
 
     def keep_lowest(self, scores: np.ndarray, fraction: float, class_balanced: bool = False) -> np.ndarray:
-        """Indices of the round(fraction × N) lowest scores (ties by index)."""
+        """Indices of the round(fraction × N) lowest scores (ties in a random order from `rng()`)."""
         from corebench.methods._common import keep_extreme
 
-        return keep_extreme(scores, self.budget(fraction), "lowest", self.labels if class_balanced else None)
+        return keep_extreme(scores, self.budget(fraction), "lowest", self.labels if class_balanced else None,
+                            self.rng())
 
     def keep_highest(self, scores: np.ndarray, fraction: float, class_balanced: bool = False) -> np.ndarray:
-        """Indices of the round(fraction × N) highest scores (ties by index)."""
+        """Indices of the round(fraction × N) highest scores (ties in a random order from `rng()`)."""
         from corebench.methods._common import keep_extreme
 
-        return keep_extreme(scores, self.budget(fraction), "highest", self.labels if class_balanced else None)
+        return keep_extreme(scores, self.budget(fraction), "highest", self.labels if class_balanced else None,
+                            self.rng())
 
 
 class DeclaredSignals(Mapping):
@@ -175,12 +184,25 @@ class CoresetMethod(ABC):
         """How many scoring runs (different seeds) the method averages over."""
         return int(getattr(self.params, "n_runs", 1))
 
+    def scoring_epochs(self, epochs: int, snapshots: tuple[int, ...]) -> int:
+        """How many epochs of the `epochs`-epoch scoring schedule its runs must train.
+
+        `snapshots` are the schedule's snapshot epochs (`ScoringConfig.snapshots()`). Default:
+        all of them (safe for signals read at every epoch or from the final model). A method
+        that reads one early snapshot overrides it (GraNd at initialisation: 0; EL2N at epoch
+        k: k), so its runs stop there unless another method sharing them needs more.
+        """
+        return epochs
+
     def options(self) -> dict[str, Any]:
         """Every parameter with its value, for the result record."""
         return {f.name: to_jsonable(getattr(self.params, f.name)) for f in fields(self.params)}
 
-    def options_for(self, fraction: float) -> dict[str, Any]:
-        """The options as used at `fraction` (a method fills in per-fraction defaults here)."""
+    def options_for(self, fraction: float, dataset: str = "") -> dict[str, Any]:
+        """The options as used at `fraction` on `dataset` (its registry name; "" when unknown):
+        a method fills in per-fraction or per-dataset defaults here, and may raise a
+        `ConfigError` when an option has no default for that dataset (the grid calls this for
+        every method × dataset × fraction before any training)."""
         return self.options()
 
     @abstractmethod

@@ -20,13 +20,21 @@ Options where references disagree (default first, with its source):
   `training_dynamics_metrics`: `output = exp(log_softmax)`), summed over every logged step;
   "logits" is the AUM paper's margin (Pleiss et al. 2020, asappresearch/aum `aum/aum.py`,
   `AUMCalculator.update`). Averaging over epochs ranks like the reference's sum.
-- `hard_cutoff` (β, a fraction of the FULL dataset): None takes it from the CIFAR-10 table
-  `BETA_CIFAR10` below at the listed pruning rate nearest to 1 − fraction (a tie goes to the
-  lower pruning rate, i.e. the smaller β); a number overrides it. The reference README's
-  CIFAR-10 example runs 90 % pruning with `--mis-ratio 0.3` (its ImageNet commands: 90 % → 0.3,
-  80 % → 0.2); the 30/50/70/80 % entries are not in the README and follow the per-rate β of
-  the paper's appendix. β is capped so that at least `budget` samples remain, and the cut is
-  floor(β·N) as the reference's `int(mis_ratio * total_num)`.
+- `hard_cutoff` (β, a fraction of the FULL dataset): None takes it from the dataset's table in
+  `BETA_TABLES` at the listed pruning rate nearest to 1 − fraction (a tie goes to the lower
+  pruning rate, i.e. the smaller β); a number overrides it at every fraction; a mapping
+  {fraction kept: β} gives one per fraction and must list every fraction of the grid. Sources, entry by entry: the
+  reference README's CIFAR-10 command runs 90 % pruning with `--mis-ratio 0.3` (VERIFIED), and
+  its ImageNet commands 90 % → 0.3 and 80 % → 0.2 (VERIFIED); the CIFAR-10 30/50/70/80 %
+  entries are not in the README: they come from a reading of the paper's appendix that could
+  not be checked against the paper (UNVERIFIED). A dataset without a table (CIFAR-100, SVHN,
+  digits, npz, ...) has no default: the grid must set `hard_cutoff`, and a grid that does not
+  is rejected when it is parsed. Every record stores the β used (`hard_cutoff`), where it came
+  from (`hard_cutoff_source`: "set in the grid", "reference README (verified)", "paper appendix
+  reading (unverified)" or "nearest table rate (unverified at this rate)") and the table's
+  pruning rate it was read at (`hard_cutoff_rate`, None when set in the grid). β is capped so
+  that at least `budget` samples remain, and the cut is floor(β·N) as the reference's
+  `int(mis_ratio * total_num)`.
 - `cutoff_by`: "aum" — the reference's `train.py` always ranks the β cut by
   `accumulated_margin` (`mis_key='accumulated_margin'`), whatever the stratification score;
   "score" cuts by the stratification score itself (the paper's Algorithm 1 reading).
@@ -37,20 +45,23 @@ Options where references disagree (default first, with its source):
   (`last_correctness` starts at 0 and only 1→0 transitions count).
 - `class_balanced`: False (the reference's stratified mode is global); True runs the cut and
   the stratified sampling inside each class with exact class budgets.
-- `n_runs`: scores averaged over the first n scoring runs (default 1).
+- `n_runs`: scores averaged over the first n scoring runs, each with its own seed (default 1;
+  the paper grids keep 1: references.md records no averaging over runs for CCS).
+- ties in the β cut are broken at random from the cell's seed (`_common.rank`).
 """
 
 from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Annotated, Literal
 
 import numpy as np
 from pydantic import Field
 
-from corebench.errors import MethodError
+from corebench.errors import ConfigError, MethodError
 from corebench.methods._common import class_budgets, forgetting_counts, mean_over_runs, rank
 from corebench.methods.base import (
     CoresetMethod,
@@ -63,15 +74,51 @@ from corebench.methods.registry import register_method
 
 log = logging.getLogger(__name__)
 
-# Pruning rate (1 − fraction kept) -> β on CIFAR-10 (see the module docstring for sources).
-BETA_CIFAR10: dict[float, float] = {0.3: 0.0, 0.5: 0.0, 0.7: 0.1, 0.8: 0.1, 0.9: 0.3}
+SOURCE_GRID = "set in the grid"
+SOURCE_README = "reference README (verified)"
+SOURCE_APPENDIX = "paper appendix reading (unverified)"
+SOURCE_NEAREST = "nearest table rate (unverified at this rate)"
+
+# Dataset registry name -> pruning rate (1 − fraction kept) -> (β, source of the entry).
+BETA_TABLES: dict[str, dict[float, tuple[float, str]]] = {
+    "cifar10": {
+        0.3: (0.0, SOURCE_APPENDIX),
+        0.5: (0.0, SOURCE_APPENDIX),
+        0.7: (0.1, SOURCE_APPENDIX),
+        0.8: (0.1, SOURCE_APPENDIX),
+        0.9: (0.3, SOURCE_README),  # README: CIFAR-10, 90 % pruning, --mis-ratio 0.3
+    },
+    "imagenet": {  # no ImageNet loader ships; the README's values, for a plug-in dataset of that name
+        0.8: (0.2, SOURCE_README),
+        0.9: (0.3, SOURCE_README),
+    },
+}
+BETA_CIFAR10: dict[float, float] = {rate: beta for rate, (beta, _) in BETA_TABLES["cifar10"].items()}
 
 
-def default_hard_cutoff(fraction: float) -> float:
-    """β from `BETA_CIFAR10` at the listed pruning rate nearest to 1 − fraction (ties: lower rate)."""
+@dataclass(frozen=True)
+class HardCutoff:
+    """The β used at one fraction, where it came from, and the table rate it was read at."""
+
+    beta: float
+    source: str
+    rate: float | None
+
+
+def default_hard_cutoff(fraction: float, dataset: str = "cifar10") -> HardCutoff:
+    """β from the dataset's table at the listed pruning rate nearest to 1 − fraction (ties:
+    lower rate); a `ConfigError` naming `hard_cutoff` when the dataset has no table."""
+    table = BETA_TABLES.get(dataset)
+    if table is None:
+        raise ConfigError(
+            f"hard_cutoff: None is not allowed for dataset {dataset or '(unknown)'!r}; allowed: a number in [0, 1) "
+            f"set in the grid (β tables exist only for {', '.join(BETA_TABLES)})"
+        )
     rate = 1.0 - fraction
-    nearest = min(BETA_CIFAR10, key=lambda r: (round(abs(r - rate), 9), r))
-    return BETA_CIFAR10[nearest]
+    nearest = min(table, key=lambda r: (round(abs(r - rate), 9), r))
+    beta, source = table[nearest]
+    exact = abs(nearest - rate) < 1e-9
+    return HardCutoff(beta, source if exact else SOURCE_NEAREST, nearest)
 
 
 def strata_of(scores: np.ndarray, n_strata: int) -> np.ndarray:
@@ -109,11 +156,14 @@ def stratified_sample(scores: np.ndarray, budget: int, n_strata: int, rng: np.ra
     return np.concatenate(picked) if picked else np.zeros(0, dtype=np.int64)
 
 
+Beta = Annotated[float, Field(ge=0, lt=1)]
+
+
 @dataclass(frozen=True)
 class CCSParams:
     score: Literal["aum", "forgetting", "el2n"] = "aum"
     aum_on: Literal["probs", "logits"] = "probs"
-    hard_cutoff: Annotated[float, Field(ge=0, lt=1)] | None = None  # None: the CIFAR-10 table
+    hard_cutoff: Beta | Mapping[float, Beta] | None = None  # None: the dataset's table
     cutoff_by: Literal["aum", "score"] = "aum"
     strata: PositiveCount = 50
     el2n_epochs: PositiveCount = 10
@@ -135,13 +185,30 @@ class CCS(CoresetMethod):
         own = "correct" if self.params.score == "forgetting" else "el2n"
         return (own, margin) if self.params.cutoff_by == "aum" else (own,)
 
-    def hard_cutoff(self, fraction: float) -> float:
-        """β for this fraction: the configured number or the CIFAR-10 table's."""
-        return self.params.hard_cutoff if self.params.hard_cutoff is not None else default_hard_cutoff(fraction)
+    def scoring_epochs(self, epochs: int, snapshots: tuple[int, ...]) -> int:
+        """EL2N cut by itself reads the first `el2n_epochs` epochs; AUM and forgetting read all."""
+        if self.params.score == "el2n" and self.params.cutoff_by == "score":
+            return min(self.params.el2n_epochs, epochs)
+        return epochs
 
-    def options_for(self, fraction: float) -> dict[str, object]:
-        """Records the β actually used at this fraction, not only `None`."""
-        return {**self.options(), "hard_cutoff": self.hard_cutoff(fraction)}
+    def hard_cutoff(self, fraction: float, dataset: str = "") -> HardCutoff:
+        """β for this fraction on `dataset`: the configured number, or the dataset's table."""
+        given = self.params.hard_cutoff
+        if isinstance(given, Mapping):
+            for kept, beta in given.items():
+                if abs(float(kept) - fraction) < 1e-9:
+                    return HardCutoff(float(beta), SOURCE_GRID, None)
+            raise ConfigError(f"hard_cutoff: {dict(given)!r} is not allowed; allowed: a β for every fraction "
+                              f"(no entry for {fraction:g})")
+        if given is not None:
+            return HardCutoff(float(given), SOURCE_GRID, None)
+        return default_hard_cutoff(fraction, dataset)
+
+    def options_for(self, fraction: float, dataset: str = "") -> dict[str, object]:
+        """Records the β actually used at this fraction, its source and table rate."""
+        cut = self.hard_cutoff(fraction, dataset)
+        return {**self.options(), "hard_cutoff": cut.beta, "hard_cutoff_source": cut.source,
+                "hard_cutoff_rate": cut.rate}
 
     def hardness(self, ctx: SelectionContext, score: str | None = None) -> np.ndarray:
         """Per-sample hardness (higher = harder) by `score` (default: the configured one)."""
@@ -161,7 +228,7 @@ class CCS(CoresetMethod):
             cut_by = check_scores(self.name, self.hardness(ctx, "aum"), ctx.n)
         else:
             cut_by = hard
-        beta = self.hard_cutoff(fraction)
+        beta = self.hard_cutoff(fraction, ctx.dataset).beta
         log.debug("ccs: fraction %s, hard cutoff beta %s", fraction, beta)
         rng = ctx.rng()
         budget = ctx.budget(fraction)
@@ -181,6 +248,6 @@ class CCS(CoresetMethod):
         if k == 0:
             return np.zeros(0, dtype=np.int64)
         n_cut = min(math.floor(beta * members.size + 1e-9), members.size - k)
-        kept = np.sort(rank(cut_by[members], "highest")[n_cut:])
+        kept = np.sort(rank(cut_by[members], "highest", rng)[n_cut:])
         pool = members[kept]
         return pool[stratified_sample(hard[pool], k, self.params.strata, rng)]

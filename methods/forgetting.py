@@ -16,8 +16,11 @@ Options where references disagree (default first, with its source):
   only ever count 1→0 transitions.
 - `direction`: "hardest" (keep the most forgotten, the paper: unforgettable examples can be
   removed) or "easiest".
-- `n_runs`: forgetting counts averaged over the first n scoring runs (the reference sums over
-  runs, which ranks the same). Default 1; the paper averages several runs.
+- `n_runs`: forgetting counts averaged over the first n scoring runs, each with its own seed
+  (the reference sums over runs, which ranks the same). Default 1 (cheap and explicit); the
+  reference README collects 5 runs ("s ranges from 1 to 5") and the paper grids set 5.
+  Counts are integers, so ties at the selection boundary are common: they are broken at
+  random from the cell's seed (`_common.rank`), not by index.
 - `class_balanced`: global keep by default (the reference); DeepCore keeps per class.
 """
 

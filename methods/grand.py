@@ -17,8 +17,10 @@ Options where references disagree (default first, with its source):
   closed form, far cheaper).
 - `epoch`: 0, at initialisation (the paper's GraNd at init); any epoch listed in
   `scoring.snapshot_epochs` can be chosen (DeepCore scores after training epochs).
-- `n_runs`: averaged over the first n scoring runs; default 1 here, the paper averages 10
-  initialisations.
+- `n_runs`: averaged over the first n scoring runs, each with its own seed; default 1 (cheap
+  and explicit); data_diet averages runs (its README: "at least 10 runs") and DeepCore
+  `repeat=10`: the paper grids set 10. At `epoch` 0 a run trains no step at all
+  (`scoring_epochs`), unless another method sharing it needs more.
 - `direction`: "hardest" (keep the largest norms, the paper) or "easiest".
 - `class_balanced`: global keep (the paper and DeepCore's default) or per class.
 """
@@ -53,6 +55,10 @@ class GraNd(ScoreBasedMethod):
 
     def required_signals(self) -> tuple[str, ...]:
         return ("grand_all",) if self.params.params == "all" else ("grand_last",)
+
+    def scoring_epochs(self, epochs: int, snapshots: tuple[int, ...]) -> int:
+        """Up to the snapshot read: 0 (no training step) at initialisation."""
+        return min(self.params.epoch, epochs)
 
     def hardness(self, ctx: SelectionContext) -> np.ndarray:
         name = self.required_signals()[0]

@@ -15,7 +15,7 @@ Options where references disagree (default first, with its source):
 - `class_balanced`: False keeps one global band over all distances (the reference); True
   keeps the middle band of each class with exact class budgets.
 
-The band: distances ranked ascending (ties by index); the k = round(fraction × N) kept sit
+The band: distances ranked ascending (exact ties in a random order from the cell's seed); the k = round(fraction × N) kept sit
 at ranks ⌊(N − k)/2⌋ … ⌊(N − k)/2⌋ + k − 1. The reference's bounds
 round(N(0.5 ∓ rate/2)) can keep one sample fewer or more than asked; corebench keeps exactly k.
 """
@@ -60,9 +60,9 @@ def _median_rows(x: np.ndarray) -> np.ndarray:
     return (part[:, half - 1].astype(np.float64) + part[:, half]) / 2
 
 
-def middle_band(scores: np.ndarray, k: int) -> np.ndarray:
-    """Positions of the k scores in the middle of the ascending ranking (ties by position)."""
-    order = rank(scores, "lowest")
+def middle_band(scores: np.ndarray, k: int, rng: np.random.Generator | None = None) -> np.ndarray:
+    """Positions of the k scores in the middle of the ascending ranking (ties: `_common.rank`)."""
+    order = rank(scores, "lowest", rng)
     start = (scores.shape[0] - k) // 2
     return order[start : start + k]
 
@@ -84,10 +84,11 @@ class Moderate(CoresetMethod):
         (features,) = ctx.signal_runs("features")
         dist = check_scores(self.name, class_distances(features, ctx.labels, self.params.center), ctx.n)
         budget = ctx.budget(fraction)
+        rng = ctx.rng()
         if not self.params.class_balanced:
-            return np.sort(middle_band(dist, budget))
+            return np.sort(middle_band(dist, budget, rng))
         picked = []
         for cls, k in class_budgets(ctx.labels, budget).items():
             members = np.flatnonzero(ctx.labels == cls)
-            picked.append(members[middle_band(dist[members], k)])
+            picked.append(members[middle_band(dist[members], k, rng)])
         return np.sort(np.concatenate(picked))

@@ -22,7 +22,7 @@ from __future__ import annotations
 import importlib
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from functools import cached_property
 from typing import Any
 
@@ -258,12 +258,15 @@ def fake_context(
     feature_dim: int = 16,
     seed: int = 0,
     signals: tuple[str, ...] | None = None,
+    dataset: str = "cifar10",
 ) -> SelectionContext:
     """A SelectionContext with fake signals for `method.required_signals()` (or `signals`).
 
     One fake training per `method.scoring_runs()` (seeds seed, seed + 1000, ...), each giving
     every signal asked for; `snapshot_epochs` comes along with snapshot signals and includes
-    the method's `epoch` parameter if it has one; `epochs` grows to cover it too.
+    the method's `epoch` parameter if it has one; `epochs` grows to cover it too. `dataset`
+    names the dataset the signals pretend to come from (a method's per-dataset defaults, such
+    as CCS's β table, are read for it).
     """
     epoch_param = getattr(method.params, "epoch", None)
     extra: tuple[int, ...] = ()
@@ -282,7 +285,8 @@ def fake_context(
         if any(get_signal(s).taken == "snapshot" for s in names):
             run[SNAPSHOT_EPOCHS] = t.snapshot_epochs
         runs.append(run)
-    return SelectionContext(labels=labels, num_classes=num_classes, runs=tuple(runs), seed=seed)
+    return SelectionContext(labels=labels, num_classes=num_classes, runs=tuple(runs), seed=seed, dataset=dataset,
+                            scoring_epochs=epochs)
 
 
 # --------------------------------------------------------------------------- the checks
@@ -298,7 +302,7 @@ def _with_nan(ctx: SelectionContext, name: str, index: int) -> SelectionContext:
         arr[(slice(None),) * position + (index,)] = np.nan
         run[name] = arr
         runs.append(run)
-    return SelectionContext(labels=ctx.labels, num_classes=ctx.num_classes, runs=tuple(runs), seed=ctx.seed)
+    return replace(ctx, runs=tuple(runs))
 
 
 def _run(checks: list[CheckResult], name: str, fn: Callable[[], tuple[bool, str]]) -> None:

@@ -26,11 +26,14 @@ def example_record(
     n_examples: int = 450,
     autoattack_version: str = "custom",
     autoattack_attacks: list[str] | None = None,
+    schema_version: int = SCHEMA_VERSION,
 ) -> dict[str, Any]:
     """A valid record (failed when `error` is given).
 
     everything not passed is a fixed, plausible value,
-    so the same arguments always give the same record.
+    so the same arguments always give the same record. `eps` is one radius (a list of one in
+    the record) or a list; the robust numbers given are those of the largest. `schema_version`
+    1 gives a record as schema 1 wrote it (one ε as a number, no robust list, training or cost).
     """
     if method_label is None:
         method_label = method
@@ -44,9 +47,11 @@ def example_record(
     options = {} if method == "full" else {"class_balanced": False}
     if method == "easycore":
         options = {"class_balanced": False, "direction": "easiest", "gradient_pass": "train"}
+    radii = sorted(eps) if isinstance(eps, (list, tuple)) else [eps]
+    v1 = schema_version == 1
     evaluation = {
-        "n_examples": n_examples, "batch_size": 500, "norm": "Linf", "eps": eps, "pgd_steps": 20,
-        "pgd_step_size": eps / 4,
+        "n_examples": n_examples, "batch_size": 500, "norm": "Linf", "eps": radii[0] if v1 else radii,
+        "pgd_steps": 20, "pgd_step_size": radii[0] / 4 if v1 else [e / 4 for e in radii],
         "autoattack": {"version": autoattack_version, "attacks": autoattack_attacks, "seed": 0,
                        "enabled": True},
     }  # fmt: skip
@@ -57,8 +62,9 @@ def example_record(
         "scoring": {"epochs": 10, "batch_size": 128, "lr": 0.1, "momentum": 0.9, "nesterov": True,
                     "weight_decay": 0.0005, "augment": True, "snapshot_epochs": [0]},
         "training": {"epochs": 15, "batch_size": 128, "lr": 0.1, "momentum": 0.9, "nesterov": True,
-                     "weight_decay": 0.0005, "schedule": "cosine", "augment": True},
-        "attack": {"eps": eps, "step_size": eps / 4, "steps": 10, "random_start": True, "trades_beta": 6.0},
+                     "weight_decay": 0.0005, "schedule": "cosine", "augment": True,
+                     **({} if v1 else {"budget": "epochs", "steps": None})},
+        "attack": {"eps": radii[-1], "step_size": radii[-1] / 4, "steps": 10, "random_start": True, "trades_beta": 6.0},
         "evaluation": evaluation,
     }  # fmt: skip
     n_eval = min(n_examples, 450)
@@ -66,19 +72,32 @@ def example_record(
         pgd_acc = min(100.0, autoattack_acc + 1.5)
     metrics = None
     coreset = None
+    extra: dict[str, Any] = {}
     if not failed:
+        per_attack = {"clean": clean_acc, "apgd-ce": pgd_acc, "apgd-t": autoattack_acc}
         metrics = {
             "clean_acc": clean_acc, "pgd_acc": pgd_acc, "autoattack_acc": autoattack_acc,
-            "n_eval": n_eval,
-            "autoattack_per_attack": {"clean": clean_acc, "apgd-ce": pgd_acc, "apgd-t": autoattack_acc},
+            "n_eval": n_eval, "autoattack_per_attack": per_attack,
         }  # fmt: skip
         n_train = 1347
+        size = max(1, round(fraction * n_train))
         coreset = {
-            "n_train": n_train, "size": max(1, round(fraction * n_train)),
+            "n_train": n_train, "size": size,
             "indices_file": f"seed{seed}.indices.npy", "class_histogram": [],
         }  # fmt: skip
+        if not v1:  # smaller radii: a little more robust, the largest gives the top-level numbers
+            metrics["robust"] = [
+                {"eps": e, "pgd_acc": min(100.0, pgd_acc + 10.0 * (len(radii) - 1 - i)) if pgd_acc is not None else None,
+                 "autoattack_acc": min(100.0, autoattack_acc + 10.0 * (len(radii) - 1 - i)) if autoattack_acc is not None else None,
+                 "autoattack_per_attack": per_attack if i == len(radii) - 1 else {}}
+                for i, e in enumerate(radii)
+            ]  # fmt: skip
+            steps = 15 * -(-size // 128)
+            scoring = [] if method in ("full", "random") else [{"key": "0123456789abcdef", "seed": 1234, "epochs": 10, "seconds": 12.0}]
+            extra = {"training": {"budget": "epochs", "epochs": 15.0, "steps": steps, "seconds": 19.5},
+                     "cost": {"scoring_runs": scoring, "train_steps": steps, "train_s": 20.0}}
     return {
-        "schema_version": SCHEMA_VERSION,
+        "schema_version": schema_version,
         "cell_id": stable_hash([key, config, options]),
         "status": "failed" if failed else "ok",
         "error": error,
@@ -92,6 +111,7 @@ def example_record(
         "versions": {"corebench": "0.1.0", "python": "3.11.7", "torch": "2.14.1", "torchvision": "0.29.1",
                      "timm": "1.0.31", "pyautoattack": "0.2.0", "numpy": "2.4.6", "git_commit": "abc1234"},
         "device": "cpu",
+        **extra,
     }  # fmt: skip
 
 

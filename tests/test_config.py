@@ -67,7 +67,7 @@ def test_axes_multiply_into_cells(tmp_path):
     assert grid.fractions == (0.1, 0.5) and grid.regimes == ("standard", "trades") and grid.seeds == (0, 1, 2)
     assert grid.methods == (MethodSpec("random"), MethodSpec("easycore", {"direction": "hardest"}))
     assert grid.attack.eps == pytest.approx(8 / 255) and grid.attack.step_size == pytest.approx(2 / 255)
-    assert grid.evaluation.eps == pytest.approx(8 / 255)
+    assert grid.evaluation.eps == pytest.approx((8 / 255,))
     assert grid.evaluation.autoattack.attacks == ("apgd-ce", "apgd-t")
 
     cells = grid.cells()
@@ -85,9 +85,32 @@ def test_axes_multiply_into_cells(tmp_path):
 
 
 def test_methods_all_expands_to_every_registered_method(tiny_grid):
-    grid = parse_grid({**tiny_grid, "methods": ["all"]})
+    grid = parse_grid({**tiny_grid, "datasets": ["cifar10"], "methods": ["all"]})  # CCS has its β table there
     assert [m.name for m in grid.methods] == list_methods() and len(list_methods()) >= 2
     assert {"easycore", "random"} <= {m.name for m in grid.methods}
+
+
+def test_ccs_on_a_dataset_without_a_beta_table_needs_beta_in_the_grid(tiny_grid):
+    for methods in (["all"], ["ccs"]):
+        msg = grid_error({**tiny_grid, "methods": methods})
+        assert msg.startswith("methods.ccs.hard_cutoff: None is not allowed for dataset 'digits'; allowed: a number"), msg
+    grid = parse_grid({**tiny_grid, "methods": [{"name": "ccs", "hard_cutoff": 0.1}]})
+    assert grid.methods[0].params == {"hard_cutoff": 0.1}
+    parse_grid({**tiny_grid, "datasets": ["cifar10"], "methods": ["ccs"]})  # the CIFAR-10 table
+
+
+def test_several_eps_and_the_training_budget(tiny_grid):
+    grid = parse_grid({**tiny_grid, "evaluation": {"eps": ["8/255", "1/255", "2/255"]},
+                       "training": {"budget": "steps", "steps": 40000}})
+    assert grid.evaluation.eps == pytest.approx((8 / 255, 1 / 255, 2 / 255))
+    resolved = grid.evaluation.resolved(32 / 255)
+    assert resolved.eps == pytest.approx((1 / 255, 2 / 255, 8 / 255))  # ascending
+    assert resolved.pgd_step_size == pytest.approx((1 / 1020, 2 / 1020, 8 / 1020))  # ε/4 each
+    assert (grid.training.budget, grid.training.steps) == ("steps", 40000)
+    assert grid.training.total_steps(10, 100) == 40000
+    full = parse_grid({**tiny_grid, "training": {"budget": "steps", "epochs": 3}}).training
+    assert full.total_steps(10, 100) == 300  # the full-data steps: 3 epochs of 100
+    assert parse_grid(tiny_grid).training.total_steps(10, 100) == 200 * 10  # epochs: passes over the coreset
 
 
 def test_defaults_and_name_from_the_file(tmp_path, tiny_grid):
@@ -100,8 +123,8 @@ def test_defaults_and_name_from_the_file(tmp_path, tiny_grid):
 
 def test_eps_accepts_fractions(tiny_grid):
     grid = parse_grid({**tiny_grid, "attack": {"eps": "8/255"}, "evaluation": {"eps": "0.0314", "pgd_step_size": "2/255"}})
-    assert grid.attack.eps == pytest.approx(8 / 255) and grid.evaluation.eps == pytest.approx(0.0314)
-    assert grid.evaluation.pgd_step_size == pytest.approx(2 / 255)
+    assert grid.attack.eps == pytest.approx(8 / 255) and grid.evaluation.eps == pytest.approx((0.0314,))
+    assert grid.evaluation.pgd_step_size == pytest.approx((2 / 255,))
     assert grid.attack.step_size is None  # resolved later to eps/4
 
 
@@ -159,6 +182,19 @@ BAD_INPUTS = [
      "evaluation.autoattack.attacks", "'apgd-cee'", "apgd-ce, apgd-dlr"),
     ({"evaluation": {"autoattack": {"version": "fast"}}}, "evaluation.autoattack.version", "'fast'", "standard, plus"),
     ({"device": "gpu"}, "device", "'gpu'", "cuda"),
+    ({"training": {"budget": "weeks"}}, "training.budget", "'weeks'", "epochs, steps"),
+    ({"training": {"steps": 5000}}, "training.steps", "5000", "only with budget: steps"),
+    ({"training": {"budget": "steps", "steps": 0}}, "training.steps", "0", "positive"),
+    ({"evaluation": {"eps": []}}, "evaluation.eps", "[]", "a non-empty list"),
+    ({"evaluation": {"eps": [0.1, 0.1]}}, "evaluation.eps", "[0.1, 0.1]", "each ε at most once"),
+    ({"evaluation": {"eps": ["1/255", "abc"]}}, "evaluation.eps", "'abc'", "8/255"),
+    ({"evaluation": {"eps": [0.1, 2]}}, "evaluation.eps", "2", "(0, 1]"),
+    ({"evaluation": {"eps": [0.1, 0.2], "pgd_step_size": [0.1, 0.2, 0.3]}},
+     "evaluation.pgd_step_size", "[0.1, 0.2, 0.3]", "one step per ε"),
+    ({"methods": ["ccs"]}, "methods.ccs.hard_cutoff", "None", "set in the grid"),
+    ({"methods": [{"name": "ccs", "hard_cutoff": {0.3: 0.1}, "id": "ccs_b"}]},
+     "methods.ccs_b.hard_cutoff", "{0.3: 0.1}", "a β for every fraction (no entry for 0.5)"),
+    ({"methods": [{"name": "easycore", "n_runs": 0}]}, "methods.easycore.n_runs", "0", ">= 1"),
     ({"name": "my grid!"}, "name", "'my grid!'", "letters"),
 ]
 

@@ -48,13 +48,13 @@ def model(digits):
 
 def test_resolve_evaluation_fills_defaults_from_the_dataset(digits):
     cfg = EvaluationConfig().resolved(digits.info.eps)
-    assert cfg.eps == pytest.approx(32 / 255) and cfg.pgd_step_size == pytest.approx(8 / 255)
+    assert cfg.eps == pytest.approx((32 / 255,)) and cfg.pgd_step_size == pytest.approx((8 / 255,))
     assert cfg.autoattack.attacks == ("apgd-ce", "apgd-t", "fab-t", "square")
     assert cfg.resolved(digits.info.eps) == cfg  # a resolved config resolves to itself
     with pytest.raises(dataclasses.FrozenInstanceError):
         cfg.eps = 0.5  # type: ignore[misc]
     custom = EvaluationConfig(eps=0.1, pgd_step_size=0.02, autoattack=APGD_CE).resolved(digits.info.eps)
-    assert (custom.eps, custom.pgd_step_size, custom.autoattack.attacks) == (0.1, 0.02, ("apgd-ce",))
+    assert (custom.eps, custom.pgd_step_size, custom.autoattack.attacks) == ((0.1,), (0.02,), ("apgd-ce",))
 
 
 def attacks_for(version: str, attacks: list[str] | None) -> tuple[str, ...]:
@@ -92,6 +92,21 @@ def test_evaluate_reports_consistent_accuracies(model, digits):
     assert res.clean_acc == pytest.approx(100 * expected_clean)
     assert not model.training
     assert evaluate(model, digits, cfg, CPU, progress=False) == res  # deterministic
+
+
+def test_several_eps_give_one_robust_entry_each_and_the_largest_on_top(model, digits):
+    radii = (32 / 255, 8 / 255, 16 / 255)
+    cfg = EvaluationConfig(n_examples=40, batch_size=16, pgd_steps=5, eps=radii, autoattack=APGD_CE)
+    res = evaluate(model, digits, cfg, CPU, progress=False)
+    assert [r.eps for r in res.robust] == sorted(radii)  # ascending
+    assert [r.pgd_step_size for r in res.robust] == pytest.approx([e / 4 for e in sorted(radii)])
+    assert (res.eps, res.pgd_acc, res.autoattack_acc) == (radii[0], res.robust[-1].pgd_acc, res.robust[-1].autoattack_acc)
+    pgd = [r.pgd_acc for r in res.robust]
+    assert pgd[0] >= pgd[-1] and all(0 <= p <= res.clean_acc for p in pgd)
+    for entry in res.robust:  # one ε of a list is measured exactly as that ε alone
+        alone = evaluate(model, digits, dataclasses.replace(cfg, eps=(entry.eps,)), CPU, progress=False)
+        assert (alone.clean_acc, alone.pgd_acc, alone.autoattack_acc) == (res.clean_acc, entry.pgd_acc, entry.autoattack_acc)
+        assert alone.autoattack_per_attack == entry.autoattack_per_attack
 
 
 def test_evaluate_caps_at_test_size_and_can_skip_autoattack(model, digits):

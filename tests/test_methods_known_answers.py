@@ -52,13 +52,14 @@ def world() -> dict:
     correct[:, is_flipped] = False
     signals = {
         "input_grad_norm": (h[None, :] / epochs).astype(np.float32),
+        "input_grad_norm_eval": (h[None, :] / epochs).astype(np.float32),
         "el2n_eval": np.tile(np.minimum(np.sqrt(2.0), 0.1 * h)[None, :], (2, 1)).astype(np.float32),
         "grand_all": np.stack([3.0 * h, 1.0 / h]).astype(np.float32),
         "snapshot_epochs": np.array([0, 4], dtype=np.int64),
         "correct": correct,
         "margin_logits": np.tile(-h[None, :], (E, 1)).astype(np.float32),
     }
-    ctx = SelectionContext(labels=labels, num_classes=2, runs=(signals,), seed=0)
+    ctx = SelectionContext(labels=labels, num_classes=2, runs=(signals,), seed=0, dataset="cifar10")
     # expected hardness order from geometry alone: flipped first, then by margin
     geo_order = np.lexsort((np.arange(2 * n_per), margin, ~is_flipped))
     return {"ctx": ctx, "x": x, "labels": labels, "flipped": np.flatnonzero(is_flipped),
@@ -109,6 +110,7 @@ def test_class_balanced_gives_exact_class_budgets(name):
     d = rng.uniform(size=n)
     run = {
         "input_grad_norm": np.tile(d, (E, 1)).astype(np.float32),
+        "input_grad_norm_eval": np.tile(d, (E, 1)).astype(np.float32),
         "el2n_eval": np.tile(d, (2, 1)).astype(np.float32),
         "grand_all": np.tile(d, (2, 1)).astype(np.float32),
         "snapshot_epochs": np.array([0, 1]),
@@ -116,7 +118,7 @@ def test_class_balanced_gives_exact_class_budgets(name):
         "margin_probs": np.tile(-d, (E, 1)).astype(np.float32),
         "features": rng.normal(size=(n, 4)).astype(np.float32),
     }
-    ctx = SelectionContext(labels=labels, num_classes=3, runs=(run,), seed=0)
+    ctx = SelectionContext(labels=labels, num_classes=3, runs=(run,), seed=0, dataset="cifar10")
     for fraction in (0.07, 0.33, 0.5):
         kept = run_selection(create_method(name, class_balanced=True), ctx, fraction)
         got = {c: int(np.sum(labels[kept] == c)) for c in (0, 1, 2)}
@@ -161,7 +163,29 @@ def test_never_learned_zero_ranks_them_with_the_unforgettable():
     assert run_selection(create_method("forgetting", never_learned="zero"), ctx, 0.2).tolist() == list(range(10, 20))
     assert run_selection(create_method("forgetting", never_learned="zero"), ctx, 0.4).tolist() == list(range(10, 30))
     easiest = run_selection(create_method("forgetting", never_learned="zero", direction="easiest"), ctx, 0.2)
-    assert easiest.tolist() == list(range(10))  # count 0, ties broken by index: the never-learned come first
+    # count 0 for 0-9 (never learned) and 30-49 (unforgettable): 10 of these 30 tied samples, drawn by the seed
+    assert len(easiest) == 10 and set(easiest.tolist()) <= set(range(10)) | set(range(30, 50))
+
+
+def _tied_ctx(seed: int, labels: np.ndarray | None = None) -> SelectionContext:
+    """40 samples forgotten once, 20 never forgotten: a boundary group of 40 tied counts."""
+    correct = np.stack([forgetting_row(1)] * 40 + [forgetting_row(0)] * 20, axis=1)
+    labels = np.zeros(60, np.int64) if labels is None else labels
+    return SelectionContext(labels=labels, num_classes=int(labels.max()) + 1, runs=({"correct": correct},), seed=seed)
+
+
+def test_ties_at_the_boundary_are_broken_by_the_seed_not_by_index():
+    method = create_method("forgetting")
+    picks = {seed: run_selection(method, _tied_ctx(seed), 0.25) for seed in range(6)}  # 15 of the 40 tied
+    for seed, kept in picks.items():
+        assert len(kept) == 15 and kept.max() < 40  # only the most forgotten, whatever the seed
+        assert np.array_equal(kept, run_selection(method, _tied_ctx(seed), 0.25))  # deterministic per seed
+    assert len({tuple(k) for k in picks.values()}) == 6  # each seed splits the tie its own way
+    assert not all(np.array_equal(k, np.arange(15)) for k in picks.values())  # not the index order
+    labels = np.tile([0, 1], 30)
+    balanced = [run_selection(create_method("forgetting", class_balanced=True), _tied_ctx(s, labels), 0.25)
+                for s in (0, 1)]
+    assert not np.array_equal(*balanced) and all(k.max() < 40 for k in balanced)
 
 
 # --------------------------------------------------------------------------- n_runs
@@ -213,7 +237,7 @@ def test_el2n_reads_the_chosen_epoch_and_pass():
     assert run_selection(create_method("el2n"), ctx, 0.2).tolist() == [0, 1, 2, 3]
     assert run_selection(create_method("el2n", epoch=5), ctx, 0.2).tolist() == [16, 17, 18, 19]
     kept = run_selection(create_method("el2n", score_pass="train", epoch=5), ctx, 0.2)
-    assert sorted(kept.tolist()) == [5, 6, 12, 13]  # values 5, 6, 5, 6: the two 6s and the first two 5s
+    assert {6, 13} <= set(kept.tolist()) and set(kept.tolist()) <= {5, 6, 12, 13, 19}  # the two 6s, two of the 5s
     assert run_selection(create_method("el2n", score_pass="train"), ctx, 0.2).tolist() == [16, 17, 18, 19]
     with pytest.raises(MethodError, match="epoch 3 is not in scoring.snapshot_epochs; recorded: 0, 2, 5"):
         run_selection(create_method("el2n", epoch=3), ctx, 0.2)
@@ -290,7 +314,7 @@ def _ccs_ctx(hardness: np.ndarray, labels: np.ndarray | None = None, seed: int =
     labels = np.zeros(n, np.int64) if labels is None else labels
     margins = np.tile(-hardness, (4, 1)).astype(np.float64)  # AUM = −hardness
     return SelectionContext(labels=labels, num_classes=int(labels.max()) + 1,
-                            runs=({"margin_logits": margins, "margin_probs": margins},), seed=seed)
+                            runs=({"margin_logits": margins, "margin_probs": margins},), seed=seed, dataset="cifar10")
 
 
 def _three_strata() -> np.ndarray:
@@ -337,14 +361,45 @@ def test_ccs_is_seeded_and_different_seeds_sample_differently():
 
 
 def test_ccs_default_beta_follows_the_cifar10_table():
+    def beta(fraction: float) -> float:
+        return default_hard_cutoff(fraction, "cifar10").beta
+
     assert BETA_CIFAR10[0.9] == 0.3  # the reference README's 90 % pruning command
-    assert default_hard_cutoff(0.1) == 0.3
-    assert default_hard_cutoff(0.05) == 0.3  # 95 % -> nearest listed 90 %
-    assert default_hard_cutoff(0.5) == 0.0
-    assert default_hard_cutoff(0.7) == 0.0
-    assert default_hard_cutoff(0.9) == 0.0  # 10 % pruning -> nearest listed 30 %
-    assert default_hard_cutoff(0.3) == BETA_CIFAR10[0.7]
-    assert default_hard_cutoff(0.15) == BETA_CIFAR10[0.8]  # 85 %: tie between 80 and 90 -> lower rate
+    assert beta(0.1) == 0.3
+    assert beta(0.05) == 0.3  # 95 % -> nearest listed 90 %
+    assert beta(0.5) == 0.0
+    assert beta(0.7) == 0.0
+    assert beta(0.9) == 0.0  # 10 % pruning -> nearest listed 30 %
+    assert beta(0.3) == BETA_CIFAR10[0.7]
+    assert beta(0.15) == BETA_CIFAR10[0.8]  # 85 %: tie between 80 and 90 -> lower rate
+
+
+def test_ccs_records_the_beta_and_its_source():
+    method = create_method("ccs")
+    at = {f: method.options_for(f, "cifar10") for f in (0.1, 0.5, 0.05)}
+    assert (at[0.1]["hard_cutoff"], at[0.1]["hard_cutoff_source"], at[0.1]["hard_cutoff_rate"]) == (
+        0.3, "reference README (verified)", 0.9)
+    assert (at[0.5]["hard_cutoff"], at[0.5]["hard_cutoff_source"]) == (0.0, "paper appendix reading (unverified)")
+    assert (at[0.05]["hard_cutoff"], at[0.05]["hard_cutoff_source"], at[0.05]["hard_cutoff_rate"]) == (
+        0.3, "nearest table rate (unverified at this rate)", 0.9)
+    imagenet = method.options_for(0.2, "imagenet")
+    assert (imagenet["hard_cutoff"], imagenet["hard_cutoff_source"]) == (0.2, "reference README (verified)")
+    fixed = create_method("ccs", hard_cutoff=0.15).options_for(0.5, "cifar100")
+    assert (fixed["hard_cutoff"], fixed["hard_cutoff_source"], fixed["hard_cutoff_rate"]) == (0.15, "set in the grid", None)
+    per_fraction = create_method("ccs", hard_cutoff={0.1: 0.3, 0.5: 0.05})
+    assert per_fraction.options_for(0.5, "svhn")["hard_cutoff"] == 0.05
+    with pytest.raises(ConfigError, match=r"hard_cutoff: .* allowed: a β for every fraction \(no entry for 0.3\)"):
+        per_fraction.options_for(0.3, "svhn")
+
+
+def test_ccs_without_a_beta_table_needs_beta_from_the_grid():
+    with pytest.raises(ConfigError, match=r"^hard_cutoff: None is not allowed for dataset 'cifar100'; allowed: a number"):
+        create_method("ccs").options_for(0.1, "cifar100")
+    h = np.random.default_rng(4).permutation(100).astype(np.float64)
+    ctx = SelectionContext(labels=np.zeros(100, np.int64), num_classes=1,
+                           runs=({"margin_probs": np.tile(-h, (4, 1))},), seed=0, dataset="digits")
+    with pytest.raises(ConfigError, match="dataset 'digits'"):
+        run_selection(create_method("ccs"), ctx, 0.1)
 
 
 def test_ccs_default_beta_cuts_the_hardest_at_ten_percent():

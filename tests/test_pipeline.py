@@ -12,6 +12,8 @@ import yaml
 from corebench.cli import main
 from corebench.methods import CoresetMethod, SelectionContext
 from corebench.methods.registry import _REGISTRY, register_method
+from corebench.record import SCHEMA_VERSION
+from corebench.spec import scoring_seed
 
 TINY_GRID = {
     "name": "tiny",
@@ -62,9 +64,62 @@ def test_run_writes_one_valid_record_per_cell(finished_run):
         assert np.all(np.diff(indices) > 0)
         assert rec["config"]["attack"]["eps"] == pytest.approx(32 / 255)
         assert rec["versions"]["torch"] and rec["device"].startswith("cpu")
+        assert rec["schema_version"] == SCHEMA_VERSION == 2
+        assert rec["config"]["evaluation"]["eps"] == [pytest.approx(32 / 255)]
+        assert [r["eps"] for r in m["robust"]] == rec["config"]["evaluation"]["eps"]
+        assert (m["robust"][-1]["pgd_acc"], m["robust"][-1]["autoattack_acc"]) == (m["pgd_acc"], m["autoattack_acc"])
+        per_epoch = -(-size // 128)  # batches of 128
+        assert rec["training"]["budget"] == "epochs" and rec["training"]["epochs"] == 2
+        assert rec["training"]["steps"] == rec["cost"]["train_steps"] == 2 * per_epoch
+        assert rec["cost"]["train_s"] == rec["timings"]["train_s"] and rec["training"]["seconds"] > 0
     easy = json.loads((tmp / "res/tiny/digits/r18w4/standard/easycore/f0.3/seed0.json").read_text())
-    assert easy["method_options"] == {"gradient_pass": "train", "direction": "easiest", "class_balanced": False}
+    assert easy["method_options"] == {"gradient_pass": "eval", "direction": "easiest", "class_balanced": False,
+                                      "n_runs": 1}
     assert easy["timings"]["scoring_s"] > 0
+    (run,) = easy["cost"]["scoring_runs"]
+    assert run["seed"] == scoring_seed(0, 0) != 0 and run["epochs"] == 2 and run["seconds"] > 0
+    assert run["seconds"] == pytest.approx(easy["timings"]["scoring_s"])
+    rand = json.loads((tmp / "res/tiny/digits/r18w4/standard/random/f0.3/seed0.json").read_text())
+    assert rand["cost"]["scoring_runs"] == []
+
+
+def test_runs_are_shared_cut_to_each_need_and_costed(tmp_path):
+    """n_runs averaging, runs shared by every method and as long as their longest need, several ε,
+    and a step budget, in one small grid."""
+    grid = write_grid(
+        tmp_path, name="shared", fractions=[0.1, 0.3], regimes=["standard"],
+        methods=["random", {"name": "grand", "n_runs": 2, "params": "last_layer", "id": "grand"},
+                 {"name": "el2n", "n_runs": 2, "id": "el2n"},
+                 {"name": "easycore", "n_runs": 1, "id": "easycore"}],
+        scoring={"epochs": 3, "batch_size": 128, "snapshot_epochs": [0, 1]},
+        training={"budget": "steps", "epochs": 1, "batch_size": 128},
+        evaluation={"n_examples": 30, "pgd_steps": 2, "eps": ["32/255", "8/255"], "autoattack": {"enabled": False}},
+    )
+    res = tmp_path / "res"
+    assert main(["run", str(grid), "--results", str(res), "--cache", str(tmp_path / "c"), "--no-progress"]) == 0
+
+    def record(method: str, fraction: float) -> dict:
+        return json.loads((res / f"shared/digits/r18w4/standard/{method}/f{fraction:g}/seed0.json").read_text())
+
+    seeds = [scoring_seed(0, 0), scoring_seed(0, 1)]
+    assert len(set(seeds) | {0}) == 3  # each run its own seed, none the target's
+    grand, el2n, easy = record("grand", 0.1), record("el2n", 0.1), record("easycore", 0.1)
+    # run 0 is shared with easycore (AIGN: the whole 3-epoch schedule); run 1 serves GraNd at
+    # initialisation and EL2N at epoch 1 only: it trains 1 epoch
+    assert [(r["seed"], r["epochs"]) for r in grand["cost"]["scoring_runs"]] == [(seeds[0], 3), (seeds[1], 1)]
+    assert el2n["cost"]["scoring_runs"] == grand["cost"]["scoring_runs"]
+    assert easy["cost"]["scoring_runs"] == grand["cost"]["scoring_runs"][:1]
+    assert len(list((tmp_path / "c" / "scoring").glob("*.npz"))) == 2
+    # a step budget: every fraction trains the full-data steps, 1 epoch of 1347 = 11 batches
+    for method in ("random", "grand", "full"):
+        for fraction in ((1.0,) if method == "full" else (0.1, 0.3)):
+            rec = record(method, fraction)
+            size = rec["coreset"]["size"]
+            assert rec["training"]["budget"] == "steps" and rec["training"]["steps"] == 11
+            assert rec["training"]["epochs"] == pytest.approx(11 / -(-size // 128))
+            assert rec["config"]["evaluation"]["eps"] == pytest.approx([8 / 255, 32 / 255])
+            assert [r["eps"] for r in rec["metrics"]["robust"]] == rec["config"]["evaluation"]["eps"]
+            assert rec["metrics"]["pgd_acc"] == rec["metrics"]["robust"][1]["pgd_acc"]
 
 
 def test_rerun_skips_finished_cells(finished_run, capsys):
@@ -119,6 +174,10 @@ def test_a_failing_method_fails_its_cell_and_the_grid_goes_on(tmp_path, capsys):
         ({"architectures": ["resnet1800"]}, "architectures: 'resnet1800' is not a timm architecture"),
         ({"seeds": []}, "seeds: [] is not allowed; allowed: a non-empty list"),
         ({"datasets": [{"name": "cifar10", "root": "/nonexistent/cifar"}]}, "datasets.cifar10.root: '/nonexistent/cifar'"),
+        ({"training": {"budget": "weeks"}}, "training.budget: 'weeks' is not allowed; allowed: epochs, steps"),
+        ({"training": {"steps": 100}}, "training.steps: 100 is not allowed; allowed: only with budget: steps"),
+        ({"evaluation": {"eps": []}}, "evaluation.eps: [] is not allowed; allowed: one radius or a non-empty list"),
+        ({"methods": ["ccs"]}, "methods.ccs.hard_cutoff: None is not allowed for dataset 'digits'"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2_before_training(tmp_path, capsys, changes, message):
@@ -157,8 +216,8 @@ def test_records_carry_the_options_used_at_each_fraction():
 
     ccs = create_method("ccs")
     assert ccs.options()["hard_cutoff"] is None
-    assert ccs.options_for(0.1)["hard_cutoff"] == 0.3  # 90 % pruning: the reference's β
-    assert ccs.options_for(0.5)["hard_cutoff"] == 0.0
+    assert ccs.options_for(0.1, "cifar10")["hard_cutoff"] == 0.3  # 90 % pruning: the reference's β
+    assert ccs.options_for(0.5, "cifar10")["hard_cutoff"] == 0.0
     assert create_method("easycore").options_for(0.3) == create_method("easycore").options()
 
 
