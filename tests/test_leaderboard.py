@@ -286,7 +286,8 @@ def test_a_copied_record_is_skipped_and_a_duplicate_cell_is_an_error(tmp_path: P
     results = tmp_path / "results"
     rec = example_record(grid="d", autoattack_acc=30.0)
     write_record(results / relpath(rec), rec)
-    edited = {**rec, "metrics": {**rec["metrics"], "autoattack_acc": 99.0}}
+    robust = [*rec["metrics"]["robust"][:-1], {**rec["metrics"]["robust"][-1], "autoattack_acc": 99.0}]
+    edited = {**rec, "metrics": {**rec["metrics"], "autoattack_acc": 99.0, "robust": robust}}
     write_record((results / relpath(rec)).with_name("seed0 copy.json"), edited)
     report = generate_leaderboards(results, tmp_path / "out")
     assert report.n_ok == 1 and "99.00" not in report.pages[0].read_text()
