@@ -92,7 +92,10 @@ from corebench.spec import ArchSpec, DatasetSpec, ScoringConfig, stable_hash, to
 log = logging.getLogger(__name__)
 
 EVAL_BATCH = 512
-INPUT_GRAD_BATCH = 1024  # the exact input-gradient pass: activations only, no parameter grads
+# Batch of the exact input-gradient pass (activations only, no parameter gradients): large on a
+# GPU; on a CPU large batches run slower (one pass over 2,000 CIFAR images took 0.7 training
+# epochs at 128 and 1.2 at 1,024 on a 2-core machine: benchmarks/README.md).
+INPUT_GRAD_BATCH = {"cuda": 1024, "cpu": 128}
 
 
 @contextmanager
@@ -473,14 +476,15 @@ def _eval_pass(model: NormalizedModel, data: Dataset, signals: set[str], out: di
     Eval-mode BatchNorm uses its running statistics, so the gradient of the batch's summed
     loss with respect to xᵢ is ∇ₓ CE(xᵢ, yᵢ) of sample i alone. Only the input needs a
     gradient: the parameters' requires_grad is switched off for the pass (and restored), so
-    backward computes no weight gradients, and batches are large (`INPUT_GRAD_BATCH`).
+    backward computes no weight gradients, and batches are large on a GPU (`INPUT_GRAD_BATCH`).
     """
     out["input_grad_norm_eval"][epoch] = input_grad_norms(model, data.x_train, data.y_train, device)
 
 
 def input_grad_norms(model: NormalizedModel, x_all: torch.Tensor, y_all: torch.Tensor, device: torch.device,
-                     batch_size: int = INPUT_GRAD_BATCH) -> np.ndarray:
+                     batch_size: int | None = None) -> np.ndarray:
     """‖∇ₓ CE(f(xᵢ), yᵢ)‖₂ for every sample, model in eval mode, parameters without gradients."""
+    batch_size = batch_size or INPUT_GRAD_BATCH.get(device.type, INPUT_GRAD_BATCH["cpu"])
     model.eval()
     params = list(model.parameters())
     flags = [p.requires_grad for p in params]
