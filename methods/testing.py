@@ -345,8 +345,7 @@ def check_method(name: str, **params: Any) -> list[CheckResult]:
     def reads() -> tuple[bool, str]:
         everything = fake_context(method, n=n, signals=tuple(list_signals()))  # the grid may record more
         seen: set[str] = set()
-        view = SelectionContext(labels=everything.labels, num_classes=everything.num_classes, seed=everything.seed,
-                                runs=tuple(DeclaredSignals(r, name, declared, seen) for r in everything.runs))
+        view = replace(everything, runs=tuple(DeclaredSignals(r, name, declared, seen) for r in everything.runs))
         try:
             run_selection(create_method(name, **params), view, 0.3)
         except MethodError as exc:

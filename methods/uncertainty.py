@@ -41,6 +41,8 @@ Options where the references disagree (default first, with its source and why):
 - `epoch`: None scores the final scoring model (both references score the model after their
   selection training: DeepCore `main.py` 40 epochs `--selection_epochs`, Coleman 181); an
   epoch listed in `scoring.snapshot_epochs` scores that snapshot instead.
+- `n_runs`: the score averaged over the first n scoring runs, each with its own seed. Default 1:
+  both references score one trained model.
 - Coleman's proxy scores the train set with augmentation on (`svp/cifar/coreset.py`
   l.142-143); corebench scores un-augmented inputs, as DeepCore does.
 """
@@ -52,8 +54,8 @@ from typing import Literal
 
 import numpy as np
 
-from corebench.methods._common import snapshot_epochs, snapshot_row, softmax
-from corebench.methods.base import Direction, Epoch, ScoreBasedMethod, SelectionContext
+from corebench.methods._common import mean_over_runs, snapshot_epochs, snapshot_row, softmax
+from corebench.methods.base import Direction, Epoch, RunCount, ScoreBasedMethod, SelectionContext
 from corebench.methods.registry import register_method
 
 ENTROPY_EPS = 1e-6  # DeepCore's log(p + 1e-6)
@@ -79,6 +81,7 @@ class UncertaintyParams:
     direction: Direction = "hardest"  # most uncertain
     class_balanced: bool = False
     epoch: Epoch | None = None  # None: the final scoring model
+    n_runs: RunCount = 1
 
 
 @register_method("uncertainty")
@@ -91,9 +94,15 @@ class Uncertainty(ScoreBasedMethod):
     def required_signals(self) -> tuple[str, ...]:
         return ("logits_final",) if self.params.epoch is None else ("logits_eval",)
 
+    def scoring_epochs(self, epochs: int, snapshots: tuple[int, ...]) -> int:
+        """A snapshot needs the run only up to its epoch; the final model needs all of it."""
+        return epochs if self.params.epoch is None else min(self.params.epoch, epochs)
+
     def hardness(self, ctx: SelectionContext) -> np.ndarray:
-        (logits,) = ctx.signal_runs(self.required_signals()[0])
-        if self.params.epoch is not None:
-            epochs = snapshot_epochs(self.name, ctx.runs[0], logits.shape[0])
-            logits = logits[snapshot_row(self.name, epochs, self.params.epoch)]
-        return uncertainty_scores(logits, self.params.score)
+        scores = []
+        for i, logits in enumerate(ctx.signal_runs(self.required_signals()[0], self.params.n_runs)):
+            if self.params.epoch is not None:
+                epochs = snapshot_epochs(self.name, ctx.runs[i], logits.shape[0])
+                logits = logits[snapshot_row(self.name, epochs, self.params.epoch)]
+            scores.append(uncertainty_scores(logits, self.params.score))
+        return mean_over_runs(scores)

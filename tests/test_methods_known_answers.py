@@ -398,7 +398,7 @@ def test_ccs_without_a_beta_table_needs_beta_from_the_grid():
     h = np.random.default_rng(4).permutation(100).astype(np.float64)
     ctx = SelectionContext(labels=np.zeros(100, np.int64), num_classes=1,
                            runs=({"margin_probs": np.tile(-h, (4, 1))},), seed=0, dataset="digits")
-    with pytest.raises(ConfigError, match="dataset 'digits'"):
+    with pytest.raises(MethodError, match="method 'ccs' raised ConfigError: hard_cutoff: .*dataset 'digits'"):
         run_selection(create_method("ccs"), ctx, 0.1)
 
 
@@ -511,7 +511,8 @@ def test_uncertainty_default_keeps_the_most_uncertain_by_entropy():
     kept = run_selection(create_method("uncertainty"), _logits_ctx(logits), 0.5)
     assert kept.tolist() == [1, 3]  # the two nearly uniform predictions
     method = create_method("uncertainty")
-    assert method.options() == {"score": "entropy", "direction": "hardest", "class_balanced": False, "epoch": None}
+    assert method.options() == {"score": "entropy", "direction": "hardest", "class_balanced": False, "epoch": None,
+                                "n_runs": 1}
     assert method.required_signals() == ("logits_final",)
 
 
@@ -600,3 +601,13 @@ def test_kcenter_class_balanced_runs_one_traversal_per_class():
         first = int(np.random.default_rng(0).integers(members.size))  # the same seed for every class, as DeepCore
         want = members[_deepcore_kcenter(x[members], int((labels[kept] == c).sum()), first)]
         assert set(kept[labels[kept] == c].tolist()) == set(want.tolist())
+
+
+def test_uncertainty_n_runs_averages_the_runs_scores():
+    """Entropy of each run's softmax, averaged: run 0 alone ranks sample 0 most uncertain, the mean sample 1."""
+    run0 = np.array([[0.0, 0.0], [3.0, 0.0], [6.0, 0.0]], np.float16)  # entropies: high, mid, low
+    run1 = np.array([[9.0, 0.0], [0.0, 0.0], [6.0, 0.0]], np.float16)  # entropies: ~0, high, low
+    ctx = SelectionContext(labels=np.zeros(3, np.int64), num_classes=2,
+                           runs=({"logits_final": run0}, {"logits_final": run1}), seed=0)
+    assert run_selection(create_method("uncertainty"), ctx, 1 / 3).tolist() == [0]
+    assert run_selection(create_method("uncertainty", n_runs=2), ctx, 1 / 3).tolist() == [1]

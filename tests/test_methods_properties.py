@@ -213,3 +213,13 @@ def test_conformance_kit_names_the_undeclared_signal(broken_methods):
 
 def test_broken_methods_are_removed_after_the_test():
     assert not any(name.startswith("broken_") for name in list_methods())
+
+
+def test_every_builtin_score_based_method_averages_scoring_runs():
+    """Issue 8: a score from one scoring run is largely that run's seed; each built-in score method takes n_runs."""
+    from corebench.methods.base import ScoreBasedMethod
+
+    builtin = [m for m in METHODS if type(create_method(m)).__module__.startswith("corebench.methods.")]
+    score_based = [m for m in builtin if isinstance(create_method(m), ScoreBasedMethod)]
+    assert {"easycore", "el2n", "grand", "forgetting", "uncertainty"} <= set(score_based)
+    assert [m for m in score_based if "n_runs" not in {f.name for f in fields(create_method(m).Params)}] == []
