@@ -115,14 +115,36 @@ def parse_grid(data: Mapping[str, Any], source: str = "") -> GridSpec:
             raise invalid("seeds", s, "integers in [0, 2^31) (numpy generators reject negative seeds)")
     _unique(seeds, "seeds")
 
+    regime_fractions = _regime_fractions(data.get("regime_fractions", {}), regimes, fractions)
+
     _method_options_fit(methods, datasets, fractions)
     sections = {key: build(cls, data.get(key), key) for key, cls in SECTIONS}
     rest = {k: data[k] for k in ("full_data_reference", "device", "threads") if k in data}
     top = build(GridSpec, {"name": name, "datasets": datasets, "architectures": architectures, "fractions": fractions,
                            "methods": methods, "regimes": regimes, "seeds": seeds, "scoring_architectures": scorers,
+                           "regime_fractions": regime_fractions,
                            "source": source, **sections, **rest}, "")  # fmt: skip
     _unique_paths(top)
     return top
+
+
+def _regime_fractions(raw: Any, regimes: Sequence[str], fractions: Sequence[float]) -> dict[str, tuple[float, ...]]:
+    """`regime_fractions: {trades: [0.1]}`: a regime trained at only some of the grid's
+    fractions (adversarial training costs several times a standard one)."""
+    if not isinstance(raw, Mapping):
+        raise invalid("regime_fractions", raw, "a mapping regime -> list of the grid's fractions, e.g. {trades: [0.1]}")
+    out = {}
+    for regime, entries in raw.items():
+        if regime not in regimes:
+            raise invalid("regime_fractions", regime, f"a regime of the grid ({', '.join(regimes)})")
+        where = f"regime_fractions.{regime}"
+        chosen = tuple(number(f, where) for f in _entries(entries, where))
+        for f in chosen:
+            if f not in fractions:
+                raise invalid(where, f, f"fractions of the grid ({', '.join(f'{x:g}' for x in fractions)})")
+        _unique(chosen, where)
+        out[regime] = tuple(f for f in fractions if f in chosen)  # the grid's order
+    return out
 
 
 def check_against_data(spec: GridSpec, datasets: Mapping[DatasetSpec, Dataset]) -> None:
@@ -172,8 +194,10 @@ def _named(entry: Any, field_name: str, cls: type) -> Any:
 
 def _methods(raw: list[Any]) -> tuple[MethodSpec, ...]:
     """Method entries: names, `all` (every registered method, plug-ins included, with their
-    defaults), or {name, id, parameters}. `all` combines with named entries: a bare name it
-    already holds is listed once; a variant needs a label of its own (`id`).
+    defaults), or {name, id, parameters}. `all` combines with named entries: an entry whose
+    label (its `id`, else its name) is one `all` brought in replaces that entry in place (so
+    `[all, {name: el2n, n_runs: 10, id: el2n}]` sets EL2N's runs); another variant needs a
+    label of its own.
 
     A method whose declared signals no scoring run can record (an unknown signal, or a plug-in
     signal whose compute hook cannot be imported) is a ConfigError naming it when the grid
@@ -208,8 +232,10 @@ def _methods(raw: list[Any]) -> tuple[MethodSpec, ...]:
         problem = _unrecordable(spec)
         if problem:
             raise ConfigError(f"methods: {problem}")
-        if spec in from_all:  # `all` already holds this very entry
-            from_all.discard(spec)
+        taken = next((s for s in from_all if s.label == spec.label), None)
+        if taken is not None:  # a named entry with the label of one `all` brought in replaces it
+            out[out.index(taken)] = spec
+            from_all.discard(taken)
             continue
         out.append(spec)
     _unique([m.label for m in out], "methods", "each method entry once (give repeats an 'id')")

@@ -396,6 +396,7 @@ class GridSpec:
     regimes: tuple[Regime, ...]
     seeds: tuple[Seed, ...]
     scoring_architectures: tuple[ArchSpec | None, ...] = (None,)  # None: same as target
+    regime_fractions: dict[Regime, tuple[Number, ...]] = field(default_factory=dict)  # regime -> its fractions
     full_data_reference: StrictBool = True
     scoring: ScoringConfig = field(default_factory=ScoringConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
@@ -417,7 +418,7 @@ class GridSpec:
                             out.append(Cell(ds, arch, arch, regime, MethodSpec(FULL_DATA), 1.0, seed))
                         for scorer in self.scoring_architectures:
                             for method in self.methods:
-                                for fraction in self.fractions:
+                                for fraction in self.regime_fractions.get(regime, self.fractions):
                                     out.append(Cell(ds, arch, scorer or arch, regime, method, fraction, seed))
         return out
 

@@ -90,6 +90,18 @@ def test_methods_all_expands_to_every_registered_method(tiny_grid):
     assert {"easycore", "random"} <= {m.name for m in grid.methods}
 
 
+def test_a_named_entry_replaces_the_one_all_brought_in(tiny_grid):
+    """`all` plus an entry labelled like one of its own sets that method's options in place."""
+    grid = parse_grid({**tiny_grid, "methods": ["all", {"name": "el2n", "n_runs": 3, "id": "el2n"},
+                                                {"name": "ccs", "hard_cutoff": 0.1, "id": "ccs"},
+                                                {"name": "easycore", "direction": "hardest", "id": "easycore_hardest"}]})
+    labels = [m.label for m in grid.methods]
+    assert labels == list_methods() + ["easycore_hardest"]  # same order, one entry per label
+    by_label = {m.label: m for m in grid.methods}
+    assert by_label["el2n"].params == {"n_runs": 3} and by_label["ccs"].params == {"hard_cutoff": 0.1}
+    assert by_label["easycore"].params == {}
+
+
 def test_ccs_on_a_dataset_without_a_beta_table_needs_beta_in_the_grid(tiny_grid):
     for methods in (["all"], ["ccs"]):
         msg = grid_error({**tiny_grid, "methods": methods})
@@ -278,3 +290,17 @@ def test_build_checks_keys_and_types():
     assert math.isclose(build(TrainingConfig, {"lr": 1}, "training").lr, 1.0)
     with pytest.raises(ConfigError, match=r"^attack\.steps: 2\.5 is not allowed; allowed: a positive integer$"):
         build(AttackConfig, {"steps": 2.5}, "attack")
+
+
+def test_regime_fractions_train_a_regime_at_some_fractions_only(tiny_grid):
+    grid = parse_grid({**tiny_grid, "fractions": [0.1, 0.3, 0.5], "regimes": ["standard", "trades"],
+                       "regime_fractions": {"trades": [0.5, 0.1]}})
+    trades = {c.fraction for c in grid.cells() if c.regime == "trades" and c.method.name != "full"}
+    standard = {c.fraction for c in grid.cells() if c.regime == "standard" and c.method.name != "full"}
+    assert (trades, standard) == ({0.1, 0.5}, {0.1, 0.3, 0.5})
+    assert grid.regime_fractions == {"trades": (0.1, 0.5)}
+    base = {**tiny_grid, "fractions": [0.1, 0.3], "regimes": ["standard", "trades"]}
+    assert grid_error({**base, "regime_fractions": {"trades": [0.2]}}) == (
+        "regime_fractions.trades: 0.2 is not allowed; allowed: fractions of the grid (0.1, 0.3)")
+    assert grid_error({**base, "regime_fractions": {"pgd_at": [0.1]}}).startswith(
+        "regime_fractions: 'pgd_at' is not allowed; allowed: a regime of the grid (standard, trades)")
