@@ -188,22 +188,19 @@ def _run_todo(spec: GridSpec, todo: list[Cell], datasets: dict[DatasetSpec, Data
     for cell in todo:  # every group's signal needs are known up front, so one run records them all
         if cell.method.name != FULL_DATA:
             scorer.request(cell, methods[cell.method])
-    if scoring_only or workers > 1:
+    if scoring_only:
         for cell in todo:
             if cell.method.name != FULL_DATA:
-                try:
-                    scorer.contexts(cell, datasets[cell.dataset], methods[cell.method])
-                except Exception:
-                    if scoring_only:
-                        raise
-                    # the cell's own run reports the error in its record
-        if scoring_only:
-            return
+                scorer.contexts(cell, datasets[cell.dataset], methods[cell.method])
+        return
+    # with several workers, the runs not cached yet are made first, in the workers' pool
+    runs = [(key, frozenset(signals), scorer.epochs.get(key)) for key, signals in scorer.needs.items()
+            if workers > 1 and signals and not scorer.cached(key, datasets[key[0]])]  # fmt: skip
 
     from tqdm import tqdm
 
     if workers > 1:
-        outcomes = _run_parallel(spec, todo, results_dir, cache, workers, force)
+        outcomes = _run_parallel(spec, todo, results_dir, cache, workers, force, runs)
     else:
         outcomes = (
             run_claimed(spec, cell, datasets[cell.dataset], methods.get(cell.method), scorer, device,
@@ -242,14 +239,23 @@ def run_claimed(spec: GridSpec, cell: Cell, data: Dataset, method: CoresetMethod
 _WORKER: dict[str, Any] = {}
 
 
-def _run_parallel(spec: GridSpec, todo: list[Cell], results_dir: Path, cache: Path, workers: int, force: bool):
-    """Cells in `workers` spawned processes, each with the grid's `threads`; yields
-    (status, path, error) as they finish."""
+def _run_parallel(spec: GridSpec, todo: list[Cell], results_dir: Path, cache: Path, workers: int, force: bool,
+                  runs: list[tuple[tuple, frozenset[str], int | None]] = ()):
+    """The scoring `runs` (key, signals, epochs), then the cells, in `workers` spawned processes,
+    each with the grid's `threads`; yields (status, path, error) per cell as they finish.
+
+    Every run is made whole before any cell starts, so no two workers wait on one run's lock; a
+    run that fails here is made again by the first cell that needs it, whose record then holds
+    the error (as with one worker).
+    """
     import multiprocessing
 
     ctx = multiprocessing.get_context("spawn")  # fork after OpenMP/CUDA start is unsafe
     pool = ctx.Pool(workers, initializer=_worker_init, initargs=(spec, results_dir, cache, spec.threads, force))
     try:
+        for problem in pool.imap_unordered(_worker_scoring, runs):
+            if problem:
+                log.warning("%s", problem)
         yield from pool.imap_unordered(_worker_cell, todo)
         pool.close()  # let workers exit cleanly (terminating them leaks their semaphores)
     except BaseException:
@@ -264,6 +270,26 @@ def _worker_init(spec: GridSpec, results_dir: Path, cache: Path, threads: int, f
     device = resolve_device(spec.device)
     _WORKER.update(spec=spec, results_dir=results_dir, cache=cache, device=device, datasets={}, methods={}, force=force,
                    scorer=ScoringCache(spec.scoring, cache / "scoring", device, progress=False, threads=threads))
+
+
+def _worker_scoring(run: tuple[tuple, frozenset[str], int | None]) -> str:
+    """Make one scoring run into the cache; '' or what went wrong."""
+    key, signals, epochs = run
+    w = _WORKER
+    if key[0] not in w["datasets"]:
+        w["datasets"][key[0]] = load_dataset(key[0])
+    scorer: ScoringCache = w["scorer"]
+    scorer.needs[key] = set(signals)
+    if epochs is not None:
+        scorer.epochs[key] = epochs
+    try:
+        scorer.make(key, w["datasets"][key[0]])
+    except Exception as exc:
+        return f"scoring run {key[0].label} × {key[1].label} × seed {key[2]} failed ({type(exc).__name__}: {exc})"
+    finally:
+        scorer.needs.pop(key)
+        scorer.epochs.pop(key, None)
+    return ""
 
 
 def _worker_cell(cell: Cell) -> tuple[str, str, str | None]:
