@@ -14,7 +14,7 @@ import yaml
 from corebench.cli import main
 from corebench.executors import slurm_parameters, submit_grid, with_overrides
 from corebench.grid import parse_grid
-from corebench.spec import SlurmConfig
+from corebench.spec import SlurmConfig, scoring_seed
 
 GRID = {
     "name": "sub",
@@ -60,8 +60,8 @@ def test_scoring_runs_first_and_only_the_cells_that_read_them_wait(tmp_path):
     ex = FakeExecutor()
     sub = submit_grid(parse_grid(GRID), tmp_path / "res", cache_dir=tmp_path / "cache", executor=ex)
     (scoring_params, scoring), *cell_arrays = ex.arrays
-    assert [t.key[2] for t in scoring] == [0, 1000]  # el2n averages two scoring runs: seeds 0 and 1000
-    assert scoring[0].signals >= {"input_grad_norm", "el2n_eval"}
+    assert [t.key[2] for t in scoring] == [scoring_seed(0, 0), scoring_seed(0, 1)]  # el2n averages two runs
+    assert scoring[0].signals >= {"input_grad_norm_eval", "el2n_eval"}
     assert sub.scoring_jobs == ["100_0", "100_1"] and sub.cached_runs == 0 and sub.done == 0
     by_method = {t.cell.method.name: (params, t) for params, tasks in cell_arrays for t in tasks}
     assert set(by_method) == {"full", "random", "easycore", "el2n"}

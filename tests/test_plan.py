@@ -7,6 +7,7 @@ import yaml
 from corebench.cli import main
 from corebench.grid import parse_grid
 from corebench.plan import make_plan
+from corebench.spec import scoring_seed
 
 GRID = {
     "name": "planned",
@@ -42,8 +43,9 @@ def test_plan_counts_cells_and_reuses_cached_scoring_runs(tmp_path, capsys):
     assert "  methods: full (2), random (4), easycore (4), random@r18w2 (4), easycore@r18w2 (4)" in out
     assert "  scoring_architectures: r18w4 (8), r18w2 (8)" in out
     assert "scoring runs: 2, 1 cached (reused), 1 to make" in out
-    assert "digits × r18w4 × seed 0: cached, reused (input_grad_norm)" in out
-    assert "digits × r18w2 × seed 0: to make (input_grad_norm)" in out
+    seed = scoring_seed(0, 0)  # run 0 of cell seed 0
+    assert f"digits × r18w4 × seed {seed}: cached, reused (input_grad_norm_eval)" in out
+    assert f"digits × r18w2 × seed {seed}: to make (input_grad_norm_eval)" in out
     assert "throughput" not in out
 
 
