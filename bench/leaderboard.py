@@ -201,7 +201,7 @@ def render_board(board: Board, *, plot_name: str | None, csv_name: str, model_in
         f"{metric} (%) of `{_md(board.arch)}` trained with regime `{board.regime}` on coresets "
         f"of `{_md(board.dataset)}` chosen by each selection method (rows), by fraction of the "
         f"training set kept (columns). Evaluation protocol: {proto.text()}. "
-        f"Training budget: {_budget_text(board)}."
+        f"Training budget: {_budget_text(board)}. {_model_text(board)}"
     )
     out.append("")
     out.append(
@@ -288,6 +288,29 @@ def _full_text(board: Board) -> str:
                        for eps in board.protocol.eps)  # fmt: skip
     return (f"**Full-data reference** (100% of the training set, method `{FULL_DATA}`): {robust}; "
             f"clean accuracy {_cell_text(f, f.clean, False)}.")  # fmt: skip
+
+
+def _model_text(board: Board) -> str:
+    """The model as timm builds it and what the grid changed; the training attack of an
+    adversarial regime (both decide what a board can be compared with)."""
+    archs = {(a["name"], json.dumps(a.get("kwargs") or {}, sort_keys=True)) for r in board.records
+             if (a := r["config"].get("arch"))}  # fmt: skip
+    if len(archs) != 1:
+        text = "Model: **several architecture settings on this board** (see the records)."
+    else:
+        name, kwargs = next(iter(archs))
+        changed = ", ".join(f"`{k}: {json.dumps(v)}`" for k, v in json.loads(kwargs).items())
+        text = (f"Model: timm `{_md(name)}` with " + changed + ", where timm's defaults differ." if changed
+                else f"Model: timm `{_md(name)}` with timm's defaults.")
+    if board.regime != "standard":
+        attacks = {(a["eps"], a["step_size"], a["steps"], a.get("trades_beta")) for r in board.records
+                   if (a := r["config"].get("attack"))}  # fmt: skip
+        if len(attacks) == 1:
+            eps, step, steps, beta = next(iter(attacks))
+            text += (f" Training attack: {steps} PGD steps of {eps_text(step)} within "
+                     f"ε = {eps_text(eps)}" + (f", TRADES β = {beta:g}" if board.regime == "trades" else "")
+                     + ".")
+    return text
 
 
 def _budget_text(board: Board) -> str:
