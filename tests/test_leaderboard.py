@@ -477,3 +477,27 @@ def test_the_data_caveats_open_the_board(tmp_path: Path) -> None:
     lines = render_board(board, plot_name=None, csv_name="c.csv", model_info_dir="m").splitlines()
     assert lines[2:6] == ["> **Trained on the test set: a proxy.**", "> A JPEG copy.", ">",
                           "> Data: copy.npz (sha256 abc, JPEG copy): 5,000 train / 1,000 test images."]  # fmt: skip
+
+
+def _rendered(tmp_path: Path, records: list[dict]) -> str:
+    from corebench.board import aggregate, build_boards
+    from corebench.leaderboard import render_board
+
+    for rec in records:
+        rec["_path"] = tmp_path / relpath(rec)
+    (board,), _ = build_boards(records, [], tmp_path)
+    aggregate(board)
+    return render_board(board, plot_name=None, csv_name="c.csv", model_info_dir="m")
+
+
+def test_the_board_states_the_model_settings_that_differ_from_timm_and_the_training_attack(tmp_path: Path) -> None:
+    records = [example_record(grid="m", method=m, regime="trades") for m in ("random", "easycore")]
+    for rec in records:
+        rec["config"]["arch"]["kwargs"] = {"channels": [8, 16, 32, 64], "zero_init_last": False}
+        rec["config"]["attack"].update(eps=8 / 255, step_size=4 / 255, steps=2, trades_beta=6.0)
+    text = _rendered(tmp_path, records)
+    assert ("Model: timm `resnet18` with `channels: [8, 16, 32, 64]`, `zero_init_last: false`, where timm's "
+            "defaults differ. Training attack: 2 PGD steps of 4/255 within ε = 8/255, TRADES β = 6.") in text
+    plain = [example_record(grid="p", method=m) for m in ("random", "easycore")]
+    text = _rendered(tmp_path / "plain", plain)
+    assert "Model: timm `resnet18` with timm's defaults." in text and "Training attack: " not in text
