@@ -64,3 +64,15 @@ def write_fast_grid(folder: Path, **changes) -> Path:
     path = Path(folder) / f"{grid['name']}.yaml"
     path.write_text(yaml.safe_dump(grid))
     return path
+
+
+def without_seconds(record: dict) -> dict:
+    """A record without its wall-clock seconds (timings, training.seconds, cost's seconds): what
+    must be equal between two runs of one cell, however loaded the machine was."""
+    out = {k: v for k, v in record.items() if k != "timings"}
+    if out.get("training"):
+        out["training"] = {k: v for k, v in out["training"].items() if k != "seconds"}
+    if out.get("cost"):
+        out["cost"] = {k: v for k, v in out["cost"].items() if k != "train_s"}
+        out["cost"]["scoring_runs"] = [{k: v for k, v in r.items() if k != "seconds"} for r in out["cost"]["scoring_runs"]]
+    return out

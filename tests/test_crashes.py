@@ -23,7 +23,7 @@ from pathlib import Path
 from corebench.cli import main
 from corebench.files import orphans_in
 
-from helpers import write_fast_grid
+from helpers import without_seconds, write_fast_grid
 
 CELLS = ("full", "easycore", "random")  # in the order the grid runs them
 
@@ -62,9 +62,7 @@ def _records(results: Path) -> dict[str, tuple[int, bytes]]:
 
 
 def _without_timings(blob: bytes) -> dict:
-    record = json.loads(blob)
-    record.pop("timings")
-    return record
+    return without_seconds(json.loads(blob))
 
 
 def test_a_grid_killed_at_five_points_finishes_every_cell_exactly_once(tmp_path):

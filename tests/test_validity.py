@@ -16,7 +16,7 @@ from corebench.data import load_dataset
 from corebench.scoring import get_signals
 from corebench.spec import ArchSpec, DatasetSpec, ScoringConfig
 
-from helpers import FAST_GRID, write_fast_grid
+from helpers import FAST_GRID, without_seconds, write_fast_grid
 
 
 def _run(grid: Path, tmp: Path, *extra: str) -> int:
@@ -27,17 +27,6 @@ def _records(results: Path) -> dict[str, dict]:
     return {p.relative_to(results).as_posix(): json.loads(p.read_text()) for p in sorted(results.rglob("*.json"))}
 
 
-def _no_timings(record: dict) -> dict:
-    """The record without wall-clock seconds (timings, and those of training and cost)."""
-    out = {k: v for k, v in record.items() if k != "timings"}
-    if out.get("training"):
-        out["training"] = {k: v for k, v in out["training"].items() if k != "seconds"}
-    if out.get("cost"):
-        out["cost"] = {k: v for k, v in out["cost"].items() if k != "train_s"}
-        out["cost"]["scoring_runs"] = [{k: v for k, v in r.items() if k != "seconds"} for r in out["cost"]["scoring_runs"]]
-    return out
-
-
 def test_workers_do_not_change_a_single_byte_of_the_records(tmp_path):
     """`--workers 1` and `--workers 2` give the same records (timings aside), threads recorded."""
     grid = write_fast_grid(tmp_path)
@@ -46,7 +35,7 @@ def test_workers_do_not_change_a_single_byte_of_the_records(tmp_path):
     one, two = _records(tmp_path / "one" / "res"), _records(tmp_path / "two" / "res")
     assert sorted(one) == sorted(two) and len(one) == 3
     for rel in one:
-        assert _no_timings(one[rel]) == _no_timings(two[rel]), rel
+        assert without_seconds(one[rel]) == without_seconds(two[rel]), rel
         assert one[rel]["config"]["threads"] == 1
     # the kept indices too
     for path in (tmp_path / "one" / "res").rglob("*.npy"):
