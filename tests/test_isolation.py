@@ -169,12 +169,15 @@ def test_a_method_declaring_a_signal_whose_hook_cannot_import_is_refused_when_na
         _REGISTRY.pop("p_unimportable")
 
 
+CCS_BETA = {"name": "ccs", "hard_cutoff": 0.1, "id": "ccs"}  # digits has no CCS β table: `all` needs one
+
+
 def test_all_keeps_a_method_with_an_unknown_signal_and_only_its_cells_fail(plugins, caplog):
     with caplog.at_level(logging.WARNING, logger="corebench.grid"):
-        spec = parse_grid({**GRID, "methods": ["all"]})
+        spec = parse_grid({**GRID, "methods": ["all", CCS_BETA]})
     assert "p_unknown" in {m.name for m in spec.methods}
     assert "methods: all: method 'p_unknown' declares signal 'entropy_of_everything'" in caplog.text
-    code, records = _run(plugins, ["all"])
+    code, records = _run(plugins, ["all", CCS_BETA])
     unknown = records["p_unknown"]
     assert unknown["status"] == "failed"
     assert "method 'p_unknown' declares signal 'entropy_of_everything', which no scoring run records" in unknown["error"]
@@ -183,10 +186,13 @@ def test_all_keeps_a_method_with_an_unknown_signal_and_only_its_cells_fail(plugi
 
 
 def test_all_combines_with_named_variants():
-    spec = parse_grid({**GRID, "methods": ["all", {"name": "easycore", "gradient_pass": "eval", "id": "easycore_eval"},
-                                          "easycore"]})
+    spec = parse_grid({**GRID, "methods": ["all", CCS_BETA, {"name": "easycore", "gradient_pass": "eval",
+                                                             "id": "easycore_eval"}, "easycore"]})
     labels = [m.label for m in spec.methods]
     assert labels.count("easycore") == 1 and labels[-1] == "easycore_eval"
     assert {"random", "uncertainty", "kcenter"} <= set(labels)
+    replaced = parse_grid({**GRID, "methods": ["all", CCS_BETA, {"name": "easycore", "gradient_pass": "eval",
+                                                                 "id": "easycore"}]})
+    assert [m.params for m in replaced.methods if m.label == "easycore"] == [{"gradient_pass": "eval"}]
     with pytest.raises(ConfigError, match="methods: 'easycore' is not allowed; allowed: each method entry once"):
-        parse_grid({**GRID, "methods": ["all", {"name": "easycore", "gradient_pass": "eval", "id": "easycore"}]})
+        parse_grid({**GRID, "methods": ["easycore", {"name": "easycore", "gradient_pass": "eval", "id": "easycore"}]})
