@@ -166,7 +166,7 @@ def test_golden_board_content(golden_run) -> None:
     assert "| two random subsets (expected) | 0.05           | 0.18           |" in page
     # the budget and the cost relative to full-data training
     assert "Training budget: `epochs`, every fraction trains 15 epochs" in page
-    assert "| easycore | —              | —                | 12.0 s    | 20.0 s (1.60×) | 20.0 s (1.60×) |" in page
+    assert "| easycore | 1              | 10               | 12.0 s    | 30 steps, 20.0 s (1.60×) | 60 steps, 20.0 s (1.60×) |" in page
     # plot linked relatively, exports beside the page
     assert "![AutoAttack accuracy against fraction kept](digits__resnet18__standard.svg)" in page
     assert (out / "golden" / "digits__resnet18__standard.svg").is_file()

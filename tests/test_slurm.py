@@ -216,7 +216,7 @@ def test_an_interrupted_cell_resumes_from_its_checkpoint_with_the_uninterrupted_
         assert "Caught signal SIGUSR2" in log and "preempted; it resumes from its last checkpoint" in log
     else:  # Slurm killed the task; no hook ran
         assert "DUE TO JOB REQUEUE" in log and "SIGUSR2" not in log and "preempted" not in log
-    assert "resuming standard training at epoch 1 of 3" in log  # the second run started from the checkpoint
+    assert "resuming standard training at pass 1 of 3" in log  # the second run started from the checkpoint
 
     record, reference = _record(tmp / how / "res"), _record(tmp / "reference" / "res")
     assert record["status"] == "ok" and record["metrics"] == reference["metrics"]
