@@ -26,10 +26,16 @@ def make_optimizer(
     weight_decay: float,
     total_steps: int,
     schedule: str = "cosine",
+    sgd: str = "for-loop",
 ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
-    """SGD plus a per-step schedule ('cosine' to zero, or 'constant')."""
+    """SGD plus a per-step schedule ('cosine' to zero, or 'constant').
+
+    `sgd` picks torch's implementation: "for-loop" (one parameter at a time, the CPU default),
+    "foreach" (grouped kernels) or "fused" (one kernel; the fast path's choice on CUDA)."""
+    impl = {"foreach": {"foreach": True}, "fused": {"fused": True}}.get(sgd, {"foreach": False})
     opt = torch.optim.SGD(
-        model.parameters(), lr=lr, momentum=momentum, nesterov=nesterov and momentum > 0, weight_decay=weight_decay
+        model.parameters(), lr=lr, momentum=momentum, nesterov=nesterov and momentum > 0, weight_decay=weight_decay,
+        **impl,
     )
     total = max(1, total_steps)
     if schedule == "cosine":
