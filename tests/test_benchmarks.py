@@ -33,3 +33,26 @@ def test_run_all_judges_each_target_by_its_ratio():
     assert run_all.within_target({"ratio_to_target": 0.7})
     assert not run_all.within_target({"ratio_to_target": 1.12})
     assert not run_all.within_target({"ok": False, "ratio_to_target": 0.5})
+
+
+def test_training_benchmark_trains_the_same_weights_as_its_hand_written_baseline(capsys):
+    result = importlib.import_module("bench_training").main(n=256, repeats=1)
+    assert result["same_weights"] and result["ratio"] > 0
+    assert "hand-written loop (baseline)" in capsys.readouterr().out
+
+
+def test_sharing_benchmark_runs_each_score_based_method_alone_and_all_together():
+    result = importlib.import_module("bench_sharing").main(n=64, epochs=1)
+    assert "random" not in result["methods"] and {"easycore", "grand"} <= set(result["methods"])
+    assert result["speedup"] > 1
+
+
+def test_autoattack_benchmark_gets_the_same_robust_accuracy_both_ways():
+    result = importlib.import_module("bench_autoattack").main(n=4, repeats=1, train_epochs=1)
+    assert result["same_result"]
+
+
+def test_memory_benchmark_measures_a_scoring_run_in_its_own_process():
+    result = importlib.import_module("bench_memory").main(n=256)
+    assert result["before"] >= result["start_rss"] > 0 and result["peak"] >= result["before"]
+    assert result["dataset_bytes"] == 256 * 3 * 32 * 32 * 4 + 256 * 8 + 100 * 3 * 32 * 32 * 4 + 100 * 8
