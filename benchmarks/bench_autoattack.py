@@ -42,50 +42,53 @@ ATTACKS = ("apgd-ce", "apgd-t")
 ARCH = ArchSpec("resnet10t", {"channels": [8, 16, 32, 64], "stem_width": 8})
 
 
-def robust_model(epochs: int = 4) -> tuple[torch.nn.Module, object]:
-    """A narrow ResNet-10t trained with PGD-AT (3 steps) on digits, and the data."""
+def robust_model(epochs: int = 4, n_train: int | None = None) -> tuple[torch.nn.Module, object]:
+    """A narrow ResNet-10t trained with PGD-AT (3 steps) on digits (the first `n_train`
+    training images; all by default), and the data."""
     data = load_dataset(DatasetSpec("digits"))
     torch.manual_seed(0)
     model = create_model(ARCH, data.info)
-    train_model(model, data, np.arange(data.x_train.shape[0]), regime="pgd_at",
+    train_model(model, data, np.arange(n_train or data.x_train.shape[0]), regime="pgd_at",
                 training=TrainingConfig(epochs=epochs, batch_size=64, lr=0.05),
                 attack=AttackConfig(steps=3).resolved(data.info.eps), seed=0, device=torch.device("cpu"),
                 progress=False)
     return model.eval(), data
 
 
-def direct(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, frozen: bool) -> float:
+def direct(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, frozen: bool,
+           attacks: tuple[str, ...] = ATTACKS) -> float:
     """The baseline: pyautoattack as its README calls it (with the parameters' gradients
     switched off when `frozen`, as the adapter does). Robust accuracy in percent."""
     from pyautoattack import AutoAttack
 
     for p in model.parameters():
         p.requires_grad_(not frozen)
-    adversary = AutoAttack(model, eps=eps, norm="Linf", version="custom", attacks=list(ATTACKS), seed=0, device="cpu")
+    adversary = AutoAttack(model, eps=eps, norm="Linf", version="custom", attacks=list(attacks), seed=0, device="cpu")
     _, y_adv = adversary.run_standard_evaluation(x, y, batch_size=len(x))
     for p in model.parameters():
         p.requires_grad_(True)
     return 100.0 * (y_adv == y).sum().item() / len(y)
 
 
-def main(n: int = 32, repeats: int = 3, train_epochs: int = 4) -> dict:
+def main(n: int = 32, repeats: int = 3, train_epochs: int = 4, n_train: int | None = None,
+         attacks: tuple[str, ...] = ATTACKS) -> dict:
     torch.set_num_threads(1)
-    model, data = robust_model(train_epochs)
+    model, data = robust_model(train_epochs, n_train)
     x, y = data.x_test[:n], data.y_test[:n]
     eps = data.info.eps
     logging.getLogger(AA_LOGGER).setLevel(logging.WARNING)  # both quiet: the package logs every step
 
     def adapter() -> float:
-        acc, _, _ = run_autoattack(model, x, y, eps=eps, autoattack=AutoAttackConfig(version="custom", attacks=ATTACKS),
+        acc, _, _ = run_autoattack(model, x, y, eps=eps, autoattack=AutoAttackConfig(version="custom", attacks=attacks),
                                    batch_size=n)
         return acc
 
-    plain = alternate({"plain": lambda: direct(model, x, y, eps, frozen=False)}, 1)["plain"]
-    timed = alternate({"direct": lambda: direct(model, x, y, eps, frozen=True), "adapter": adapter}, repeats)
+    plain = alternate({"plain": lambda: direct(model, x, y, eps, False, attacks)}, 1)["plain"]
+    timed = alternate({"direct": lambda: direct(model, x, y, eps, True, attacks), "adapter": adapter}, repeats)
     base, ours = timed["direct"], timed["adapter"]
     ratio = ours.cpu_s / base.cpu_s
     same = plain.result == base.result == ours.result
-    print(f"AutoAttack {', '.join(ATTACKS)}, digits, {n} test images, eps {eps:.4f}, {ARCH.name} {dict(ARCH.kwargs)} "
+    print(f"AutoAttack {', '.join(attacks)}, digits, {n} test images, eps {eps:.4f}, {ARCH.name} {dict(ARCH.kwargs)} "
           f"after PGD-AT, 1 thread, fastest of {repeats} (CPU s; wall s)")
     print(f"  pyautoattack directly                    {plain.cpu_s:6.2f}; {plain.wall_s:6.2f}  robust {plain.result:.2f}%  "
           f"(one run; adapter = {ours.cpu_s / plain.cpu_s:.3f}x this)")

@@ -16,7 +16,9 @@ every torch CPU allocation alike), sampled every 2 ms by a thread, and the kerne
 
 The signals are those of every registered method with its default options (the grid's `all`).
 It is memory that is measured, not speed: the model is a tiny ResNet-10t (4-8-16-32 channels)
-trained one epoch, so the run takes a few minutes on 2 cores. Per-sample gradients for
+trained one epoch, with one snapshot (at initialisation: a snapshot pass over N holds the same
+memory however many are taken, their rows are allocated up front), so the run takes a few
+minutes of one core. Per-sample gradients for
 full-parameter GraNd are made in chunks of at most 2.5e8 floats (`scoring._grand_all`), so
 that pass alone may hold up to 1 GB for a model of ResNet-18's size (GPU memory on a GPU);
 with the tiny model here it holds far less. Measured figures: benchmarks/README.md.
@@ -90,7 +92,7 @@ def child(n: int, epochs: int) -> dict:
     sampler.start()
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as cache:
-        result = get_signals(data, DatasetSpec("random32"), arch, ScoringConfig(epochs=epochs), 0, signals,
+        result = get_signals(data, DatasetSpec("random32"), arch, ScoringConfig(epochs=epochs, snapshot_epochs=(0,)), 0, signals,
                              cache_dir=Path(cache), device=torch.device("cpu"), progress=False)
     seconds = time.perf_counter() - t0
     sampled = sampler.stop()
