@@ -19,20 +19,23 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from corebench.data import host_to_device
+
 TRADES_INIT_STD = 0.001  # the reference's Gaussian start: x + 0.001 * randn
 
 
 def _noise(
     kind: str, x: torch.Tensor, generator: torch.Generator | None
 ) -> torch.Tensor:
-    """Noise shaped like x, drawn on the generator's device (a CPU generator feeds a GPU run)."""
+    """Noise shaped like x, drawn on the generator's device (a CPU generator feeds a GPU run,
+    the copy queued without waiting for the device)."""
     device = generator.device if generator is not None else x.device
     if kind == "uniform":
         out = torch.rand(x.shape, generator=generator, device=device, dtype=x.dtype)
         out = out.mul_(2).sub_(1)
     else:
         out = torch.randn(x.shape, generator=generator, device=device, dtype=x.dtype)
-    return out.to(x.device)
+    return host_to_device(out, x.device)
 
 
 def _project(x_adv: torch.Tensor, x: torch.Tensor, eps: float) -> torch.Tensor:

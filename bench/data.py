@@ -530,17 +530,28 @@ def load_svhn(spec: DatasetSpec) -> Dataset:
                    chw(test.data), torch.from_numpy(test.labels.astype(np.int64)))
 
 
+def host_to_device(t: torch.Tensor, device: torch.device | str) -> torch.Tensor:
+    """A CPU tensor moved to `device` without making the host wait for the device: on CUDA it is
+    pinned and copied asynchronously (ordered before later work on the stream); elsewhere `.to`."""
+    if torch.device(device).type == "cuda" and t.device.type == "cpu":
+        return t.pin_memory().to(device, non_blocking=True)
+    return t.to(device)
+
+
 def augment_batch(x: torch.Tensor, info: DatasetInfo, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Random crop (zero padding) and horizontal flip on a batch, on its own device."""
+    """Random crop (zero padding) and horizontal flip on a batch, on its own device, in one
+    gather for the whole batch (float images or uint8 pixels alike). The draws come from
+    `generator` (a CPU generator) in a fixed order, so a seed gives the same crops and flips on
+    every device."""
     if "flip" in info.augment:
-        flip = torch.rand(x.shape[0], generator=generator, device="cpu").to(x.device) < 0.5
+        flip = host_to_device(torch.rand(x.shape[0], generator=generator, device="cpu"), x.device) < 0.5
         x = torch.where(flip[:, None, None, None], x.flip(3), x)
     if "crop" in info.augment and info.crop_padding > 0:
         p = info.crop_padding
         n, _, h, w = x.shape
         padded = torch.nn.functional.pad(x, (p, p, p, p))
-        dx = torch.randint(0, 2 * p + 1, (n,), generator=generator).to(x.device)
-        dy = torch.randint(0, 2 * p + 1, (n,), generator=generator).to(x.device)
+        dx = host_to_device(torch.randint(0, 2 * p + 1, (n,), generator=generator), x.device)
+        dy = host_to_device(torch.randint(0, 2 * p + 1, (n,), generator=generator), x.device)
         rows = (dy[:, None] + torch.arange(h, device=x.device)[None])  # [n, h]
         cols = (dx[:, None] + torch.arange(w, device=x.device)[None])  # [n, w]
         x = padded[torch.arange(n, device=x.device)[:, None, None, None],

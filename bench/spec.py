@@ -79,6 +79,11 @@ AutoAttackName = Literal[AUTOATTACK_ATTACKS]  # type: ignore[valid-type]
 AutoAttackVersion = Literal[AUTOATTACK_VERSIONS]  # type: ignore[valid-type]
 
 
+# How a training step computes (corebench.fastpath): "auto" is bf16 autocast on a CUDA device
+# that supports it and fp32 elsewhere; what a run used is recorded as resolved.
+Precision = Literal["auto", "fp32", "bf16"]
+
+
 def default_snapshot_epoch(epochs: int) -> int:
     """"10 % into training" for an E-epoch run (the EL2N paper's epoch 20 of 200), at least 1."""
     return max(1, math.ceil(0.1 * epochs - 1e-9))
@@ -197,6 +202,10 @@ class ScoringConfig:
     weight_decay: WeightDecay = 5e-4
     augment: StrictBool = True
     snapshot_epochs: tuple[NonNegativeInt, ...] | None = None  # 0 = at initialisation
+    # how the proxy's training steps run (corebench.fastpath); the measurement passes stay fp32
+    precision: Precision = "auto"
+    channels_last: StrictBool | None = None
+    compile: StrictBool = False
 
     def snapshots(self) -> tuple[int, ...]:
         """The snapshot epochs, sorted, with the default filled in."""
@@ -237,6 +246,11 @@ class TrainingConfig:
     augment: StrictBool = True
     budget: TrainingBudget = "epochs"
     steps: PositiveInt | None = None  # only with budget: steps; None = the full-data steps
+
+    # how the training steps run, attack steps included (corebench.fastpath)
+    precision: Precision = "auto"  # auto: bf16 on CUDA, fp32 on CPU
+    channels_last: StrictBool | None = None  # None: on CUDA
+    compile: StrictBool = False  # torch.compile the training step
 
     @model_validator(mode="after")
     def _steps_need_step_budget(self) -> TrainingConfig:
@@ -328,6 +342,7 @@ class EvaluationConfig:
     pgd_steps: NonNegativeInt = 20
     pgd_step_size: Radii | None = None  # None: eps/4
     autoattack: AutoAttackConfig = field(default_factory=AutoAttackConfig)
+    precision: Literal["fp32", "bf16"] = "fp32"  # of the attacks (PGD, AutoAttack): fp32 unless asked
 
     @model_validator(mode="after")
     def _eps_list(self) -> EvaluationConfig:

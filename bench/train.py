@@ -11,6 +11,14 @@ The budget (`training.budget`): `epochs` trains `training.epochs` passes over th
 over the FULL train set would take), whatever the coreset's size: whole shuffled passes, the
 last one cut off at the step budget. The cosine schedule spans the steps trained.
 
+How the steps run (`corebench.fastpath`): the coreset is held on the device (uint8 when
+lossless) and each batch gathered, augmented and converted there; under `training.precision`
+bf16 the forward pass, the loss and the attack steps of PGD-AT and TRADES run in bf16
+autocast; the model may be laid out channels_last and its step compiled. The epoch's batch
+order goes to the device once and the loss is summed there, read once per epoch, so nothing in
+a step waits for the device. With the settings `auto` resolves to on CPU, every number is
+the one the plain float loop computes, bit for bit.
+
 Attack-mode choices, as the references:
 - `pgd_at`: the PGD examples are generated with the model in train mode (BatchNorm uses
   batch statistics and updates its running statistics during the attack), as in
@@ -33,7 +41,8 @@ from tqdm.auto import tqdm
 
 from corebench.attacks import pgd_attack, trades_loss
 from corebench.checkpoint import Checkpoint, resume_run, save_run
-from corebench.data import Dataset, augment_batch
+from corebench.data import Dataset, host_to_device
+from corebench.fastpath import DeviceData, autocast, prepare_model, resolve
 from corebench.faults import fault_point
 from corebench.models import NormalizedModel
 from corebench.optim import batch_order, make_optimizer, steps_per_epoch
@@ -61,7 +70,8 @@ def train_model(
     non-empty 1-D index array, as the runner hands them over. Returns {"budget", "epochs"
     (passes over the coreset, fractional when a step budget ends inside one), "steps",
     "final_loss" (mean training loss of the last, possibly partial, pass), "seconds",
-    "resumed_from" (the pass a checkpoint resumed at, 0 for a fresh run)}. The model is left in
+    "resumed_from" (the pass a checkpoint resumed at, 0 for a fresh run), "execution" (how the steps
+    ran, resolved: `fastpath.Execution.record()`)}. The model is left in
     eval mode, ready to be evaluated.
 
     With a `checkpoint`, the state after every pass is saved there, and a saved state is
@@ -74,7 +84,9 @@ def train_model(
     n = int(indices.size)
     per_epoch = steps_per_epoch(n, training.batch_size)
     total_steps = training.total_steps(per_epoch, steps_per_epoch(int(data.x_train.shape[0]), training.batch_size))
+    execution = resolve(training.precision, training.channels_last, training.compile, device)
     model.to(device)
+    step_model = prepare_model(model, execution)
     optimizer, scheduler = make_optimizer(
         model,
         lr=training.lr,
@@ -83,12 +95,13 @@ def train_model(
         weight_decay=training.weight_decay,
         total_steps=total_steps,
         schedule=training.schedule,
+        sgd=execution.sgd,
     )
     generator = torch.Generator().manual_seed(seed)
-    x_train = data.x_train[torch.from_numpy(indices)].to(device)
-    y_train = data.y_train[torch.from_numpy(indices)].to(device)
+    subset = torch.from_numpy(indices)
+    coreset = DeviceData(data.x_train[subset], data.y_train[subset], device, info=data.info,
+                         augment=training.augment and bool(data.info.augment), channels_last=execution.channels_last)
     positions = np.arange(n)
-    augment = training.augment and bool(data.info.augment)
 
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(seed)
@@ -101,24 +114,25 @@ def train_model(
             log.info("resuming %s training at pass %d of %d from %s", regime, first, passes, checkpoint.path)
         bar = tqdm(range(first, passes), desc=f"train {regime}", leave=False, disable=not progress)
         for epoch in bar:
-            model.train()
-            loss_sum, seen = 0.0, 0
-            for batch in batch_order(positions, training.batch_size, generator):
+            step_model.train()
+            batches = list(batch_order(positions, training.batch_size, generator))
+            order = host_to_device(torch.from_numpy(np.concatenate(batches)), device)
+            loss_sum, seen = torch.zeros((), dtype=torch.float64, device=device), 0
+            for batch in batches:
                 if steps == total_steps:
                     break
-                index = torch.from_numpy(batch).to(device)
-                x, y = x_train[index], y_train[index]
-                if augment:
-                    x = augment_batch(x, data.info, generator)
-                loss = _loss(model, x, y, regime, attack, generator)
+                index = order[seen : seen + len(batch)]
+                x, y = coreset.batch(index, generator)
+                with autocast(device, execution.precision):
+                    loss = _loss(step_model, x, y, regime, attack, generator)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
                 scheduler.step()
                 steps += 1
-                loss_sum += loss.item() * len(batch)
+                loss_sum += loss.detach().double() * len(batch)  # float64 on the device: read once an epoch
                 seen += len(batch)
-            final_loss = loss_sum / max(seen, 1)
+            final_loss = loss_sum.item() / max(seen, 1)
             bar.set_postfix(loss=f"{final_loss:.3f}")
             # after the last epoch too: a kill in evaluation trains nothing again
             save_run(checkpoint, epoch=epoch + 1, model=model, optimizer=optimizer, scheduler=scheduler,
@@ -131,7 +145,8 @@ def train_model(
     log.debug("trained %s on %d samples: %.4g epochs, %d steps (%s budget), loss %.4f, %.1fs",
               regime, n, epochs, steps, training.budget, final_loss, seconds)
     return {"budget": training.budget, "epochs": epochs, "steps": steps, "final_loss": float(final_loss),
-            "seconds": seconds, "resumed_from": first}
+            "seconds": seconds, "resumed_from": first,
+            "execution": {**execution.record(), "data": coreset.storage}}
 
 
 def _loss(
