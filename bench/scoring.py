@@ -68,7 +68,8 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from corebench.checkpoint import Checkpoint, resume_run, save_run
-from corebench.data import Dataset, augment_batch
+from corebench.data import Dataset, host_to_device
+from corebench.fastpath import DeviceData, Execution, autocast, prepare_model, resolve
 from corebench.faults import fault_point
 from corebench.files import confined, write_atomic
 from corebench.models import NormalizedModel, create_model
@@ -141,10 +142,11 @@ def until(signals: dict[str, np.ndarray], epochs: int) -> dict[str, np.ndarray]:
 
 
 def scoring_key(dataset: DatasetSpec, data: Dataset, arch: ArchSpec, cfg: ScoringConfig, seed: int,
-                threads: int = 1) -> str:
+                threads: int = 1, device: torch.device | None = None) -> str:
     """Hash of everything that changes the signals (not which signals were asked for): the
     dataset's full train contents (`Dataset.fingerprint`) and info, the architecture, the
-    scoring settings, the seed and the torch threads (CPU results depend on them)."""
+    scoring settings, the seed, the torch threads (CPU results depend on them) and how the
+    steps run on `device` (`execution`: `auto` is bf16 on a GPU, fp32 on CPU)."""
     return stable_hash(
         {
             "dataset": dataset,
@@ -154,9 +156,15 @@ def scoring_key(dataset: DatasetSpec, data: Dataset, arch: ArchSpec, cfg: Scorin
             "scoring": cfg,
             "seed": seed,
             "threads": threads,
-            "version": 2,
+            "execution": execution(cfg, device or torch.device("cpu")).record(),
+            "version": 3,
         }
     )
+
+
+def execution(cfg: ScoringConfig, device: torch.device) -> Execution:
+    """How a scoring run's training steps run on `device` (`corebench.fastpath.resolve`)."""
+    return resolve(cfg.precision, cfg.channels_last, cfg.compile, device)
 
 
 def get_signals(
@@ -186,7 +194,7 @@ def get_signals(
     asked = check_signals(signals)
     wanted = set(asked)
     need = needed_epochs(cfg, wanted, train_epochs)
-    key = scoring_key(dataset, data, arch, cfg, seed, threads)
+    key = scoring_key(dataset, data, arch, cfg, seed, threads, device)
     path = confined(cache_dir, f"{key}.npz") if cache_dir else None
     have: dict[str, np.ndarray] = {}
     trained = 0
@@ -213,6 +221,7 @@ def get_signals(
     if path is not None:
         _save(path, made, {"key": key, "dataset": dataset, "data": data.fingerprint("train"), "arch": arch,
                            "scoring": cfg, "seed": seed, "threads": threads, "signals": sorted(made),
+                           "execution": execution(cfg, device).record(), "device": device.type,
                            "seconds": round(seconds, 3), "trained_epochs": run_for}, root=cache_dir)
     if checkpoint is not None:
         checkpoint.delete()
@@ -298,14 +307,17 @@ def run_scoring(
         out[SNAPSHOT_EPOCHS] = np.asarray(snapshot_epochs, dtype=np.int64)
     plugins = Plugins(signals)
 
+    run = execution(cfg, device)
     with seeded(seed, device):
         model = create_model(arch, data.info).to(device)
+        step_model = prepare_model(model, run)
         generator = torch.Generator().manual_seed(seed)
         opt, sched = make_optimizer(
             model, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov, weight_decay=cfg.weight_decay,
-            total_steps=cfg.epochs * steps_per_epoch(n, cfg.batch_size), schedule="cosine",
+            total_steps=cfg.epochs * steps_per_epoch(n, cfg.batch_size), schedule="cosine", sgd=run.sgd,
         )
-        x_all, y_all = data.x_train, data.y_train
+        train_set = DeviceData(data.x_train, data.y_train, device, info=data.info,
+                               augment=cfg.augment and bool(data.info.augment), channels_last=run.channels_last)
         saved = resume_run(checkpoint, model=model, optimizer=opt, scheduler=sched, generator=generator, device=device)
         if saved is not None:  # its tag names the signal set, so the arrays are the ones of `out`
             out = {k: v.numpy() for k, v in saved["signals"].items()}
@@ -319,16 +331,17 @@ def run_scoring(
                 plugins.model_pass(model, data, "snapshot", out, 0, device)
         bar = tqdm(range(first, epochs), desc=f"scoring {arch.label}", disable=not progress, leave=False)
         for epoch in bar:
-            model.train()
+            step_model.train()
             want_input_grad = "input_grad_norm" in signals
-            for idx in batch_order(np.arange(n), cfg.batch_size, generator):
-                x = x_all[idx].to(device, non_blocking=True)
-                y = y_all[idx].to(device, non_blocking=True)
-                if cfg.augment and data.info.augment:
-                    x = augment_batch(x, data.info, generator)
+            batches = list(batch_order(np.arange(n), cfg.batch_size, generator))
+            order, start = host_to_device(torch.from_numpy(np.concatenate(batches)), device), 0
+            for idx in batches:
+                x, y = train_set.batch(order[start : start + len(idx)], generator)
+                start += len(idx)
                 x.requires_grad_(want_input_grad)
-                logits = model(x)
-                losses = F.cross_entropy(logits, y, reduction="none")
+                with autocast(device, run.precision):  # signals below are read in fp32
+                    logits = step_model(x).float()
+                    losses = F.cross_entropy(logits, y, reduction="none")
                 opt.zero_grad(set_to_none=True)
                 losses.mean().backward()
                 opt.step()
