@@ -7,7 +7,9 @@ inputs stay in [0, 1] (normalisation lives inside the model). Accuracies are per
 
 from __future__ import annotations
 
+import functools
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -17,6 +19,7 @@ from tqdm.auto import tqdm
 from corebench.attacks import pgd_attack
 from corebench.autoattack_adapter import run_autoattack
 from corebench.data import Dataset
+from corebench.fastpath import autocast
 from corebench.faults import fault_point
 from corebench.spec import EvaluationConfig
 
@@ -75,6 +78,19 @@ class EvalResult:
         return self.headline.autoattack_per_attack
 
 
+def _in_precision(fn: Callable[..., EvalResult]) -> Callable[..., EvalResult]:
+    """Run the evaluation in `cfg.precision`: fp32 unless the grid asks for bf16 autocast
+    (`evaluation.precision`), whatever the training used."""
+
+    @functools.wraps(fn)
+    def run(model: nn.Module, data: Dataset, cfg: EvaluationConfig, device: torch.device, **kwargs) -> EvalResult:
+        with autocast(torch.device(device), cfg.precision):
+            return fn(model, data, cfg, device, **kwargs)
+
+    return run
+
+
+@_in_precision
 def evaluate(
     model: nn.Module,
     data: Dataset,
