@@ -311,8 +311,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--force", action="store_true", help="re-run finished cells")
     r.add_argument("--scoring-only", action="store_true", help="only make the scoring signals (a cluster's first stage)")
     r.add_argument("--no-progress", action="store_true", help="no progress bars")
-    r.add_argument("--workers", type=_positive_int, default=1,
-                   help="train and attack cells in N local processes (scoring runs first)")
+    r.add_argument("--workers", type=_positive_int, default=None,
+                   help="train and attack cells in N local processes (scoring runs first); default: one "
+                        "per GPU on a machine with several, else 1")
     r.add_argument("--executor", choices=("local", "slurm"), default="local",
                    help="slurm: submit the grid as job arrays (scoring runs first) and return")
     r.add_argument("--slurm", action="append", default=[], metavar="KEY=VALUE",

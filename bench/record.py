@@ -162,6 +162,18 @@ class DataRef(_Part):
     notes: list[StrictStr] = Field(default_factory=list)  # caveats every board must state
 
 
+class Execution(_Part):
+    """How the cell's training steps ran on its device, as resolved from `training`'s settings
+    (`corebench.fastpath`): precision of the autocast, memory format, compiled or not, the SGD
+    implementation and the storage of the train split on the device."""
+
+    precision: Literal["fp32", "bf16"]
+    channels_last: StrictBool
+    compile: StrictBool
+    sgd: Literal["for-loop", "foreach", "fused"]
+    data: Literal["uint8", "float32"]
+
+
 class Record(_Part):
     schema_version: Literal[1, 2]
     cell_id: NonEmpty
@@ -180,6 +192,7 @@ class Record(_Part):
     data: DataRef | None = None  # absent in records written before it existed
     training: TrainingDone | None = None  # schema 2: required when status is ok
     cost: Cost | None = None  # schema 2: required when status is ok
+    execution: Execution | None = None  # None: the cell failed before training, or an older record
 
     @model_validator(mode="after")
     def _outcome_fits_status(self) -> Record:

@@ -137,7 +137,7 @@ def run_grid(
     shard: tuple[int, int] = (0, 1),
     force: bool = False,
     scoring_only: bool = False,
-    workers: int = 1,
+    workers: int | None = 1,
     progress: bool = True,
     cells: list[Cell] | None = None,
 ) -> RunSummary:
@@ -149,13 +149,16 @@ def run_grid(
     records do not depend on `workers`: with `workers` > 1 the scoring runs are made here
     first, then the cells are trained and attacked in that many processes. Each cell is claimed
     first (`corebench.claims`): a cell another worker is running is left to it. `cells` runs
-    those cells of the grid instead of all of them (a Slurm task's share).
+    those cells of the grid instead of all of them (a Slurm task's share). `workers` None means
+    one per GPU on a machine with several (`default_workers`), else 1; on CUDA the workers take
+    the visible GPUs in turn (`worker_devices`).
     """
     results_dir = writable_folder(results_dir, "--results")
     cache = writable_folder(Path(cache_dir) if cache_dir is not None else default_cache_dir(), "--cache")
     for sub in ("scoring", CHECKPOINTS):  # a link out of the cache fails now, not after compute
         confined(cache, sub)
     device = resolve_device(spec.device)
+    workers = default_workers(device) if workers is None else workers
     k, n = shard
     cells = [c for i, c in enumerate(spec.cells() if cells is None else cells) if i % n == k]
     summary = RunSummary(total=len(cells))
@@ -251,7 +254,11 @@ def _run_parallel(spec: GridSpec, todo: list[Cell], results_dir: Path, cache: Pa
     import multiprocessing
 
     ctx = multiprocessing.get_context("spawn")  # fork after OpenMP/CUDA start is unsafe
-    pool = ctx.Pool(workers, initializer=_worker_init, initargs=(spec, results_dir, cache, spec.threads, force))
+    devices = ctx.Queue()  # each worker takes the next device (one GPU each on a multi-GPU machine)
+    for dev in worker_devices(resolve_device(spec.device), workers):
+        devices.put(str(dev))
+    pool = ctx.Pool(workers, initializer=_worker_init,
+                    initargs=(spec, results_dir, cache, spec.threads, force, devices))
     try:
         for problem in pool.imap_unordered(_worker_scoring, runs):
             if problem:
@@ -265,9 +272,28 @@ def _run_parallel(spec: GridSpec, todo: list[Cell], results_dir: Path, cache: Pa
         pool.join()
 
 
-def _worker_init(spec: GridSpec, results_dir: Path, cache: Path, threads: int, force: bool) -> None:
+def default_workers(device: torch.device) -> int:
+    """Local workers when `--workers` is not given: one per visible GPU when the grid's device is
+    CUDA without an index (`auto` or `cuda`), else 1."""
+    if device.type == "cuda" and device.index is None:
+        return max(1, torch.cuda.device_count())
+    return 1
+
+
+def worker_devices(device: torch.device, workers: int) -> list[torch.device]:
+    """The device of each local worker: with a CUDA device without an index, worker i takes GPU
+    i mod (visible GPUs), so each GPU trains its own cells; otherwise every worker uses `device`."""
+    if device.type == "cuda" and device.index is None:
+        count = max(1, torch.cuda.device_count())
+        return [torch.device("cuda", i % count) for i in range(workers)]
+    return [device] * workers
+
+
+def _worker_init(spec: GridSpec, results_dir: Path, cache: Path, threads: int, force: bool, devices: Any) -> None:
     torch.set_num_threads(threads)
-    device = resolve_device(spec.device)
+    device = torch.device(devices.get())
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
     _WORKER.update(spec=spec, results_dir=results_dir, cache=cache, device=device, datasets={}, methods={}, force=force,
                    scorer=ScoringCache(spec.scoring, cache / "scoring", device, progress=False, threads=threads))
 
@@ -512,6 +538,7 @@ def run_cell(
             model, data, indices, regime=cell.regime, training=config.training,
             attack=config.attack, seed=cell.seed, device=device, progress=progress, checkpoint=checkpoint,
         )
+        record["execution"] = trained["execution"]
         t1 = time.perf_counter()
         result = evaluate(model, data, config.evaluation, device, progress=progress)
         t2 = time.perf_counter()
