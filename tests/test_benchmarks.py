@@ -42,13 +42,14 @@ def test_training_benchmark_trains_the_same_weights_as_its_hand_written_baseline
 
 
 def test_sharing_benchmark_runs_each_score_based_method_alone_and_all_together():
-    result = importlib.import_module("bench_sharing").main(n=64, epochs=1)
+    result = importlib.import_module("bench_sharing").main(n=32, epochs=1)
     assert "random" not in result["methods"] and {"easycore", "grand"} <= set(result["methods"])
     assert result["speedup"] > 1
 
 
 def test_autoattack_benchmark_gets_the_same_robust_accuracy_both_ways():
-    result = importlib.import_module("bench_autoattack").main(n=4, repeats=1, train_epochs=1)
+    result = importlib.import_module("bench_autoattack").main(n=4, repeats=1, train_epochs=1, n_train=64,
+                                                              attacks=("apgd-ce",))
     assert result["same_result"]
 
 
@@ -56,3 +57,17 @@ def test_memory_benchmark_measures_a_scoring_run_in_its_own_process():
     result = importlib.import_module("bench_memory").main(n=256)
     assert result["before"] >= result["start_rss"] > 0 and result["peak"] >= result["before"]
     assert result["dataset_bytes"] == 256 * 3 * 32 * 32 * 4 + 256 * 8 + 100 * 3 * 32 * 32 * 4 + 100 * 8
+
+
+def test_gpu_benchmark_refuses_in_one_line_without_cuda_and_smoke_runs_every_path(capsys):
+    import torch
+
+    gpu = importlib.import_module("gpu")
+    if not torch.cuda.is_available():
+        assert gpu.main([]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "no CUDA device" in err
+    assert gpu.main(["--smoke"]) == 0
+    out = capsys.readouterr().out
+    for part in ("card: CPU", "standard", "pgd_at", "trades", "AutoAttack", "smoke run"):
+        assert part in out

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -228,3 +229,180 @@ def test_deterministic_mode_is_restored_after_the_block():
 def test_execution_is_frozen():
     with pytest.raises(dataclasses.FrozenInstanceError):
         Execution("fp32", False, False, "for-loop").precision = "bf16"  # type: ignore[misc]
+
+
+# --------------------------------------------------------------------------- wired into training and scoring
+
+
+def _train(data, regime="standard", indices=None, epochs=1, checkpoint=None, **settings):
+    from corebench.spec import AttackConfig, TrainingConfig
+    from corebench.train import train_model
+
+    from helpers import tiny_model
+
+    model = tiny_model(data.info, seed=0)
+    info = train_model(model, data, np.arange(96) if indices is None else indices, regime=regime,
+                       training=TrainingConfig(epochs=epochs, batch_size=32, **settings),
+                       attack=AttackConfig(steps=2).resolved(data.info.eps), seed=1, device=CPU, progress=False,
+                       checkpoint=checkpoint)
+    return model, info
+
+
+def _conv_dtypes(model):
+    seen = []
+    model.net[0].register_forward_hook(lambda m, i, o: seen.append(o.dtype))
+    return seen
+
+
+@pytest.fixture(scope="module")
+def cifar_like():
+    from corebench.data import Dataset
+
+    x = images(128, seed=4)
+    y = torch.arange(128) % 10
+    return Dataset(CIFAR, x, y, x[:16], y[:16])
+
+
+def test_training_records_how_it_ran_and_on_cpu_auto_is_the_plain_path(cifar_like, digits):
+    _, info = _train(cifar_like)
+    assert info["execution"] == {"precision": "fp32", "channels_last": False, "compile": False, "sgd": "for-loop",
+                                 "data": "uint8"}
+    assert _train(digits)[1]["execution"]["data"] == "float32"
+
+
+def test_uint8_storage_trains_the_same_weights_as_float_storage(cifar_like, monkeypatch):
+    """The device copy in uint8 (and its augmentation on uint8 pixels) changes no bit."""
+    a, info = _train(cifar_like, regime="pgd_at")
+    monkeypatch.setattr(fastpath, "as_uint8", lambda x: None)
+    b, info_f = _train(cifar_like, regime="pgd_at")
+    assert (info["execution"]["data"], info_f["execution"]["data"]) == ("uint8", "float32")
+    assert info["final_loss"] == info_f["final_loss"]
+    for x, y in zip(a.state_dict().values(), b.state_dict().values(), strict=True):
+        assert torch.equal(x, y)
+
+
+@pytest.mark.parametrize("regime, forwards", [("standard", 1), ("pgd_at", 2 + 1), ("trades", 1 + 2 + 2)])
+def test_bf16_covers_the_training_step_and_its_attack_steps_and_evaluation_stays_fp32(digits, regime, forwards):
+    """Every forward pass of a training step (the PGD-AT / TRADES attack steps included) runs
+    in bf16; the evaluation afterwards (clean, PGD, AutoAttack) runs in fp32."""
+    from corebench.evaluate import evaluate
+    from corebench.spec import AttackConfig, AutoAttackConfig, EvaluationConfig, TrainingConfig
+    from corebench.train import train_model
+
+    from helpers import tiny_model
+
+    model = tiny_model(digits.info, seed=0)
+    seen = _conv_dtypes(model)
+    info = train_model(model, digits, np.arange(64), regime=regime, training=TrainingConfig(epochs=1, batch_size=32,
+                       precision="bf16"), attack=AttackConfig(steps=2).resolved(digits.info.eps), seed=1, device=CPU,
+                       progress=False)
+    assert info["execution"]["precision"] == "bf16"
+    assert seen == [torch.bfloat16] * (2 * forwards)  # 2 steps (64 / 32)
+    seen.clear()
+    evaluate(model, digits, EvaluationConfig(n_examples=8, pgd_steps=1, autoattack=AutoAttackConfig(
+        version="custom", attacks=("apgd-ce",))), CPU, progress=False)
+    assert seen and set(seen) == {torch.float32}
+
+
+def test_evaluation_runs_in_bf16_only_when_asked(digits):
+    from corebench.evaluate import evaluate
+    from corebench.spec import AutoAttackConfig, EvaluationConfig
+
+    from helpers import tiny_model
+
+    model = tiny_model(digits.info, seed=0)
+    seen = _conv_dtypes(model)
+    evaluate(model, digits, EvaluationConfig(n_examples=8, pgd_steps=1, precision="bf16", autoattack=AutoAttackConfig(
+        enabled=False)), CPU, progress=False)
+    assert seen and set(seen) == {torch.bfloat16}
+
+
+def test_channels_last_and_bf16_training_resumes_to_the_same_weights(digits, tmp_path, monkeypatch):
+    from corebench import train as train_module
+    from corebench.checkpoint import Checkpoint
+
+    settings = {"precision": "bf16", "channels_last": True}
+    reference, ref_info = _train(digits, regime="pgd_at", epochs=2, **settings)
+    assert ref_info["execution"]["channels_last"]
+    assert reference.net[0].weight.is_contiguous(memory_format=torch.channels_last)
+    ckpt = Checkpoint(tmp_path, "cell")
+
+    class Killed(Exception):
+        pass
+
+    def die(name, detail=""):
+        if detail == "epoch 1":
+            raise Killed
+
+    monkeypatch.setattr(train_module, "fault_point", die)
+    with pytest.raises(Killed):
+        _train(digits, regime="pgd_at", epochs=2, checkpoint=ckpt, **settings)
+    monkeypatch.undo()
+    resumed, info = _train(digits, regime="pgd_at", epochs=2, checkpoint=ckpt, **settings)
+    assert info["resumed_from"] == 1 and info["final_loss"] == ref_info["final_loss"]
+    for a, b in zip(reference.state_dict().values(), resumed.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+
+
+def test_a_compiled_step_trains_the_eager_weights_and_checkpoints_plain_names(digits, tmp_path, monkeypatch):
+    """torch.compile (here with its eager backend: the plumbing, not inductor) wraps the step
+    only: the same weights as without it, and checkpoints keyed by the model's own names."""
+    from corebench.checkpoint import Checkpoint
+
+    calls = []
+    real = torch.compile
+
+    def eager_compile(model, **kwargs):
+        calls.append(kwargs)
+        return real(model, backend="eager")
+
+    plain, _ = _train(digits, regime="trades")
+    monkeypatch.setattr(torch, "compile", eager_compile)
+    ckpt = Checkpoint(tmp_path, "cell")
+    compiled, info = _train(digits, regime="trades", compile=True, checkpoint=ckpt)
+    assert calls and info["execution"]["compile"]
+    assert not any(k.startswith("_orig_mod") for k in ckpt.load()["model"])
+    for a, b in zip(plain.state_dict().values(), compiled.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b)
+
+
+def test_scoring_runs_with_the_fast_settings_and_keys_them_apart(digits):
+    from corebench.scoring import run_scoring, scoring_key
+    from corebench.spec import ArchSpec, DatasetSpec, ScoringConfig
+
+    arch = ArchSpec("resnet10t", {"channels": [4, 8, 16, 32], "stem_width": 4})
+    small = type(digits)(digits.info, digits.x_train[:64], digits.y_train[:64], digits.x_test, digits.y_test)
+    fast = ScoringConfig(epochs=1, batch_size=32, precision="bf16", channels_last=True)
+    out = run_scoring(small, arch, fast, 0, {"input_grad_norm", "el2n", "margin_probs", "el2n_eval"}, device=CPU,
+                      progress=False)
+    for name, arr in out.items():
+        assert np.isfinite(np.asarray(arr, dtype=np.float64)).all(), name
+    assert out["input_grad_norm"].dtype == np.float32 and (out["input_grad_norm"] > 0).all()
+    ds = DatasetSpec("digits")
+    plain = ScoringConfig(epochs=1, batch_size=32)
+    assert scoring_key(ds, small, arch, plain, 0) != scoring_key(ds, small, arch, fast, 0)
+
+
+def test_auto_scoring_settings_key_a_gpu_run_apart_from_a_cpu_run(digits, monkeypatch):
+    from corebench.scoring import scoring_key
+    from corebench.spec import ArchSpec, DatasetSpec, ScoringConfig
+
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    args = (DatasetSpec("digits"), digits, ArchSpec("resnet10t"), ScoringConfig(), 0, 1)
+    assert scoring_key(*args, CPU) != scoring_key(*args, torch.device("cuda"))
+    assert scoring_key(*args, torch.device("cuda", 0)) == scoring_key(*args, torch.device("cuda", 1))
+
+
+# --------------------------------------------------------------------------- local workers, one per GPU
+
+
+def test_one_local_worker_per_gpu_by_default_and_each_takes_its_own(monkeypatch):
+    from corebench.runner import default_workers, worker_devices
+
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
+    cuda = torch.device("cuda")
+    assert default_workers(cuda) == 4 and default_workers(CPU) == 1 and default_workers(torch.device("cuda", 1)) == 1
+    assert worker_devices(cuda, 4) == [torch.device("cuda", i) for i in range(4)]
+    assert worker_devices(cuda, 6) == [torch.device("cuda", i % 4) for i in range(6)]
+    assert worker_devices(torch.device("cuda", 2), 3) == [torch.device("cuda", 2)] * 3
+    assert worker_devices(CPU, 2) == [CPU, CPU]
