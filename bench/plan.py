@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 
 from corebench.data import Dataset
+from corebench.fastpath import autocast, prepare_model, resolve
 from corebench.models import create_model
 from corebench.optim import make_optimizer, torch_threads
 from corebench.results import DONE
@@ -176,16 +177,20 @@ def probe_model(spec: GridSpec, data: Dataset, ds: DatasetSpec, arch, device: to
     training: TrainingConfig = spec.training
     batch = min(training.batch_size, data.x_train.shape[0])  # per-sample costs depend on the batch size
     eval_batch = min(spec.evaluation.batch_size, spec.evaluation.n_examples, data.x_test.shape[0])
+    # the training steps as the cells run them (precision, layout, SGD); never compiled in a probe
+    execution = resolve(training.precision, training.channels_last, False, device)
     with torch_threads(spec.threads), seeded(0, device):
         model = create_model(arch, data.info).to(device)
+        prepare_model(model, execution)
         optimizer, _ = make_optimizer(model, lr=training.lr, momentum=training.momentum, nesterov=training.nesterov,
-                                      weight_decay=training.weight_decay, total_steps=10)  # fmt: skip
+                                      weight_decay=training.weight_decay, total_steps=10, sgd=execution.sgd)  # fmt: skip
         x, y = data.x_train[:batch].to(device), data.y_train[:batch].to(device)
         xe, ye = data.x_test[:eval_batch].to(device), data.y_test[:eval_batch].to(device)
 
         def train_step() -> None:
             model.train()
-            loss = F.cross_entropy(model(x), y)
+            with autocast(device, execution.precision):
+                loss = F.cross_entropy(model(x), y)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
