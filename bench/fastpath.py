@@ -2,8 +2,9 @@
 
 What a GPU needs to stay busy, as airbench (KellerJordan/cifar10-airbench) does it:
 - the train split lives on the device (`DeviceData`), as uint8 when that is lossless (4x less
-  memory and traffic), and each batch is gathered and converted there: no DataLoader, no
-  worker processes, no host-to-device copy per step;
+  memory and traffic; on a GPU, not on the CPU, where the float images are already in memory),
+  and each batch is gathered and converted there: no DataLoader, no worker processes, no
+  host-to-device copy per step;
 - augmentation (padded random crop, horizontal flip) runs on the device, on the whole batch at
   once, on the uint8 pixels before conversion (`corebench.data.augment_batch`, the one
   implementation: its random draws come from the run's CPU generator in the same order on
@@ -18,10 +19,11 @@ What a GPU needs to stay busy, as airbench (KellerJordan/cifar10-airbench) does 
 The settings (`training.precision`, `training.channels_last`, `training.compile` and the same
 under `scoring`) are resolved once per run against the device (`resolve`): `auto` means bf16,
 channels_last and fused SGD on CUDA, and fp32, the default layout and the for-loop SGD on CPU.
-The uint8 storage and its conversion are exact (a float image is stored as uint8 only when
-`LEVELS[u8]` gives back its every bit), so on CPU with the auto settings a run computes what it
-computed before this module existed, bit for bit. What a run used is returned as an
-`Execution` and written into its record.
+The uint8 storage a GPU uses is exact (a float image is stored as uint8 only when `LEVELS[u8]`
+gives back its every bit, and augmenting uint8 pixels then converting equals converting then
+augmenting), which the tests check on CPU by asking for it there (`compact=True`); on CPU with
+the auto settings a run computes what it computed before this module existed, bit for bit.
+What a run used is returned as an `Execution` and written into its record.
 """
 
 from __future__ import annotations
@@ -101,6 +103,13 @@ def as_uint8(x: torch.Tensor) -> torch.Tensor | None:
     return out.view(x.shape)
 
 
+def compact_on(device: torch.device) -> bool:
+    """Whether a train split is stored as uint8 on `device`: on an accelerator (4x less memory
+    and traffic), not on the CPU, where the float images the dataset holds already are the
+    device copy and a uint8 one would only add memory."""
+    return device.type != "cpu"
+
+
 class DeviceData:
     """A train split (or a subset of it) held on the device, served as float32 batches.
 
@@ -112,10 +121,11 @@ class DeviceData:
     """
 
     def __init__(self, x: torch.Tensor, y: torch.Tensor, device: torch.device, *, info: DatasetInfo,
-                 augment: bool, channels_last: bool = False) -> None:
-        u8 = as_uint8(x)
+                 augment: bool, channels_last: bool = False, compact: bool | None = None) -> None:
+        x = x.to(device)  # checked and converted where it will live (fast on a GPU)
+        u8 = as_uint8(x) if (compact_on(torch.device(device)) if compact is None else compact) else None
         self.storage = "uint8" if u8 is not None else "float32"
-        self.x = (u8 if u8 is not None else x).to(device)
+        self.x = u8 if u8 is not None else x
         self.y = y.to(device)
         self.info, self.augment, self.channels_last = info, augment, channels_last
         self.levels = LEVELS.to(device)

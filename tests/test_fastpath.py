@@ -57,9 +57,18 @@ def test_images_that_are_not_8_bit_levels_are_kept_as_float(make):
 
 
 def test_device_data_stores_uint8_when_lossless_and_float32_otherwise(digits):
-    assert DeviceData(images(), torch.zeros(64, dtype=torch.long), CPU, info=CIFAR, augment=False).storage == "uint8"
-    d = DeviceData(digits.x_train, digits.y_train, CPU, info=digits.info, augment=False)
+    x = images()
+    assert DeviceData(x, torch.zeros(64, dtype=torch.long), CPU, info=CIFAR, augment=False, compact=True).storage == "uint8"
+    d = DeviceData(digits.x_train, digits.y_train, CPU, info=digits.info, augment=False, compact=True)
     assert d.storage == "float32" and d.x.dtype == torch.float32
+
+
+def test_on_the_cpu_the_float_images_are_the_device_copy(digits):
+    """No second copy on the host: uint8 storage is for accelerators."""
+    x = images()
+    d = DeviceData(x, torch.zeros(64, dtype=torch.long), CPU, info=CIFAR, augment=False)
+    assert d.storage == "float32" and d.x is x
+    assert fastpath.compact_on(torch.device("cuda")) and not fastpath.compact_on(CPU)
 
 
 @pytest.mark.parametrize("augment", [False, True])
@@ -71,7 +80,7 @@ def test_a_batch_is_the_float_path_batch_bit_for_bit(augment, kind, digits):
         x, y, info = images(128), torch.arange(128) % 10, CIFAR
     else:
         x, y, info = digits.x_train[:128], digits.y_train[:128], digits.info
-    data = DeviceData(x, y, CPU, info=info, augment=augment)
+    data = DeviceData(x, y, CPU, info=info, augment=augment, compact=True)
     assert data.storage == kind
     index = torch.randperm(128, generator=torch.Generator().manual_seed(3))[:50]
     g_fast, g_float = torch.Generator().manual_seed(7), torch.Generator().manual_seed(7)
@@ -85,7 +94,7 @@ def test_augmented_batches_are_padded_crops_and_flips_of_their_images():
     """Shape and bounds kept; each image is one of the (2p+1)² windows of its zero-padded
     image, mirrored or not; over many draws flips and offsets are spread as uniform draws are."""
     x = images(256)
-    data = DeviceData(x, torch.zeros(256, dtype=torch.long), CPU, info=CIFAR, augment=True)
+    data = DeviceData(x, torch.zeros(256, dtype=torch.long), CPU, info=CIFAR, augment=True, compact=True)
     p = CIFAR.crop_padding
     padded = nn.functional.pad(x, (p, p, p, p))
     flips, offsets = 0, torch.zeros(2 * p + 1, 2 * p + 1)
@@ -105,7 +114,7 @@ def test_augmented_batches_are_padded_crops_and_flips_of_their_images():
 
 
 def test_batches_are_determined_by_the_generator_seed():
-    data = DeviceData(images(64), torch.zeros(64, dtype=torch.long), CPU, info=CIFAR, augment=True)
+    data = DeviceData(images(64), torch.zeros(64, dtype=torch.long), CPU, info=CIFAR, augment=True, compact=True)
     index = torch.arange(64)
     a, _ = data.batch(index, torch.Generator().manual_seed(1))
     b, _ = data.batch(index, torch.Generator().manual_seed(1))
@@ -115,7 +124,8 @@ def test_batches_are_determined_by_the_generator_seed():
 
 def test_channels_last_batches_hold_the_same_values():
     x = images(16)
-    data = DeviceData(x, torch.zeros(16, dtype=torch.long), CPU, info=CIFAR, augment=False, channels_last=True)
+    data = DeviceData(x, torch.zeros(16, dtype=torch.long), CPU, info=CIFAR, augment=False, channels_last=True,
+                      compact=True)
     xb, _ = data.batch(torch.arange(16))
     assert xb.is_contiguous(memory_format=torch.channels_last) and torch.equal(xb, x)
 
@@ -263,18 +273,17 @@ def cifar_like():
     return Dataset(CIFAR, x, y, x[:16], y[:16])
 
 
-def test_training_records_how_it_ran_and_on_cpu_auto_is_the_plain_path(cifar_like, digits):
+def test_training_records_how_it_ran_and_on_cpu_auto_is_the_plain_path(cifar_like):
     _, info = _train(cifar_like)
     assert info["execution"] == {"precision": "fp32", "channels_last": False, "compile": False, "sgd": "for-loop",
-                                 "data": "uint8"}
-    assert _train(digits)[1]["execution"]["data"] == "float32"
+                                 "data": "float32"}
 
 
 def test_uint8_storage_trains_the_same_weights_as_float_storage(cifar_like, monkeypatch):
-    """The device copy in uint8 (and its augmentation on uint8 pixels) changes no bit."""
-    a, info = _train(cifar_like, regime="pgd_at")
-    monkeypatch.setattr(fastpath, "as_uint8", lambda x: None)
+    """The device copy in uint8 (and its augmentation on uint8 pixels), as on a GPU, changes no bit."""
     b, info_f = _train(cifar_like, regime="pgd_at")
+    monkeypatch.setattr(fastpath, "compact_on", lambda device: True)
+    a, info = _train(cifar_like, regime="pgd_at")
     assert (info["execution"]["data"], info_f["execution"]["data"]) == ("uint8", "float32")
     assert info["final_loss"] == info_f["final_loss"]
     for x, y in zip(a.state_dict().values(), b.state_dict().values(), strict=True):

@@ -66,7 +66,7 @@ def test_device_batches_equal_the_cpu_batches_bit_for_bit(cuda):
     x = torch.randint(0, 256, (256, 3, 32, 32), dtype=torch.uint8).float().div_(255)
     y = torch.arange(256) % 10
     index = torch.randperm(256)[:100]
-    on_cpu = DeviceData(x, y, torch.device("cpu"), info=info, augment=True)
+    on_cpu = DeviceData(x, y, torch.device("cpu"), info=info, augment=True, compact=True)
     on_gpu = DeviceData(x, y, cuda, info=info, augment=True, channels_last=True)
     assert on_gpu.storage == "uint8"
     a, _ = on_cpu.batch(index, torch.Generator().manual_seed(0))
