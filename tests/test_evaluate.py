@@ -131,6 +131,22 @@ def test_cascade_matches_one_autoattack_run(model, digits):
     assert acc == pytest.approx(100 * (y_adv == y).float().mean().item())
 
 
+def test_the_package_checks_run_once_per_evaluation_and_are_restored(model, digits, monkeypatch):
+    """The start-up checks run with the first attack only (a direct call runs them once too);
+    the package's functions are its own again afterwards."""
+    from pyautoattack import checks
+
+    originals = {name: getattr(checks, name) for name in ("check_randomized", "check_dynamic")}
+    calls = []
+    for name, fn in originals.items():
+        monkeypatch.setattr(checks, name, lambda *a, _n=name, _f=fn, **k: calls.append(_n) or _f(*a, **k))
+    patched = {name: getattr(checks, name) for name in originals}
+    run_autoattack(model, digits.x_test[:40], digits.y_test[:40], eps=32 / 255, batch_size=40,
+                   autoattack=AutoAttackConfig(version="custom", attacks=["apgd-ce", "apgd-t", "fab-t"], seed=0))
+    assert sorted(calls) == ["check_dynamic", "check_randomized"]
+    assert {name: getattr(checks, name) for name in originals} == patched
+
+
 def test_autoattack_is_isolated_from_global_state(model, digits):
     torch.manual_seed(123)
     np.random.seed(123)
