@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import statistics
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -51,24 +52,36 @@ def cifar_subset(n: int = 2000) -> Dataset:
 
 @dataclasses.dataclass
 class Timed:
-    """The fastest of several runs: CPU seconds of this process (the judged figure: with one
-    torch thread it is the work done, whatever else the shared cores run) and wall seconds."""
+    """Runs of one callable: CPU seconds of this process (the judged figure: with one torch
+    thread it is the work done, whatever else the shared cores run) and wall seconds."""
 
-    cpu_s: float
-    wall_s: float
+    cpu: list[float]
+    wall: list[float]
     result: object  # what the last run returned
+
+    @property
+    def cpu_s(self) -> float:
+        return min(self.cpu)
+
+    @property
+    def wall_s(self) -> float:
+        return min(self.wall)
 
 
 def alternate(runs: dict[str, Callable[[], object]], repeats: int) -> dict[str, Timed]:
-    """Run each callable `repeats` times, taking turns (so a burst of load hits both), and keep
-    the fastest CPU and wall time of each."""
-    cpu: dict[str, list[float]] = {k: [] for k in runs}
-    wall: dict[str, list[float]] = {k: [] for k in runs}
-    results: dict[str, object] = {}
+    """Run each callable `repeats` times, taking turns (so a burst of load hits both)."""
+    timed = {k: Timed([], [], None) for k in runs}
     for _ in range(repeats):
         for name, run in runs.items():
             c0, w0 = time.process_time(), time.perf_counter()
-            results[name] = run()
-            cpu[name].append(time.process_time() - c0)
-            wall[name].append(time.perf_counter() - w0)
-    return {k: Timed(min(cpu[k]), min(wall[k]), results[k]) for k in runs}
+            timed[name].result = run()
+            timed[name].cpu.append(time.process_time() - c0)
+            timed[name].wall.append(time.perf_counter() - w0)
+    return timed
+
+
+def paired_ratio(ours: Timed, base: Timed) -> float:
+    """The median over rounds of ours / baseline in CPU seconds, each round's two runs taken
+    back to back: on a shared machine one run's time swings by several per cent, a round's
+    ratio much less, and the median ignores a round a burst of load hit."""
+    return statistics.median(a / b for a, b in zip(ours.cpu, base.cpu, strict=True))
