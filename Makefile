@@ -7,7 +7,7 @@ PIP    := $(BIN)/python -m pip --disable-pip-version-check -q
 STAMP  := $(VENV)/.installed
 TORCH  := torch==2.14.1 torchvision==0.29.1
 
-.PHONY: install quickstart test test-all lint leaderboards benchmarks clean
+.PHONY: install quickstart test test-all test-gpu lint leaderboards benchmarks benchmarks-gpu clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +45,14 @@ leaderboards: $(STAMP)
 
 benchmarks: $(STAMP)
 	$(BIN)/python benchmarks/run_all.py
+
+## On a machine with CUDA: the GPU path's correctness tests, and its benchmark (under 8 minutes;
+## it prints the card's name: copy its output into benchmarks/README.md with the date).
+test-gpu: $(STAMP)
+	$(BIN)/python -m pytest -q -m gpu -rs
+
+benchmarks-gpu: $(STAMP)
+	$(BIN)/python benchmarks/gpu.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache cache runs
