@@ -54,7 +54,8 @@ def main(n: int = 400, epochs: int = ScoringConfig().epochs) -> dict:
         return run_scoring(data, ARCH, cfg, 0, signals, device=torch.device("cpu"), progress=False)
 
     def select(name: str, signals: dict) -> None:
-        ctx = SelectionContext(labels=labels, num_classes=data.info.num_classes, runs=(signals,), seed=0)
+        ctx = SelectionContext(labels=labels, num_classes=data.info.num_classes, runs=(signals,), seed=0,
+                               dataset="cifar10", scoring_epochs=cfg.epochs)  # CIFAR-10's images, CCS's β table
         run_selection(methods[name], ctx, FRACTION)
 
     union = set().union(*(m.required_signals() for m in methods.values()))
