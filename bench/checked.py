@@ -204,8 +204,12 @@ def describe(exc: ValidationError, where: str, cls: type | None = None) -> str:
     """The first error of a ValidationError as one line: '<field>: <value> is not allowed; allowed: …'."""
     err = exc.errors(include_url=False)[0]
     kind, ctx, value = err["type"], err.get("ctx") or {}, err.get("input")
-    # a union's member tags ('constrained-float', 'function-after[...]') are not fields: drop them
-    err["loc"] = tuple(p for p in err["loc"] if not (isinstance(p, str) and not p.isidentifier()))
+    # a union's member tags ('constrained-float', 'function-after[...]') are not fields: drop them;
+    # an unknown key (the last place of its error) is kept whatever it is ('', 'batch-size')
+    loc, key = err["loc"], ()
+    if kind in ("extra_forbidden", "unexpected_keyword_argument") and loc:
+        loc, key = loc[:-1], loc[-1:]
+    err["loc"] = tuple(p for p in loc if not (isinstance(p, str) and not p.isidentifier())) + key
     loc = [str(p) for p in err["loc"] if not isinstance(p, int)]  # the value names the list entry
     if kind == "not_allowed":
         path = ".".join([where, *loc, ctx["field"]])

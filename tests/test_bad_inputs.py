@@ -131,6 +131,8 @@ GRID_CASES = [
     ("device tpu", {"device": "tpu"}, "device: 'tpu' is not allowed; allowed: auto, cpu, cuda, cuda:N"),
     ("unknown top-level key", {"trainig": {"epochs": 1}}, "trainig: 'trainig' is not allowed; allowed: top-level keys"),
     ("unknown section key", {"training": {"epoch": 3}}, "training.epoch: 'epoch' is not allowed; allowed: keys epochs"),
+    ("empty section key", {"scoring": {"": None}}, "scoring: '' is not allowed; allowed: keys epochs"),
+    ("dashed section key", {"training": {"batch-size": 64}}, "training.batch-size: 'batch-size' is not allowed; allowed: keys epochs"),
     ("grid name with a slash", {"name": "a/b"}, "name: 'a/b' is not allowed; allowed: letters, digits, '-' and '_'"),
     ("grid name dotdot", {"name": ".."}, "name: '..' is not allowed"),
     ("repeated dataset", {"datasets": ["digits", "digits"]}, "datasets: 'digits' is not allowed; allowed: each dataset once"),
