@@ -15,7 +15,9 @@ Reported (issue 8), as ratios to one plain training epoch of the same run:
 
 Data: 2,000 real CIFAR-10 images from the shared cifar10_test_subset.npz when present (the
 design's reference setting; read in place, never copied), else scikit-learn digits. One torch
-thread, as grids run by default.
+thread, as grids run by default. Times are CPU seconds of this process (with one thread, the
+work done, whatever else the shared cores run: wall time on a loaded machine swings by more
+than the targets' margins).
 """
 
 from __future__ import annotations
@@ -53,9 +55,9 @@ def _data(n: int = 2000) -> Dataset:
 
 def _time(data: Dataset, arch: ArchSpec, cfg: ScoringConfig, signals: set[str], seed: int = 0,
           train_epochs: int | None = None) -> float:
-    start = time.perf_counter()
+    start = time.process_time()
     run_scoring(data, arch, cfg, seed, signals, device=torch.device("cpu"), progress=False, train_epochs=train_epochs)
-    return time.perf_counter() - start
+    return time.process_time() - start
 
 
 def _agreement(a: np.ndarray, b: np.ndarray) -> dict[str, float]:
@@ -90,9 +92,9 @@ def _pass_seconds(data: Dataset, arch: ArchSpec) -> float:
     """One exact input-gradient pass over the train set (fresh model; the weights do not change its cost)."""
     with seeded(0):
         model = create_model(arch, data.info)
-    start = time.perf_counter()
+    start = time.process_time()
     input_grad_norms(model, data.x_train, data.y_train, torch.device("cpu"))
-    return time.perf_counter() - start
+    return time.process_time() - start
 
 
 def main(epochs: int = 10, n_runs: int = 3, n: int = 2000, runs_epochs: int = 4, repeats: int = 3) -> dict:
