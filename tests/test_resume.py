@@ -16,6 +16,16 @@ from corebench.train import train_model
 from helpers import tiny_model
 
 
+def _killed_after_epoch_2(point: str):
+    """A stand-in for `fault_point` that raises Killed once `point` finishes epoch 2."""
+
+    def fault_point(name, detail=""):
+        if name == point and detail == "epoch 2":
+            raise Killed
+
+    return fault_point
+
+
 class Killed(Exception):
     pass
 
@@ -33,11 +43,7 @@ def test_a_run_killed_after_an_epoch_resumes_to_the_same_weights(digits, tmp_pat
     reference, ref_info = _train(digits, regime=regime)
     ckpt = Checkpoint(tmp_path, "cell123")
 
-    def die_after_epoch_2(name, detail=""):
-        if name == "training" and detail == "epoch 2":
-            raise Killed
-
-    monkeypatch.setattr(train_module, "fault_point", die_after_epoch_2)
+    monkeypatch.setattr(train_module, "fault_point", _killed_after_epoch_2("training"))
     with pytest.raises(Killed):
         _train(digits, ckpt, regime=regime)
     assert ckpt.path.is_file() and ckpt.load()["epoch"] == 2
@@ -94,11 +100,7 @@ def test_a_killed_scoring_run_resumes_to_the_same_signals(digits, tmp_path, monk
     reference = scoring.run_scoring(data, arch, cfg, 0, wanted, device=torch.device("cpu"), progress=False)
     ckpt = Checkpoint(tmp_path, "scoring")
 
-    def die_after_epoch_2(name, detail=""):
-        if name == "scoring" and detail == "epoch 2":
-            raise Killed
-
-    monkeypatch.setattr(scoring, "fault_point", die_after_epoch_2)
+    monkeypatch.setattr(scoring, "fault_point", _killed_after_epoch_2("scoring"))
     with pytest.raises(Killed):
         scoring.run_scoring(data, arch, cfg, 0, wanted, device=torch.device("cpu"), progress=False, checkpoint=ckpt)
     monkeypatch.undo()
