@@ -369,6 +369,9 @@ class ScoringCache:
             signals, epochs = self._need(method)
         except MethodError:
             return
+        self._add(cell, method, signals, epochs)
+
+    def _add(self, cell: Cell, method: CoresetMethod, signals: set[str], epochs: int) -> None:
         if not signals:  # random: no scoring run at all
             return
         for key in self.keys(cell, method):
@@ -411,7 +414,7 @@ class ScoringCache:
     def contexts(self, cell: Cell, data: Dataset, method: CoresetMethod) -> tuple[SelectionContext, list[dict[str, Any]]]:
         """The method's SelectionContext and the scoring runs it used (`cost.scoring_runs` entries)."""
         wanted, epochs = self._need(method)  # a MethodError naming the method and an unknown signal
-        self.request(cell, method)
+        self._add(cell, method, wanted, epochs)
         labels = data.y_train.numpy()
         ctx = SelectionContext(labels=labels, num_classes=data.info.num_classes, runs=({},), seed=cell.seed,
                                dataset=cell.dataset.name, scoring_epochs=self.cfg.epochs)
