@@ -140,6 +140,10 @@ def run_autoattack(
         adversary.apgd.n_restarts = budget.apgd_restarts
         adversary.apgd.n_iter = adversary.apgd_targeted.n_iter = budget.apgd_iterations
         adversary.apgd_targeted.n_target_classes = adversary.fab.n_target_classes = targets
+        if aa.fab_iterations is not None:
+            adversary.fab.n_iter = aa.fab_iterations
+        if aa.square_queries is not None:
+            adversary.square.n_queries = aa.square_queries
 
         per_attack = {"clean": 100.0 * robust.sum().item() / n}
         checked = False

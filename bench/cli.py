@@ -53,6 +53,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.executor == "slurm":
         return _submit(args)
     spec = load_grid(args.grid)
+    if args.smoke:
+        return _smoke(args, spec)
     shard = _shard(args.shard)
     summary = run_grid(spec, args.results, cache_dir=args.cache, shard=shard, force=args.force,
                        scoring_only=args.scoring_only, workers=args.workers, progress=not args.no_progress)
@@ -67,6 +69,28 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"  failed: {path}: {error}")
     if not args.scoring_only:
         _print_summary(Path(args.results) / spec.name)
+    return 1 if summary.failed else 0
+
+
+def _smoke(args: argparse.Namespace, spec: Any) -> int:
+    """Every kind of cell of the grid on stand-in data, in a scratch folder unless --results is
+    given; exit 1 when any cell failed."""
+    import tempfile
+
+    from corebench.runner import run_grid
+    from corebench.smoke import smoke_grid
+
+    smoke = smoke_grid(spec)
+    with tempfile.TemporaryDirectory(prefix="corebench-smoke-") as scratch:
+        results = args.results if args.results_given else str(Path(scratch) / "results")
+        cache = args.cache or str(Path(scratch) / "cache")
+        summary = run_grid(smoke, results, cache_dir=cache, force=True, workers=args.workers or 1,
+                           progress=not args.no_progress)
+    print(f"smoke {spec.name}: {summary.total} cells (every method entry, regime and architecture, "
+          f"full data, smallest and largest fraction, one seed) on stand-in data: {summary.finished} ran, "
+          f"{summary.failed} failed")
+    for path, error in summary.failures[:20]:
+        print(f"  failed: {path}: {error}")
     return 1 if summary.failed else 0
 
 
@@ -153,10 +177,10 @@ def cmd_status(args: argparse.Namespace) -> int:
     grid = None
     if args.grid:
         from corebench.grid import load_grid
-        from corebench.runner import grid_states
+        from corebench.runner import grid_states, stale_reason
 
         spec = load_grid(args.grid)
-        grid = (spec.name, [(path, state) for _, path, state, _ in grid_states(spec, args.results)])
+        grid = (spec.name, [(s.path, s.state, stale_reason(s)) for s in grid_states(spec, args.results)])
     grids = progress(Path(args.results), grid)
     if not grids:
         print("no records")
@@ -177,9 +201,9 @@ def cmd_status(args: argparse.Namespace) -> int:
             print(f"  failed: {_shown(path, args.results)}: {error}")
         for path, _claim, why in g.stale_claims:
             print(f"  stale claim: {_shown(path, args.results)}: {why}; the next worker takes it over")
-        for path in g.stale_records:
-            print(f"  stale: {_shown(path, args.results)}: finished under other settings or data than the "
-                  "grid's; `run` reruns it")
+        for path, why in g.stale_records:
+            print(f"  stale: {_shown(path, args.results)}: made under other settings or data than the grid's "
+                  f"({why}); `run` reruns it")
         for path, why in g.malformed:
             print(f"  malformed: {path}: {why}")
     return 0
@@ -305,9 +329,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("run", help="run a grid file (skips finished cells)")
     r.add_argument("grid", help="grid file (YAML)")
-    r.add_argument("--results", default="results", help="results folder (default: results)")
+    r.add_argument("--results", default=None, help="results folder (default: results)")
     r.add_argument("--cache", default=None, help="signal cache folder (default: $COREBENCH_CACHE or ~/.cache/corebench)")
     r.add_argument("--shard", default="0/1", help="run only shard K of N (K/N), for array jobs")
+    r.add_argument("--smoke", action="store_true",
+                   help="run every kind of cell (method entry, regime, architecture, full data) for one epoch "
+                        "on a tiny stand-in of each dataset, in seconds; records in a scratch folder unless "
+                        "--results is given")
     r.add_argument("--force", action="store_true", help="re-run finished cells")
     r.add_argument("--scoring-only", action="store_true", help="only make the scoring signals (a cluster's first stage)")
     r.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -375,6 +403,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if getattr(args, "fn", None) is cmd_run:  # --results: given (smoke writes there) or the default
+        args.results_given = args.results is not None
+        args.results = args.results or "results"
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("auto-attack").setLevel(logging.WARNING)

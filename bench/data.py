@@ -107,7 +107,53 @@ def load_dataset(spec: DatasetSpec) -> Dataset:
     """Load a dataset by its spec; unknown names and missing files are one-line errors."""
     if spec.name not in _LOADERS:
         raise invalid("datasets", spec.name, list_datasets())
+    if spec.stand_in:
+        return stand_in(spec)
     return _LOADERS[spec.name](spec)
+
+
+# What a stand-in copies of each dataset without reading its files: image shape (C, H, W),
+# classes, default ε, augmentations and crop padding. Datasets not listed (a user's npz,
+# synthetic) are loaded and cut down instead.
+STAND_IN_SHAPES: dict[str, tuple[tuple[int, int, int], int, float, tuple[str, ...], int]] = {
+    "cifar10": ((3, 32, 32), 10, 8 / 255, ("crop", "flip"), 4),
+    "cifar100": ((3, 32, 32), 100, 8 / 255, ("crop", "flip"), 4),
+    "svhn": ((3, 32, 32), 10, 8 / 255, ("crop",), 4),
+    "cifar10_proxy": ((3, 32, 32), 10, 8 / 255, ("crop", "flip"), 4),
+    "cifar10_jpeg": ((3, 32, 32), 10, 8 / 255, ("crop", "flip"), 4),
+    "digits": ((1, 8, 8), 10, 32 / 255, ("crop",), 1),
+}
+STAND_IN_PER_CLASS = (6, 2)  # train and test images per class of a stand-in (at least 60 / 16 in all)
+STAND_IN_NOTE = "A generated stand-in (corebench run --smoke): it checks that cells run, not what they score."
+
+
+def stand_in(spec: DatasetSpec) -> Dataset:
+    """A tiny dataset with the name, image shape and classes of `spec`'s: each class a random
+    template plus noise, so a one-epoch model learns something and every kind of cell runs.
+    Seeded by the name, so a smoke run is deterministic."""
+    real = dataclasses.replace(spec, stand_in=False)
+    if spec.name in STAND_IN_SHAPES:
+        shape, classes, eps, augment, padding = STAND_IN_SHAPES[spec.name]
+    else:  # generated or a user's own file: read it once, keep its shape and classes
+        full = load_dataset(real)
+        i = full.info
+        shape, classes, eps, augment, padding = i.input_shape, i.num_classes, i.eps, i.augment, i.crop_padding
+    rng = np.random.default_rng(int(hashlib.sha256(spec.name.encode()).hexdigest()[:8], 16))
+    templates = rng.uniform(0, 1, (classes, *shape)).astype(np.float32)
+
+    def draw(per_class: int, minimum: int) -> tuple[torch.Tensor, torch.Tensor]:
+        n = max(minimum, per_class * classes)
+        y = np.arange(n) % classes
+        x = np.clip(templates[y] + 0.2 * rng.standard_normal((n, *shape)), 0, 1).astype(np.float32)
+        return torch.from_numpy(x), torch.from_numpy(y.astype(np.int64))
+
+    x_tr, y_tr = draw(STAND_IN_PER_CLASS[0], 60)
+    x_te, y_te = draw(STAND_IN_PER_CLASS[1], 16)
+    mean, std = _stats(x_tr)
+    info = DatasetInfo(name=spec.name, num_classes=classes, input_shape=shape, mean=mean, std=std, eps=eps,
+                       augment=augment, crop_padding=padding, classes=tuple(str(c) for c in range(classes)),
+                       source="stand-in (generated)", notes=(STAND_IN_NOTE,))
+    return Dataset(info, x_tr, y_tr, x_te, y_te)
 
 
 def _options(dataset: DatasetSpec, options_type: type) -> Any:

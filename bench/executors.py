@@ -142,9 +142,7 @@ def submit_grid(spec: GridSpec, results_dir: str | Path, *, cache_dir: str | Pat
     """Submit the grid's unfinished cells and the scoring runs they need (see the module doc)."""
     from corebench.errors import MethodError
     from corebench.methods.base import declared_signals
-    from corebench.optim import resolve_device
-    from corebench.results import DONE
-    from corebench.runner import ScoringCache, cell_states, default_cache_dir, methods_of, prepare
+    from corebench.runner import default_cache_dir, plan_work
 
     submitit = require_submitit()
     results = str(Path(results_dir).resolve())
@@ -155,18 +153,12 @@ def submit_grid(spec: GridSpec, results_dir: str | Path, *, cache_dir: str | Pat
     base = slurm_parameters(spec.slurm, spec.threads)
     out = Submission()
 
-    cells = spec.cells()
-    datasets = prepare(spec, [c.dataset for c in cells])  # data, models and attacks checked before submitting
-    methods = methods_of(cells)
-    todo = [cell for cell, _, state, _ in cell_states(spec, cells, datasets, methods, Path(results)) if state != DONE]
-    out.done = len(cells) - len(todo)
-    scorer = ScoringCache(spec.scoring, Path(cache or default_cache_dir()) / "scoring", resolve_device("cpu"), False,
-                          threads=spec.threads)
-    for cell in todo:
-        if cell.method.name != FULL_DATA:
-            scorer.request(cell, methods[cell.method])
-    missing = [key for key in scorer.needs if scorer.needs[key] and not scorer.cached(key, datasets[key[0]])]
-    out.cached_runs = sum(bool(signals) for signals in scorer.needs.values()) - len(missing)
+    # data, models and attacks are checked before submitting
+    work = plan_work(spec, Path(results), cache=Path(cache) if cache else default_cache_dir())
+    todo, methods, scorer = [s.cell for s in work.todo], work.methods, work.scorer
+    out.done = len(work.states) - len(todo)
+    missing = work.missing_runs()
+    out.cached_runs = len(work.runs()) - len(missing)
 
     job_of: dict[tuple, str] = {}
     for chunk in _chunks(missing):

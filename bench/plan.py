@@ -21,6 +21,7 @@ summed from every layer's output on the CPU).
 
 from __future__ import annotations
 
+import math
 import os
 import resource
 import time
@@ -34,23 +35,28 @@ import torch.nn.functional as F
 
 from corebench.data import Dataset
 from corebench.fastpath import autocast, prepare_model, resolve
+from corebench.methods.base import budget_for
 from corebench.models import create_model
 from corebench.optim import make_optimizer, torch_threads
-from corebench.results import DONE
-from corebench.runner import ScoringCache, cell_states, default_cache_dir, methods_of, prepare
+from corebench.results import scan
+from corebench.runner import Work, default_cache_dir, plan_work
 from corebench.scoring import seeded
-from corebench.spec import FULL_DATA, AttackConfig, DatasetSpec, GridSpec, TrainingConfig
+from corebench.spec import FULL_DATA, AttackConfig, DatasetSpec, GridSpec, TrainingConfig, slug
 
-# gradient steps per test example for each AutoAttack attack (pyautoattack's defaults: 100
-# iterations, 9 target classes, 5,000 Square queries, which are forward passes only)
-AA_GRADIENT_STEPS: dict[str, Callable[[int], int]] = {
-    "apgd-ce": lambda c: 100, "apgd-dlr": lambda c: 100, "apgd-t": lambda c: 100 * min(9, c - 1),
-    "fab": lambda c: 100 * c, "fab-t": lambda c: 200 * min(9, c - 1), "square": lambda c: 0,
+# gradient steps per attacked test example for each AutoAttack attack, from the resolved budget
+# (`AutoAttackConfig.resolved`: restarts r, iterations i, target classes t of the C − 1 others);
+# Square's 5,000 queries are forward passes only (pyautoattack's defaults)
+AA_GRADIENT_STEPS: dict[str, Callable[[int, int, int, int], float]] = {
+    "apgd-ce": lambda r, i, t, c: r * i, "apgd-dlr": lambda r, i, t, c: r * i,
+    "apgd-t": lambda r, i, t, c: i * min(t, c - 1), "fab": lambda r, i, t, c: r * i * 2,
+    "fab-t": lambda r, i, t, c: 2 * i * min(t, c - 1), "square": lambda r, i, t, c: 0,
 }  # fmt: skip
 AA_FORWARDS = {"square": 5000}
-# the share of test points still robust after AutoAttack's first attack, by regime: each later
-# attack only runs on these (typical of the literature: standard training keeps almost none)
-ROBUST_SHARE = {"standard": 0.05, "pgd_at": 0.5, "trades": 0.5}
+# Before records exist, the share of evaluated points AutoAttack attacks (those classified right)
+# and of those the share still robust after its first attack, by regime (a stated prior: small
+# models on 10 classes; with records of the grid in the results folder their means are used)
+PRIOR_CLEAN_SHARE = {"standard": 0.5, "pgd_at": 0.4, "trades": 0.4}
+PRIOR_ROBUST_SHARE = {"standard": 0.1, "pgd_at": 0.6, "trades": 0.6}
 PROBE_SECONDS = 0.3  # time each measured step at least this long (after a warm-up step)
 
 
@@ -103,73 +109,101 @@ class Plan:
 def make_plan(spec: GridSpec, results_dir: str | Path | None = None, cache_dir: str | Path | None = None,
               *, probe: bool = True, devices: list[str] | None = None) -> Plan:
     """Count, look up the cache and the records, and (with `probe`) time the grid's models."""
-    cells = spec.cells()
-    datasets = prepare(spec, [c.dataset for c in cells])
-    methods = methods_of(cells)
-    todo = cells
-    if results_dir is not None and Path(results_dir).is_dir():
-        states = cell_states(spec, cells, datasets, methods, Path(results_dir))
-        todo = [cell for cell, _, state, _ in states if state != DONE]
+    results = Path(results_dir) if results_dir is not None and Path(results_dir).is_dir() else None
+    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    work = plan_work(spec, results, cache=cache)
+    cells = [s.cell for s in work.states]
     axes = {
         "datasets": Counter(c.dataset.label for c in cells), "architectures": Counter(c.arch.label for c in cells),
         "scoring_architectures": Counter(c.scoring_arch.label for c in cells if c.method.name != FULL_DATA),
         "regimes": Counter(c.regime for c in cells), "methods": Counter(c.method_label for c in cells),
         "fractions": Counter(f"{c.fraction:g}" for c in cells), "seeds": Counter(str(c.seed) for c in cells),
     }  # fmt: skip
-    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    scorer = ScoringCache(spec.scoring, cache / "scoring", torch.device("cpu"), False, threads=spec.threads)
-    for cell in cells:
-        if cell.method.name != FULL_DATA:
-            scorer.request(cell, methods[cell.method])
-    runs = [(f"{k[0].label} × {k[1].label} × seed {k[2]}", tuple(sorted(sig)), scorer.cached(k, datasets[k[0]]))
-            for k, sig in scorer.needs.items() if sig]  # fmt: skip
-    plan = Plan(spec.name, len(cells), axes, len(cells) - len(todo), runs)
+    scorer, datasets = work.scorer, work.datasets
+    runs = [(f"{k[0].label} × {k[1].label} × seed {k[2]}", tuple(sorted(scorer.needs[k])), scorer.cached(k, datasets[k[0]]))
+            for k in work.runs()]  # fmt: skip
+    plan = Plan(spec.name, len(cells), axes, len(work.done), runs)
     if not probe:
         return plan
     if devices is None:
         devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
-    pairs = dict.fromkeys((c.dataset, c.arch) for c in cells) | dict.fromkeys(
-        (k[0], k[1]) for k, sig in scorer.needs.items() if sig)
+    pairs = dict.fromkeys((c.dataset, c.arch) for c in cells) | dict.fromkeys((k[0], k[1]) for k in work.runs())
+    shares = observed_shares(spec, results)
     for device in devices:
         dev = torch.device(device)
         probes = {(ds, arch): probe_model(spec, datasets[ds], ds, arch, dev) for ds, arch in pairs}
         plan.probes += probes.values()
-        plan.estimates.append(_estimate(spec, todo, scorer, methods, datasets, probes, dev))
+        plan.estimates.append(estimate(spec, work, probes, dev, shares))
     return plan
 
 
-def _estimate(spec: GridSpec, todo: list, scorer: ScoringCache, methods: dict, datasets: dict[DatasetSpec, Dataset],
-              probes: dict, device: torch.device) -> Estimate:
+def observed_shares(spec: GridSpec, results: Path | None) -> dict[str, tuple[float, float]]:
+    """Per regime, (share of evaluated points classified right, share of those still robust
+    after AutoAttack's first attack): the means of the grid's finished records, else the prior."""
+    shares = {r: (PRIOR_CLEAN_SHARE[r], PRIOR_ROBUST_SHARE[r]) for r in PRIOR_CLEAN_SHARE}
+    if results is None or not (results / slug(spec.name)).is_dir():
+        return shares
+    seen: dict[str, list[tuple[float, float]]] = {}
+    for record in scan(results / slug(spec.name))[0]:
+        m = record.get("metrics")
+        if record["status"] != "ok" or not m or m.get("autoattack_acc") is None or not m["clean_acc"]:
+            continue
+        first = (m.get("robust") or [m])[0]
+        aa = first.get("autoattack_acc") or 0.0
+        seen.setdefault(record["cell"]["regime"], []).append((m["clean_acc"] / 100, aa / m["clean_acc"]))
+    for regime, pairs in seen.items():
+        shares[regime] = (sum(p[0] for p in pairs) / len(pairs), sum(p[1] for p in pairs) / len(pairs))
+    return shares
+
+
+def estimate(spec: GridSpec, work: Work, probes: dict, device: torch.device,
+             shares: dict[str, tuple[float, float]]) -> Estimate:
+    """Seconds of compute for the work to do, from per-sample probe timings and the same budget
+    arithmetic as training (`budget_for`, `TrainingConfig.total_steps`)."""
     est = Estimate(_device_name(device, spec.threads))
-    for key, signals in scorer.needs.items():
-        if signals and not scorer.cached(key, datasets[key[0]]):
-            p, n = probes[(key[0], key[1])], datasets[key[0]].x_train.shape[0]
-            per_epoch = n * p.train_step + ("input_grad_norm_eval" in signals) * n * p.attack_step
-            grand = ("grand_all" in signals) * len(spec.scoring.snapshots()) * n * p.train_step * 3
-            est.scoring_s += scorer.epochs.get(key, spec.scoring.epochs) * per_epoch + grand
-    classes_of = {ds: d.info.num_classes for ds, d in datasets.items()}
-    for cell in todo:
+    datasets, scorer = work.datasets, work.scorer
+    for key in work.missing_runs():
+        signals = scorer.needs[key]
+        p, n = probes[(key[0], key[1])], datasets[key[0]].x_train.shape[0]
+        per_epoch = n * p.train_step + ("input_grad_norm_eval" in signals) * n * p.attack_step
+        grand = ("grand_all" in signals) * len(spec.scoring.snapshots()) * n * p.train_step * 3
+        est.scoring_s += scorer.epochs.get(key, spec.scoring.epochs) * per_epoch + grand
+    for s in work.todo:
+        cell = s.cell
         p = probes[(cell.dataset, cell.arch)]
-        n = datasets[cell.dataset].x_train.shape[0]
-        kept = n if cell.method.name == FULL_DATA else max(1, round(cell.fraction * n))
-        est.training_s += spec.training.epochs * kept * p.regime_step(cell.regime, spec.attack)
-        n_test, classes = len(datasets[cell.dataset].y_test), classes_of[cell.dataset]
-        est.evaluation_s += _evaluation_s(spec, p, classes, n_test, ROBUST_SHARE[cell.regime])
-        est.evaluation_bound_s += _evaluation_s(spec, p, classes, n_test, 1.0)
+        data = datasets[cell.dataset]
+        est.training_s += training_samples(spec.training, cell, data.x_train.shape[0]) * p.regime_step(cell.regime, spec.attack)
+        n_test, classes = len(data.y_test), data.info.num_classes
+        clean, robust = shares[cell.regime]
+        est.evaluation_s += _evaluation_s(spec, p, classes, n_test, clean, robust, data.info.eps)
+        est.evaluation_bound_s += _evaluation_s(spec, p, classes, n_test, 1.0, 1.0, data.info.eps)
     return est
 
 
-def _evaluation_s(spec: GridSpec, p: Probe, classes: int, n_test: int, robust_share: float) -> float:
-    """Clean and PGD-k on every test point, AutoAttack's first attack too, later attacks on the
-    `robust_share` still standing."""
-    ev = spec.evaluation
+def training_samples(training: TrainingConfig, cell, n: int) -> int:
+    """Samples the cell's training passes through: its SGD steps (`TrainingConfig.total_steps`,
+    with the coreset's size from `budget_for`) times the batch, the last batch of an epoch short."""
+    kept = n if cell.method.name == FULL_DATA else budget_for(cell.fraction, n)
+    per_epoch = math.ceil(kept / training.batch_size)
+    steps = training.total_steps(per_epoch, math.ceil(n / training.batch_size))
+    return round(steps * kept / per_epoch)
+
+
+def _evaluation_s(spec: GridSpec, p: Probe, classes: int, n_test: int, clean_share: float, robust_share: float,
+                  default_eps: float) -> float:
+    """Clean once; at each ε PGD-k on every point, AutoAttack's first attack on the points
+    classified right, each later one on the `robust_share` of those still standing."""
+    ev = spec.evaluation.resolved(default_eps)
+    n = min(ev.n_examples, n_test)
+    aa = ev.autoattack
     steps, forwards = float(ev.pgd_steps), 1.0
-    if ev.autoattack.enabled:
-        for i, name in enumerate(ev.autoattack.run_list()):
-            share = 1.0 if i == 0 else robust_share
-            steps += share * AA_GRADIENT_STEPS[name](classes)
+    if aa.enabled:
+        for i, name in enumerate(aa.run_list()):
+            share = clean_share * (1.0 if i == 0 else robust_share)
+            steps += share * AA_GRADIENT_STEPS[name](aa.apgd_restarts, aa.apgd_iterations, aa.target_classes, classes)
             forwards += share * AA_FORWARDS.get(name, 0)
-    return min(ev.n_examples, n_test) * (steps * p.attack_step + forwards * p.forward)
+    per_eps = n * (steps * p.attack_step + forwards * p.forward)
+    return n * p.forward + len(ev.eps) * per_eps
 
 
 def probe_model(spec: GridSpec, data: Dataset, ds: DatasetSpec, arch, device: torch.device) -> Probe:

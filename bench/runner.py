@@ -36,13 +36,15 @@ from corebench.data import Dataset, load_dataset
 from corebench.errors import BenchError, MethodError, PathError
 from corebench.evaluate import evaluate
 from corebench.files import confined, writable_folder
+from corebench.identity import cell_id as identity_hash
+from corebench.identity import cell_settings, differences, record_settings
 from corebench.methods import CoresetMethod, SelectionContext, create_method, run_selection
 from corebench.methods.base import declared_signals
 from corebench.methods.registry import git_commit, method_source
 from corebench.models import create_model, default_scoring_arch
 from corebench.optim import resolve_device, torch_threads
 from corebench.record import SCHEMA_VERSION, CellConfig, Record
-from corebench.results import DONE, STALE, record_state, write_indices, write_record
+from corebench.results import DONE, MISSING, STALE, record_state, write_indices, write_record
 from corebench.scoring import ScoringResult, get_signals, needed_epochs, scoring_key, seeded, until
 from corebench.signals import companions
 from corebench.spec import (
@@ -54,7 +56,6 @@ from corebench.spec import (
     MethodSpec,
     ScoringConfig,
     scoring_seed,
-    stable_hash,
 )
 from corebench.train import train_model
 
@@ -96,18 +97,36 @@ def methods_of(cells: Iterable[Cell]) -> dict[MethodSpec, CoresetMethod]:
     return {m: create_method(m.name, **m.params) for m in {c.method for c in cells} if m.name != FULL_DATA}
 
 
+@dataclass(frozen=True)
+class CellState:
+    """A cell of the grid with its identity, computed once (`cell_state`) and handed to
+    everything that needs it: running, claiming, status, Slurm and `plan`."""
+
+    cell: Cell
+    path: Path  # its record, inside the results folder
+    state: str  # `results.record_state`'s: done, stale, failed, missing, malformed
+    cell_id: str
+    settings: dict[str, Any]  # canonical settings (`identity.cell_settings`); the id is their hash
+    options: dict[str, Any]  # the method's options at the cell's fraction on its dataset
+    options_error: BenchError | None = None  # the method has no option value there (CCS β)
+
+
+def cell_state(spec: GridSpec, cell: Cell, data: Dataset, method: CoresetMethod | None,
+               results_dir: Path) -> CellState:
+    """The one place a cell's id is computed (see `corebench.identity`)."""
+    path = confined(results_dir, cell.relpath(spec.name))
+    if path.exists() and not path.is_file():
+        raise PathError(f"{path}: is not a file; a cell's record goes there (move it away)")
+    options, error = cell_options(cell, method)
+    settings = cell_settings(cell.key(), options, cell_config(spec, cell, data), data.fingerprint())
+    cid = identity_hash(settings)
+    return CellState(cell, path, record_state(path, cid), cid, settings, options, error)
+
+
 def cell_states(spec: GridSpec, cells: Iterable[Cell], datasets: dict[DatasetSpec, Dataset],
-                methods: dict[MethodSpec, CoresetMethod], results_dir: Path) -> list[tuple[Cell, Path, str, str]]:
-    """(cell, record path, state, cell id) per cell; the state is `results.record_state`'s."""
-    out = []
-    for cell in cells:
-        path = confined(results_dir, cell.relpath(spec.name))
-        if path.exists() and not path.is_file():
-            raise PathError(f"{path}: is not a file; a cell's record goes there (move it away)")
-        method = methods.get(cell.method)
-        cid = cell_id(spec, cell, datasets[cell.dataset], cell_options(cell, method)[0])
-        out.append((cell, path, record_state(path, cid), cid))
-    return out
+                methods: dict[MethodSpec, CoresetMethod], results_dir: Path) -> list[CellState]:
+    """Every cell with its record's state and identity."""
+    return [cell_state(spec, c, datasets[c.dataset], methods.get(c.method), results_dir) for c in cells]
 
 
 def cell_options(cell: Cell, method: CoresetMethod | None) -> tuple[dict[str, Any], BenchError | None]:
@@ -122,11 +141,76 @@ def cell_options(cell: Cell, method: CoresetMethod | None) -> tuple[dict[str, An
         return method.options(), exc
 
 
-def grid_states(spec: GridSpec, results_dir: str | Path) -> list[tuple[Cell, Path, str, str]]:
+@dataclass
+class Work:
+    """What is still to do for a grid (or some of its cells), written once: the data loaded and
+    checked, the methods built, every cell's state, the cells to run, and the scoring runs they
+    need with those the cache does not hold yet. `run`, Slurm's `submit_grid`, `plan` and
+    `status` all start here."""
+
+    spec: GridSpec
+    datasets: dict[DatasetSpec, Dataset]
+    methods: dict[MethodSpec, CoresetMethod]
+    states: list[CellState]
+    todo: list[CellState]
+    scorer: ScoringCache
+
+    @property
+    def done(self) -> list[CellState]:
+        return [s for s in self.states if s.state == DONE]
+
+    @property
+    def stale(self) -> list[CellState]:
+        return [s for s in self.states if s.state == STALE]
+
+    def runs(self) -> list[tuple]:
+        """Every scoring run the cells to do read (key: dataset, scoring arch, run seed)."""
+        return [key for key, signals in self.scorer.needs.items() if signals]
+
+    def missing_runs(self) -> list[tuple]:
+        """The scoring runs the cells to do read that the cache does not hold yet."""
+        return [key for key in self.runs() if not self.scorer.cached(key, self.datasets[key[0]])]
+
+
+def plan_work(spec: GridSpec, results_dir: Path | None, *, cells: list[Cell] | None = None,
+              cache: Path | None = None, force: bool = False, device: torch.device | None = None,
+              progress: bool = False) -> Work:
+    """Load and check the data, build the methods, compute every cell's state, keep the cells
+    to run (not done, or all with `force`) and request their scoring runs."""
+    cells = spec.cells() if cells is None else cells
+    datasets = prepare(spec, [c.dataset for c in cells])
+    methods = methods_of(cells)
+    if results_dir is not None:
+        states = cell_states(spec, cells, datasets, methods, results_dir)
+    else:  # nothing run yet: every cell is to do
+        states = [CellState(c, Path(), MISSING, "", {}, {}) for c in cells]
+    todo = [s for s in states if force or s.state != DONE]
+    scorer = ScoringCache(spec.scoring, confined(cache, "scoring") if cache is not None else None,
+                          device or torch.device("cpu"), progress, threads=spec.threads)
+    for s in todo:  # every run's signal needs are known up front, so one run records them all
+        if s.cell.method.name != FULL_DATA:
+            scorer.request(s.cell, methods[s.cell.method])
+    return Work(spec, datasets, methods, states, todo, scorer)
+
+
+def stale_reason(state: CellState, limit: int = 3) -> str:
+    """What differs between a stale record's settings and the grid's ('' unless stale)."""
+    if state.state != STALE:
+        return ""
+    try:
+        made = record_settings(json.loads(state.path.read_text()))
+    except (OSError, ValueError, KeyError) as exc:
+        return f"its settings cannot be read ({type(exc).__name__})"
+    changed = differences(made, state.settings)
+    if not changed:  # same settings, another id: made by an older identity rule
+        return "same settings, an id from an older identity rule"
+    more = f"; and {len(changed) - limit} more" if len(changed) > limit else ""
+    return "; ".join(changed[:limit]) + more
+
+
+def grid_states(spec: GridSpec, results_dir: str | Path) -> list[CellState]:
     """Every cell of the grid with its record's state (`corebench status --grid`); loads the data."""
-    cells = spec.cells()
-    datasets = {ds: load_dataset(ds) for ds in dict.fromkeys(c.dataset for c in cells)}
-    return cell_states(spec, cells, datasets, methods_of(cells), Path(results_dir))
+    return plan_work(spec, Path(results_dir)).states
 
 
 def run_grid(
@@ -163,54 +247,45 @@ def run_grid(
     cells = [c for i, c in enumerate(spec.cells() if cells is None else cells) if i % n == k]
     summary = RunSummary(total=len(cells))
     with torch_threads(spec.threads):
-        datasets = prepare(spec, [c.dataset for c in cells])
-        methods = methods_of(cells)
-        todo = []
-        for cell, path, state, cid in cell_states(spec, cells, datasets, methods, results_dir):
-            if state == DONE and not force:
+        work = plan_work(spec, results_dir, cells=cells, cache=cache, force=force, device=device, progress=progress)
+        for s in work.done:
+            if not force:
                 summary.skipped += 1
-                checkpoint_for(cache, cid).delete()  # left by a run killed after writing the record
-                continue
-            if state == STALE:
-                summary.stale.append(str(path))
-                log.warning("%s: finished under other settings or data (its cell id differs); rerunning", path)
-            todo.append(cell)
+                checkpoint_for(cache, s.cell_id).delete()  # left by a run killed after writing the record
+        for s in work.stale:
+            summary.stale.append(str(s.path))
+            log.warning("%s: finished under other settings or data (its cell id differs); rerunning", s.path)
         log.info("grid %s: %d cells in this shard, %d already done, %d stale, %d to run",
-                 spec.name, len(cells), summary.skipped, len(summary.stale), len(todo))
-        if not todo:
+                 spec.name, len(cells), summary.skipped, len(summary.stale), len(work.todo))
+        if not work.todo:
             return summary
-        _run_todo(spec, todo, datasets, methods, results_dir, cache, device, summary,
+        _run_todo(work, results_dir, cache, device, summary,
                   scoring_only=scoring_only, workers=workers, progress=progress, force=force)
     return summary
 
 
-def _run_todo(spec: GridSpec, todo: list[Cell], datasets: dict[DatasetSpec, Dataset],
-              methods: dict[MethodSpec, CoresetMethod], results_dir: Path, cache: Path, device: torch.device,
-              summary: RunSummary, *, scoring_only: bool, workers: int, progress: bool, force: bool = False) -> None:
-    scorer = ScoringCache(spec.scoring, confined(cache, "scoring"), device, progress, threads=spec.threads)
-    for cell in todo:  # every group's signal needs are known up front, so one run records them all
-        if cell.method.name != FULL_DATA:
-            scorer.request(cell, methods[cell.method])
+def _run_todo(work: Work, results_dir: Path, cache: Path, device: torch.device, summary: RunSummary, *,
+              scoring_only: bool, workers: int, progress: bool, force: bool = False) -> None:
+    spec, datasets, methods, scorer = work.spec, work.datasets, work.methods, work.scorer
     if scoring_only:
-        for cell in todo:
-            if cell.method.name != FULL_DATA:
-                scorer.contexts(cell, datasets[cell.dataset], methods[cell.method])
+        for s in work.todo:
+            if s.cell.method.name != FULL_DATA:
+                scorer.contexts(s.cell, datasets[s.cell.dataset], methods[s.cell.method])
         return
     # with several workers, the runs not cached yet are made first, in the workers' pool
-    runs = [(key, frozenset(signals), scorer.epochs.get(key)) for key, signals in scorer.needs.items()
-            if workers > 1 and signals and not scorer.cached(key, datasets[key[0]])]  # fmt: skip
+    runs = [(key, frozenset(scorer.needs[key]), scorer.epochs.get(key)) for key in work.missing_runs()] if workers > 1 else []
 
     from tqdm import tqdm
 
     if workers > 1:
-        outcomes = _run_parallel(spec, todo, results_dir, cache, workers, force, runs)
+        outcomes = _run_parallel(spec, work.todo, results_dir, cache, workers, force, runs)
     else:
         outcomes = (
-            run_claimed(spec, cell, datasets[cell.dataset], methods.get(cell.method), scorer, device,
+            run_claimed(spec, s, datasets[s.cell.dataset], methods.get(s.cell.method), scorer, device,
                         results_dir, cache, progress, force=force)
-            for cell in todo
+            for s in work.todo
         )
-    for status, path, error in tqdm(outcomes, total=len(todo), desc=f"grid {spec.name}", disable=not progress):
+    for status, path, error in tqdm(outcomes, total=len(work.todo), desc=f"grid {spec.name}", disable=not progress):
         if status == "ok":
             summary.finished += 1
         elif status == "done":  # finished by another worker meanwhile
@@ -222,19 +297,17 @@ def _run_todo(spec: GridSpec, todo: list[Cell], datasets: dict[DatasetSpec, Data
             summary.failures.append((path, error))
 
 
-def run_claimed(spec: GridSpec, cell: Cell, data: Dataset, method: CoresetMethod | None, scorer: ScoringCache,
-                device: torch.device, results_dir: Path, cache: Path, progress: bool,
+def run_claimed(spec: GridSpec, state: CellState, data: Dataset, method: CoresetMethod | None,
+                scorer: ScoringCache, device: torch.device, results_dir: Path, cache: Path, progress: bool,
                 force: bool = False) -> tuple[str, str, str | None]:
     """Claim the cell and run it: (record status, path, error), or ('done' | 'busy', path, holder)."""
-    path = results_dir / cell.relpath(spec.name)
-    cid = cell_id(spec, cell, data, method.options_for(cell.fraction) if method is not None else {})
-    with holding(path, cell_id=cid, force=force) as claim:
+    with holding(state.path, cell_id=state.cell_id, force=force) as claim:
         if claim.state != "claimed":
             holder = claim.holder
-            return claim.state, str(path), holder and f"{holder.host} pid {holder.pid} {holder.job}".strip()
-        record = run_cell(spec, cell, data, method, scorer, device, path, progress, results_dir=results_dir,
-                          cache_dir=cache)
-    return record["status"], str(path), record["error"]
+            return claim.state, str(state.path), holder and f"{holder.host} pid {holder.pid} {holder.job}".strip()
+        record = run_cell(spec, state.cell, data, method, scorer, device, state.path, progress,
+                          results_dir=results_dir, cache_dir=cache, state=state)
+    return record["status"], str(state.path), record["error"]
 
 
 # --------------------------------------------------------------------------- worker processes
@@ -242,7 +315,7 @@ def run_claimed(spec: GridSpec, cell: Cell, data: Dataset, method: CoresetMethod
 _WORKER: dict[str, Any] = {}
 
 
-def _run_parallel(spec: GridSpec, todo: list[Cell], results_dir: Path, cache: Path, workers: int, force: bool,
+def _run_parallel(spec: GridSpec, todo: list[CellState], results_dir: Path, cache: Path, workers: int, force: bool,
                   runs: list[tuple[tuple, frozenset[str], int | None]] = ()):
     """The scoring `runs` (key, signals, epochs), then the cells, in `workers` spawned processes,
     each with the grid's `threads`; yields (status, path, error) per cell as they finish.
@@ -318,8 +391,9 @@ def _worker_scoring(run: tuple[tuple, frozenset[str], int | None]) -> str:
     return ""
 
 
-def _worker_cell(cell: Cell) -> tuple[str, str, str | None]:
+def _worker_cell(state: CellState) -> tuple[str, str, str | None]:
     w = _WORKER
+    cell = state.cell
     if cell.dataset not in w["datasets"]:
         w["datasets"][cell.dataset] = load_dataset(cell.dataset)
     method = None
@@ -327,7 +401,7 @@ def _worker_cell(cell: Cell) -> tuple[str, str, str | None]:
         if cell.method not in w["methods"]:
             w["methods"][cell.method] = create_method(cell.method.name, **cell.method.params)
         method = w["methods"][cell.method]
-    return run_claimed(w["spec"], cell, w["datasets"][cell.dataset], method, w["scorer"], w["device"],
+    return run_claimed(w["spec"], state, w["datasets"][cell.dataset], method, w["scorer"], w["device"],
                        w["results_dir"], w["cache"], False, force=w["force"])
 
 
@@ -454,13 +528,9 @@ def select_indices(cell: Cell, data: Dataset, method: CoresetMethod | None,
 
 
 def cell_id(spec: GridSpec, cell: Cell, data: Dataset, options: dict[str, Any]) -> str:
-    """The hash of everything that determines a cell's numbers: its key, the method's options
-    at its fraction, every resolved setting (`cell_config`, threads included) and the full
-    contents of the data. A record is valid for a cell only while the two agree (`record_state`);
-    the cell's checkpoint is named by it."""
-    config = cell_config(spec, cell, data)
-    return stable_hash({"cell": cell.key(), "options": options, "config": config.model_dump(mode="json"),
-                        "data": data.fingerprint()})
+    """The id of a cell (`cell_state` computes it with everything else a run needs): the hash
+    of its canonical settings (`identity.cell_settings`). The cell's checkpoint is named by it."""
+    return identity_hash(cell_settings(cell.key(), options, cell_config(spec, cell, data), data.fingerprint()))
 
 
 def checkpoint_for(cache_dir: Path | None, cell_id: str) -> Checkpoint | None:
@@ -489,6 +559,7 @@ def run_cell(
     *,
     results_dir: Path | None = None,
     cache_dir: Path | None = None,
+    state: CellState | None = None,
 ) -> dict[str, Any]:
     """Select, train, evaluate one cell and write its record (a failed one on any error).
 
@@ -498,8 +569,9 @@ def run_cell(
     """
     start = time.perf_counter()
     config = cell_config(spec, cell, data)
-    options, options_error = cell_options(cell, method)
-    cid = cell_id(spec, cell, data, options)
+    if state is None:  # a caller outside a grid run: compute the identity as a run does
+        state = cell_state(spec, cell, data, method, results_dir or path.parent)
+    options, options_error, cid = state.options, state.options_error, state.cell_id
     checkpoint = checkpoint_for(cache_dir, cid)
     record: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,

@@ -126,6 +126,9 @@ class DatasetSpec:
     path: StrictStr | None = None  # npz datasets: the file
     options: Mapping[str, Any] = field(default_factory=dict)
     id: StrictStr = ""  # label in results and boards; defaults to name
+    # `corebench run --smoke`: a tiny generated stand-in with this dataset's name, image shape
+    # and classes instead of its files (`data.stand_in`); its records say so
+    stand_in: StrictBool = False
 
     def __hash__(self) -> int:  # mappings inside: hash the JSON form
         return hash(stable_hash(self))
@@ -299,6 +302,9 @@ class AutoAttackConfig:
     apgd_restarts: PositiveInt | None = None
     apgd_iterations: PositiveInt | None = None
     target_classes: PositiveInt | None = None  # of APGD-T and FAB-T (at most K − 1 are used)
+    # FAB's iterations and Square's queries; None: the package's (100 and 5,000) in every version
+    fab_iterations: PositiveInt | None = None
+    square_queries: PositiveInt | None = None
 
     @model_validator(mode="after")
     def _attacks_fit_version(self) -> AutoAttackConfig:

@@ -23,7 +23,7 @@ class GridProgress:
     failed: list[tuple[Path, str]] = field(default_factory=list)  # (record, error)
     running: list[tuple[Path, Claim]] = field(default_factory=list)
     stale_claims: list[tuple[Path, Claim, str]] = field(default_factory=list)  # (record, claim, why the holder is gone)
-    stale_records: list[Path] = field(default_factory=list)  # finished under other settings or data: rerun
+    stale_records: list[tuple[Path, str]] = field(default_factory=list)  # (record, what changed): rerun
     malformed: list[tuple[Path, str]] = field(default_factory=list)
     not_run: int | None = None  # cells without a record: known only with the grid's cells
 
@@ -39,9 +39,10 @@ class GridProgress:
         return None if self.pending is None else self.done + self.pending
 
 
-def progress(results_dir: Path, grid: tuple[str, list[tuple[Path, str]]] | None = None) -> list[GridProgress]:
+def progress(results_dir: Path, grid: tuple[str, list[tuple[Path, str, str]]] | None = None) -> list[GridProgress]:
     """Per grid found under `results_dir`; or, given a grid's name and its cells' record paths
-    with their states (`runner.grid_states`), for that grid alone, counting its pending cells."""
+    with their states and, for a stale one, what changed (`runner.grid_states`,
+    `runner.stale_reason`), for that grid alone, counting its pending cells."""
     results_dir = Path(results_dir)
     records, problems = scan(results_dir)
     by_path = {Path(r["_path"]).resolve(): r for r in records}
@@ -50,7 +51,7 @@ def progress(results_dir: Path, grid: tuple[str, list[tuple[Path, str]]] | None 
         name, states = grid
         g = GridProgress(name, not_run=0)
         bad = {Path(p).resolve(): why for p, why in problems}
-        for path, state in states:
+        for path, state, why in states:
             path = Path(path).resolve()
             if state == DONE:
                 g.done += 1
@@ -59,7 +60,7 @@ def progress(results_dir: Path, grid: tuple[str, list[tuple[Path, str]]] | None 
             elif state == FAILED:
                 g.failed.append((path, by_path[path]["error"] or "") if path in by_path else (path, ""))
             elif state == STALE:
-                g.stale_records.append(path)
+                g.stale_records.append((path, why))
             elif state == MALFORMED:
                 g.malformed.append((path, bad.get(path, "not a valid record for this cell")))
             else:

@@ -155,10 +155,11 @@ def test_status_reports_done_running_failed_and_pending_across_workers(tmp_path,
     put(paths[3], a_claim(host="node18", heartbeat=time.time() - 3600))  # holder gone: pending
     write_record(paths[4], example_record(grid="shared", method="random", seed=1))  # other settings: stale
 
-    states = [(p, s) for p, s in zip(paths, [DONE, FAILED, MISSING, MISSING, STALE, MISSING], strict=True)]
+    kinds = [DONE, FAILED, MISSING, MISSING, STALE, MISSING]
+    states = [(p, s, "seed: 0 -> 1" if s == STALE else "") for p, s in zip(paths, kinds, strict=True)]
     (g,) = progress(res, ("shared", states))
     assert (g.total, g.done, len(g.running), len(g.failed), len(g.stale_records), g.not_run) == (6, 1, 1, 1, 1, 2)
-    assert g.running[0][1].host == "node17" and len(g.stale_claims) == 1 and g.stale_records == [paths[4].resolve()]
+    assert g.running[0][1].host == "node17" and len(g.stale_claims) == 1 and g.stale_records == [(paths[4].resolve(), "seed: 0 -> 1")]
 
     assert main(["status", str(res), "--grid", _write(tmp_path)]) == 0
     out = capsys.readouterr().out
@@ -166,7 +167,7 @@ def test_status_reports_done_running_failed_and_pending_across_workers(tmp_path,
     assert "running: shared/digits/resnet18/standard/easycore/f0.3/seed0.json on node17 (pid 4242, job 77_3) since 2026-11-27 09:30:00" in out
     assert "failed: shared/digits/resnet18/standard/random/f0.3/seed0.json: RuntimeError: boom" in out
     assert "stale claim: shared/digits/resnet18/standard/full/f1/seed1.json: no heartbeat from node18" in out
-    assert "stale: shared/digits/resnet18/standard/random/f0.3/seed1.json: finished under other settings" in out
+    assert "stale: shared/digits/resnet18/standard/random/f0.3/seed1.json: made under other settings" in out
     assert main(["status", str(res)]) == 0  # without the grid: what the folder holds
     assert "grid shared: 2 done, 1 running, 1 failed" in capsys.readouterr().out
 

@@ -1,0 +1,48 @@
+"""`corebench run GRID --smoke`: every kind of cell of a grid, in seconds, on stand-in data.
+
+A grid that would crash should crash before its first real hour, and a grid whose data is not
+on this machine (the paper grids in CI) should still be checked end to end. The smoke grid
+keeps every dataset name and class count (as a generated stand-in, `data.stand_in`), every
+architecture, scoring architecture, regime and method entry, the full-data references, and
+each regime's smallest and largest fraction, on the grid's first seed; it cuts every schedule
+to one epoch and every attack to a few steps on a few evaluation images. Its records go to a
+scratch folder unless `--results` is given, and say `stand_in: true`: they are never numbers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from corebench.spec import GridSpec
+
+SMOKE_EXAMPLES = 8  # evaluated images
+SMOKE_ATTACK_STEPS = 2  # PGD steps of training attacks and of the evaluation's PGD, APGD iterations
+SMOKE_SQUARE_QUERIES = 10
+SMOKE_TARGETS = 2
+
+
+def smoke_grid(spec: GridSpec) -> GridSpec:
+    """The smoke version of a grid (see the module doc)."""
+    fractions = _ends(spec.fractions)
+    regime_fractions = {r: _ends(f) for r, f in spec.regime_fractions.items()}
+    scoring = dataclasses.replace(spec.scoring, epochs=1, snapshot_epochs=tuple(
+        sorted({min(e, 1) for e in spec.scoring.snapshots()})))
+    steps = None if spec.training.steps is None else min(spec.training.steps, 2)
+    training = dataclasses.replace(spec.training, epochs=1, steps=steps)
+    attack = dataclasses.replace(spec.attack, steps=min(spec.attack.steps, SMOKE_ATTACK_STEPS))
+    ev = spec.evaluation
+    aa = dataclasses.replace(ev.autoattack, apgd_iterations=SMOKE_ATTACK_STEPS, apgd_restarts=1,
+                             target_classes=SMOKE_TARGETS, fab_iterations=SMOKE_ATTACK_STEPS,
+                             square_queries=SMOKE_SQUARE_QUERIES)
+    evaluation = dataclasses.replace(ev, n_examples=min(ev.n_examples, SMOKE_EXAMPLES),
+                                     pgd_steps=min(ev.pgd_steps, SMOKE_ATTACK_STEPS), autoattack=aa)
+    return dataclasses.replace(
+        spec, datasets=tuple(dataclasses.replace(d, stand_in=True) for d in spec.datasets),
+        fractions=fractions, regime_fractions=regime_fractions, seeds=spec.seeds[:1], scoring=scoring,
+        training=training, attack=attack, evaluation=evaluation,
+    )
+
+
+def _ends(fractions: tuple[float, ...]) -> tuple[float, ...]:
+    """The smallest and the largest fraction (where coreset budgets and per-fraction options break)."""
+    return tuple(sorted({min(fractions), max(fractions)}))
