@@ -118,9 +118,14 @@ def cell_state(spec: GridSpec, cell: Cell, data: Dataset, method: CoresetMethod 
     if path.exists() and not path.is_file():
         raise PathError(f"{path}: is not a file; a cell's record goes there (move it away)")
     options, error = cell_options(cell, method)
-    settings = cell_settings(cell.key(), options, cell_config(spec, cell, data), data.fingerprint())
+    settings = settings_of(spec, cell, data, options)
     cid = identity_hash(settings)
     return CellState(cell, path, record_state(path, cid), cid, settings, options, error)
+
+
+def settings_of(spec: GridSpec, cell: Cell, data: Dataset, options: dict[str, Any]) -> dict[str, Any]:
+    """A grid cell's canonical settings (`identity.cell_settings`): the one place they are built."""
+    return cell_settings(cell.key(), options, cell_config(spec, cell, data), data.fingerprint())
 
 
 def cell_states(spec: GridSpec, cells: Iterable[Cell], datasets: dict[DatasetSpec, Dataset],
@@ -530,7 +535,7 @@ def select_indices(cell: Cell, data: Dataset, method: CoresetMethod | None,
 def cell_id(spec: GridSpec, cell: Cell, data: Dataset, options: dict[str, Any]) -> str:
     """The id of a cell (`cell_state` computes it with everything else a run needs): the hash
     of its canonical settings (`identity.cell_settings`). The cell's checkpoint is named by it."""
-    return identity_hash(cell_settings(cell.key(), options, cell_config(spec, cell, data), data.fingerprint()))
+    return identity_hash(settings_of(spec, cell, data, options))
 
 
 def checkpoint_for(cache_dir: Path | None, cell_id: str) -> Checkpoint | None:
