@@ -28,21 +28,32 @@ from corebench.faults import fault_point
 TEMP_SUFFIX = ".tmp"
 
 
-def confined(root: str | Path, path: str | Path) -> Path:
-    """`path` (absolute, or relative to `root`) if it resolves inside `root`; `PathError` otherwise.
+def inside(root: str | Path, path: str | Path) -> Path:
+    """`path` itself (absolute, or relative to the working directory, as `root` is) if it
+    resolves inside `root`; `PathError` otherwise. The one confinement rule: every file the
+    suite writes, deletes, locks or claims is checked through it.
 
     Both are resolved, symlinks included, so `..` parts, absolute paths and links that lead
-    out of the folder are all refused. The returned path is `root / relative part` unresolved
-    (the spelling the caller gave), so messages and records show the folder the user named.
+    out of the folder are all refused; a relative `root` (`../runs/results`, `.`) is resolved
+    against the working directory exactly once.
     """
-    root = Path(root)
-    full = root / path  # an absolute `path` replaces root here and is caught below
+    root, path = Path(root), Path(path)
     real_root = root.resolve()
-    real = full.resolve()
+    real = path.resolve()
     if real != real_root and not real.is_relative_to(real_root):
-        raise PathError(f"{full}: resolves to {real}, outside {root}; refused (files are only written "
+        raise PathError(f"{path}: resolves to {real}, outside {root}; refused (files are only written "
                         f"or deleted inside the folder they belong to)")
-    return full
+    return path
+
+
+def confined(root: str | Path, relpath: str | Path) -> Path:
+    """`root / relpath` if it resolves inside `root` (`inside`); `PathError` otherwise.
+
+    `relpath` is a part below the folder (an absolute one replaces `root` and is refused). The
+    returned path is unresolved (the spelling the caller gave), so messages and records show
+    the folder the user named.
+    """
+    return inside(root, Path(root) / relpath)
 
 
 def writable_folder(path: str | Path, what: str) -> Path:
@@ -65,7 +76,7 @@ def write_atomic(
 ) -> None:
     """Write through `write(file)` to a temp file in the same folder, then rename over `path`.
 
-    With `root`, the path must resolve inside it (`confined`). The temp name is made here (not
+    With `root`, the path must resolve inside it (`inside`). The temp name is made here (not
     `mkstemp`) so the file gets the umask's permissions rather than 0600; it starts with '.'
     and ends in `.tmp`, so nothing reading the folder mistakes it for a real file. A writer of
     many files into one folder passes `sweep=False` and calls `sweep_folder` once instead (the
@@ -73,7 +84,7 @@ def write_atomic(
     """
     path = Path(path)
     if root is not None:
-        confined(root, path)
+        inside(root, path)
     if mkdir:
         path.parent.mkdir(parents=True, exist_ok=True)
     if sweep:

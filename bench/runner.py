@@ -301,7 +301,7 @@ def run_claimed(spec: GridSpec, state: CellState, data: Dataset, method: Coreset
                 scorer: ScoringCache, device: torch.device, results_dir: Path, cache: Path, progress: bool,
                 force: bool = False) -> tuple[str, str, str | None]:
     """Claim the cell and run it: (record status, path, error), or ('done' | 'busy', path, holder)."""
-    with holding(state.path, cell_id=state.cell_id, force=force) as claim:
+    with holding(state.path, cell_id=state.cell_id, force=force, root=results_dir) as claim:
         if claim.state != "claimed":
             holder = claim.holder
             return claim.state, str(state.path), holder and f"{holder.host} pid {holder.pid} {holder.job}".strip()
