@@ -33,7 +33,7 @@ from pathlib import Path
 
 from filelock import FileLock
 
-from corebench.files import inside
+from corebench.files import cannot_write, inside, make_folder
 from corebench.results import is_done, write_atomic
 
 log = logging.getLogger(__name__)
@@ -146,19 +146,31 @@ def try_claim(record: Path, *, cell_id: str | None = None, force: bool = False,
     record = Path(record)
     if root is not None:
         inside(root, record.parent)
-    record.parent.mkdir(parents=True, exist_ok=True)
-    with _lock(record, root):
-        if not force and is_done(record, cell_id):
-            return Outcome("done"), None
-        held = read_claim(record)
-        if held is not None:
-            why = held.gone(stale_s=stale_s)
-            if why is None:
-                return Outcome("busy", held), None
-            log.info("taking over %s: %s", record, why)
-        mine = _new_claim()
-        _write(record, mine, root)
-        return Outcome("claimed"), mine
+    make_folder(record.parent)
+    lock = _lock(record, root)
+    try:
+        lock.acquire()
+    except OSError as exc:  # a read-only folder: FileLock cannot make its file
+        raise cannot_write(lock_path(record), exc) from None
+    try:
+        return _take(record, cell_id, force, stale_s, root)
+    finally:
+        lock.release()
+
+
+def _take(record: Path, cell_id: str | None, force: bool, stale_s: float, root: Path | None) -> tuple[Outcome, Claim | None]:
+    """`try_claim`'s look-and-take, under the cell's lock."""
+    if not force and is_done(record, cell_id):
+        return Outcome("done"), None
+    held = read_claim(record)
+    if held is not None:
+        why = held.gone(stale_s=stale_s)
+        if why is None:
+            return Outcome("busy", held), None
+        log.info("taking over %s: %s", record, why)
+    mine = _new_claim()
+    _write(record, mine, root)
+    return Outcome("claimed"), mine
 
 
 def refresh(record: Path, mine: Claim, root: Path | None = None) -> bool:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -34,15 +35,15 @@ def _positive_int(text: str) -> int:
 
 
 def _params(pairs: list[str], option: str = "--param") -> dict[str, Any]:
-    """KEY=VALUE pairs; values parsed as YAML scalars (true, 0.5, [1, 2])."""
-    import yaml
+    """KEY=VALUE pairs; values parsed as YAML scalars (true, 0.5, [1, 2]), without aliases."""
+    from corebench.checked import load_yaml
 
     out = {}
     for pair in pairs or []:
         if "=" not in pair:
             raise invalid(option, pair, "key=value")
         key, value = pair.split("=", 1)
-        out[key] = yaml.safe_load(value)
+        out[key] = load_yaml(value, f"{option} {key}")
     return out
 
 
@@ -52,6 +53,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     if args.executor == "slurm":
         return _submit(args)
+    cores = os.cpu_count() or 1
+    if args.workers is not None and args.workers > cores:  # each worker is a torch process with its own threads
+        raise invalid("--workers", args.workers, f"1 to {cores} (one process per core of this machine at most)")
     spec = load_grid(args.grid)
     if args.smoke:
         return _smoke(args, spec)
@@ -232,6 +236,7 @@ def cmd_select(args: argparse.Namespace) -> int:
 
     from corebench.checked import build
     from corebench.data import list_datasets
+    from corebench.files import writable_folder
     from corebench.methods import create_method
     from corebench.runner import select_coreset
     from corebench.spec import ArchSpec, DatasetSpec, MethodSpec, ScoringConfig
@@ -243,6 +248,7 @@ def cmd_select(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.is_dir():
         raise invalid("--out", args.out, "a file name (this is a folder)")
+    writable_folder(out.parent, "--out")  # before the scoring run: a folder under a file fails now
     params = _params(args.param)
     threads = 1
     if args.grid:
@@ -266,7 +272,6 @@ def cmd_select(args: argparse.Namespace) -> int:
     indices, used = select_coreset(dataset, arch, method, args.fraction, seed=seed, scoring=scoring,
                                    cache_dir=Path(args.cache) if args.cache else None,
                                    device=args.device, progress=not args.no_progress, threads=threads)
-    out.parent.mkdir(parents=True, exist_ok=True)
     np.save(out, indices, allow_pickle=False)
     print(f"kept {indices.size} samples (sorted indices to KEEP) -> {out}; method {method.label}, "
           f"dataset {dataset.label}, scoring model {used.label} ({scoring.epochs} epochs, seed {seed})")

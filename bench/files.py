@@ -22,7 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from corebench.errors import PathError, invalid
+from corebench.errors import DiskError, PathError, invalid
 from corebench.faults import fault_point
 
 TEMP_SUFFIX = ".tmp"
@@ -86,7 +86,7 @@ def write_atomic(
     if root is not None:
         inside(root, path)
     if mkdir:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        make_folder(path.parent)
     if sweep:
         sweep_orphans(path)
     tmp = path.with_name(f".{path.name}.{_HOST}.{os.getpid()}.{uuid.uuid4().hex[:8]}{TEMP_SUFFIX}")
@@ -98,9 +98,37 @@ def write_atomic(
                 os.fsync(f.fileno())
         fault_point("write", path.name)  # the crash tests' hook: written, not yet renamed
         os.replace(tmp, path)
+    except OSError as exc:
+        _unlink_quietly(tmp)
+        raise cannot_write(path, exc) from None
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        _unlink_quietly(tmp)
         raise
+
+
+def cannot_write(path: Path, exc: OSError) -> DiskError:
+    """A one-line error for a file the disk refused (read-only folder, full disk, quota)."""
+    why = exc.strerror or type(exc).__name__
+    return DiskError(f"{path}: cannot be written ({why}); nothing written before it is lost: free space or "
+                     "fix the folder's permissions and run again (finished cells are kept, a cell in "
+                     "training resumes from its checkpoint)")
+
+
+def _unlink_quietly(path: Path) -> None:
+    try:
+        path.unlink(missing_ok=True)
+    except OSError:
+        pass
+
+
+def make_folder(folder: Path) -> None:
+    """`folder` and its parents, or a one-line `DiskError` (a read-only parent, a full disk)."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise PathError(f"{folder}: is a file; a folder goes there (move it away)") from None
+    except OSError as exc:
+        raise cannot_write(folder, exc) from None
 
 
 def write_bytes_atomic(path: Path, data: bytes, *, fsync: bool = True, mkdir: bool = True,
