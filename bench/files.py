@@ -108,7 +108,7 @@ def write_atomic(
 
 def cannot_write(path: Path, exc: OSError) -> DiskError:
     """A one-line error for a file the disk refused (read-only folder, full disk, quota)."""
-    why = exc.strerror or type(exc).__name__
+    why = exc.strerror or str(exc) or type(exc).__name__
     return DiskError(f"{path}: cannot be written ({why}); nothing written before it is lost: free space or "
                      "fix the folder's permissions and run again (finished cells are kept, a cell in "
                      "training resumes from its checkpoint)")
