@@ -71,6 +71,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"  stale, rerun: {path}")
     for path, error in summary.failures[:20]:
         print(f"  failed: {path}: {error}")
+    for path, why in summary.changed[:20]:
+        print(f"  inputs changed: {path}: {why}; not rerun (corebench verify re-derives it; --force reruns)")
+    for path in summary.outside[:20]:
+        print(f"  outside the grid: {path}: no cell of this grid; not counted")
     if not args.scoring_only:
         _print_summary(Path(args.results) / spec.name)
     return 1 if summary.failed else 0
@@ -188,7 +192,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
         spec = load_grid(args.grid)
         grid = (spec.name, [(s.path, s.state, stale_reason(s)) for s in grid_states(spec, args.results)])
-    grids = progress(Path(args.results), grid)
+    grids = progress(Path(args.results), grid, Path(args.cache) if args.cache else None)
     if not grids:
         print("no records")
     now = time.time()
@@ -213,6 +217,9 @@ def cmd_status(args: argparse.Namespace) -> int:
                   f"({why}); `run` reruns it")
         for path, why in g.malformed:
             print(f"  malformed: {path}: {why}")
+        for path in g.outside:
+            print(f"  outside the grid: {_shown(path, args.results)}: no cell of grid {g.name} (a seed, fraction or "
+                  "method it does not have); not counted")
     return 0
 
 
@@ -378,6 +385,8 @@ def build_parser() -> argparse.ArgumentParser:
     st = sub.add_parser("status", help="done, running (where, since when), failed and pending cells")
     st.add_argument("results", metavar="RESULTS_DIR")
     st.add_argument("--grid", default=None, help="only this grid's cells, counting the pending ones")
+    st.add_argument("--cache", default=None,
+                    help="also check each record's scoring signals against this cache (its indices are always checked)")
     st.set_defaults(fn=cmd_status)
 
     cm = sub.add_parser("check-method", help="run the conformance kit on a registered method")

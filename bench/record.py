@@ -133,6 +133,23 @@ class Cost(_Part):
     train_s: Annotated[float, Field(ge=0)]
 
 
+class BoundRun(_Part):
+    """One scoring run a selection read: its cache key, the epochs of it the method was served,
+    and the digest of every array served (`corebench.inputs`)."""
+
+    key: NonEmpty
+    epochs: Annotated[StrictInt, Field(ge=0)]
+    signals: dict[str, NonEmpty]
+
+
+class Inputs(_Part):
+    """The files a finished record was derived from, by digest (`corebench.inputs`): its kept
+    indices, and the scoring runs its selection read. The data is bound by the cell id."""
+
+    indices: NonEmpty
+    scoring_runs: list[BoundRun]
+
+
 class Coreset(_Part):
     n_train: PositiveInt
     size: PositiveInt
@@ -193,6 +210,7 @@ class Record(_Part):
     training: TrainingDone | None = None  # schema 2: required when status is ok
     cost: Cost | None = None  # schema 2: required when status is ok
     execution: Execution | None = None  # None: the cell failed before training, or an older record
+    inputs: Inputs | None = None  # None: the cell failed before selecting, or a record older than the field
 
     @model_validator(mode="after")
     def _outcome_fits_status(self) -> Record:
