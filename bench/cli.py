@@ -230,6 +230,27 @@ def _shown(path: Path, results: str) -> str:
         return str(path)
 
 
+def cmd_verify(args: argparse.Namespace) -> int:
+    from corebench.verify import verify
+
+    if not Path(args.results).is_dir():
+        raise invalid("RESULTS_DIR", args.results, "an existing results folder")
+    if args.tolerance is not None and not 0 <= args.tolerance <= 100:
+        raise invalid("--tolerance", args.tolerance, "accuracy points in [0, 100]")
+    verdicts = verify(args.results, sample=args.sample, seed=args.seed, named=args.cell, grid=args.grid,
+                      tolerance=args.tolerance, progress=not args.no_progress)
+    for v in verdicts:
+        how = "exactly" if v.exact else "within tolerance"
+        print(f"{'match' if v.matched else 'MISMATCH'}  {_shown(v.path, args.results)} ({how}, {v.seconds:.1f} s)")
+        for line in v.mismatches:
+            print(f"  {line}")
+    bad = sum(not v.matched for v in verdicts)
+    ran = [v.seconds for v in verdicts if v.seconds]
+    per_cell = f"; {sum(ran) / len(ran):.1f} s per cell re-derived (its scoring runs included)" if ran else ""
+    print(f"verified {len(verdicts)} records: {len(verdicts) - bad} matched, {bad} mismatched{per_cell}")
+    return 1 if bad or not verdicts else 0
+
+
 def cmd_check_method(args: argparse.Namespace) -> int:
     from corebench.methods.testing import check_method
 
@@ -388,6 +409,18 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--cache", default=None,
                     help="also check each record's scoring signals against this cache (its indices are always checked)")
     st.set_defaults(fn=cmd_status)
+
+    ve = sub.add_parser("verify", help="re-derive sampled records from their grid and compare (exactly on the CPU)")
+    ve.add_argument("results", metavar="RESULTS_DIR")
+    ve.add_argument("--sample", type=_positive_int, default=3, help="how many records to re-derive (default 3)")
+    ve.add_argument("--seed", type=int, default=0, help="which records the sample draws (default 0)")
+    ve.add_argument("--cell", action="append", default=[], metavar="RECORD",
+                    help="re-derive this record (a path under RESULTS_DIR; repeatable) instead of a sample")
+    ve.add_argument("--grid", default=None, help="the grid file (default: the one each record names)")
+    ve.add_argument("--tolerance", type=float, default=None,
+                    help="accuracy points allowed (default: 0 for a CPU record re-derived on a CPU, else 2)")
+    ve.add_argument("--no-progress", action="store_true")
+    ve.set_defaults(fn=cmd_verify)
 
     cm = sub.add_parser("check-method", help="run the conformance kit on a registered method")
     cm.add_argument("name")

@@ -107,3 +107,44 @@ def test_a_record_for_a_seed_outside_the_grid_is_named(copy, capsys):
     assert "2 of 2 cells done" in out and "outside the grid: fast/digits/r10w4/standard/random/f0.3/seed7.json" in out
     assert _rerun(copy) == 0
     assert "outside the grid: " in capsys.readouterr().out
+
+
+# --------------------------------------------------------------------------- corebench verify
+
+
+def test_verify_re_derives_records_exactly_and_catches_a_hand_edit(copy, capsys):
+    capsys.readouterr()
+    assert main(["verify", str(copy / "results"), "--sample", "2", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("match  ") == 2 and "(exactly, " in out and "verified 2 records: 2 matched, 0 mismatched" in out
+    path, rec = _record(copy, "easycore")
+    edited = rec["metrics"]["pgd_acc"] - 6.25  # one image of 16 fewer: plausible, within every bound
+    rec["metrics"]["pgd_acc"] = rec["metrics"]["robust"][-1]["pgd_acc"] = edited
+    path.write_text(json.dumps(rec))
+    assert main(["verify", str(copy / "results"), "--cell", str(path), "--no-progress"]) == 1
+    out = capsys.readouterr().out
+    assert "MISMATCH  " in out and f"metrics.robust[0].pgd_acc: stored {edited}, re-derived" in out
+    assert "verified 1 records: 0 matched, 1 mismatched" in out
+
+
+def test_verify_catches_a_replaced_indices_file_and_a_record_outside_the_grid(copy, capsys):
+    path, rec = _record(copy, "random")
+    index_file = path.with_name("seed0.indices.npy")
+    np.save(index_file, np.arange(np.load(index_file).size, dtype=np.int64))
+    fake = path.with_name("seed7.json")
+    fake.write_text(json.dumps({**rec, "cell": {**rec["cell"], "seed": 7}}))
+    capsys.readouterr()
+    assert main(["verify", str(copy / "results"), "--cell", str(path), "--cell", str(fake), "--no-progress"]) == 1
+    out = capsys.readouterr().out
+    assert "kept indices: differ" in out and "no cell of grid fast" in out
+
+
+def test_verify_samples_by_seed_and_refuses_bad_input(copy, capsys):
+    from corebench.verify import choose
+
+    first = [r["_path"] for r in choose(copy / "results", 1, seed=3)]
+    assert first == [r["_path"] for r in choose(copy / "results", 1, seed=3)]
+    assert main(["verify", str(copy / "nowhere")]) == 2
+    assert main(["verify", str(copy / "results"), "--cell", str(copy / "nope.json")]) == 2
+    err = capsys.readouterr().err
+    assert "RESULTS_DIR: " in err and "--cell: " in err
