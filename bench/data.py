@@ -323,6 +323,10 @@ def load_npz_dataset(spec: DatasetSpec) -> Dataset:
             if missing:
                 raise DataError(f"datasets.npz.path: {path} lacks arrays {sorted(missing)}; it has {sorted(files)}")
             arrays = {k: f[k] for k in ("x_train", "y_train", "x_test", "y_test")}
+            raw = [k for k, v in arrays.items() if not isinstance(v, np.ndarray)]  # numpy hands a non-.npy member back as bytes
+            if raw:
+                raise DataError(f"datasets.npz.path: {path} is not a readable .npz of plain arrays "
+                                f"(member {raw[0]} is not an .npy array)")
     except DataError:
         raise
     except Exception as exc:  # not an npz, truncated, object arrays, a damaged member: all one line

@@ -55,6 +55,7 @@ from corebench.board import (
 from corebench.errors import PathError, ResultsError
 from corebench.faults import fault_point
 from corebench.files import confined, sweep_folder, writable_folder
+from corebench.inputs import unchanged
 from corebench.plots import Panel, PlotSpec, Series, render_svg
 from corebench.protocol import eps_text
 from corebench.results import scan, write_bytes_atomic
@@ -663,7 +664,7 @@ def generate_leaderboards(
 ) -> BoardReport:
     """Write every board, its plot and exports, and the index; see the module docstring."""
     results_dir, out_dir = Path(results_dir), Path(out_dir)
-    records, problems = scan(results_dir)
+    records, problems = unchanged(*scan(results_dir))
     # The records live until the end: keep the collector from re-walking them; undone in `finally`.
     freeze = gc.get_freeze_count() == 0  # never unfreeze what someone else froze
     if freeze:

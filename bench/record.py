@@ -133,6 +133,23 @@ class Cost(_Part):
     train_s: Annotated[float, Field(ge=0)]
 
 
+class BoundRun(_Part):
+    """One scoring run a selection read: its cache key, the epochs of it the method was served,
+    and the digest of every array served (`corebench.inputs`)."""
+
+    key: NonEmpty
+    epochs: Annotated[StrictInt, Field(ge=0)]
+    signals: dict[str, NonEmpty]
+
+
+class Inputs(_Part):
+    """The files a finished record was derived from, by digest (`corebench.inputs`): its kept
+    indices, and the scoring runs its selection read. The data is bound by the cell id."""
+
+    indices: NonEmpty
+    scoring_runs: list[BoundRun]
+
+
 class Coreset(_Part):
     n_train: PositiveInt
     size: PositiveInt
@@ -193,6 +210,7 @@ class Record(_Part):
     training: TrainingDone | None = None  # schema 2: required when status is ok
     cost: Cost | None = None  # schema 2: required when status is ok
     execution: Execution | None = None  # None: the cell failed before training, or an older record
+    inputs: Inputs | None = None  # None: the cell failed before selecting, or a record older than the field
 
     @model_validator(mode="after")
     def _outcome_fits_status(self) -> Record:
@@ -208,7 +226,38 @@ class Record(_Part):
             raise ValueError("metrics.pgd_acc: required (AutoAttack is disabled)")
         if self.schema_version >= 2:
             self._schema2_fields()
+        self._possible()
         return self
+
+    def _possible(self) -> None:
+        """What no evaluation can produce (issue 23's hand edits): a robust accuracy above the
+        clean one (every attack counts a point robust only if it is right on x itself), more
+        images evaluated than the grid asks for, or a coreset larger than its training set. (A plausible hand-edited number passes
+        these: `corebench verify` re-derives the record to catch it.)"""
+        m = self.metrics
+        if m is None:
+            return
+        n_max = self.config.evaluation.n_examples
+        if self.data is not None:
+            n_max = min(n_max, self.data.n_test)
+        if m.n_eval > n_max:
+            raise ValueError(f"metrics.n_eval: {m.n_eval} is not allowed; allowed: at most {n_max} (the grid's "
+                             "evaluation.n_examples, and the test images there are)")
+        entries = [("metrics", m.pgd_acc, m.autoattack_acc, m.autoattack_per_attack)]
+        entries += [(f"metrics.robust[eps={r.eps:g}]", r.pgd_acc, r.autoattack_acc, r.autoattack_per_attack)
+                    for r in m.robust or ()]
+        for where, pgd, aa, per_attack in entries:
+            named = [("pgd_acc", pgd), ("autoattack_acc", aa), *((f"autoattack_per_attack.{k}", v)
+                                                                  for k, v in per_attack.items() if k != "clean")]
+            for name, value in named:
+                if value is None:
+                    continue
+                if value > m.clean_acc + 1e-9:
+                    raise ValueError(f"{where}.{name}: {value!r} is not allowed; allowed: at most the clean accuracy "
+                                     f"{m.clean_acc!r} (an attacked image counts only if it is right unattacked)")
+        c = self.coreset
+        if c is not None and c.size > c.n_train:
+            raise ValueError(f"coreset.size: {c.size} is not allowed; allowed: at most coreset.n_train ({c.n_train})")
 
     def _schema2_fields(self) -> None:
         """Schema 2: training, cost and one robust entry per ε, the largest one's on top."""

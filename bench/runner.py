@@ -38,6 +38,7 @@ from corebench.evaluate import evaluate
 from corebench.files import confined, writable_folder
 from corebench.identity import cell_id as identity_hash
 from corebench.identity import cell_settings, differences, record_settings
+from corebench.inputs import changed_inputs, file_digest, served_digests
 from corebench.methods import CoresetMethod, SelectionContext, create_method, run_selection
 from corebench.methods.base import declared_signals
 from corebench.methods.registry import git_commit, method_source
@@ -56,11 +57,13 @@ from corebench.spec import (
     MethodSpec,
     ScoringConfig,
     scoring_seed,
+    slug,
 )
 from corebench.train import train_model
 
 log = logging.getLogger(__name__)
 CHECKPOINTS = "checkpoints"  # per-epoch training checkpoints, under the cache folder
+INPUTS = "inputs"  # a scoring run's digests, handed from `ScoringCache.contexts` to the record's `inputs`
 
 
 def default_cache_dir() -> Path:
@@ -81,6 +84,8 @@ class RunSummary:
     busy: int = 0  # cells another worker was running (their claim was live)
     failures: list[tuple[str, str]] = field(default_factory=list)  # (record path, error)
     stale: list[str] = field(default_factory=list)  # finished records made by other settings or data: rerun
+    changed: list[tuple[str, str]] = field(default_factory=list)  # (done record, which of its inputs changed)
+    outside: list[str] = field(default_factory=list)  # records in the grid's folder that are no cell of it
 
 
 def prepare(spec: GridSpec, datasets: Iterable[DatasetSpec]) -> dict[DatasetSpec, Dataset]:
@@ -257,6 +262,9 @@ def run_grid(
             if not force:
                 summary.skipped += 1
                 checkpoint_for(cache, s.cell_id).delete()  # left by a run killed after writing the record
+        summary.changed, outside = audit(spec, work.states, results_dir, cache)
+        if n == 1 and len(cells) == len(spec.cells()):  # a shard's or a Slurm task's cells are not the grid's
+            summary.outside = outside
         for s in work.stale:
             summary.stale.append(str(s.path))
             log.warning("%s: finished under other settings or data (its cell id differs); rerunning", s.path)
@@ -267,6 +275,22 @@ def run_grid(
         _run_todo(work, results_dir, cache, device, summary,
                   scoring_only=scoring_only, workers=workers, progress=progress, force=force)
     return summary
+
+
+def audit(spec: GridSpec, states: list[CellState], results_dir: Path, cache: Path | None
+          ) -> tuple[list[tuple[str, str]], list[str]]:
+    """The done records whose inputs changed (`inputs.changed_inputs`, with what changed), and
+    the records in the grid's folder that are no cell of it (a seed the grid does not have)."""
+    changed = []
+    for s in states:
+        if s.state == DONE:
+            why = changed_inputs(json.loads(s.path.read_bytes()), s.path, cache)
+            if why:
+                changed.append((str(s.path), "; ".join(why)))
+    cells = {s.path.resolve() for s in states}
+    folder = results_dir / slug(spec.name)
+    outside = sorted(str(p) for p in folder.rglob("seed*.json") if p.resolve() not in cells) if folder.is_dir() else []
+    return changed, outside
 
 
 def _run_todo(work: Work, results_dir: Path, cache: Path, device: torch.device, summary: RunSummary, *,
@@ -306,7 +330,7 @@ def run_claimed(spec: GridSpec, state: CellState, data: Dataset, method: Coreset
                 scorer: ScoringCache, device: torch.device, results_dir: Path, cache: Path, progress: bool,
                 force: bool = False) -> tuple[str, str, str | None]:
     """Claim the cell and run it: (record status, path, error), or ('done' | 'busy', path, holder)."""
-    with holding(state.path, cell_id=state.cell_id, force=force) as claim:
+    with holding(state.path, cell_id=state.cell_id, force=force, root=results_dir) as claim:
         if claim.state != "claimed":
             holder = claim.holder
             return claim.state, str(state.path), holder and f"{holder.host} pid {holder.pid} {holder.job}".strip()
@@ -516,7 +540,8 @@ class ScoringCache:
             if lost:
                 raise MethodError(f"method {method.name!r}: signal {lost[0]!r} was not recorded: {res.failed[lost[0]]}")
             runs.append(until({k: res.signals[k] for k in wanted | companions(wanted)}, epochs))
-            used.append({"key": res.key, "seed": key[2], "epochs": res.epochs, "seconds": round(res.seconds, 3)})
+            used.append({"key": res.key, "seed": key[2], "epochs": res.epochs, "seconds": round(res.seconds, 3),
+                         **{INPUTS: {"key": res.key, "epochs": epochs, "signals": served_digests(runs[-1])}}})
         return dataclasses.replace(ctx, runs=tuple(runs)), used
 
 
@@ -601,9 +626,11 @@ def run_cell(
         if options_error is not None:
             raise options_error
         indices, scoring_runs, selection_s = select_indices(cell, data, method, scorer)
+        bound = [r.pop(INPUTS) for r in scoring_runs]  # what the selection read, by digest
         scoring_s = sum(r["seconds"] for r in scoring_runs)
         index_file = path.with_name(path.stem + ".indices.npy")
         write_indices(index_file, indices, root=results_dir)
+        record["inputs"] = {"indices": file_digest(index_file), "scoring_runs": bound}
         hist = np.bincount(data.y_train.numpy()[indices], minlength=data.info.num_classes)
         record["coreset"] = {
             "n_train": int(data.x_train.shape[0]),

@@ -31,6 +31,7 @@ from pydantic.dataclasses import dataclass as pydantic_dataclass
 
 from corebench.checked import (
     Device,
+    Epochs,
     LearningRate,
     Memory,
     Minutes,
@@ -197,7 +198,7 @@ class ScoringConfig:
     at initialisation (GraNd, Paul et al. 2021) and 10 % into training (EL2N).
     """
 
-    epochs: PositiveInt = 10
+    epochs: Epochs = 10
     batch_size: PositiveInt = 128
     lr: LearningRate = 0.1
     momentum: Momentum = 0.9
@@ -239,7 +240,7 @@ class TrainingConfig:
     with `budget: steps`. The cosine schedule spans the steps actually trained.
     """
 
-    epochs: PositiveInt = 200
+    epochs: Epochs = 200
     batch_size: PositiveInt = 128
     lr: LearningRate = 0.1
     momentum: Momentum = 0.9
