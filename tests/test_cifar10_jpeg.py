@@ -15,7 +15,7 @@ import pytest
 import torch
 from conftest import shared_data_file
 from PIL import Image
-from test_data import one_line
+from test_data import md5, one_line, pickle_py2
 
 from corebench import jpeg_copy
 from corebench.data import JPEG_TRAIN_NOTE, VALIDATION_NOTE, load_dataset
@@ -114,6 +114,44 @@ def test_evaluate_on_validation_puts_the_validation_images_in_the_test_slot(tmp_
     assert no_val.x_val is None and no_val.x_train.shape[0] == 30
 
 
+def test_the_torchvision_loader_cuts_the_same_images_from_the_original_files(tmp_path, cache, monkeypatch):
+    """`cifar10` with the same options takes the same images: each class in the files' order,
+    classes interleaved however the batches hold them."""
+    from torchvision.datasets import CIFAR10
+
+    _, npz, _ = write_copy(tmp_path)
+    whole = load_dataset(DatasetSpec("cifar10_jpeg", path=str(npz)))  # no options: every image, no validation
+    assert whole.x_train.shape[0] == 60 and whole.x_val is None and whole.x_test.shape[0] == 30
+    folder = tmp_path / "tv" / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(5)
+
+    def rows(x: torch.Tensor, y: torch.Tensor) -> tuple[np.ndarray, list[int]]:
+        order = rng.permutation(y.numel())  # a shuffle of the rows ...
+        for c in range(10):  # ... that keeps each class in its own order
+            where = np.flatnonzero(y.numpy()[order] == c)
+            order[where] = np.sort(order[where])
+        pixels = (x[order] * 255).round().byte().numpy().reshape(len(order), -1)  # CHW planes, as CIFAR rows
+        return pixels, y[order].tolist()
+
+    train_rows, train_labels = rows(whole.x_train, whole.y_train)
+    for i in range(5):
+        part = slice(12 * i, 12 * (i + 1))
+        pickle_py2(folder / f"data_batch_{i + 1}", {"data": train_rows[part], "labels": train_labels[part]})
+    test_rows, test_labels = rows(whole.x_test, whole.y_test)
+    pickle_py2(folder / "test_batch", {"data": test_rows, "labels": test_labels})
+    pickle_py2(folder / "batches.meta", {"label_names": list(jpeg_copy.CLASSES)})
+    monkeypatch.setattr(CIFAR10, "train_list", [[f"data_batch_{i}", md5(folder / f"data_batch_{i}")] for i in range(1, 6)])
+    monkeypatch.setattr(CIFAR10, "test_list", [["test_batch", md5(folder / "test_batch")]])
+    monkeypatch.setattr(CIFAR10, "meta", {**CIFAR10.meta, "md5": md5(folder / "batches.meta")})
+    original = load_dataset(DatasetSpec("cifar10", root=str(tmp_path / "tv"), options=OPTS))
+    copy = load_dataset(DatasetSpec("cifar10_jpeg", path=str(npz), options=OPTS))
+    for part in ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test"):
+        assert torch.equal(getattr(original, part), getattr(copy, part)), part
+    as_files = load_dataset(DatasetSpec("cifar10", root=str(tmp_path / "tv")))  # no options: the files' order
+    assert as_files.y_train.tolist() == train_labels and as_files.x_val is None
+
+
 def _break(kind: str, root: Path, npz: Path, tmp_path: Path) -> dict:
     """A spec's source broken one way; returns the DatasetSpec keywords."""
     if kind == "missing class":
@@ -182,3 +220,14 @@ def test_the_shared_copy_splits_and_matches_the_test_subset(tmp_path, cache):
     with np.load(subset) as f:  # the decoded test split is the subset's x, row for row (its README)
         assert np.array_equal((data.x_test * 255).round().byte().permute(0, 2, 3, 1).numpy(), f["x"])
         assert np.array_equal(data.y_test.numpy(), f["y"])
+
+
+def test_the_split_grid_runs_as_a_smoke_test(tmp_path, cache):
+    """Every kind of cell of configs/cifar10_cpu_split.yaml runs (on a stand-in of its data)."""
+    from conftest import REPO
+
+    from corebench.cli import main
+
+    assert main(["run", str(REPO / "configs" / "cifar10_cpu_split.yaml"), "--smoke", "--no-progress",
+                 "--results", str(tmp_path / "results"), "--cache", str(cache)]) == 0
+    assert len(list((tmp_path / "results").rglob("seed*.json"))) == 10
