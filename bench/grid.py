@@ -22,6 +22,7 @@ from corebench.checked import build, number, suggest
 from corebench.data import Dataset, list_datasets
 from corebench.errors import ConfigError, invalid
 from corebench.methods import create_method, list_methods
+from corebench.methods.registry import failed_plugins
 from corebench.models import create_model, list_architectures
 from corebench.signals import list_signals, unknown_signals
 from corebench.spec import (
@@ -208,6 +209,11 @@ def _methods(raw: list[Any]) -> tuple[MethodSpec, ...]:
     from_all: set[MethodSpec] = set()
     for e in raw:
         if e == ALL_METHODS:
+            broken = failed_plugins()
+            if broken:  # `all` would silently be a smaller grid
+                name = sorted(broken)[0]
+                raise ConfigError(f"methods: all: the method plug-in {broken[name]}; fix or uninstall its "
+                                  f"package, or list the methods by name instead of 'all'")
             for name in list_methods():
                 spec = MethodSpec(name)
                 if spec not in out:

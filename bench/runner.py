@@ -40,7 +40,7 @@ from corebench.identity import cell_id as identity_hash
 from corebench.identity import cell_settings, differences, record_settings
 from corebench.methods import CoresetMethod, SelectionContext, create_method, run_selection
 from corebench.methods.base import declared_signals
-from corebench.methods.registry import git_commit, method_source
+from corebench.methods.registry import git_commit, method_source, plugin_fingerprint
 from corebench.models import create_model, default_scoring_arch
 from corebench.optim import resolve_device, torch_threads
 from corebench.record import SCHEMA_VERSION, CellConfig, Record
@@ -118,7 +118,8 @@ def cell_state(spec: GridSpec, cell: Cell, data: Dataset, method: CoresetMethod 
     if path.exists() and not path.is_file():
         raise PathError(f"{path}: is not a file; a cell's record goes there (move it away)")
     options, error = cell_options(cell, method)
-    settings = cell_settings(cell.key(), options, cell_config(spec, cell, data), data.fingerprint())
+    code = plugin_fingerprint(cell.method.name) if method is not None else None
+    settings = cell_settings(cell.key(), options, cell_config(spec, cell, data), data.fingerprint(), code)
     cid = identity_hash(settings)
     return CellState(cell, path, record_state(path, cid), cid, settings, options, error)
 
@@ -530,7 +531,8 @@ def select_indices(cell: Cell, data: Dataset, method: CoresetMethod | None,
 def cell_id(spec: GridSpec, cell: Cell, data: Dataset, options: dict[str, Any]) -> str:
     """The id of a cell (`cell_state` computes it with everything else a run needs): the hash
     of its canonical settings (`identity.cell_settings`). The cell's checkpoint is named by it."""
-    return identity_hash(cell_settings(cell.key(), options, cell_config(spec, cell, data), data.fingerprint()))
+    code = plugin_fingerprint(cell.method.name) if cell.method.name != FULL_DATA else None
+    return identity_hash(cell_settings(cell.key(), options, cell_config(spec, cell, data), data.fingerprint(), code))
 
 
 def checkpoint_for(cache_dir: Path | None, cell_id: str) -> Checkpoint | None:

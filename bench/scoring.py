@@ -86,6 +86,7 @@ from corebench.signals import (  # noqa: F401  ALL_SIGNALS, EVAL_PASS, TRAIN_PAS
     companions,
     get_signal,
     list_signals,
+    signal_code,
     taken_at,
 )
 from corebench.spec import ArchSpec, DatasetSpec, ScoringConfig, stable_hash, to_jsonable
@@ -198,9 +199,11 @@ def get_signals(
     path = confined(cache_dir, f"{key}.npz") if cache_dir else None
     have: dict[str, np.ndarray] = {}
     trained = 0
-    entry = _load(path, key, data) if path is not None else None
+    outdated: set[str] = set()  # plug-in signals cached by code that has changed since
+    entry = _load(path, key, data, outdated) if path is not None else None
     if entry is not None:
         have, seconds, trained = entry
+        have = {k: v for k, v in have.items() if k not in outdated}
         if trained < 0:
             trained = cfg.epochs  # entries written before stopped runs trained the whole schedule
         if wanted <= set(have) and need <= trained:
@@ -222,11 +225,24 @@ def get_signals(
         _save(path, made, {"key": key, "dataset": dataset, "data": data.fingerprint("train"), "arch": arch,
                            "scoring": cfg, "seed": seed, "threads": threads, "signals": sorted(made),
                            "execution": execution(cfg, device).record(), "device": device.type,
-                           "seconds": round(seconds, 3), "trained_epochs": run_for}, root=cache_dir)
+                           "seconds": round(seconds, 3), "trained_epochs": run_for,
+                           "signal_code": codes_of(made)}, root=cache_dir)
     if checkpoint is not None:
         checkpoint.delete()
     served = until({k: made[k] for k in asked | companions(asked) if k in made}, need)
     return ScoringResult(served, seconds, False, key, run_for, failed)
+
+
+def codes_of(signals: Iterable[str]) -> dict[str, str]:
+    """The code hash of each plug-in signal among `signals` (`signals.signal_code`): stored with
+    a cache entry, so a value made by a plug-in's older code is not served."""
+    return {name: code for name in sorted(signals) if (code := signal_code(name)) is not None}
+
+
+def outdated_signals(meta: dict) -> set[str]:
+    """The plug-in signals of a cache entry whose code changed since they were made."""
+    made = meta.get("signal_code") or {}
+    return {name for name in meta.get("signals", ()) if name in list_signals() and made.get(name) != signal_code(name)}
 
 
 def _checksum(blob: bytes | memoryview) -> str:
@@ -244,9 +260,11 @@ def _save(path: Path, arrays: dict[str, np.ndarray], meta: dict, root: Path) -> 
     write_atomic(path.with_suffix(".json"), lambda f: f.write(text.encode()), root=root)
 
 
-def _load(path: Path, key: str, data: Dataset) -> tuple[dict[str, np.ndarray], float, int] | None:
+def _load(path: Path, key: str, data: Dataset, outdated: set[str] | None = None
+          ) -> tuple[dict[str, np.ndarray], float, int] | None:
     """A cache entry's arrays, the seconds its run took and the epochs it trained (-1: not
-    recorded); None when there is none, or when it is damaged (then it is reported and removed)."""
+    recorded); None when there is none, or when it is damaged (then it is reported and removed).
+    The plug-in signals whose code changed since (`outdated_signals`) are added to `outdated`."""
     meta_path = path.with_suffix(".json")
     if not path.exists() and not meta_path.exists():
         return None
@@ -267,6 +285,8 @@ def _load(path: Path, key: str, data: Dataset) -> tuple[dict[str, np.ndarray], f
                     shape = get_signal(name).shape
                     if arr.ndim != len(shape) or arr.shape[shape.index("N")] != n:
                         raise ValueError(f"signal {name} has shape {arr.shape} for {n} samples")
+            if outdated is not None:
+                outdated |= outdated_signals(meta)
             return arrays, float(meta.get("seconds", 0.0)), int(meta.get("trained_epochs", -1))
         except Exception as exc:  # unreadable, truncated, tampered, half written
             problem = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"

@@ -139,3 +139,24 @@ def test_a_record_off_its_path_is_rejected_by_name(tmp_path, capsys):
     assert main(["status", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and str(tmp_path / relpath(rec)) in err and str(tmp_path / "second") in err
+
+
+def test_a_plugin_code_hash_enters_only_its_own_cells_id_and_status_names_it():
+    """`method_code` (a plug-in's source hash) is in the id when given and left out when None,
+    so the ids of corebench's own methods do not change; a record keeps it and reproduces it."""
+    from corebench.identity import cell_id, cell_settings, differences, record_settings
+    from corebench.record import CellConfig
+    from corebench.spec import AttackConfig, EvaluationConfig, TrainingConfig
+
+    config = CellConfig(dataset=DatasetSpec("digits"), arch=ArchSpec("resnet10t"), scoring_arch=ArchSpec("resnet10t"),
+                        scoring=ScoringConfig(), training=TrainingConfig(), attack=AttackConfig(),
+                        evaluation=EvaluationConfig())
+    key = {"method": "mine", "fraction": 0.5, "seed": 0}
+    plain = cell_settings(key, {}, config, "abc")
+    assert "method_code" not in plain and cell_settings(key, {}, config, "abc", None) == plain
+    old, new = cell_settings(key, {}, config, "abc", "1111"), cell_settings(key, {}, config, "abc", "2222")
+    assert len({cell_id(plain), cell_id(old), cell_id(new)}) == 3
+    record = {"cell": key, "config": config.model_dump(mode="json"), "data": {"fingerprint": "abc"},
+              "method_source": {"module": "mine", "distribution": None, "version": None, "code": "1111"}}
+    assert record_settings(record) == old
+    assert differences(old, new) == ["method code (plug-in source hash): '1111' -> '2222'"]
