@@ -9,7 +9,9 @@ starts, as one line that names the field, the bad value and what is allowed.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import fields
 from pathlib import Path
@@ -58,7 +60,26 @@ def load_grid(path: str | Path) -> GridSpec:
     except yaml.YAMLError as exc:
         first = str(exc).splitlines()[0] if str(exc) else "syntax error"
         raise ConfigError(f"grid file {path}: not valid YAML ({first})") from None
-    return parse_grid(data, source=str(path))
+    spec = parse_grid(data, source=str(path))
+    return dataclasses.replace(spec, datasets=tuple(located(ds, path.parent) for ds in spec.datasets))
+
+
+def located(ds: DatasetSpec, folder: Path) -> DatasetSpec:
+    """A dataset entry whose relative `path` or `root` is taken from the grid file's folder
+    (`configs/x.yaml` with `path: ../data/a.npz` reads `data/a.npz`), whatever the working
+    directory; spelled relative to the working directory when it can be (records keep a short,
+    machine-free spelling), absolute otherwise. `~` and absolute paths are kept. The spelling
+    is not the data's identity (its content hash is: `identity.dataset_identity`)."""
+    moved = {}
+    for name in ("path", "root"):
+        value = getattr(ds, name)
+        if value and not value.startswith("~") and not Path(value).is_absolute():
+            full = os.path.normpath(folder.absolute() / value)
+            try:
+                moved[name] = os.path.relpath(full)
+            except ValueError:  # another drive (Windows)
+                moved[name] = full
+    return dataclasses.replace(ds, **moved) if moved else ds
 
 
 def parse_grid(data: Mapping[str, Any], source: str = "") -> GridSpec:

@@ -50,6 +50,7 @@ declared there names a `compute` hook that this module imports and calls (`_hook
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import importlib
 import io
@@ -147,10 +148,12 @@ def scoring_key(dataset: DatasetSpec, data: Dataset, arch: ArchSpec, cfg: Scorin
     """Hash of everything that changes the signals (not which signals were asked for): the
     dataset's full train contents (`Dataset.fingerprint`) and info, the architecture, the
     scoring settings, the seed, the torch threads (CPU results depend on them) and how the
-    steps run on `device` (`execution`: `auto` is bf16 on a GPU, fp32 on CPU)."""
+    steps run on `device` (`execution`: `auto` is bf16 on a GPU, fp32 on CPU). Not where the
+    data's files live (`path`, `root`, `download`): the same file spelled another way, or on
+    another machine, is the same run, so a published run serves every clone."""
     return stable_hash(
         {
-            "dataset": dataset,
+            "dataset": without_location(dataset),
             "data": data.fingerprint("train"),
             "info": data.info,
             "arch": arch,
@@ -161,6 +164,11 @@ def scoring_key(dataset: DatasetSpec, data: Dataset, arch: ArchSpec, cfg: Scorin
             "version": 3,
         }
     )
+
+
+def without_location(dataset: DatasetSpec) -> DatasetSpec:
+    """The dataset entry with its file locations at their defaults (its content is in the key)."""
+    return dataclasses.replace(dataset, path=None, root=None, download=False)
 
 
 def execution(cfg: ScoringConfig, device: torch.device) -> Execution:
