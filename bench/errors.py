@@ -31,6 +31,11 @@ class PathError(BenchError):
     """A file would be written or deleted outside the folder it belongs to."""
 
 
+class GridStopped(BenchError):
+    """A failure that is no one cell's own (a scoring run, the cache, the data): it would fail
+    every cell after it, so the grid stops at once with one line; finished records are kept."""
+
+
 class ResultsError(BenchError):
     """A result record is malformed or results cannot be combined."""
 

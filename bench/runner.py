@@ -4,8 +4,10 @@ One straight line per cell. Scoring runs are shared by every cell of a dataset �
 architecture × seed (and cached on disk), so a grid costs one proxy run per group (n of them
 for a method that averages n runs: run r of seed s is seeded `spec.scoring_seed(s, r)`, never
 s itself, the target model's seed) plus one training per cell. A run trains as many epochs of
-the scoring schedule as the most demanding method sharing it needs (`scoring.until`). Every finished cell is one JSON record written atomically; a failed cell
-gets a record with its error and the grid goes on; re-running skips finished cells, so a
+the scoring schedule as the most demanding method sharing it needs (`scoring.until`). Every
+finished cell is one JSON record written atomically; a failed cell gets a record with its error
+(its traceback in `seed<N>.log` beside it) and the grid goes on; a failure that is no cell's own
+(a scoring run, the cache) stops the grid with one line (`GridStopped`); re-running skips finished cells, so a
 2,000-cell grid split over many jobs (`shard`) survives pre-emption.
 """
 
@@ -18,6 +20,7 @@ import logging
 import os
 import platform
 import time
+import traceback
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -33,9 +36,9 @@ from corebench import __version__
 from corebench.checkpoint import Checkpoint
 from corebench.claims import holding
 from corebench.data import Dataset, load_dataset
-from corebench.errors import BenchError, MethodError, PathError
+from corebench.errors import BenchError, GridStopped, MethodError, PathError
 from corebench.evaluate import evaluate
-from corebench.files import confined, writable_folder
+from corebench.files import confined, writable_folder, write_atomic
 from corebench.identity import cell_id as identity_hash
 from corebench.identity import cell_settings, differences, record_settings
 from corebench.methods import CoresetMethod, SelectionContext, create_method, run_selection
@@ -322,8 +325,7 @@ def _run_parallel(spec: GridSpec, todo: list[CellState], results_dir: Path, cach
     each with the grid's `threads`; yields (status, path, error) per cell as they finish.
 
     Every run is made whole before any cell starts, so no two workers wait on one run's lock; a
-    run that fails here is made again by the first cell that needs it, whose record then holds
-    the error (as with one worker).
+    run that fails stops the grid (`GridStopped`), as with one worker.
     """
     import multiprocessing
 
@@ -336,7 +338,7 @@ def _run_parallel(spec: GridSpec, todo: list[CellState], results_dir: Path, cach
     try:
         for problem in pool.imap_unordered(_worker_scoring, runs):
             if problem:
-                log.warning("%s", problem)
+                raise GridStopped(problem)
         yield from pool.imap_unordered(_worker_cell, todo)
         pool.close()  # let workers exit cleanly (terminating them leaks their semaphores)
     except BaseException:
@@ -385,7 +387,7 @@ def _worker_scoring(run: tuple[tuple, frozenset[str], int | None]) -> str:
     try:
         scorer.make(key, w["datasets"][key[0]])
     except Exception as exc:
-        return f"scoring run {key[0].label} × {key[1].label} × seed {key[2]} failed ({type(exc).__name__}: {exc})"
+        return str(scoring_failed(key, exc))
     finally:
         scorer.needs.pop(key)
         scorer.epochs.pop(key, None)
@@ -421,8 +423,7 @@ class ScoringCache:
         self.threads = threads
         self.needs: dict[tuple, set[str]] = {}  # per run key: the union of its methods' signals
         self.epochs: dict[tuple, int] = {}  # per run key: the longest of its methods' schedules
-        # per run key: what it served and for how many epochs, or the error that every cell of its group gets
-        self.made: dict[tuple, tuple[ScoringResult, int] | Exception] = {}
+        self.made: dict[tuple, tuple[ScoringResult, int]] = {}  # per run key: what it served, for how many epochs
 
     def keys(self, cell: Cell, method: CoresetMethod) -> list[tuple]:
         """The scoring runs a cell's method reads: (dataset, scoring arch, run seed) each."""
@@ -498,22 +499,25 @@ class ScoringCache:
         runs, used = [], []
         for key in self.keys(cell, method):
             made = self.made.get(key)
-            if made is None or (not isinstance(made, Exception)
-                                and not (wanted <= set(made[0].signals) | set(made[0].failed) and epochs <= made[1])):
+            if made is None or not (wanted <= set(made[0].signals) | set(made[0].failed) and epochs <= made[1]):
                 try:
                     self.made[key] = (self.make(key, data), self.epochs[key])
-                except Exception as exc:  # every cell of the group fails with the same error
-                    self.made[key] = exc
-            made = self.made[key]
-            if isinstance(made, Exception):
-                raise made
-            res = made[0]
+                except Exception as exc:  # not the cell's own failure: it would fail every cell after it
+                    raise scoring_failed(key, exc) from exc
+            res = self.made[key][0]
             lost = sorted(wanted & set(res.failed))
             if lost:
                 raise MethodError(f"method {method.name!r}: signal {lost[0]!r} was not recorded: {res.failed[lost[0]]}")
             runs.append(until({k: res.signals[k] for k in wanted | companions(wanted)}, epochs))
             used.append({"key": res.key, "seed": key[2], "epochs": res.epochs, "seconds": round(res.seconds, 3)})
         return dataclasses.replace(ctx, runs=tuple(runs)), used
+
+
+def scoring_failed(key: tuple, exc: BaseException) -> GridStopped:
+    """The one line a grid stops with when one of its scoring runs cannot be made."""
+    first = str(exc).splitlines()[0] if str(exc) else ""
+    return GridStopped(f"scoring run {key[0].label} × {key[1].label} × seed {key[2]} failed "
+                       f"({type(exc).__name__}: {first}); the grid stopped, finished records are kept")
 
 
 def select_indices(cell: Cell, data: Dataset, method: CoresetMethod | None,
@@ -642,7 +646,7 @@ def run_cell(
             "eval_s": round(t2 - t1, 3),
         }
         record["status"] = "ok"
-    except (KeyboardInterrupt, SystemExit):
+    except (KeyboardInterrupt, SystemExit, GridStopped):  # GridStopped: not this cell's failure
         raise
     except Exception as exc:  # the cell fails, the grid goes on
         record["error"] = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}".strip()
@@ -650,12 +654,21 @@ def run_cell(
             log.exception("cell %s failed", path)
         else:
             log.error("cell %s failed: %s", path, exc)
+            log.debug("cell %s: traceback", path, exc_info=True)  # -v: a plug-in's traceback too
+        write_atomic(failure_log(path), lambda f: f.write(traceback.format_exc().encode()), root=results_dir)
     record["timings"]["total_s"] = round(time.perf_counter() - start, 3)
     record = Record.model_validate(record).model_dump(mode="json")  # the schema the store reads back
     write_record(path, record, root=results_dir)
+    if record["status"] == "ok":
+        failure_log(path).unlink(missing_ok=True)  # an earlier failure's log
     if checkpoint is not None:
         checkpoint.delete()
     return {**record, "_path": str(path)}
+
+
+def failure_log(record: Path) -> Path:
+    """A failed cell's traceback, beside its record (`seed0.json` -> `seed0.log`)."""
+    return record.with_suffix(".log")
 
 
 def select_coreset(
