@@ -253,7 +253,7 @@ def outdated_signals(meta: dict) -> set[str]:
     return {name for name in meta.get("signals", ()) if name in list_signals() and made.get(name) != signal_code(name)}
 
 
-def _checksum(blob: bytes | memoryview) -> str:
+def checksum(blob: bytes | memoryview) -> str:
     return hashlib.blake2b(blob, digest_size=16).hexdigest()
 
 
@@ -264,8 +264,19 @@ def _save(path: Path, arrays: dict[str, np.ndarray], meta: dict, root: Path) -> 
     np.savez(buf, **arrays)
     blob = buf.getbuffer()
     write_atomic(path, lambda f: f.write(blob), root=root)
-    text = json.dumps(to_jsonable({**meta, "checksum": _checksum(blob)}), indent=1, sort_keys=True)
+    text = json.dumps(to_jsonable({**meta, "checksum": checksum(blob)}), indent=1, sort_keys=True)
     write_atomic(path.with_suffix(".json"), lambda f: f.write(text.encode()), root=root)
+
+
+def read_entry(path: Path, key: str, data: Dataset) -> tuple[dict[str, np.ndarray], dict[str, Any]] | None:
+    """A cache entry's arrays (without plug-in signals made by older code) and its metadata;
+    None when there is none or it is damaged (`_load`: reported and removed)."""
+    outdated: set[str] = set()
+    entry = _load(path, key, data, outdated)
+    if entry is None:
+        return None
+    meta = json.loads(path.with_suffix(".json").read_text())
+    return {k: v for k, v in entry[0].items() if k not in outdated}, meta
 
 
 def _load(path: Path, key: str, data: Dataset, outdated: set[str] | None = None
@@ -283,7 +294,7 @@ def _load(path: Path, key: str, data: Dataset, outdated: set[str] | None = None
             blob = path.read_bytes()
             if not isinstance(meta, dict) or meta.get("key") != key:
                 raise ValueError("its metadata names another key")
-            if meta.get("checksum") != _checksum(blob):
+            if meta.get("checksum") != checksum(blob):
                 raise ValueError("checksum mismatch")
             with np.load(io.BytesIO(blob), allow_pickle=False) as f:
                 arrays = {k: f[k] for k in f.files}
