@@ -49,7 +49,8 @@ def publish_scoring(spec: GridSpec, results_dir: str | Path, cache_dir: str | Pa
         if entry is None or not wanted <= set(entry[0]) or entry[1].get("trained_epochs", spec.scoring.epochs) < epochs:
             raise ConfigError(f"publish-scoring: scoring run {run_label(key)} is not in the cache {cache} with "
                               f"{', '.join(sorted(wanted))} for {epochs} epochs; make it first with "
-                              f"`corebench run {spec.source or spec.name} --scoring-only --cache {cache}`")
+                              f"`corebench run {spec.source or spec.name} --scoring-only --results <an empty folder> "
+                              f"--cache {cache}`")
         arrays, meta = entry
         kept = until({k: v for k, v in arrays.items() if k in wanted | companions(wanted)}, epochs)
         made_by = {"grid": spec.name, "dataset": dataset_identity(key[0]), "data": meta.get("data"), "arch": key[1],
