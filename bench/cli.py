@@ -143,6 +143,17 @@ def cmd_plan(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_publish_scoring(args: argparse.Namespace) -> int:
+    from corebench.grid import load_grid
+    from corebench.publish import publish_scoring
+
+    spec = load_grid(args.grid)
+    out = publish_scoring(spec, args.results, args.cache, limit_mb=args.max_mb)
+    print(f"grid {spec.name}: {out.runs} scoring runs published in {out.folder} ({out.bytes / 2**20:.2f} MB); "
+          f"commit the folder with the records")
+    return 0
+
+
 def cmd_methods(args: argparse.Namespace) -> int:
     from tabulate import tabulate
 
@@ -372,7 +383,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run every kind of cell (method entry, regime, architecture, full data) for one epoch "
                         "on a tiny stand-in of each dataset, in seconds; records in a scratch folder unless "
                         "--results is given")
-    r.add_argument("--force", action="store_true", help="re-run finished cells")
+    r.add_argument("--force", action="store_true",
+                   help="re-run finished cells and remake their scoring runs (published runs are not read)")
     r.add_argument("--scoring-only", action="store_true", help="only make the scoring signals (a cluster's first stage)")
     r.add_argument("--no-progress", action="store_true", help="no progress bars")
     r.add_argument("--workers", type=_positive_int, default=None,
@@ -385,13 +397,21 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--logs", default="slurm_logs", help="slurm: folder for the jobs' logs (default: slurm_logs)")
     r.set_defaults(fn=cmd_run)
 
-    pl = sub.add_parser("plan", help="a dry run: cells per axis, scoring runs (cached ones reused), "
+    pl = sub.add_parser("plan", help="a dry run: cells per axis, scoring runs (published and cached ones reused), "
                                      "compute time and memory from a short throughput probe")
     pl.add_argument("grid", help="grid file (YAML)")
     pl.add_argument("--results", default="results", help="count the cells already done here (default: results)")
     pl.add_argument("--cache", default=None, help="signal cache folder (default: $COREBENCH_CACHE or ~/.cache/corebench)")
     pl.add_argument("--no-probe", action="store_true", help="only count: no timing, no estimates")
     pl.set_defaults(fn=cmd_plan)
+
+    pb = sub.add_parser("publish-scoring", help="export the grid's scoring runs from the cache beside its records "
+                                                "(<results>/<grid>/scoring/), so a method added later reuses them")
+    pb.add_argument("grid", help="grid file (YAML)")
+    pb.add_argument("--results", default="results", help="results folder (default: results)")
+    pb.add_argument("--cache", default=None, help="signal cache folder (default: $COREBENCH_CACHE or ~/.cache/corebench)")
+    pb.add_argument("--max-mb", type=float, default=10.0, help="refuse to publish more than this (default: 10 MB)")
+    pb.set_defaults(fn=cmd_publish_scoring)
 
     m = sub.add_parser("methods", help="list registered coreset methods")
     m.add_argument("pattern", nargs="?", default="*")

@@ -34,6 +34,9 @@ class PathError(BenchError):
 
 class DiskError(BenchError):
     """A file cannot be written: a read-only folder, a full disk (what was computed before is kept)."""
+class GridStopped(BenchError):
+    """A failure that is no one cell's own (a scoring run, the cache, the data): it would fail
+    every cell after it, so the grid stops at once with one line; finished records are kept."""
 
 
 class ResultsError(BenchError):

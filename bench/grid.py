@@ -9,7 +9,9 @@ starts, as one line that names the field, the bad value and what is allowed.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import os
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import fields
@@ -23,6 +25,7 @@ from corebench.data import Dataset, list_datasets
 from corebench.errors import ConfigError, invalid, shown
 from corebench.methods import create_method, list_methods
 from corebench.methods.base import budget_for
+from corebench.methods.registry import failed_plugins
 from corebench.models import create_model, list_architectures
 from corebench.signals import list_signals, unknown_signals
 from corebench.spec import (
@@ -70,7 +73,26 @@ def load_grid(path: str | Path) -> GridSpec:
         raise invalid("grid file", str(path), f"UTF-8 text (byte {exc.start} is not UTF-8)") from None
     except OSError as exc:
         raise invalid("grid file", str(path), f"a readable file ({exc.strerror or type(exc).__name__})") from None
-    return parse_grid(load_yaml(text, f"grid file {path}"), source=str(path))
+    spec = parse_grid(load_yaml(text, f"grid file {path}"), source=str(path))
+    return dataclasses.replace(spec, datasets=tuple(located(ds, path.parent) for ds in spec.datasets))
+
+
+def located(ds: DatasetSpec, folder: Path) -> DatasetSpec:
+    """A dataset entry whose relative `path` or `root` is taken from the grid file's folder
+    (`configs/x.yaml` with `path: ../data/a.npz` reads `data/a.npz`), whatever the working
+    directory; spelled relative to the working directory when it can be (records keep a short,
+    machine-free spelling), absolute otherwise. `~` and absolute paths are kept. The spelling
+    is not the data's identity (its content hash is: `identity.dataset_identity`)."""
+    moved = {}
+    for name in ("path", "root"):
+        value = getattr(ds, name)
+        if value and not value.startswith("~") and not Path(value).is_absolute():
+            full = os.path.normpath(folder.absolute() / value)
+            try:
+                moved[name] = os.path.relpath(full)
+            except ValueError:  # another drive (Windows)
+                moved[name] = full
+    return dataclasses.replace(ds, **moved) if moved else ds
 
 
 def parse_grid(data: Mapping[str, Any], source: str = "") -> GridSpec:
@@ -227,6 +249,11 @@ def _methods(raw: list[Any]) -> tuple[MethodSpec, ...]:
     from_all: set[MethodSpec] = set()
     for e in raw:
         if e == ALL_METHODS:
+            broken = failed_plugins()
+            if broken:  # `all` would silently be a smaller grid
+                name = sorted(broken)[0]
+                raise ConfigError(f"methods: all: the method plug-in {broken[name]}; fix or uninstall its "
+                                  f"package, or list the methods by name instead of 'all'")
             for name in list_methods():
                 spec = MethodSpec(name)
                 if spec not in out:

@@ -39,7 +39,7 @@ from corebench.methods.base import budget_for
 from corebench.models import create_model
 from corebench.optim import make_optimizer, torch_threads
 from corebench.results import scan
-from corebench.runner import Work, default_cache_dir, plan_work
+from corebench.runner import Work, default_cache_dir, plan_work, run_label
 from corebench.scoring import seeded
 from corebench.spec import FULL_DATA, AttackConfig, DatasetSpec, GridSpec, TrainingConfig, slug
 
@@ -89,6 +89,7 @@ class Estimate:
     training_s: float = 0.0
     evaluation_s: float = 0.0
     evaluation_bound_s: float = 0.0  # every AutoAttack iteration on every test point
+    runs_s: dict[str, float] = field(default_factory=dict)  # each scoring run to make (`run_label`)
 
     @property
     def total_s(self) -> float:
@@ -101,7 +102,7 @@ class Plan:
     cells: int
     axes: dict[str, Counter]  # axis -> label -> cells
     done: int
-    scoring_runs: list[tuple[str, tuple[str, ...], bool]]  # (label, signals, cached)
+    scoring_runs: list[tuple[str, tuple[str, ...], str]]  # (label, signals to make or read, ScoringCache.source)
     probes: list[Probe] = field(default_factory=list)
     estimates: list[Estimate] = field(default_factory=list)
 
@@ -120,8 +121,11 @@ def make_plan(spec: GridSpec, results_dir: str | Path | None = None, cache_dir: 
         "fractions": Counter(f"{c.fraction:g}" for c in cells), "seeds": Counter(str(c.seed) for c in cells),
     }  # fmt: skip
     scorer, datasets = work.scorer, work.datasets
-    runs = [(f"{k[0].label} × {k[1].label} × seed {k[2]}", tuple(sorted(scorer.needs[k])), scorer.cached(k, datasets[k[0]]))
-            for k in work.runs()]  # fmt: skip
+    runs = []
+    for k in work.runs():
+        source = scorer.source(k, datasets[k[0]])
+        signals = scorer.needs[k] - (scorer.published_part(k, datasets[k[0]])[0] if source == "to make" else set())
+        runs.append((run_label(k), tuple(sorted(signals)), source))
     plan = Plan(spec.name, len(cells), axes, len(work.done), runs)
     if not probe:
         return plan
@@ -167,7 +171,9 @@ def estimate(spec: GridSpec, work: Work, probes: dict, device: torch.device,
         p, n = probes[(key[0], key[1])], datasets[key[0]].x_train.shape[0]
         per_epoch = n * p.train_step + ("input_grad_norm_eval" in signals) * n * p.attack_step
         grand = ("grand_all" in signals) * len(spec.scoring.snapshots()) * n * p.train_step * 3
-        est.scoring_s += scorer.epochs.get(key, spec.scoring.epochs) * per_epoch + grand
+        seconds = scorer.epochs.get(key, spec.scoring.epochs) * per_epoch + grand
+        est.runs_s[run_label(key)] = seconds
+        est.scoring_s += seconds
     for s in work.todo:
         cell = s.cell
         p = probes[(cell.dataset, cell.arch)]
@@ -306,14 +312,19 @@ def _device_name(device: torch.device, threads: int) -> str:
 
 
 def render(plan: Plan) -> str:
-    out = [f"grid {plan.name}: {plan.cells} cells, {plan.done} already done, {plan.cells - plan.done} to run"]
+    sources = Counter(source for _, _, source in plan.scoring_runs)
+    out = [f"{plan.cells - plan.done} cells to run, {plan.done} done; scoring runs: {sources['published']} published, "
+           f"{sources['cached']} cached, {sources['to make']} to make"]
+    out.append(f"grid {plan.name}: {plan.cells} cells")
     for axis, counts in plan.axes.items():
         if counts:
             out.append(f"  {axis}: " + ", ".join(f"{label} ({n})" for label, n in counts.items()))
-    cached = sum(c for _, _, c in plan.scoring_runs)
-    out.append(f"scoring runs: {len(plan.scoring_runs)}, {cached} cached (reused), {len(plan.scoring_runs) - cached} to make")
-    for label, signals, is_cached in plan.scoring_runs:
-        out.append(f"  {label}: {'cached, reused' if is_cached else 'to make'} ({', '.join(signals)})")
+    if plan.scoring_runs:
+        out.append("scoring runs the cells to run read (published: shipped beside the grid's records; cached: "
+                   "this machine's cache):")
+    for label, signals, source in plan.scoring_runs:
+        cost = "; ".join(f"≈ {_hours(e.runs_s[label])} on {e.device}" for e in plan.estimates if label in e.runs_s)
+        out.append(f"  {label}: {source} ({', '.join(signals)}{'; ' + cost if cost else ''})")
     if plan.probes:
         out.append("throughput probe (this machine; ms per sample):")
         for p in plan.probes:

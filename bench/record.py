@@ -165,6 +165,7 @@ class MethodSource(_Part):
     version: StrictStr | None
     editable: StrictBool = False
     git_commit: StrictStr | None = None  # of an editable install's source tree ("-dirty": changed files)
+    code: StrictStr | None = None  # a plug-in's source hash (`methods.registry.plugin_fingerprint`), in its cell id
 
 
 class DataRef(_Part):

@@ -4,8 +4,10 @@ One straight line per cell. Scoring runs are shared by every cell of a dataset �
 architecture × seed (and cached on disk), so a grid costs one proxy run per group (n of them
 for a method that averages n runs: run r of seed s is seeded `spec.scoring_seed(s, r)`, never
 s itself, the target model's seed) plus one training per cell. A run trains as many epochs of
-the scoring schedule as the most demanding method sharing it needs (`scoring.until`). Every finished cell is one JSON record written atomically; a failed cell
-gets a record with its error and the grid goes on; re-running skips finished cells, so a
+the scoring schedule as the most demanding method sharing it needs (`scoring.until`). Every
+finished cell is one JSON record written atomically; a failed cell gets a record with its error
+(its traceback in `seed<N>.log` beside it) and the grid goes on; a failure that is no cell's own
+(a scoring run, the cache) stops the grid with one line (`GridStopped`); re-running skips finished cells, so a
 2,000-cell grid split over many jobs (`shard`) survives pre-emption.
 """
 
@@ -18,6 +20,7 @@ import logging
 import os
 import platform
 import time
+import traceback
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -33,20 +36,29 @@ from corebench import __version__
 from corebench.checkpoint import Checkpoint
 from corebench.claims import holding
 from corebench.data import Dataset, load_dataset
-from corebench.errors import BenchError, MethodError, PathError
+from corebench.errors import BenchError, GridStopped, MethodError, PathError
 from corebench.evaluate import evaluate
-from corebench.files import cache_root, confined, writable_folder
+from corebench.files import cache_root, confined, writable_folder, write_atomic
 from corebench.identity import cell_id as identity_hash
 from corebench.identity import cell_settings, differences, record_settings
 from corebench.inputs import changed_inputs, file_digest, served_digests
 from corebench.methods import CoresetMethod, SelectionContext, create_method, run_selection
 from corebench.methods.base import declared_signals
-from corebench.methods.registry import git_commit, method_source
+from corebench.methods.registry import git_commit, method_source, plugin_fingerprint
 from corebench.models import create_model, default_scoring_arch
 from corebench.optim import resolve_device, torch_threads
+from corebench.published import Published, folder_for
 from corebench.record import SCHEMA_VERSION, CellConfig, Record
 from corebench.results import DONE, MISSING, STALE, record_state, write_indices, write_record
-from corebench.scoring import ScoringResult, get_signals, needed_epochs, scoring_key, seeded, until
+from corebench.scoring import (
+    ScoringResult,
+    get_signals,
+    needed_epochs,
+    outdated_signals,
+    scoring_key,
+    seeded,
+    until,
+)
 from corebench.signals import companions
 from corebench.spec import (
     FULL_DATA,
@@ -125,8 +137,10 @@ def cell_state(spec: GridSpec, cell: Cell, data: Dataset, method: CoresetMethod 
 
 
 def settings_of(spec: GridSpec, cell: Cell, data: Dataset, options: dict[str, Any]) -> dict[str, Any]:
-    """A grid cell's canonical settings (`identity.cell_settings`): the one place they are built."""
-    return cell_settings(cell.key(), options, cell_config(spec, cell, data), data.fingerprint())
+    """A grid cell's canonical settings (`identity.cell_settings`): the one place they are built.
+    A plug-in method's source code hash enters them (`method_code`), a built-in's does not."""
+    code = plugin_fingerprint(cell.method.name) if cell.method.name != FULL_DATA else None
+    return cell_settings(cell.key(), options, cell_config(spec, cell, data), data.fingerprint(), code)
 
 
 def cell_states(spec: GridSpec, cells: Iterable[Cell], datasets: dict[DatasetSpec, Dataset],
@@ -180,9 +194,11 @@ class Work:
 
 def plan_work(spec: GridSpec, results_dir: Path | None, *, cells: list[Cell] | None = None,
               cache: Path | None = None, force: bool = False, device: torch.device | None = None,
-              progress: bool = False) -> Work:
+              progress: bool = False, published: Path | None = None) -> Work:
     """Load and check the data, build the methods, compute every cell's state, keep the cells
-    to run (not done, or all with `force`) and request their scoring runs."""
+    to run (not done, or all with `force`) and request their scoring runs. Scoring runs are
+    read from `published` first (default: the grid's published runs in the results folder,
+    `published.folder_for`; none with `force`, which makes every run again)."""
     cells = spec.cells() if cells is None else cells
     datasets = prepare(spec, [c.dataset for c in cells])
     methods = methods_of(cells)
@@ -191,8 +207,11 @@ def plan_work(spec: GridSpec, results_dir: Path | None, *, cells: list[Cell] | N
     else:  # nothing run yet: every cell is to do
         states = [CellState(c, Path(), MISSING, "", {}, {}) for c in cells]
     todo = [s for s in states if force or s.state != DONE]
+    if published is None and results_dir is not None and not force:
+        published = folder_for(results_dir, spec.name)
     scorer = ScoringCache(spec.scoring, confined(cache, "scoring") if cache is not None else None,
-                          device or torch.device("cpu"), progress, threads=spec.threads)
+                          device or torch.device("cpu"), progress, threads=spec.threads,
+                          published=None if force else published)
     for s in todo:  # every run's signal needs are known up front, so one run records them all
         if s.cell.method.name != FULL_DATA:
             scorer.request(s.cell, methods[s.cell.method])
@@ -268,6 +287,9 @@ def run_grid(
                  spec.name, len(cells), summary.skipped, len(summary.stale), len(work.todo))
         if not work.todo:
             return summary
+        if force:  # --force remakes the scoring runs too (a fixed plug-in signal's old values go)
+            for key in work.runs():
+                work.scorer.forget(key, work.datasets[key[0]])
         _run_todo(work, results_dir, cache, device, summary,
                   scoring_only=scoring_only, workers=workers, progress=progress, force=force)
     return summary
@@ -303,7 +325,7 @@ def _run_todo(work: Work, results_dir: Path, cache: Path, device: torch.device, 
     from tqdm import tqdm
 
     if workers > 1:
-        outcomes = _run_parallel(spec, work.todo, results_dir, cache, workers, force, runs)
+        outcomes = _run_parallel(spec, work.todo, results_dir, cache, workers, force, runs, scorer.published.folder)
     else:
         outcomes = (
             run_claimed(spec, s, datasets[s.cell.dataset], methods.get(s.cell.method), scorer, device,
@@ -341,13 +363,12 @@ _WORKER: dict[str, Any] = {}
 
 
 def _run_parallel(spec: GridSpec, todo: list[CellState], results_dir: Path, cache: Path, workers: int, force: bool,
-                  runs: list[tuple[tuple, frozenset[str], int | None]] = ()):
+                  runs: list[tuple[tuple, frozenset[str], int | None]] = (), published: Path | None = None):
     """The scoring `runs` (key, signals, epochs), then the cells, in `workers` spawned processes,
     each with the grid's `threads`; yields (status, path, error) per cell as they finish.
 
     Every run is made whole before any cell starts, so no two workers wait on one run's lock; a
-    run that fails here is made again by the first cell that needs it, whose record then holds
-    the error (as with one worker).
+    run that fails stops the grid (`GridStopped`), as with one worker.
     """
     import multiprocessing
 
@@ -356,11 +377,11 @@ def _run_parallel(spec: GridSpec, todo: list[CellState], results_dir: Path, cach
     for dev in worker_devices(resolve_device(spec.device), workers):
         devices.put(str(dev))
     pool = ctx.Pool(workers, initializer=_worker_init,
-                    initargs=(spec, results_dir, cache, spec.threads, force, devices))
+                    initargs=(spec, results_dir, cache, spec.threads, force, devices, published))
     try:
         for problem in pool.imap_unordered(_worker_scoring, runs):
             if problem:
-                log.warning("%s", problem)
+                raise GridStopped(problem)
         yield from pool.imap_unordered(_worker_cell, todo)
         pool.close()  # let workers exit cleanly (terminating them leaks their semaphores)
     except BaseException:
@@ -387,13 +408,15 @@ def worker_devices(device: torch.device, workers: int) -> list[torch.device]:
     return [device] * workers
 
 
-def _worker_init(spec: GridSpec, results_dir: Path, cache: Path, threads: int, force: bool, devices: Any) -> None:
+def _worker_init(spec: GridSpec, results_dir: Path, cache: Path, threads: int, force: bool, devices: Any,
+                 published: Path | None = None) -> None:
     torch.set_num_threads(threads)
     device = torch.device(devices.get())
     if device.type == "cuda":
         torch.cuda.set_device(device)
     _WORKER.update(spec=spec, results_dir=results_dir, cache=cache, device=device, datasets={}, methods={}, force=force,
-                   scorer=ScoringCache(spec.scoring, cache / "scoring", device, progress=False, threads=threads))
+                   scorer=ScoringCache(spec.scoring, cache / "scoring", device, progress=False, threads=threads,
+                                       published=published))
 
 
 def _worker_scoring(run: tuple[tuple, frozenset[str], int | None]) -> str:
@@ -409,7 +432,7 @@ def _worker_scoring(run: tuple[tuple, frozenset[str], int | None]) -> str:
     try:
         scorer.make(key, w["datasets"][key[0]])
     except Exception as exc:
-        return f"scoring run {key[0].label} × {key[1].label} × seed {key[2]} failed ({type(exc).__name__}: {exc})"
+        return str(scoring_failed(key, exc))
     finally:
         scorer.needs.pop(key)
         scorer.epochs.pop(key, None)
@@ -440,13 +463,13 @@ class ScoringCache:
     """
 
     def __init__(self, cfg: ScoringConfig, cache_dir: Path | None, device: torch.device, progress: bool,
-                 threads: int = 1) -> None:
+                 threads: int = 1, published: Path | None = None) -> None:
         self.cfg, self.cache_dir, self.device, self.progress = cfg, cache_dir, device, progress
         self.threads = threads
+        self.published = Published(published)  # read before the cache (`corebench.published`)
         self.needs: dict[tuple, set[str]] = {}  # per run key: the union of its methods' signals
         self.epochs: dict[tuple, int] = {}  # per run key: the longest of its methods' schedules
-        # per run key: what it served and for how many epochs, or the error that every cell of its group gets
-        self.made: dict[tuple, tuple[ScoringResult, int] | Exception] = {}
+        self.made: dict[tuple, tuple[ScoringResult, int]] = {}  # per run key: what it served, for how many epochs
 
     def keys(self, cell: Cell, method: CoresetMethod) -> list[tuple]:
         """The scoring runs a cell's method reads: (dataset, scoring arch, run seed) each."""
@@ -477,38 +500,76 @@ class ScoringCache:
             self.needs.setdefault(key, set()).update(signals)
             self.epochs[key] = max(self.epochs.get(key, 0), epochs)
 
+    def key_name(self, key: tuple, data: Dataset) -> str:
+        """The run's cache and published key (`scoring.scoring_key`)."""
+        return scoring_key(key[0], data, key[1], self.cfg, key[2], self.threads, self.device)
+
     def cache_file(self, key: tuple, data: Dataset) -> Path | None:
         if self.cache_dir is None:
             return None
-        return self.cache_dir / f"{scoring_key(key[0], data, key[1], self.cfg, key[2], self.threads)}.npz"
+        return self.cache_dir / f"{self.key_name(key, data)}.npz"
 
-    def cached(self, key: tuple, data: Dataset) -> bool:
-        """True when the cache already holds every signal requested of this run, for long enough."""
+    def published_part(self, key: tuple, data: Dataset) -> tuple[set[str], int]:
+        """The signals requested of this run that its published run holds, and the epochs needed."""
+        wanted = self.needs.get(key, set())
+        need = needed_epochs(self.cfg, wanted, self.epochs.get(key))
+        return self.published.holds(self.key_name(key, data), wanted, need), need
+
+    def source(self, key: tuple, data: Dataset) -> str:
+        """Where this run's requested signals come from: 'published' (all of them), 'cached'
+        (the published run, if any, and the cache hold them all) or 'to make'."""
+        from_published, _ = self.published_part(key, data)
+        rest = self.needs.get(key, set()) - from_published
+        if not rest:
+            return "published"
         path = self.cache_file(key, data)
         if path is None or not path.is_file():
-            return False
+            return "to make"
         try:
             with np.load(path, allow_pickle=False) as f:
                 names = set(f.files)
-            trained = json.loads(path.with_suffix(".json").read_text()).get("trained_epochs", self.cfg.epochs)
+            meta = json.loads(path.with_suffix(".json").read_text())
         except (OSError, ValueError):  # unreadable: get_signals makes it again
-            return False
-        return self.needs.get(key, set()) <= names and self.epochs.get(key, 0) <= trained
+            return "to make"
+        names -= outdated_signals(meta)
+        enough = self.epochs.get(key, 0) <= meta.get("trained_epochs", self.cfg.epochs)
+        return "cached" if rest <= names and enough else "to make"
+
+    def cached(self, key: tuple, data: Dataset) -> bool:
+        """True when the published runs and the cache hold every signal requested of this run."""
+        return self.source(key, data) != "to make"
+
+    def forget(self, key: tuple, data: Dataset) -> None:
+        """Remove this run's cache entry, so it is made again (`--force`)."""
+        path = self.cache_file(key, data)
+        if path is not None:
+            path.unlink(missing_ok=True)
+            path.with_suffix(".json").unlink(missing_ok=True)
 
     def make(self, key: tuple, data: Dataset) -> ScoringResult:
-        """The signals requested of one run, from the cache or made now (see `ScoringResult`).
-
-        A run another worker is making is waited for (a lock beside its cache file), then read.
+        """The signals requested of one run: those its published run holds from there, the rest
+        from the cache or made now (see `ScoringResult`). A run another worker is making is
+        waited for (a lock beside its cache file), then read.
         """
         path = self.cache_file(key, data)
         lock: Any = contextlib.nullcontext()
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
             lock = FileLock(path.with_suffix(".lock"))
+        from_published, need = self.published_part(key, data)
+        served: dict[str, np.ndarray] = {}
+        if from_published:  # exactly the runs the committed rows were selected from
+            served, run = self.published.read(self.key_name(key, data), from_published, need, data.x_train.shape[0])
+            rest = self.needs.get(key, set()) - from_published
+            if not rest:
+                return ScoringResult(served, run.seconds, True, run.key, run.trained_epochs)
+        else:
+            rest = self.needs.get(key, set())
         with lock:
-            return get_signals(data, key[0], key[1], self.cfg, key[2], self.needs.get(key, set()),
+            made = get_signals(data, key[0], key[1], self.cfg, key[2], rest,
                                cache_dir=self.cache_dir, device=self.device, progress=self.progress,
                                threads=self.threads, train_epochs=self.epochs.get(key))  # fmt: skip
+        return dataclasses.replace(made, signals={**made.signals, **served}) if served else made
 
     def contexts(self, cell: Cell, data: Dataset, method: CoresetMethod) -> tuple[SelectionContext, list[dict[str, Any]]]:
         """The method's SelectionContext and the scoring runs it used (`cost.scoring_runs` entries)."""
@@ -522,16 +583,12 @@ class ScoringCache:
         runs, used = [], []
         for key in self.keys(cell, method):
             made = self.made.get(key)
-            if made is None or (not isinstance(made, Exception)
-                                and not (wanted <= set(made[0].signals) | set(made[0].failed) and epochs <= made[1])):
+            if made is None or not (wanted <= set(made[0].signals) | set(made[0].failed) and epochs <= made[1]):
                 try:
                     self.made[key] = (self.make(key, data), self.epochs[key])
-                except Exception as exc:  # every cell of the group fails with the same error
-                    self.made[key] = exc
-            made = self.made[key]
-            if isinstance(made, Exception):
-                raise made
-            res = made[0]
+                except Exception as exc:  # not the cell's own failure: it would fail every cell after it
+                    raise scoring_failed(key, exc) from exc
+            res = self.made[key][0]
             lost = sorted(wanted & set(res.failed))
             if lost:
                 raise MethodError(f"method {method.name!r}: signal {lost[0]!r} was not recorded: {res.failed[lost[0]]}")
@@ -539,6 +596,18 @@ class ScoringCache:
             used.append({"key": res.key, "seed": key[2], "epochs": res.epochs, "seconds": round(res.seconds, 3),
                          **{INPUTS: {"key": res.key, "epochs": epochs, "signals": served_digests(runs[-1])}}})
         return dataclasses.replace(ctx, runs=tuple(runs)), used
+
+
+def run_label(key: tuple) -> str:
+    """A scoring run as messages and `plan` name it: dataset × scoring architecture × run seed."""
+    return f"{key[0].label} × {key[1].label} × seed {key[2]}"
+
+
+def scoring_failed(key: tuple, exc: BaseException) -> GridStopped:
+    """The one line a grid stops with when one of its scoring runs cannot be made."""
+    first = str(exc).splitlines()[0] if str(exc) else ""
+    return GridStopped(f"scoring run {run_label(key)} failed ({type(exc).__name__}: {first}); "
+                       f"the grid stopped, finished records are kept")
 
 
 def select_indices(cell: Cell, data: Dataset, method: CoresetMethod | None,
@@ -668,7 +737,7 @@ def run_cell(
             "eval_s": round(t2 - t1, 3),
         }
         record["status"] = "ok"
-    except (KeyboardInterrupt, SystemExit):
+    except (KeyboardInterrupt, SystemExit, GridStopped):  # GridStopped: not this cell's failure
         raise
     except Exception as exc:  # the cell fails, the grid goes on
         record["error"] = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}".strip()
@@ -676,12 +745,21 @@ def run_cell(
             log.exception("cell %s failed", path)
         else:
             log.error("cell %s failed: %s", path, exc)
+            log.debug("cell %s: traceback", path, exc_info=True)  # -v: a plug-in's traceback too
+        write_atomic(failure_log(path), lambda f: f.write(traceback.format_exc().encode()), root=results_dir)
     record["timings"]["total_s"] = round(time.perf_counter() - start, 3)
     record = Record.model_validate(record).model_dump(mode="json")  # the schema the store reads back
     write_record(path, record, root=results_dir)
+    if record["status"] == "ok":
+        failure_log(path).unlink(missing_ok=True)  # an earlier failure's log
     if checkpoint is not None:
         checkpoint.delete()
     return {**record, "_path": str(path)}
+
+
+def failure_log(record: Path) -> Path:
+    """A failed cell's traceback, beside its record (`seed0.json` -> `seed0.log`)."""
+    return record.with_suffix(".log")
 
 
 def select_coreset(

@@ -50,6 +50,7 @@ declared there names a `compute` hook that this module imports and calls (`_hook
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import importlib
 import io
@@ -86,6 +87,7 @@ from corebench.signals import (  # noqa: F401  ALL_SIGNALS, EVAL_PASS, TRAIN_PAS
     companions,
     get_signal,
     list_signals,
+    signal_code,
     taken_at,
 )
 from corebench.spec import ArchSpec, DatasetSpec, ScoringConfig, stable_hash, to_jsonable
@@ -146,10 +148,12 @@ def scoring_key(dataset: DatasetSpec, data: Dataset, arch: ArchSpec, cfg: Scorin
     """Hash of everything that changes the signals (not which signals were asked for): the
     dataset's full train contents (`Dataset.fingerprint`) and info, the architecture, the
     scoring settings, the seed, the torch threads (CPU results depend on them) and how the
-    steps run on `device` (`execution`: `auto` is bf16 on a GPU, fp32 on CPU)."""
+    steps run on `device` (`execution`: `auto` is bf16 on a GPU, fp32 on CPU). Not where the
+    data's files live (`path`, `root`, `download`): the same file spelled another way, or on
+    another machine, is the same run, so a published run serves every clone."""
     return stable_hash(
         {
-            "dataset": dataset,
+            "dataset": without_location(dataset),
             "data": data.fingerprint("train"),
             "info": data.info,
             "arch": arch,
@@ -160,6 +164,11 @@ def scoring_key(dataset: DatasetSpec, data: Dataset, arch: ArchSpec, cfg: Scorin
             "version": 3,
         }
     )
+
+
+def without_location(dataset: DatasetSpec) -> DatasetSpec:
+    """The dataset entry with its file locations at their defaults (its content is in the key)."""
+    return dataclasses.replace(dataset, path=None, root=None, download=False)
 
 
 def execution(cfg: ScoringConfig, device: torch.device) -> Execution:
@@ -198,9 +207,11 @@ def get_signals(
     path = confined(cache_dir, f"{key}.npz") if cache_dir else None
     have: dict[str, np.ndarray] = {}
     trained = 0
-    entry = _load(path, key, data) if path is not None else None
+    outdated: set[str] = set()  # plug-in signals cached by code that has changed since
+    entry = _load(path, key, data, outdated) if path is not None else None
     if entry is not None:
         have, seconds, trained = entry
+        have = {k: v for k, v in have.items() if k not in outdated}
         if trained < 0:
             trained = cfg.epochs  # entries written before stopped runs trained the whole schedule
         if wanted <= set(have) and need <= trained:
@@ -222,14 +233,27 @@ def get_signals(
         _save(path, made, {"key": key, "dataset": dataset, "data": data.fingerprint("train"), "arch": arch,
                            "scoring": cfg, "seed": seed, "threads": threads, "signals": sorted(made),
                            "execution": execution(cfg, device).record(), "device": device.type,
-                           "seconds": round(seconds, 3), "trained_epochs": run_for}, root=cache_dir)
+                           "seconds": round(seconds, 3), "trained_epochs": run_for,
+                           "signal_code": codes_of(made)}, root=cache_dir)
     if checkpoint is not None:
         checkpoint.delete()
     served = until({k: made[k] for k in asked | companions(asked) if k in made}, need)
     return ScoringResult(served, seconds, False, key, run_for, failed)
 
 
-def _checksum(blob: bytes | memoryview) -> str:
+def codes_of(signals: Iterable[str]) -> dict[str, str]:
+    """The code hash of each plug-in signal among `signals` (`signals.signal_code`): stored with
+    a cache entry, so a value made by a plug-in's older code is not served."""
+    return {name: code for name in sorted(signals) if (code := signal_code(name)) is not None}
+
+
+def outdated_signals(meta: dict) -> set[str]:
+    """The plug-in signals of a cache entry whose code changed since they were made."""
+    made = meta.get("signal_code") or {}
+    return {name for name in meta.get("signals", ()) if name in list_signals() and made.get(name) != signal_code(name)}
+
+
+def checksum(blob: bytes | memoryview) -> str:
     return hashlib.blake2b(blob, digest_size=16).hexdigest()
 
 
@@ -240,13 +264,26 @@ def _save(path: Path, arrays: dict[str, np.ndarray], meta: dict, root: Path) -> 
     np.savez(buf, **arrays)
     blob = buf.getbuffer()
     write_atomic(path, lambda f: f.write(blob), root=root)
-    text = json.dumps(to_jsonable({**meta, "checksum": _checksum(blob)}), indent=1, sort_keys=True)
+    text = json.dumps(to_jsonable({**meta, "checksum": checksum(blob)}), indent=1, sort_keys=True)
     write_atomic(path.with_suffix(".json"), lambda f: f.write(text.encode()), root=root)
 
 
-def _load(path: Path, key: str, data: Dataset) -> tuple[dict[str, np.ndarray], float, int] | None:
+def read_entry(path: Path, key: str, data: Dataset) -> tuple[dict[str, np.ndarray], dict[str, Any]] | None:
+    """A cache entry's arrays (without plug-in signals made by older code) and its metadata;
+    None when there is none or it is damaged (`_load`: reported and removed)."""
+    outdated: set[str] = set()
+    entry = _load(path, key, data, outdated)
+    if entry is None:
+        return None
+    meta = json.loads(path.with_suffix(".json").read_text())
+    return {k: v for k, v in entry[0].items() if k not in outdated}, meta
+
+
+def _load(path: Path, key: str, data: Dataset, outdated: set[str] | None = None
+          ) -> tuple[dict[str, np.ndarray], float, int] | None:
     """A cache entry's arrays, the seconds its run took and the epochs it trained (-1: not
-    recorded); None when there is none, or when it is damaged (then it is reported and removed)."""
+    recorded); None when there is none, or when it is damaged (then it is reported and removed).
+    The plug-in signals whose code changed since (`outdated_signals`) are added to `outdated`."""
     meta_path = path.with_suffix(".json")
     if not path.exists() and not meta_path.exists():
         return None
@@ -257,7 +294,7 @@ def _load(path: Path, key: str, data: Dataset) -> tuple[dict[str, np.ndarray], f
             blob = path.read_bytes()
             if not isinstance(meta, dict) or meta.get("key") != key:
                 raise ValueError("its metadata names another key")
-            if meta.get("checksum") != _checksum(blob):
+            if meta.get("checksum") != checksum(blob):
                 raise ValueError("checksum mismatch")
             with np.load(io.BytesIO(blob), allow_pickle=False) as f:
                 arrays = {k: f[k] for k in f.files}
@@ -267,6 +304,8 @@ def _load(path: Path, key: str, data: Dataset) -> tuple[dict[str, np.ndarray], f
                     shape = get_signal(name).shape
                     if arr.ndim != len(shape) or arr.shape[shape.index("N")] != n:
                         raise ValueError(f"signal {name} has shape {arr.shape} for {n} samples")
+            if outdated is not None:
+                outdated |= outdated_signals(meta)
             return arrays, float(meta.get("seconds", 0.0)), int(meta.get("trained_epochs", -1))
         except Exception as exc:  # unreadable, truncated, tampered, half written
             problem = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from importlib import metadata
 from typing import Any
 
+from corebench.codehash import code_fingerprint
 from corebench.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -169,15 +170,20 @@ for _sig in BUILTINS:
     register_signal(_sig)
 
 
-def loaded_entry_points(group: str, kind: str) -> Iterator[tuple[metadata.EntryPoint, Any]]:
+def loaded_entry_points(group: str, kind: str, failed: dict[str, str] | None = None
+                        ) -> Iterator[tuple[metadata.EntryPoint, Any]]:
     """(entry point, loaded object) for each entry point of `group` that imports; one that
-    fails is logged as a warning naming it and skipped (a broken plug-in never stops the suite).
-    Shared by the method and the signal registries."""
+    fails is logged as a warning naming it and skipped (listing methods never stops on a broken
+    plug-in; a grid with `methods: all` does, `grid._methods`), and put in `failed` (entry point
+    name -> one line naming its package, module and error). Shared by both registries."""
     for ep in metadata.entry_points(group=group):
         try:
             loaded = ep.load()
         except Exception as exc:
             log.warning("could not load %s plug-in %s (%s): %s", kind, ep.name, ep.value, exc)
+            if failed is not None:
+                dist = ep.dist.name if ep.dist is not None else "no installed package"
+                failed[ep.name] = f"{ep.name} ({ep.value}, package {dist}): {type(exc).__name__}: {exc}"
             continue
         yield ep, loaded
 
@@ -212,6 +218,16 @@ def get_signal(name: str) -> Signal:
     if name not in _REGISTRY:
         raise ConfigError(f"signals: {name!r} is not recorded by the scoring run; allowed: {', '.join(list_signals())}")
     return _REGISTRY[name]
+
+
+def signal_code(name: str) -> str | None:
+    """A hash of a plug-in signal's code (the package of its `compute` hook), None for the
+    built-ins: a cached value of a plug-in signal is only served while its code is unchanged."""
+    load_entry_points()
+    sig = _REGISTRY.get(name)
+    if sig is None or sig.distribution == BUILTIN or not sig.compute:
+        return None
+    return code_fingerprint(sig.compute.split(":")[0])
 
 
 def taken_at(taken: str, names: Iterable[str]) -> list[str]:

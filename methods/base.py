@@ -222,15 +222,16 @@ class ScoreBasedMethod(CoresetMethod):
         """Per-sample hardness [N]; higher means harder."""
 
     def select(self, ctx: SelectionContext, fraction: float) -> np.ndarray:
-        scores = check_scores(self.name, self.hardness(ctx), ctx.n)
+        scores = check_scores(self.name, self.hardness(ctx), ctx.n, ctx)
         balanced = bool(getattr(self.params, "class_balanced", False))
         if self.params.direction == "hardest":
             return ctx.keep_highest(scores, fraction, balanced)
         return ctx.keep_lowest(scores, fraction, balanced)
 
 
-def check_scores(method: str, scores: np.ndarray, n: int) -> np.ndarray:
-    """Scores must be one finite number per sample."""
+def check_scores(method: str, scores: np.ndarray, n: int, ctx: SelectionContext | None = None) -> np.ndarray:
+    """Scores must be one finite number per sample; a failure names the signal that holds a
+    non-finite value, when one does (`ctx`: the method's view of its signals)."""
     scores = np.asarray(scores, dtype=np.float64)
     if scores.shape != (n,):
         raise MethodError(f"method {method!r}: scores have shape {scores.shape}, expected ({n},)")
@@ -238,9 +239,20 @@ def check_scores(method: str, scores: np.ndarray, n: int) -> np.ndarray:
     if bad.any():
         raise MethodError(
             f"method {method!r}: {int(bad.sum())} of {n} scores are NaN or infinite "
-            f"(first at index {int(np.flatnonzero(bad)[0])})"
+            f"(first at index {int(np.flatnonzero(bad)[0])}){nonfinite_signal(ctx)}"
         )
     return scores
+
+
+def nonfinite_signal(ctx: SelectionContext | None) -> str:
+    """'; signal X of scoring run r holds k NaN or infinite values' for the first such signal, or ''."""
+    for r, run in enumerate(ctx.runs if ctx is not None else ()):
+        for name in sorted(run):
+            arr = np.asarray(run[name])
+            if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+                count = int((~np.isfinite(arr)).sum())
+                return f"; signal {name!r} of scoring run {r} holds {count} NaN or infinite values"
+    return ""
 
 
 def validate_selection(method: str, indices: Any, n: int, budget: int) -> np.ndarray:

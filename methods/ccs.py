@@ -223,9 +223,9 @@ class CCS(CoresetMethod):
         return mean_over_runs([r[: self.params.el2n_epochs].mean(axis=0, dtype=np.float64) for r in runs])
 
     def select(self, ctx: SelectionContext, fraction: float) -> np.ndarray:
-        hard = check_scores(self.name, self.hardness(ctx), ctx.n)
+        hard = check_scores(self.name, self.hardness(ctx), ctx.n, ctx)
         if self.params.cutoff_by == "aum" and self.params.score != "aum":
-            cut_by = check_scores(self.name, self.hardness(ctx, "aum"), ctx.n)
+            cut_by = check_scores(self.name, self.hardness(ctx, "aum"), ctx.n, ctx)
         else:
             cut_by = hard
         beta = self.hard_cutoff(fraction, ctx.dataset).beta

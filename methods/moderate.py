@@ -82,7 +82,7 @@ class Moderate(CoresetMethod):
 
     def select(self, ctx: SelectionContext, fraction: float) -> np.ndarray:
         (features,) = ctx.signal_runs("features")
-        dist = check_scores(self.name, class_distances(features, ctx.labels, self.params.center), ctx.n)
+        dist = check_scores(self.name, class_distances(features, ctx.labels, self.params.center), ctx.n, ctx)
         budget = ctx.budget(fraction)
         rng = ctx.rng()
         if not self.params.class_balanced:

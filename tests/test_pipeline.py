@@ -162,6 +162,25 @@ def test_a_failing_method_fails_its_cell_and_the_grid_goes_on(tmp_path, capsys):
     ok = json.loads((tmp_path / "res/tiny/digits/r18w4/standard/random/f0.3/seed0.json").read_text())
     assert ok["status"] == "ok"
     assert "1 failed" in capsys.readouterr().out
+    log = (tmp_path / "res/tiny/digits/r18w4/standard/broken_for_test/f0.3/seed0.log").read_text()
+    assert "Traceback" in log and "duplicate" in log  # the failed cell keeps its traceback beside its record
+    assert not (tmp_path / "res/tiny/digits/r18w4/standard/random/f0.3/seed0.log").exists()
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_failing_scoring_run_stops_the_grid_with_one_line(tmp_path, capsys, workers):
+    """A failure that is no cell's own (here an unusable cache: its scoring folder is a file)
+    stops the grid at once with one line: no failed record per cell."""
+    (tmp_path / "c").mkdir()
+    (tmp_path / "c" / "scoring").write_text("not a folder")
+    grid = write_grid(tmp_path, methods=["easycore", "random"], regimes=["standard"], full_data_reference=False)
+    code = main(["run", str(grid), "--results", str(tmp_path / "res"), "--cache", str(tmp_path / "c"), "--no-progress",
+                 "--workers", workers])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2
+    assert err[-1].startswith("corebench: error: scoring run digits × r18w4 × seed ")
+    assert "failed (FileExistsError: " in err[-1] and err[-1].endswith("the grid stopped, finished records are kept")
+    assert not list((tmp_path / "res").rglob("easycore/**/*.json"))
 
 
 @pytest.mark.parametrize(

@@ -127,3 +127,17 @@ def test_unknown_signal_is_a_config_error(digits, tmp_path):
     with pytest.raises(ConfigError, match="signals: 'aum'.*allowed: input_grad_norm"):
         get_signals(digits, DatasetSpec("digits"), TINY, ScoringConfig(epochs=1), 0, {"aum"},
                     cache_dir=tmp_path, device=CPU, progress=False)
+
+
+def test_a_cached_plugin_signal_made_by_older_code_is_outdated(monkeypatch):
+    """Plug-in signal values are keyed by their code's hash (`signals.signal_code`): a cache
+    entry made by other code is not served (and `--force` remakes every scoring run)."""
+    import corebench.scoring as scoring
+
+    codes = {"loss": None, "mine": "new"}
+    monkeypatch.setattr(scoring, "signal_code", codes.get)
+    monkeypatch.setattr(scoring, "list_signals", lambda: ["loss", "mine"])
+    assert scoring.codes_of(["loss", "mine"]) == {"mine": "new"}
+    assert scoring.outdated_signals({"signals": ["loss", "mine"], "signal_code": {"mine": "new"}}) == set()
+    assert scoring.outdated_signals({"signals": ["loss", "mine"], "signal_code": {"mine": "old"}}) == {"mine"}
+    assert scoring.outdated_signals({"signals": ["loss", "mine"]}) == {"mine"}  # made before codes were kept
