@@ -22,6 +22,7 @@ from corebench.checked import build, number, suggest
 from corebench.data import Dataset, list_datasets
 from corebench.errors import ConfigError, invalid
 from corebench.methods import create_method, list_methods
+from corebench.methods.registry import all_methods
 from corebench.models import create_model, list_architectures
 from corebench.signals import list_signals, unknown_signals
 from corebench.spec import (
@@ -193,8 +194,8 @@ def _named(entry: Any, field_name: str, cls: type) -> Any:
 
 
 def _methods(raw: list[Any]) -> tuple[MethodSpec, ...]:
-    """Method entries: names, `all` (every registered method, plug-ins included, with their
-    defaults), or {name, id, parameters}. `all` combines with named entries: an entry whose
+    """Method entries: names, `all` (every registered method whose `in_all` is set, plug-ins
+    included, with their defaults; not the methods built on adversarial scoring runs), or {name, id, parameters}. `all` combines with named entries: an entry whose
     label (its `id`, else its name) is one `all` brought in replaces that entry in place (so
     `[all, {name: el2n, n_runs: 10, id: el2n}]` sets EL2N's runs); another variant needs a
     label of its own.
@@ -208,7 +209,7 @@ def _methods(raw: list[Any]) -> tuple[MethodSpec, ...]:
     from_all: set[MethodSpec] = set()
     for e in raw:
         if e == ALL_METHODS:
-            for name in list_methods():
+            for name in all_methods():
                 spec = MethodSpec(name)
                 if spec not in out:
                     out.append(spec)

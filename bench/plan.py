@@ -39,7 +39,7 @@ from corebench.methods.base import budget_for
 from corebench.models import create_model
 from corebench.optim import make_optimizer, torch_threads
 from corebench.results import scan
-from corebench.runner import Work, default_cache_dir, plan_work
+from corebench.runner import Work, default_cache_dir, plan_work, run_label
 from corebench.scoring import seeded
 from corebench.spec import FULL_DATA, AttackConfig, DatasetSpec, GridSpec, TrainingConfig, slug
 
@@ -120,7 +120,7 @@ def make_plan(spec: GridSpec, results_dir: str | Path | None = None, cache_dir: 
         "fractions": Counter(f"{c.fraction:g}" for c in cells), "seeds": Counter(str(c.seed) for c in cells),
     }  # fmt: skip
     scorer, datasets = work.scorer, work.datasets
-    runs = [(f"{k[0].label} × {k[1].label} × seed {k[2]}", tuple(sorted(scorer.needs[k])), scorer.cached(k, datasets[k[0]]))
+    runs = [(run_label(k), tuple(sorted(scorer.needs[k])), scorer.cached(k, datasets[k[0]]))
             for k in work.runs()]  # fmt: skip
     plan = Plan(spec.name, len(cells), axes, len(work.done), runs)
     if not probe:
@@ -165,7 +165,8 @@ def estimate(spec: GridSpec, work: Work, probes: dict, device: torch.device,
     for key in work.missing_runs():
         signals = scorer.needs[key]
         p, n = probes[(key[0], key[1])], datasets[key[0]].x_train.shape[0]
-        per_epoch = n * p.train_step + ("input_grad_norm_eval" in signals) * n * p.attack_step
+        cfg = scorer.cfg_for(key)  # an adversarial scoring run steps as its regime trains
+        per_epoch = n * p.regime_step(cfg.regime, cfg.attack) + ("input_grad_norm_eval" in signals) * n * p.attack_step
         grand = ("grand_all" in signals) * len(spec.scoring.snapshots()) * n * p.train_step * 3
         est.scoring_s += scorer.epochs.get(key, spec.scoring.epochs) * per_epoch + grand
     for s in work.todo:

@@ -384,7 +384,7 @@ def _worker_scoring(run: tuple[tuple, frozenset[str], int | None]) -> str:
     try:
         scorer.make(key, w["datasets"][key[0]])
     except Exception as exc:
-        return f"scoring run {key[0].label} × {key[1].label} × seed {key[2]} failed ({type(exc).__name__}: {exc})"
+        return f"scoring run {run_label(key)} failed ({type(exc).__name__}: {exc})"
     finally:
         scorer.needs.pop(key)
         scorer.epochs.pop(key, None)
@@ -424,11 +424,18 @@ class ScoringCache:
         self.made: dict[tuple, tuple[ScoringResult, int] | Exception] = {}
 
     def keys(self, cell: Cell, method: CoresetMethod) -> list[tuple]:
-        """The scoring runs a cell's method reads: (dataset, scoring arch, run seed) each."""
+        """The scoring runs a cell's method reads: (dataset, scoring arch, run seed, regime) each;
+        the regime is the grid's `scoring.regime` unless the method names its own
+        (`CoresetMethod.scoring_regime`, e.g. Dong et al.'s count on a PGD-AT run)."""
+        regime = self.cfg.with_regime(method.scoring_regime()).regime
         return [
-            (cell.dataset, cell.scoring_arch, scoring_seed(cell.seed, r))
+            (cell.dataset, cell.scoring_arch, scoring_seed(cell.seed, r), regime)
             for r in range(method.scoring_runs())
         ]
+
+    def cfg_for(self, key: tuple) -> ScoringConfig:
+        """The scoring settings of one run: the grid's, under the run's regime."""
+        return self.cfg.with_regime(key[3])
 
     def _need(self, method: CoresetMethod) -> tuple[set[str], int]:
         """The signals a method reads (a MethodError naming an unknown one) and the epochs it needs."""
@@ -455,7 +462,7 @@ class ScoringCache:
     def cache_file(self, key: tuple, data: Dataset) -> Path | None:
         if self.cache_dir is None:
             return None
-        return self.cache_dir / f"{scoring_key(key[0], data, key[1], self.cfg, key[2], self.threads)}.npz"
+        return self.cache_dir / f"{scoring_key(key[0], data, key[1], self.cfg_for(key), key[2], self.threads)}.npz"
 
     def cached(self, key: tuple, data: Dataset) -> bool:
         """True when the cache already holds every signal requested of this run, for long enough."""
@@ -481,7 +488,7 @@ class ScoringCache:
             path.parent.mkdir(parents=True, exist_ok=True)
             lock = FileLock(path.with_suffix(".lock"))
         with lock:
-            return get_signals(data, key[0], key[1], self.cfg, key[2], self.needs.get(key, set()),
+            return get_signals(data, key[0], key[1], self.cfg_for(key), key[2], self.needs.get(key, set()),
                                cache_dir=self.cache_dir, device=self.device, progress=self.progress,
                                threads=self.threads, train_epochs=self.epochs.get(key))  # fmt: skip
 
@@ -511,8 +518,15 @@ class ScoringCache:
             if lost:
                 raise MethodError(f"method {method.name!r}: signal {lost[0]!r} was not recorded: {res.failed[lost[0]]}")
             runs.append(until({k: res.signals[k] for k in wanted | companions(wanted)}, epochs))
-            used.append({"key": res.key, "seed": key[2], "epochs": res.epochs, "seconds": round(res.seconds, 3)})
+            used.append({"key": res.key, "seed": key[2], "epochs": res.epochs, "seconds": round(res.seconds, 3),
+                         **({"regime": key[3]} if key[3] != "standard" else {})})
         return dataclasses.replace(ctx, runs=tuple(runs)), used
+
+
+def run_label(key: tuple) -> str:
+    """A scoring run's key as words: 'digits × resnet18 × seed 123' (× its regime unless standard)."""
+    regime = f" × {key[3]} scoring" if key[3] != "standard" else ""
+    return f"{key[0].label} × {key[1].label} × seed {key[2]}{regime}"
 
 
 def select_indices(cell: Cell, data: Dataset, method: CoresetMethod | None,
