@@ -519,7 +519,7 @@ class ScoringCache:
                 raise MethodError(f"method {method.name!r}: signal {lost[0]!r} was not recorded: {res.failed[lost[0]]}")
             runs.append(until({k: res.signals[k] for k in wanted | companions(wanted)}, epochs))
             used.append({"key": res.key, "seed": key[2], "epochs": res.epochs, "seconds": round(res.seconds, 3),
-                         **({"regime": key[3]} if key[3] != "standard" else {})})
+                         "regime": key[3]})
         return dataclasses.replace(ctx, runs=tuple(runs)), used
 
 

@@ -112,3 +112,47 @@ def test_logits_train_are_the_training_pass_logits(small):
     ce = -(z - np.log(np.exp(z).sum(-1, keepdims=True)))[..., None]
     ce = np.take_along_axis(ce[..., 0], small.y_train.numpy()[None, :, None], axis=-1)[..., 0]
     np.testing.assert_allclose(ce, out["loss"], atol=0.02)
+
+
+def test_scoring_runs_are_keyed_by_the_regime_each_method_reads():
+    from corebench.methods import create_method
+    from corebench.runner import ScoringCache, run_label
+    from corebench.spec import Cell, MethodSpec
+
+    scorer = ScoringCache(ScoringConfig(epochs=2), None, CPU, progress=False)
+    cell = Cell(DatasetSpec("digits"), TINY, TINY, "trades", MethodSpec("friendly"), 0.1, 0)
+    friendly, easycore = create_method("friendly"), create_method("easycore")
+    assert [k[3] for k in scorer.keys(cell, friendly)] == ["pgd_at"]  # Dong et al.'s setting
+    assert [k[3] for k in scorer.keys(cell, easycore)] == ["standard"]  # the grid's
+    assert [k[3] for k in scorer.keys(cell, create_method("easycore", scoring_regime="trades"))] == ["trades"]
+    assert scorer.cfg_for(scorer.keys(cell, friendly)[0]).regime == "pgd_at"
+    assert run_label(scorer.keys(cell, friendly)[0]).endswith("× pgd_at scoring")
+    trades_grid = ScoringCache(ScoringConfig(epochs=2, regime="trades"), None, CPU, progress=False)
+    assert [k[3] for k in trades_grid.keys(cell, easycore)] == ["trades"]
+
+
+def test_the_smoke_scoring_run_covers_the_longest_window():
+    from corebench.grid import load_grid
+    from corebench.smoke import smoke_grid
+
+    grid = load_grid("configs/cifar10_adversarial.yaml")
+    assert smoke_grid(grid).scoring.epochs == 6  # windows of 5 epochs
+    assert smoke_grid(load_grid("configs/quickstart.yaml")).scoring.epochs == 1
+
+
+def test_the_adversarial_grid_runs_end_to_end_on_stand_in_data(tmp_path):
+    """Every cell of configs/cifar10_adversarial.yaml's smoke grid runs, and each record names the
+    regime of the scoring runs its selection read."""
+    import json
+
+    from corebench.cli import main
+
+    assert main(["run", "configs/cifar10_adversarial.yaml", "--smoke", "--results", str(tmp_path / "res"),
+                 "--cache", str(tmp_path / "cache"), "--no-progress"]) == 0
+    regimes = {}
+    for path in (tmp_path / "res").rglob("seed0.json"):
+        record = json.loads(path.read_text())
+        assert record["status"] == "ok", path
+        regimes[record["cell"]["method_label"]] = {r["regime"] for r in record["cost"]["scoring_runs"]}
+    assert regimes["friendly_pgd_at"] == {"pgd_at"} and regimes["easycore"] == {"standard"}
+    assert regimes["easycore_trades"] == regimes["tdds_trades"] == {"trades"} and regimes["random"] == set()
