@@ -139,3 +139,37 @@ def test_tdds_keeps_the_samples_whose_predictions_move_unevenly():
 def test_tdds_reads_its_trajectory_only():
     assert create_method("tdds").scoring_epochs(30, (0, 3)) == 30
     assert create_method("tdds", trajectory=10).scoring_epochs(30, (0, 3)) == 10
+
+
+# --------------------------------------------------------------------------- agreement of two rankings
+
+
+def test_spearman_and_kept_overlap_by_hand():
+    from corebench.stats import kept_overlap, spearman
+
+    assert spearman([1, 2, 3, 4], [10, 20, 30, 40]) == pytest.approx(1.0)
+    assert spearman([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)
+    assert spearman([0, 0, 1, 2], [1, 2, 3, 4]) == pytest.approx(np.corrcoef([1.5, 1.5, 3, 4], [1, 2, 3, 4])[0, 1])
+    assert kept_overlap(np.array([1, 2, 3, 4]), np.array([3, 4, 5, 6])) == 0.5
+    with pytest.raises(ValueError, match="one size"):
+        kept_overlap(np.array([1, 2]), np.array([1]))
+
+
+def test_the_agreement_script_compares_two_methods_on_their_own_runs(tmp_path):
+    import importlib.util
+    from pathlib import Path
+
+    from helpers import write_fast_grid
+
+    grid = write_fast_grid(tmp_path, methods=["easycore", {"name": "easycore", "scoring_regime": "pgd_at", "id": "adv"},
+                                              {"name": "friendly", "id": "friendly"}],
+                           scoring={"epochs": 2, "snapshot_epochs": [0], "attack": {"steps": 1}})
+    script = Path(__file__).resolve().parents[1] / "scripts" / "regime_agreement.py"
+    spec = importlib.util.spec_from_file_location("regime_agreement", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    rows = module.agreement(str(grid), tmp_path / "cache", [("easycore", "friendly"), ("easycore", "easycore")], 0.1)
+    assert [r["seed"] for r in rows] == [0, 0]
+    assert -1 <= rows[0]["spearman"] <= 1 and 0 <= rows[0]["kept_overlap"] <= 1
+    assert rows[1]["spearman"] == 1.0 and rows[1]["kept_overlap"] == 1.0  # a ranking agrees with itself
+    assert "easycore vs friendly | mean" in module.markdown(rows)
