@@ -167,8 +167,10 @@ def cmd_methods(args: argparse.Namespace) -> int:
         opts = ", ".join(f"{k}={v}" for k, v in m.options().items())
         src = method_source(name)
         package = f"{src['distribution'] or src['module']} {src['version'] or ''}".strip()
-        rows.append((name, ", ".join(m.required_signals()) or "-", opts or "-", package, doc))
-    print(tabulate(rows, headers=["method", "signals", "options (defaults)", "package", "what it keeps"],
+        cls = get_method_class(name)
+        ref = (cls.reference or "-") + ("" if cls.in_all else " (not in `all`)")
+        rows.append((name, ", ".join(m.required_signals()) or "-", opts or "-", package, ref, doc))
+    print(tabulate(rows, headers=["method", "signals", "options (defaults)", "package", "reference", "what it keeps"],
                    tablefmt="simple"))
     return 0
 

@@ -25,7 +25,7 @@ from corebench.data import Dataset, list_datasets
 from corebench.errors import ConfigError, invalid, shown
 from corebench.methods import create_method, list_methods
 from corebench.methods.base import budget_for
-from corebench.methods.registry import failed_plugins
+from corebench.methods.registry import all_methods, failed_plugins
 from corebench.models import create_model, list_architectures
 from corebench.signals import list_signals, unknown_signals
 from corebench.spec import (
@@ -234,8 +234,8 @@ def _named(entry: Any, field_name: str, cls: type) -> Any:
 
 
 def _methods(raw: list[Any]) -> tuple[MethodSpec, ...]:
-    """Method entries: names, `all` (every registered method, plug-ins included, with their
-    defaults), or {name, id, parameters}. `all` combines with named entries: an entry whose
+    """Method entries: names, `all` (every registered method whose `in_all` is set, plug-ins
+    included, with their defaults; not the methods built on adversarial scoring runs), or {name, id, parameters}. `all` combines with named entries: an entry whose
     label (its `id`, else its name) is one `all` brought in replaces that entry in place (so
     `[all, {name: el2n, n_runs: 10, id: el2n}]` sets EL2N's runs); another variant needs a
     label of its own.
@@ -254,7 +254,7 @@ def _methods(raw: list[Any]) -> tuple[MethodSpec, ...]:
                 name = sorted(broken)[0]
                 raise ConfigError(f"methods: all: the method plug-in {broken[name]}; fix or uninstall its "
                                   f"package, or list the methods by name instead of 'all'")
-            for name in list_methods():
+            for name in all_methods():
                 spec = MethodSpec(name)
                 if spec not in out:
                     out.append(spec)

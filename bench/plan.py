@@ -169,7 +169,8 @@ def estimate(spec: GridSpec, work: Work, probes: dict, device: torch.device,
     for key in work.missing_runs():
         signals = scorer.needs[key]
         p, n = probes[(key[0], key[1])], datasets[key[0]].x_train.shape[0]
-        per_epoch = n * p.train_step + ("input_grad_norm_eval" in signals) * n * p.attack_step
+        cfg = scorer.cfg_for(key)  # an adversarial scoring run steps as its regime trains
+        per_epoch = n * p.regime_step(cfg.regime, cfg.attack) + ("input_grad_norm_eval" in signals) * n * p.attack_step
         grand = ("grand_all" in signals) * len(spec.scoring.snapshots()) * n * p.train_step * 3
         seconds = scorer.epochs.get(key, spec.scoring.epochs) * per_epoch + grand
         est.runs_s[run_label(key)] = seconds

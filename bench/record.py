@@ -35,6 +35,7 @@ from corebench.spec import (
     AttackConfig,
     DatasetSpec,
     EvaluationConfig,
+    Regime,
     ScoringConfig,
     TrainingConfig,
 )
@@ -115,13 +116,15 @@ class TrainingDone(_Part):
 
 
 class ScoringRunCost(_Part):
-    """One scoring run a selection used: its cache key, seed, the epochs it trained and the
-    seconds of the run that made it (read from the cache when reused)."""
+    """One scoring run a selection used: its cache key, seed, the epochs it trained, the
+    seconds of the run that made it (read from the cache when reused) and the regime it
+    trained under (records written before issue 22: standard)."""
 
     key: NonEmpty
     seed: Annotated[StrictInt, Field(ge=0)]
     epochs: Annotated[StrictInt, Field(ge=0)]
     seconds: Annotated[float, Field(ge=0)]
+    regime: Regime = "standard"
 
 
 class Cost(_Part):

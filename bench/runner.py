@@ -472,11 +472,18 @@ class ScoringCache:
         self.made: dict[tuple, tuple[ScoringResult, int]] = {}  # per run key: what it served, for how many epochs
 
     def keys(self, cell: Cell, method: CoresetMethod) -> list[tuple]:
-        """The scoring runs a cell's method reads: (dataset, scoring arch, run seed) each."""
+        """The scoring runs a cell's method reads: (dataset, scoring arch, run seed, regime) each;
+        the regime is the grid's `scoring.regime` unless the method names its own
+        (`CoresetMethod.scoring_regime`, e.g. Dong et al.'s count on a PGD-AT run)."""
+        regime = self.cfg.with_regime(method.scoring_regime()).regime
         return [
-            (cell.dataset, cell.scoring_arch, scoring_seed(cell.seed, r))
+            (cell.dataset, cell.scoring_arch, scoring_seed(cell.seed, r), regime)
             for r in range(method.scoring_runs())
         ]
+
+    def cfg_for(self, key: tuple) -> ScoringConfig:
+        """The scoring settings of one run: the grid's, under the run's regime."""
+        return self.cfg.with_regime(key[3])
 
     def _need(self, method: CoresetMethod) -> tuple[set[str], int]:
         """The signals a method reads (a MethodError naming an unknown one) and the epochs it needs."""
@@ -502,7 +509,7 @@ class ScoringCache:
 
     def key_name(self, key: tuple, data: Dataset) -> str:
         """The run's cache and published key (`scoring.scoring_key`)."""
-        return scoring_key(key[0], data, key[1], self.cfg, key[2], self.threads, self.device)
+        return scoring_key(key[0], data, key[1], self.cfg_for(key), key[2], self.threads, self.device)
 
     def cache_file(self, key: tuple, data: Dataset) -> Path | None:
         if self.cache_dir is None:
@@ -566,7 +573,7 @@ class ScoringCache:
         else:
             rest = self.needs.get(key, set())
         with lock:
-            made = get_signals(data, key[0], key[1], self.cfg, key[2], rest,
+            made = get_signals(data, key[0], key[1], self.cfg_for(key), key[2], rest,
                                cache_dir=self.cache_dir, device=self.device, progress=self.progress,
                                threads=self.threads, train_epochs=self.epochs.get(key))  # fmt: skip
         return dataclasses.replace(made, signals={**made.signals, **served}) if served else made
@@ -594,13 +601,15 @@ class ScoringCache:
                 raise MethodError(f"method {method.name!r}: signal {lost[0]!r} was not recorded: {res.failed[lost[0]]}")
             runs.append(until({k: res.signals[k] for k in wanted | companions(wanted)}, epochs))
             used.append({"key": res.key, "seed": key[2], "epochs": res.epochs, "seconds": round(res.seconds, 3),
+                         "regime": key[3],
                          **{INPUTS: {"key": res.key, "epochs": epochs, "signals": served_digests(runs[-1])}}})
         return dataclasses.replace(ctx, runs=tuple(runs)), used
 
 
 def run_label(key: tuple) -> str:
-    """A scoring run as messages and `plan` name it: dataset × scoring architecture × run seed."""
-    return f"{key[0].label} × {key[1].label} × seed {key[2]}"
+    """A scoring run's key as words: 'digits × resnet18 × seed 123' (× its regime unless standard)."""
+    regime = f" × {key[3]} scoring" if key[3] != "standard" else ""
+    return f"{key[0].label} × {key[1].label} × seed {key[2]}{regime}"
 
 
 def scoring_failed(key: tuple, exc: BaseException) -> GridStopped:

@@ -68,6 +68,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from corebench.attacks import pgd_attack, trades_adversary, trades_loss
 from corebench.checkpoint import Checkpoint, resume_run, save_run
 from corebench.data import Dataset, host_to_device
 from corebench.fastpath import DeviceData, Execution, autocast, prepare_model, resolve
@@ -76,6 +77,7 @@ from corebench.files import confined, write_atomic
 from corebench.models import NormalizedModel, create_model
 from corebench.optim import batch_order, make_optimizer, steps_per_epoch
 from corebench.signals import (  # noqa: F401  ALL_SIGNALS, EVAL_PASS, TRAIN_PASS: re-exported
+    ADVERSARIAL,
     ALL_SIGNALS,
     BUILTIN,
     EVAL_PASS,
@@ -90,7 +92,15 @@ from corebench.signals import (  # noqa: F401  ALL_SIGNALS, EVAL_PASS, TRAIN_PAS
     signal_code,
     taken_at,
 )
-from corebench.spec import ArchSpec, DatasetSpec, ScoringConfig, stable_hash, to_jsonable
+from corebench.spec import (
+    ArchSpec,
+    AttackConfig,
+    DatasetSpec,
+    ScoringConfig,
+    scoring_seed,
+    stable_hash,
+    to_jsonable,
+)
 
 log = logging.getLogger(__name__)
 
@@ -157,7 +167,7 @@ def scoring_key(dataset: DatasetSpec, data: Dataset, arch: ArchSpec, cfg: Scorin
             "data": data.fingerprint("train"),
             "info": data.info,
             "arch": arch,
-            "scoring": cfg,
+            "scoring": cfg.key_form(),
             "seed": seed,
             "threads": threads,
             "execution": execution(cfg, device or torch.device("cpu")).record(),
@@ -347,6 +357,7 @@ def run_scoring(
     plugins = Plugins(signals)
 
     run = execution(cfg, device)
+    attack = cfg.attack.resolved(data.info.eps)
     with seeded(seed, device):
         model = create_model(arch, data.info).to(device)
         step_model = prepare_model(model, run)
@@ -374,15 +385,15 @@ def run_scoring(
             want_input_grad = "input_grad_norm" in signals
             batches = list(batch_order(np.arange(n), cfg.batch_size, generator))
             order, start = host_to_device(torch.from_numpy(np.concatenate(batches)), device), 0
+            signal_attack = torch.Generator().manual_seed(scoring_seed(seed, epoch))  # never the run's own
             for idx in batches:
                 x, y = train_set.batch(order[start : start + len(idx)], generator)
                 start += len(idx)
-                x.requires_grad_(want_input_grad)
-                with autocast(device, run.precision):  # signals below are read in fp32
-                    logits = step_model(x).float()
-                    losses = F.cross_entropy(logits, y, reduction="none")
+                x_in, loss, logits, losses = _step(step_model, model, x, y, cfg.regime, attack, generator,
+                                                   run.precision, device, want_input_grad,
+                                                   _adversarial_recorder(out, epoch, idx, signal_attack, attack))
                 opt.zero_grad(set_to_none=True)
-                losses.mean().backward()
+                loss.backward()
                 opt.step()
                 sched.step()
                 with torch.no_grad():
@@ -391,7 +402,7 @@ def run_scoring(
                         plugins.store(out, name, (epoch, idx), (logits.detach(), y, losses.detach()))
                     if want_input_grad:
                         # mean-loss gradient × batch size = gradient of each sample's own loss
-                        norms = x.grad.flatten(1).norm(dim=1) * x.shape[0]
+                        norms = x_in.grad.flatten(1).norm(dim=1) * x_in.shape[0]
                         out["input_grad_norm"][epoch, idx] = norms.cpu().numpy()
             if "input_grad_norm_eval" in signals:
                 _eval_pass(model, data, signals, out, epoch, device)
@@ -414,6 +425,92 @@ def run_scoring(
     return out
 
 
+def _step(step_model: torch.nn.Module, model: NormalizedModel, x: torch.Tensor, y: torch.Tensor, regime: str,
+          attack: AttackConfig, generator: torch.Generator, precision: str, device: torch.device,
+          want_input_grad: bool, adversarial: Callable[..., None] | None
+          ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One training step's forward under `regime`, as `corebench.train` trains it: returns (the
+    input of the step's forward, the loss to minimise, its logits, per-sample CE).
+
+    The step's forward reads the clean batch under standard and TRADES (its natural term) and
+    the PGD example under PGD-AT (PGD in train mode, TRADES's adversary in eval mode, as in
+    `corebench.train`), so the training-pass signals are on that input. `adversarial`, when
+    set, records the adversarial signals on the step's adversarial example before the update.
+    """
+    x_adv = None
+    if regime != "standard":
+        with autocast(device, precision):
+            if regime == "pgd_at":
+                x_adv = pgd_attack(step_model, x, y, eps=attack.eps, step_size=attack.step_size, steps=attack.steps,
+                                   random_start=attack.random_start, generator=generator)
+            else:
+                model.eval()
+                x_adv = trades_adversary(step_model, x, eps=attack.eps, step_size=attack.step_size, steps=attack.steps,
+                                         generator=generator)
+                model.train()
+    if adversarial is not None:
+        adversarial(model, x, y, x_adv)
+        model.train()
+    x_in = (x_adv if regime == "pgd_at" else x).requires_grad_(want_input_grad)
+    with autocast(device, precision):  # signals are read in fp32
+        if regime == "trades":
+            loss, logits = trades_loss(step_model, x_in, y, beta=attack.trades_beta, eps=attack.eps,
+                                       step_size=attack.step_size, steps=attack.steps, generator=generator, x_adv=x_adv)
+            logits = logits.float()
+            losses = F.cross_entropy(logits, y, reduction="none")
+        else:
+            logits = step_model(x_in).float()
+            losses = F.cross_entropy(logits, y, reduction="none")
+            loss = losses.mean()
+    return x_in, loss, logits, losses
+
+
+def _adversarial_recorder(out: dict, epoch: int, idx: np.ndarray, signal_attack: torch.Generator,
+                          attack: AttackConfig) -> Callable[..., None] | None:
+    """What records the adversarial signals of one batch, or None when none is asked for.
+
+    On the training attack's example under PGD-AT and TRADES; under a standard run, on a PGD
+    example made for the signals in eval mode (the scoring attack's settings, its own
+    generator, so the run trains the same with or without them: the cache key's promise).
+    The model reads the example in eval mode, as Dong et al.'s tracker under TRADES
+    (shwinshaker/RobustDataProfiling `src/adversary/defender.py`, `__get_pgd_ad`).
+    """
+    wanted = [name for name in ADVERSARIAL if name in out]
+    if not wanted:
+        return None
+
+    def record(model: NormalizedModel, x: torch.Tensor, y: torch.Tensor, x_adv: torch.Tensor | None) -> None:
+        model.eval()
+        if x_adv is None:
+            x_adv = pgd_attack(model, x, y, eps=attack.eps, step_size=attack.step_size, steps=attack.steps,
+                               random_start=attack.random_start, generator=signal_attack)
+        want_grad = "adv_input_grad_norm" in out
+        with torch.enable_grad() if want_grad else torch.no_grad():
+            params = list(model.parameters())
+            flags = [p.requires_grad for p in params]
+            try:
+                for p in params:
+                    p.requires_grad_(False)
+                xa = x_adv.detach().float().requires_grad_(want_grad)
+                logits = model(xa).float()
+                losses = F.cross_entropy(logits, y, reduction="none")
+                if want_grad:
+                    (grad,) = torch.autograd.grad(losses.sum(), xa)
+                    out["adv_input_grad_norm"][epoch, idx] = grad.flatten(1).norm(dim=1).cpu().numpy()
+            finally:
+                for p, flag in zip(params, flags, strict=True):
+                    p.requires_grad_(flag)
+        with torch.no_grad():
+            if "adv_loss" in out:
+                out["adv_loss"][epoch, idx] = losses.detach().cpu().numpy()
+            if "adv_margin" in out:
+                out["adv_margin"][epoch, idx] = margin(logits.detach(), y).cpu().numpy()
+            if "adv_correct" in out:
+                out["adv_correct"][epoch, idx] = (logits.argmax(1) == y).cpu().numpy()
+
+    return record
+
+
 def _allocate(signals: set[str], n: int, epochs: int, snapshots: int, classes: int) -> dict[str, np.ndarray]:
     """Arrays for the per-epoch and snapshot signals, shaped and typed as declared (final-model
     signals are made whole at the end, their width D known only then)."""
@@ -432,6 +529,8 @@ def _record_outputs(out: dict, epoch: int, idx: np.ndarray, logits: torch.Tensor
         out["loss"][epoch, idx] = losses.cpu().numpy()
     if "correct" in out:
         out["correct"][epoch, idx] = (logits.argmax(1) == y).cpu().numpy()
+    if "logits_train" in out:
+        out["logits_train"][epoch, idx] = logits.half().cpu().numpy()
     need_probs = "el2n" in out or "margin_probs" in out
     probs = logits.softmax(1) if need_probs else None
     if "el2n" in out:

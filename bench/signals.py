@@ -41,7 +41,7 @@ SNAPSHOT_EPOCHS = "snapshot_epochs"  # [K] int64: the epochs the snapshot rows w
 BUILTIN = "corebench"  # the distribution of the built-in signals
 
 TAKEN: dict[str, tuple[tuple[str, ...], ...]] = {  # when a signal is taken -> the shapes allowed
-    "train_pass": (("E", "N"),),
+    "train_pass": (("E", "N"), ("E", "N", "C")),
     "eval_pass": (("E", "N"),),
     "snapshot": (("K", "N"), ("K", "N", "C")),
     "final": (("N", "D"), ("N", "C")),
@@ -68,6 +68,7 @@ class Signal:
         compute: plug-ins only: "module:function" the scoring run calls (see CONTRIBUTING.md).
         fake: optional "module:function" the kit calls for a plausible fake (torch-free).
         distribution: the package that declares it ("corebench" for the built-ins).
+        cost: what recording it costs, in passes over the train data (one line; "" unknown).
     """
 
     name: str
@@ -78,6 +79,7 @@ class Signal:
     compute: str | None = None
     fake: str | None = None
     distribution: str = BUILTIN
+    cost: str = ""
 
     @property
     def shape_text(self) -> str:
@@ -98,8 +100,21 @@ class Signal:
         return "·".join([str(DTYPES[self.dtype]), *axes]) + " B"
 
 
-def _builtin(name: str, shape: str, taken: str, dtype: str, what: str) -> Signal:
-    return Signal(name, tuple(a.strip() for a in shape.strip("[]").split(",")), taken, dtype, what)
+# What a built-in costs by when it is taken, unless its declaration says otherwise.
+COST = {
+    "train_pass": "none (the training step's own forward)",
+    "eval_pass": "1 forward + backward per epoch",
+    "snapshot": "1 forward per snapshot",
+    "final": "1 forward",
+}
+# An adversarial signal: free under PGD-AT and TRADES (the training attack's example), a PGD
+# attack of its own under a standard run.
+ADV_COST = "1 forward per epoch, + `attack.steps` forward + backward under a standard run"
+
+
+def _builtin(name: str, shape: str, taken: str, dtype: str, what: str, cost: str = "") -> Signal:
+    return Signal(name, tuple(a.strip() for a in shape.strip("[]").split(",")), taken, dtype, what,
+                  cost=cost or COST[taken])
 
 
 # The built-in signals, in the order the docs list them. Their computation is corebench.scoring's.
@@ -115,12 +130,26 @@ BUILTINS: tuple[Signal, ...] = (
     _builtin("margin_logits", "[E, N]", "train_pass", "float32",
              "AUM margin z_y − max_{k≠y} z_k on logits, training pass (Pleiss et al. 2020)"),
     _builtin("margin_probs", "[E, N]", "train_pass", "float32", "the same margin on softmax probabilities"),
+    _builtin("logits_train", "[E, N, C]", "train_pass", "float16",
+             "class logits of the training pass, every epoch (TDDS's per-epoch outputs, zhangxin-xd/Dataset-Pruning-TDDS)"),
+    _builtin("adv_loss", "[E, N]", "train_pass", "float32",
+             "per-sample CE on the step's adversarial example (the training attack's; PGD under a standard run), "
+             "eval mode, before the update", ADV_COST),
+    _builtin("adv_margin", "[E, N]", "train_pass", "float32",
+             "AUM margin z_y − max_{k≠y} z_k on the same adversarial example, eval mode", ADV_COST),
+    _builtin("adv_correct", "[E, N]", "train_pass", "bool",
+             "prediction correct on the same adversarial example; Σ over epochs of its negation is Dong et al.'s "
+             "count of PGD-misclassified epochs (shwinshaker/RobustDataProfiling `ExampleTracker.count_wrong`)", ADV_COST),
+    _builtin("adv_input_grad_norm", "[E, N]", "train_pass", "float32",
+             "exact per-sample ‖∇ₓ CE‖₂ at the adversarial example, eval mode",
+             "1 forward + backward per epoch, + `attack.steps` forward + backward under a standard run"),
     _builtin("el2n_eval", "[K, N]", "snapshot", "float32", "‖softmax − onehot‖₂ in eval mode"),
     _builtin("loss_eval", "[K, N]", "snapshot", "float32", "per-sample cross-entropy in eval mode"),
     _builtin("logits_eval", "[K, N, C]", "snapshot", "float16",
              "class logits in eval mode (softmax them for probabilities)"),
     _builtin("grand_all", "[K, N]", "snapshot", "float32",
-             "per-sample ‖∇_θ CE‖₂ over all parameters (torch.func vmap; data_diet `get_grad_norm_fn`)"),
+             "per-sample ‖∇_θ CE‖₂ over all parameters (torch.func vmap; data_diet `get_grad_norm_fn`)",
+             "1 per-sample backward per snapshot"),
     _builtin("grand_last", "[K, N]", "snapshot", "float32",
              "the same over the classifier only, closed form ‖p − y‖·√(‖h‖² + 1) (DeepCore `grand.py`)"),
     _builtin("features", "[N, D]", "final", "float32", "penultimate features (timm pre-logits)"),
@@ -254,6 +283,9 @@ def companions(names: Iterable[str]) -> set[str]:
     return {SNAPSHOT_EPOCHS} if any(get_signal(n).taken == "snapshot" for n in set(names)) else set()
 
 
+# The signals read on an adversarial example of each training step (`Signal.cost` says what each costs).
+ADVERSARIAL: tuple[str, ...] = ("adv_loss", "adv_margin", "adv_correct", "adv_input_grad_norm")
+
 # Built-in names by when they are taken (the torch-free vocabulary other modules import).
 TRAIN_PASS: tuple[str, ...] = tuple(s.name for s in BUILTINS if s.taken == "train_pass")
 EVAL_PASS: tuple[str, ...] = tuple(s.name for s in BUILTINS if s.taken == "eval_pass")
@@ -265,9 +297,11 @@ BOOL_SIGNALS: tuple[str, ...] = tuple(s.name for s in BUILTINS if s.dtype == "bo
 
 def markdown_table(signals: Iterable[Signal] = BUILTINS) -> str:
     """The docs' signal table (DESIGN.md and CONTRIBUTING.md hold it verbatim; a test checks)."""
-    rows = ["| signal | shape | taken | dtype | bytes per sample | what |", "|---|---|---|---|---|---|"]
+    rows = ["| signal | shape | taken | dtype | bytes per sample | cost (passes over the data) | what |",
+            "|---|---|---|---|---|---|---|"]
     for s in signals:
-        rows.append(f"| `{s.name}` | {s.shape_text} | {TAKEN_TEXT[s.taken]} | {s.dtype} | {s.memory_text} | {s.what} |")
+        rows.append(f"| `{s.name}` | {s.shape_text} | {TAKEN_TEXT[s.taken]} | {s.dtype} | {s.memory_text} | "
+                    f"{s.cost or 'unknown'} | {s.what} |")
     return "\n".join(rows)
 
 

@@ -22,6 +22,8 @@ from corebench.signals import companions, list_signals, unknown_signals
 from corebench.spec import to_jsonable
 
 Direction = Literal["hardest", "easiest"]
+# Which scoring run a method reads: "grid" = the grid's `scoring.regime`, or one regime of its own.
+ScoringRegime = Literal["grid", "standard", "pgd_at", "trades"]
 # Parameter types with their ranges, for `Params` fields (checked when a method is created):
 RunCount = Annotated[int, Field(ge=1)]  # scoring runs a score is averaged over
 Epoch = Annotated[int, Field(ge=0)]  # a scoring epoch; 0 = at initialisation
@@ -172,6 +174,11 @@ class CoresetMethod(ABC):
     # How selection time grows with N: "sort" (a ranking, about N log N; the selection
     # benchmark holds these to its target) or "greedy" (a pick at a time, N × budget × D).
     selection_cost: ClassVar[str] = "sort"
+    # Whether a grid's `methods: all` brings it in. The methods built on adversarial scoring runs
+    # or long per-epoch windows (issue 22) say False: they add scoring runs (PGD-AT for Dong et
+    # al.'s count) or need more scoring epochs than a short grid trains, so a grid names them.
+    in_all: ClassVar[bool] = True
+    reference: ClassVar[str] = ""  # the paper and the public code it follows, one line (`corebench methods`)
 
     def __init__(self, params: Any | None = None) -> None:
         self.params = params if params is not None else self.Params()
@@ -179,6 +186,11 @@ class CoresetMethod(ABC):
     def required_signals(self) -> tuple[str, ...]:
         """Signals this configured method needs (override when they depend on params)."""
         return tuple(self.signals)
+
+    def scoring_regime(self) -> str:
+        """The regime of the scoring runs it reads: its `scoring_regime` parameter when it has
+        one, else "grid" (the grid's `scoring.regime`)."""
+        return str(getattr(self.params, "scoring_regime", "grid"))
 
     def scoring_runs(self) -> int:
         """How many scoring runs (different seeds) the method averages over."""

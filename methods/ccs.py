@@ -175,6 +175,8 @@ class CCSParams:
 class CCS(CoresetMethod):
     """Coverage-centric selection: prune the hardest β, stratified sampling over the rest."""
 
+    reference = "Zheng et al. 2023, haizhongzheng/Coverage-centric-coreset-selection"
+
     Params = CCSParams
     signals = ("margin_probs",)
 

@@ -53,6 +53,8 @@ class EL2NParams:
 class EL2N(ScoreBasedMethod):
     """Keep the samples with the largest ‖softmax − onehot‖₂ at an early epoch."""
 
+    reference = "Paul et al. 2021, mansheej/data_diet"
+
     Params = EL2NParams
     signals = ("el2n_eval",)
 

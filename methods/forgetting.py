@@ -48,6 +48,8 @@ class ForgettingParams:
 class Forgetting(ScoreBasedMethod):
     """Keep the most forgotten samples (1→0 transitions of correctness across epochs)."""
 
+    reference = "Toneva et al. 2019, mtoneva/example_forgetting"
+
     Params = ForgettingParams
     signals = ("correct",)
 

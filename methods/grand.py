@@ -50,6 +50,8 @@ class GraNdParams:
 class GraNd(ScoreBasedMethod):
     """Keep the samples with the largest per-sample gradient norm at an early epoch."""
 
+    reference = "Paul et al. 2021, mansheej/data_diet"
+
     Params = GraNdParams
     signals = ("grand_all",)
 

@@ -98,6 +98,8 @@ class KCenterParams:
 class KCenterGreedy(CoresetMethod):
     """Keep points that cover the feature space: greedy k-center (farthest-point) on features."""
 
+    reference = "Sener & Savarese 2018, PatrickZH/DeepCore"
+
     Params = KCenterParams
     signals = ("features",)
     selection_cost = "greedy"

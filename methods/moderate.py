@@ -77,6 +77,8 @@ class ModerateParams:
 class Moderate(CoresetMethod):
     """Keep the samples at moderate distance (around the median) from their class centre."""
 
+    reference = "Xia et al. 2023, tmllab/2023_ICLR_Moderate-DS"
+
     Params = ModerateParams
     signals = ("features",)
 

@@ -24,6 +24,8 @@ class RandomParams:
 class RandomSubset(CoresetMethod):
     """Uniform sample without replacement, seeded by the cell's seed."""
 
+    reference = "uniform sampling (baseline)"
+
     Params = RandomParams
     signals = ()
 

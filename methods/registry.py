@@ -83,6 +83,12 @@ def list_methods(pattern: str = "*") -> list[str]:
     return sorted(n for n in _REGISTRY if fnmatch.fnmatch(n, pattern))
 
 
+def all_methods() -> list[str]:
+    """What a grid's `methods: all` brings in: the registered methods whose `in_all` is set
+    (not those built on adversarial scoring runs or long per-epoch windows), sorted."""
+    return [n for n in list_methods() if _REGISTRY[n].in_all]
+
+
 def get_method_class(name: str) -> type[CoresetMethod]:
     load_entry_points()
     if name not in _REGISTRY:

@@ -88,6 +88,8 @@ class UncertaintyParams:
 class Uncertainty(ScoreBasedMethod):
     """Keep the samples with the most uncertain predictions (entropy, least confidence, margin)."""
 
+    reference = "Coleman et al. 2020; PatrickZH/DeepCore"
+
     Params = UncertaintyParams
     signals = ("logits_final",)
 

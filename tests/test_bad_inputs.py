@@ -100,7 +100,7 @@ def _npz_grid(path_key: str, **options):
 
 # (id, grid changes (a dict, or a function of the npz files), message substring)
 GRID_CASES = [
-    ("unknown method", {"methods": ["easycor"]}, "methods: 'easycor' is not allowed; allowed: ccs, easycore"),
+    ("unknown method", {"methods": ["easycor"]}, "methods: 'easycor' is not allowed; allowed: aum, ccs, dyn_unc, easycore"),
     ("unknown dataset", {"datasets": ["cifar11"]}, "datasets: 'cifar11' is not allowed; allowed: cifar10, cifar100"),
     ("unknown regime", {"regimes": ["madry"]}, "regimes: 'madry' is not allowed; allowed: standard, pgd_at, trades"),
     ("fraction above 1", {"fractions": [0.3, 1.5]}, "fractions: 1.5 is not allowed; allowed: numbers in (0, 1]"),

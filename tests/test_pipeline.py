@@ -74,7 +74,7 @@ def test_run_writes_one_valid_record_per_cell(finished_run):
         assert rec["cost"]["train_s"] == rec["timings"]["train_s"] and rec["training"]["seconds"] > 0
     easy = json.loads((tmp / "res/tiny/digits/r18w4/standard/easycore/f0.3/seed0.json").read_text())
     assert easy["method_options"] == {"gradient_pass": "eval", "direction": "easiest", "class_balanced": False,
-                                      "n_runs": 1}
+                                      "n_runs": 1, "scoring_regime": "grid"}
     assert easy["timings"]["scoring_s"] > 0
     (run,) = easy["cost"]["scoring_runs"]
     assert run["seed"] == scoring_seed(0, 0) != 0 and run["epochs"] == 2 and run["seconds"] > 0
@@ -186,7 +186,7 @@ def test_a_failing_scoring_run_stops_the_grid_with_one_line(tmp_path, capsys, wo
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
-        ({"methods": ["easycor"]}, "methods: 'easycor' is not allowed; allowed: ccs, easycore"),
+        ({"methods": ["easycor"]}, "methods: 'easycor' is not allowed; allowed: aum, ccs, dyn_unc, easycore"),
         ({"datasets": ["cifar11"]}, "datasets: 'cifar11' is not allowed; allowed: cifar10, cifar100, cifar10_proxy, digits"),
         ({"regimes": ["madry"]}, "regimes: 'madry' is not allowed; allowed: standard, pgd_at, trades"),
         ({"fractions": [0.3, 1.5]}, "fractions: 1.5 is not allowed; allowed: numbers in (0, 1]"),

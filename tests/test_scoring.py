@@ -50,7 +50,7 @@ def test_every_signal_has_its_shape_and_is_deterministic(digits):
     b = run_scoring(digits, TINY, cfg, 0, wanted, device=CPU, progress=False)
     n = digits.x_train.shape[0]
     for name in TRAIN_PASS + ("input_grad_norm_eval",):
-        assert a[name].shape == (2, n), name
+        assert a[name].shape == ((2, n, 10) if name == "logits_train" else (2, n)), name
     assert a["correct"].dtype == bool
     assert a["grand_all"].shape == a["grand_last"].shape == a["el2n_eval"].shape == (2, n)
     assert a["snapshot_epochs"].tolist() == [0, 2]
