@@ -43,10 +43,11 @@ def publish_scoring(spec: GridSpec, results_dir: str | Path, cache_dir: str | Pa
         data = work.datasets[key[0]]
         name = scorer.key_name(key, data)
         wanted = scorer.needs[key]
-        epochs = needed_epochs(spec.scoring, wanted, scorer.epochs.get(key))
+        cfg = scorer.cfg_for(key)  # the grid's scoring settings under the run's regime
+        epochs = needed_epochs(cfg, wanted, scorer.epochs.get(key))
         path = scorer.cache_file(key, data)
         entry = read_entry(path, name, data) if path is not None else None
-        if entry is None or not wanted <= set(entry[0]) or entry[1].get("trained_epochs", spec.scoring.epochs) < epochs:
+        if entry is None or not wanted <= set(entry[0]) or entry[1].get("trained_epochs", cfg.epochs) < epochs:
             raise ConfigError(f"publish-scoring: scoring run {run_label(key)} is not in the cache {cache} with "
                               f"{', '.join(sorted(wanted))} for {epochs} epochs; make it first with "
                               f"`corebench run {spec.source or spec.name} --scoring-only --results <an empty folder> "
@@ -54,8 +55,8 @@ def publish_scoring(spec: GridSpec, results_dir: str | Path, cache_dir: str | Pa
         arrays, meta = entry
         kept = until({k: v for k, v in arrays.items() if k in wanted | companions(wanted)}, epochs)
         made_by = {"grid": spec.name, "dataset": dataset_identity(key[0]), "data": meta.get("data"), "arch": key[1],
-                   "scoring": spec.scoring, "seed": key[2], "threads": spec.threads,
-                   "execution": execution(spec.scoring, scorer.device).record(), "device": meta.get("device"),
+                   "scoring": cfg, "seed": key[2], "threads": spec.threads,
+                   "execution": execution(cfg, scorer.device).record(), "device": meta.get("device"),
                    "corebench": __version__, "git_commit": versions()["git_commit"]}
         runs.append((kept, {"key": name, "trained_epochs": epochs, "seconds": float(meta.get("seconds", 0.0)),
                             "made_by": made_by}))
