@@ -18,7 +18,7 @@ import logging
 import os
 import platform
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import metadata
@@ -36,6 +36,7 @@ from corebench.data import Dataset, load_dataset
 from corebench.errors import BenchError, MethodError, PathError
 from corebench.evaluate import evaluate
 from corebench.files import confined, writable_folder
+from corebench.guard import Deadline
 from corebench.identity import cell_id as identity_hash
 from corebench.identity import cell_settings, differences, record_settings
 from corebench.methods import CoresetMethod, SelectionContext, create_method, run_selection
@@ -81,6 +82,7 @@ class RunSummary:
     busy: int = 0  # cells another worker was running (their claim was live)
     failures: list[tuple[str, str]] = field(default_factory=list)  # (record path, error)
     stale: list[str] = field(default_factory=list)  # finished records made by other settings or data: rerun
+    deferred: list[str] = field(default_factory=list)  # not started: they would not have ended by the deadline
 
 
 def prepare(spec: GridSpec, datasets: Iterable[DatasetSpec]) -> dict[DatasetSpec, Dataset]:
@@ -224,6 +226,8 @@ def run_grid(
     workers: int | None = 1,
     progress: bool = True,
     cells: list[Cell] | None = None,
+    deadline: float | None = None,
+    estimator: Callable[[Work, torch.device], dict[str, float]] | None = None,
 ) -> RunSummary:
     """Run every cell of `spec` (those of shard k of n) without a valid record, writing one each.
 
@@ -236,6 +240,11 @@ def run_grid(
     those cells of the grid instead of all of them (a Slurm task's share). `workers` None means
     one per GPU on a machine with several (`default_workers`), else 1; on CUDA the workers take
     the visible GPUs in turn (`worker_devices`).
+
+    `deadline` (seconds since the epoch): no cell starts that is not expected to end by then
+    (`corebench.guard`); cells run seed by seed, so what finishes is whole seeds first, and the
+    cells not started are `summary.deferred`. `estimator(work, device)` gives each cell's
+    expected seconds by cell id (the CLI passes `plan.cell_seconds`).
     """
     results_dir = writable_folder(results_dir, "--results")
     cache = writable_folder(Path(cache_dir) if cache_dir is not None else default_cache_dir(), "--cache")
@@ -259,13 +268,20 @@ def run_grid(
                  spec.name, len(cells), summary.skipped, len(summary.stale), len(work.todo))
         if not work.todo:
             return summary
-        _run_todo(work, results_dir, cache, device, summary,
-                  scoring_only=scoring_only, workers=workers, progress=progress, force=force)
+        guard = None
+        if deadline is not None and not scoring_only:
+            seeds = {seed: i for i, seed in enumerate(dict.fromkeys(s.cell.seed for s in work.todo))}
+            work.todo.sort(key=lambda s: seeds[s.cell.seed])  # stable: grid order within a seed
+            guard = Deadline(deadline, estimator(work, device) if estimator is not None else {})
+            log.info("deadline %s: no cell starts that would not end by then", guard.label())
+        _run_todo(work, results_dir, cache, device, summary, scoring_only=scoring_only, workers=workers,
+                  progress=progress, force=force, guard=guard)
     return summary
 
 
 def _run_todo(work: Work, results_dir: Path, cache: Path, device: torch.device, summary: RunSummary, *,
-              scoring_only: bool, workers: int, progress: bool, force: bool = False) -> None:
+              scoring_only: bool, workers: int, progress: bool, force: bool = False,
+              guard: Deadline | None = None) -> None:
     spec, datasets, methods, scorer = work.spec, work.datasets, work.methods, work.scorer
     if scoring_only:
         for s in work.todo:
@@ -278,11 +294,11 @@ def _run_todo(work: Work, results_dir: Path, cache: Path, device: torch.device, 
     from tqdm import tqdm
 
     if workers > 1:
-        outcomes = _run_parallel(spec, work.todo, results_dir, cache, workers, force, runs)
+        outcomes = _run_parallel(spec, work.todo, results_dir, cache, workers, force, runs, guard)
     else:
         outcomes = (
-            run_claimed(spec, s, datasets[s.cell.dataset], methods.get(s.cell.method), scorer, device,
-                        results_dir, cache, progress, force=force)
+            guarded(guard, s, lambda s=s: run_claimed(spec, s, datasets[s.cell.dataset], methods.get(s.cell.method),
+                                                      scorer, device, results_dir, cache, progress, force=force))
             for s in work.todo
         )
     for status, path, error in tqdm(outcomes, total=len(work.todo), desc=f"grid {spec.name}", disable=not progress):
@@ -292,9 +308,27 @@ def _run_todo(work: Work, results_dir: Path, cache: Path, device: torch.device, 
             summary.skipped += 1
         elif status == "busy":
             summary.busy += 1
+        elif status == "deferred":
+            summary.deferred.append(path)
         else:
             summary.failed += 1
             summary.failures.append((path, error))
+
+
+def guarded(guard: Deadline | None, state: CellState,
+            run: Callable[[], tuple[str, str, str | None]]) -> tuple[str, str, str | None]:
+    """`run()` the cell when it is expected to end before the guard's deadline, else
+    ('deferred', path, None); the guard learns how long it took."""
+    if guard is None:
+        return run()
+    if not guard.fits(state.cell_id):
+        log.info("%s: deferred (expected %.0f s, past the deadline %s)", state.path,
+                 guard.expected(state.cell_id), guard.label())
+        return "deferred", str(state.path), None
+    start = time.time()
+    outcome = run()
+    guard.observe(state.cell_id, time.time() - start)
+    return outcome
 
 
 def run_claimed(spec: GridSpec, state: CellState, data: Dataset, method: CoresetMethod | None,
@@ -316,13 +350,14 @@ _WORKER: dict[str, Any] = {}
 
 
 def _run_parallel(spec: GridSpec, todo: list[CellState], results_dir: Path, cache: Path, workers: int, force: bool,
-                  runs: list[tuple[tuple, frozenset[str], int | None]] = ()):
+                  runs: list[tuple[tuple, frozenset[str], int | None]] = (), guard: Deadline | None = None):
     """The scoring `runs` (key, signals, epochs), then the cells, in `workers` spawned processes,
     each with the grid's `threads`; yields (status, path, error) per cell as they finish.
 
     Every run is made whole before any cell starts, so no two workers wait on one run's lock; a
     run that fails here is made again by the first cell that needs it, whose record then holds
-    the error (as with one worker).
+    the error (as with one worker). Each worker holds its own copy of the `guard` and learns
+    from its own cells.
     """
     import multiprocessing
 
@@ -331,7 +366,7 @@ def _run_parallel(spec: GridSpec, todo: list[CellState], results_dir: Path, cach
     for dev in worker_devices(resolve_device(spec.device), workers):
         devices.put(str(dev))
     pool = ctx.Pool(workers, initializer=_worker_init,
-                    initargs=(spec, results_dir, cache, spec.threads, force, devices))
+                    initargs=(spec, results_dir, cache, spec.threads, force, devices, guard))
     try:
         for problem in pool.imap_unordered(_worker_scoring, runs):
             if problem:
@@ -362,12 +397,14 @@ def worker_devices(device: torch.device, workers: int) -> list[torch.device]:
     return [device] * workers
 
 
-def _worker_init(spec: GridSpec, results_dir: Path, cache: Path, threads: int, force: bool, devices: Any) -> None:
+def _worker_init(spec: GridSpec, results_dir: Path, cache: Path, threads: int, force: bool, devices: Any,
+                 guard: Deadline | None = None) -> None:
     torch.set_num_threads(threads)
     device = torch.device(devices.get())
     if device.type == "cuda":
         torch.cuda.set_device(device)
     _WORKER.update(spec=spec, results_dir=results_dir, cache=cache, device=device, datasets={}, methods={}, force=force,
+                   guard=guard,
                    scorer=ScoringCache(spec.scoring, cache / "scoring", device, progress=False, threads=threads))
 
 
@@ -401,8 +438,9 @@ def _worker_cell(state: CellState) -> tuple[str, str, str | None]:
         if cell.method not in w["methods"]:
             w["methods"][cell.method] = create_method(cell.method.name, **cell.method.params)
         method = w["methods"][cell.method]
-    return run_claimed(w["spec"], state, w["datasets"][cell.dataset], method, w["scorer"], w["device"],
-                       w["results_dir"], w["cache"], False, force=w["force"])
+    return guarded(w["guard"], state, lambda: run_claimed(w["spec"], state, w["datasets"][cell.dataset], method,
+                                                          w["scorer"], w["device"], w["results_dir"], w["cache"],
+                                                          False, force=w["force"]))
 
 
 class ScoringCache:
