@@ -203,13 +203,35 @@ def cell_seconds(work: Work, device: torch.device, results_dir: Path | None = No
     probes = {(ds, arch): probe_model(spec, work.datasets[ds], ds, arch, device) for ds, arch in pairs}
     runs = run_seconds(spec, work, probes)
     shares = observed_shares(spec, results_dir)
-    out = {}
+    out, step_s = {}, {}
     for s in work.todo:
         training_s, evaluation_s, _ = _cell_parts(spec, work, probes, shares, s.cell)
         method = work.methods.get(s.cell.method)
         keys = work.scorer.keys(s.cell, method) if method is not None else []
         out[s.cell_id] = training_s + evaluation_s + sum(runs.pop(k, 0.0) for k in keys)
+        if method is not None and method.selection_cost == "greedy":  # k-center: one CPU step per kept point
+            n = work.datasets[s.cell.dataset].x_train.shape[0]
+            if s.cell.scoring_arch not in step_s:
+                width = create_model(s.cell.scoring_arch, work.datasets[s.cell.dataset].info).net.num_features
+                step_s[s.cell.scoring_arch] = greedy_step_s(n, width)
+            out[s.cell_id] += budget_for(s.cell.fraction, n) * step_s[s.cell.scoring_arch]
     return out
+
+
+def greedy_step_s(n: int, width: int) -> float:
+    """Seconds of one greedy k-center step (`methods/kcenter.py`: a matrix-vector product over
+    N × D float32 features and a float64 minimum), timed on this machine's CPU."""
+    import numpy as np
+
+    points = np.random.default_rng(0).random((n, width), dtype=np.float32)
+    sq = np.einsum("ij,ij->i", points, points, dtype=np.float64)
+    mins = np.full(n, np.inf)
+    start, steps = time.perf_counter(), 0
+    while steps < 3 or time.perf_counter() - start < PROBE_SECONDS:
+        d = sq - 2.0 * (points @ points[steps % n]).astype(np.float64) + sq[steps % n]
+        mins = np.minimum(mins, np.maximum(d, 0.0))
+        steps += 1
+    return (time.perf_counter() - start) / steps
 
 
 def training_samples(training: TrainingConfig, cell, n: int) -> int:

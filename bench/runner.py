@@ -176,11 +176,12 @@ class Work:
 
 def plan_work(spec: GridSpec, results_dir: Path | None, *, cells: list[Cell] | None = None,
               cache: Path | None = None, force: bool = False, device: torch.device | None = None,
-              progress: bool = False) -> Work:
+              progress: bool = False, datasets: dict[DatasetSpec, Dataset] | None = None) -> Work:
     """Load and check the data, build the methods, compute every cell's state, keep the cells
-    to run (not done, or all with `force`) and request their scoring runs."""
+    to run (not done, or all with `force`) and request their scoring runs. `datasets` given
+    (already loaded, or shaped only for sizing: benchmarks/gpu_sizing.py) are used as they are."""
     cells = spec.cells() if cells is None else cells
-    datasets = prepare(spec, [c.dataset for c in cells])
+    datasets = prepare(spec, [c.dataset for c in cells]) if datasets is None else datasets
     methods = methods_of(cells)
     if results_dir is not None:
         states = cell_states(spec, cells, datasets, methods, results_dir)
