@@ -75,10 +75,13 @@ step "2 environment"
 } | tee "$OUT/env.txt"
 
 step "3 checks"
-VENV=$(dirname "$(dirname "$(command -v "$PY" || echo "$PY")")")
+PYBIN=$(command -v "$PY" || echo "$PY")
+VENV=$(dirname "$(dirname "$PYBIN")")
 touch "$WORK/installed"  # make's install stamp: nothing is installed from the network here
 {
-  if command -v make >/dev/null && [ -x "$VENV/bin/python" ]; then
+  # `make test-gpu` where the Makefile's $(VENV)/bin/python is this Python, else its command
+  if command -v make >/dev/null && [ -x "$VENV/bin/python" ] \
+      && [ "$(realpath "$VENV/bin/python")" = "$(realpath "$PYBIN")" ]; then
     capped 90 make -s test-gpu VENV="$VENV" STAMP="$WORK/installed"
   else
     capped 90 "$PY" -m pytest -q -m gpu -rs
