@@ -19,7 +19,8 @@ LIMIT=$((64 * 1024 * 1024))
 N_TEST=2000
 WHEELS=1
 # Packages the device's image lacks (/work/.library/device/KINDS.md lists what it has).
-PACKAGES="pydantic pydantic_core annotated_types typing_inspection pyautoattack"
+# typing_extensions too: pydantic needs a recent one, and the image's version is not known.
+PACKAGES="pydantic pydantic_core annotated_types typing_inspection typing_extensions pyautoattack"
 while [ $# -gt 0 ]; do
   case "$1" in
     --no-wheels) WHEELS=0 ;;
