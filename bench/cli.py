@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from corebench.errors import BenchError, invalid
+from corebench.guard import deadline_from
 
 log = logging.getLogger("corebench")
 
@@ -56,12 +57,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     cores = os.cpu_count() or 1
     if args.workers is not None and args.workers > cores:  # each worker is a torch process with its own threads
         raise invalid("--workers", args.workers, f"1 to {cores} (one process per core of this machine at most)")
+    deadline = deadline_from(args.deadline, args.time_limit)  # a bad value fails before the grid loads
     spec = load_grid(args.grid)
     if args.smoke:
-        return _smoke(args, spec)
+        return _smoke(args, spec, deadline)
     shard = _shard(args.shard)
     summary = run_grid(spec, args.results, cache_dir=args.cache, shard=shard, force=args.force,
-                       scoring_only=args.scoring_only, workers=args.workers, progress=not args.no_progress)
+                       scoring_only=args.scoring_only, workers=args.workers, progress=not args.no_progress,
+                       deadline=deadline, estimator=_estimator(args.results))
     busy = f", {summary.busy} running elsewhere" if summary.busy else ""
     print(f"grid {spec.name}: {summary.total} cells, {summary.skipped} already done, "
           f"{summary.finished} finished, {summary.failed} failed{busy}; records in {args.results}")
@@ -75,12 +78,30 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"  inputs changed: {path}: {why}; not rerun (corebench verify re-derives it; --force reruns)")
     for path in summary.outside[:20]:
         print(f"  outside the grid: {path}: no cell of this grid; not counted")
+    _print_deferred(summary)
     if not args.scoring_only:
         _print_summary(Path(args.results) / spec.name)
     return 1 if summary.failed else 0
 
 
-def _smoke(args: argparse.Namespace, spec: Any) -> int:
+def _estimator(results: str):
+    """Each cell's expected seconds for the deadline guard: `plan.cell_seconds`'s probe."""
+    def estimate(work, device):
+        from corebench.plan import cell_seconds
+
+        return cell_seconds(work, device, Path(results))
+    return estimate
+
+
+def _print_deferred(summary: Any) -> None:
+    if summary.deferred:
+        print(f"  {len(summary.deferred)} cells deferred: they would not have ended by the deadline; "
+              "run again to continue")
+    for path in summary.deferred[:20]:
+        print(f"  deferred: {path}")
+
+
+def _smoke(args: argparse.Namespace, spec: Any, deadline: float | None = None) -> int:
     """Every kind of cell of the grid on stand-in data, in a scratch folder unless --results is
     given; exit 1 when any cell failed."""
     import tempfile
@@ -93,12 +114,13 @@ def _smoke(args: argparse.Namespace, spec: Any) -> int:
         results = args.results if args.results_given else str(Path(scratch) / "results")
         cache = args.cache or str(Path(scratch) / "cache")
         summary = run_grid(smoke, results, cache_dir=cache, force=True, workers=args.workers or 1,
-                           progress=not args.no_progress)
+                           progress=not args.no_progress, deadline=deadline, estimator=_estimator(results))
     print(f"smoke {spec.name}: {summary.total} cells (every method entry, regime and architecture, "
           f"full data, smallest and largest fraction, one seed) on stand-in data: {summary.finished} ran, "
           f"{summary.failed} failed")
     for path, error in summary.failures[:20]:
         print(f"  failed: {path}: {error}")
+    _print_deferred(summary)
     return 1 if summary.failed else 0
 
 
@@ -385,6 +407,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run every kind of cell (method entry, regime, architecture, full data) for one epoch "
                         "on a tiny stand-in of each dataset, in seconds; records in a scratch folder unless "
                         "--results is given")
+    r.add_argument("--deadline", default=None, metavar="HH:MM",
+                   help="start no cell that would not end by this local time (estimated from a throughput "
+                        "probe and the cells finished so far); running cells finish, the rest are deferred")
+    r.add_argument("--time-limit", default=None, metavar="SECONDS",
+                   help="as --deadline, this many seconds from now")
     r.add_argument("--force", action="store_true",
                    help="re-run finished cells and remake their scoring runs (published runs are not read)")
     r.add_argument("--scoring-only", action="store_true", help="only make the scoring signals (a cluster's first stage)")

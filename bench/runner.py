@@ -21,7 +21,7 @@ import os
 import platform
 import time
 import traceback
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import metadata
@@ -39,6 +39,7 @@ from corebench.data import Dataset, load_dataset
 from corebench.errors import BenchError, GridStopped, MethodError, PathError
 from corebench.evaluate import evaluate
 from corebench.files import cache_root, confined, writable_folder, write_atomic
+from corebench.guard import Deadline
 from corebench.identity import cell_id as identity_hash
 from corebench.identity import cell_settings, differences, record_settings
 from corebench.inputs import changed_inputs, file_digest, served_digests
@@ -94,6 +95,7 @@ class RunSummary:
     stale: list[str] = field(default_factory=list)  # finished records made by other settings or data: rerun
     changed: list[tuple[str, str]] = field(default_factory=list)  # (done record, which of its inputs changed)
     outside: list[str] = field(default_factory=list)  # records in the grid's folder that are no cell of it
+    deferred: list[str] = field(default_factory=list)  # not started: they would not have ended by the deadline
 
 
 def prepare(spec: GridSpec, datasets: Iterable[DatasetSpec]) -> dict[DatasetSpec, Dataset]:
@@ -194,13 +196,15 @@ class Work:
 
 def plan_work(spec: GridSpec, results_dir: Path | None, *, cells: list[Cell] | None = None,
               cache: Path | None = None, force: bool = False, device: torch.device | None = None,
-              progress: bool = False, published: Path | None = None) -> Work:
+              progress: bool = False, published: Path | None = None,
+              datasets: dict[DatasetSpec, Dataset] | None = None) -> Work:
     """Load and check the data, build the methods, compute every cell's state, keep the cells
     to run (not done, or all with `force`) and request their scoring runs. Scoring runs are
     read from `published` first (default: the grid's published runs in the results folder,
-    `published.folder_for`; none with `force`, which makes every run again)."""
+    `published.folder_for`; none with `force`, which makes every run again). `datasets` given
+    (already loaded, or shaped only for sizing: benchmarks/gpu_sizing.py) are used as they are."""
     cells = spec.cells() if cells is None else cells
-    datasets = prepare(spec, [c.dataset for c in cells])
+    datasets = prepare(spec, [c.dataset for c in cells]) if datasets is None else datasets
     methods = methods_of(cells)
     if results_dir is not None:
         states = cell_states(spec, cells, datasets, methods, results_dir)
@@ -249,6 +253,8 @@ def run_grid(
     workers: int | None = 1,
     progress: bool = True,
     cells: list[Cell] | None = None,
+    deadline: float | None = None,
+    estimator: Callable[[Work, torch.device], dict[str, float]] | None = None,
 ) -> RunSummary:
     """Run every cell of `spec` (those of shard k of n) without a valid record, writing one each.
 
@@ -261,6 +267,11 @@ def run_grid(
     those cells of the grid instead of all of them (a Slurm task's share). `workers` None means
     one per GPU on a machine with several (`default_workers`), else 1; on CUDA the workers take
     the visible GPUs in turn (`worker_devices`).
+
+    `deadline` (seconds since the epoch): no cell starts that is not expected to end by then
+    (`corebench.guard`); cells run seed by seed, so what finishes is whole seeds first, and the
+    cells not started are `summary.deferred`. `estimator(work, device)` gives each cell's
+    expected seconds by cell id (the CLI passes `plan.cell_seconds`).
     """
     results_dir = writable_folder(results_dir, "--results")
     cache = writable_folder(Path(cache_dir) if cache_dir is not None else default_cache_dir(), "--cache")
@@ -290,8 +301,14 @@ def run_grid(
         if force:  # --force remakes the scoring runs too (a fixed plug-in signal's old values go)
             for key in work.runs():
                 work.scorer.forget(key, work.datasets[key[0]])
-        _run_todo(work, results_dir, cache, device, summary,
-                  scoring_only=scoring_only, workers=workers, progress=progress, force=force)
+        guard = None
+        if deadline is not None and not scoring_only:
+            seeds = {seed: i for i, seed in enumerate(dict.fromkeys(s.cell.seed for s in work.todo))}
+            work.todo.sort(key=lambda s: seeds[s.cell.seed])  # stable: grid order within a seed
+            guard = Deadline(deadline, estimator(work, device) if estimator is not None else {})
+            log.info("deadline %s: no cell starts that would not end by then", guard.label())
+        _run_todo(work, results_dir, cache, device, summary, scoring_only=scoring_only, workers=workers,
+                  progress=progress, force=force, guard=guard)
     return summary
 
 
@@ -312,7 +329,8 @@ def audit(spec: GridSpec, states: list[CellState], results_dir: Path, cache: Pat
 
 
 def _run_todo(work: Work, results_dir: Path, cache: Path, device: torch.device, summary: RunSummary, *,
-              scoring_only: bool, workers: int, progress: bool, force: bool = False) -> None:
+              scoring_only: bool, workers: int, progress: bool, force: bool = False,
+              guard: Deadline | None = None) -> None:
     spec, datasets, methods, scorer = work.spec, work.datasets, work.methods, work.scorer
     if scoring_only:
         for s in work.todo:
@@ -325,11 +343,12 @@ def _run_todo(work: Work, results_dir: Path, cache: Path, device: torch.device, 
     from tqdm import tqdm
 
     if workers > 1:
-        outcomes = _run_parallel(spec, work.todo, results_dir, cache, workers, force, runs, scorer.published.folder)
+        outcomes = _run_parallel(spec, work.todo, results_dir, cache, workers, force, runs, scorer.published.folder,
+                                 guard)
     else:
         outcomes = (
-            run_claimed(spec, s, datasets[s.cell.dataset], methods.get(s.cell.method), scorer, device,
-                        results_dir, cache, progress, force=force)
+            guarded(guard, s, lambda s=s: run_claimed(spec, s, datasets[s.cell.dataset], methods.get(s.cell.method),
+                                                      scorer, device, results_dir, cache, progress, force=force))
             for s in work.todo
         )
     for status, path, error in tqdm(outcomes, total=len(work.todo), desc=f"grid {spec.name}", disable=not progress):
@@ -339,9 +358,27 @@ def _run_todo(work: Work, results_dir: Path, cache: Path, device: torch.device, 
             summary.skipped += 1
         elif status == "busy":
             summary.busy += 1
+        elif status == "deferred":
+            summary.deferred.append(path)
         else:
             summary.failed += 1
             summary.failures.append((path, error))
+
+
+def guarded(guard: Deadline | None, state: CellState,
+            run: Callable[[], tuple[str, str, str | None]]) -> tuple[str, str, str | None]:
+    """`run()` the cell when it is expected to end before the guard's deadline, else
+    ('deferred', path, None); the guard learns how long it took."""
+    if guard is None:
+        return run()
+    if not guard.fits(state.cell_id):
+        log.info("%s: deferred (expected %.0f s, past the deadline %s)", state.path,
+                 guard.expected(state.cell_id), guard.label())
+        return "deferred", str(state.path), None
+    start = time.time()
+    outcome = run()
+    guard.observe(state.cell_id, time.time() - start)
+    return outcome
 
 
 def run_claimed(spec: GridSpec, state: CellState, data: Dataset, method: CoresetMethod | None,
@@ -363,12 +400,14 @@ _WORKER: dict[str, Any] = {}
 
 
 def _run_parallel(spec: GridSpec, todo: list[CellState], results_dir: Path, cache: Path, workers: int, force: bool,
-                  runs: list[tuple[tuple, frozenset[str], int | None]] = (), published: Path | None = None):
+                  runs: list[tuple[tuple, frozenset[str], int | None]] = (), published: Path | None = None,
+                  guard: Deadline | None = None):
     """The scoring `runs` (key, signals, epochs), then the cells, in `workers` spawned processes,
     each with the grid's `threads`; yields (status, path, error) per cell as they finish.
 
     Every run is made whole before any cell starts, so no two workers wait on one run's lock; a
-    run that fails stops the grid (`GridStopped`), as with one worker.
+    run that fails stops the grid (`GridStopped`), as with one worker. Each worker holds its own
+    copy of the `guard` and learns from its own cells.
     """
     import multiprocessing
 
@@ -377,7 +416,7 @@ def _run_parallel(spec: GridSpec, todo: list[CellState], results_dir: Path, cach
     for dev in worker_devices(resolve_device(spec.device), workers):
         devices.put(str(dev))
     pool = ctx.Pool(workers, initializer=_worker_init,
-                    initargs=(spec, results_dir, cache, spec.threads, force, devices, published))
+                    initargs=(spec, results_dir, cache, spec.threads, force, devices, published, guard))
     try:
         for problem in pool.imap_unordered(_worker_scoring, runs):
             if problem:
@@ -409,12 +448,13 @@ def worker_devices(device: torch.device, workers: int) -> list[torch.device]:
 
 
 def _worker_init(spec: GridSpec, results_dir: Path, cache: Path, threads: int, force: bool, devices: Any,
-                 published: Path | None = None) -> None:
+                 published: Path | None = None, guard: Deadline | None = None) -> None:
     torch.set_num_threads(threads)
     device = torch.device(devices.get())
     if device.type == "cuda":
         torch.cuda.set_device(device)
     _WORKER.update(spec=spec, results_dir=results_dir, cache=cache, device=device, datasets={}, methods={}, force=force,
+                   guard=guard,
                    scorer=ScoringCache(spec.scoring, cache / "scoring", device, progress=False, threads=threads,
                                        published=published))
 
@@ -449,8 +489,9 @@ def _worker_cell(state: CellState) -> tuple[str, str, str | None]:
         if cell.method not in w["methods"]:
             w["methods"][cell.method] = create_method(cell.method.name, **cell.method.params)
         method = w["methods"][cell.method]
-    return run_claimed(w["spec"], state, w["datasets"][cell.dataset], method, w["scorer"], w["device"],
-                       w["results_dir"], w["cache"], False, force=w["force"])
+    return guarded(w["guard"], state, lambda: run_claimed(w["spec"], state, w["datasets"][cell.dataset], method,
+                                                          w["scorer"], w["device"], w["results_dir"], w["cache"],
+                                                          False, force=w["force"]))
 
 
 class ScoringCache:
