@@ -6,9 +6,14 @@ A board is one grid × dataset × arch × regime × evaluation protocol. For eve
 - the robust and clean accuracy with a 95% interval: over seeds (t-interval) for several
   seeds, over the evaluated test images (exact binomial) for one (`corebench.stats`);
 - the difference to random, paired over seeds, with its t-interval;
-- whether the model collapsed: mean clean accuracy at most 1.5× chance (1.5/K). A collapsed
-  model predicts nearly one class, so its robust accuracy equals its clean accuracy and says
-  nothing about robustness: it is never best and never ranked;
+- whether a seed's model is degenerate (`degenerate`): more than half of its clean predictions
+  in one class (the record's `metrics.predicted_histogram`), or clean accuracy at most 1.5×
+  chance (1.5/K). Judged per seed, not on the mean over seeds: one collapsed seed in three
+  hides under a mean. A degenerate model predicts nearly one class, so its robust accuracy
+  says nothing about robustness. A method × fraction with any degenerate seed is marked
+  collapsed: never best, never ranked, no significance claimed (its numbers stay visible,
+  with how many seeds were flagged; dropping the flagged seeds instead would rank the
+  survivors of an unstable method);
 - the best method per fraction, only when its interval lies above the runner-up's;
 - selection stability: the mean Jaccard overlap of the coresets chosen with different
   scoring seeds (cells of different seeds), and across scoring architectures;
@@ -41,6 +46,7 @@ log = logging.getLogger(__name__)
 
 RANDOM = "random"
 COLLAPSE_FACTOR = 1.5  # clean accuracy at most 1.5 × chance (100/K %) marks a collapsed model
+ONE_CLASS_SHARE = 0.5  # more than half the clean predictions in one class marks one too
 
 
 @dataclass(frozen=True)
@@ -59,6 +65,8 @@ class Entry:
     n_eval: int | None
     robust: dict[float, float | None]  # ε -> the protocol's robust accuracy
     num_classes: int | None
+    class_histogram: tuple[int, ...] | None  # the coreset's samples per class
+    predicted_histogram: tuple[int, ...] | None  # clean predictions per class (None: not recorded)
     indices: Path | None
     scoring_runs: tuple[tuple[str, float, float], ...] | None  # (key, epochs, seconds); None: not recorded
     scoring_s: float | None  # the cell's scoring seconds (what schema-1 records have instead)
@@ -76,7 +84,8 @@ class CellStats:
     clean: Interval
     robust: dict[float, Interval]
     diff: dict[float, PairedDiff | None]  # against random, paired over seeds; None for random
-    collapsed: bool
+    collapsed: bool  # some seed is degenerate (`degenerate`)
+    n_degenerate: int = 0  # seeds flagged by `degenerate`
 
 
 @dataclass(frozen=True)
@@ -118,6 +127,7 @@ class Board:
     stability: dict[tuple[str, float], tuple[float, int]] = field(default_factory=dict)  # (label, f)
     scorer_stability: dict[tuple[str, float], tuple[float, int]] = field(default_factory=dict)  # (base, f)
     cost: dict[str, Cost] = field(default_factory=dict)
+    degenerate_seeds: list[tuple[str, float, int, str]] = field(default_factory=list)  # label, f, seed, why
 
     @property
     def metric_name(self) -> str:
@@ -167,6 +177,8 @@ def entry_of(record: Mapping[str, Any], protocol: Protocol) -> Entry:
         n_eval=metrics.get("n_eval") if ok else None,
         robust=robust,
         num_classes=len(coreset["class_histogram"]) if coreset.get("class_histogram") else None,
+        class_histogram=tuple(coreset["class_histogram"]) if coreset.get("class_histogram") else None,
+        predicted_histogram=tuple(h) if ok and (h := metrics.get("predicted_histogram")) else None,
         indices=path.with_name(coreset["indices_file"]) if coreset.get("indices_file") else None,
         scoring_runs=runs,
         scoring_s=timings.get("scoring_s"),
@@ -270,9 +282,12 @@ def aggregate(board: Board) -> None:
                 diff[eps] = paired_diff(
                     [_num(by_seed[s].robust.get(eps)) for s in common], [_num(ref[s].robust.get(eps)) for s in common]
                 )
-        chance = 100.0 / board.num_classes if board.num_classes else None
-        collapsed = bool(rows) and chance is not None and clean.mean <= COLLAPSE_FACTOR * chance + 1e-9
-        return CellStats(len(rows), failed.get(key, 0), clean, robust, diff, collapsed)
+        flagged = 0
+        for r in rows:
+            if (why := degenerate(r, board.num_classes)) is not None:
+                board.degenerate_seeds.append((key[0], key[1], r.seed, why))
+                flagged += 1
+        return CellStats(len(rows), failed.get(key, 0), clean, robust, diff, flagged > 0, flagged)
 
     board.cells = {(lab, f): stats((lab, f)) for lab in labels for f in board.fractions}
     has_full = any(e.method == FULL_DATA for e in board.entries)
@@ -309,6 +324,21 @@ def aggregate(board: Board) -> None:
 
 def _num(v: float | None) -> float:
     return math.nan if v is None else v
+
+
+def degenerate(entry: Entry, num_classes: int | None) -> str | None:
+    """Why one seed's model is degenerate, or None: more than `ONE_CLASS_SHARE` of its clean
+    predictions in one class (when the record has `metrics.predicted_histogram`), or clean
+    accuracy at most `COLLAPSE_FACTOR` × chance (every record)."""
+    hist = entry.predicted_histogram
+    if hist and sum(hist) and max(hist) > ONE_CLASS_SHARE * sum(hist):
+        top = max(range(len(hist)), key=lambda c: (hist[c], -c))
+        return f"class {top} predicted for {100 * hist[top] / sum(hist):.0f}% of the images"
+    if entry.clean is not None and num_classes:
+        limit = COLLAPSE_FACTOR * 100.0 / num_classes
+        if entry.clean <= limit + 1e-9:
+            return f"clean accuracy {entry.clean:.1f}% ≤ {COLLAPSE_FACTOR:g}× chance ({limit:.1f}%)"
+    return None
 
 
 def _separated_best(intervals: Mapping[str, Interval]) -> str | None:

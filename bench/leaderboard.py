@@ -116,7 +116,14 @@ def _cell_text(c: CellStats | None, est: Interval | None, bold: bool) -> str:
     m = f"**{_num(est.mean)}**" if bold else _num(est.mean)
     interval = f" [{_num(est.low)}, {_num(est.high)}]" if est.low is not None else ""
     count = f"n={c.n}" + (f", {c.n_failed} failed" if c.n_failed else "")
-    return f"{m}{interval} ({count})" + (f" {COLLAPSED}" if c.collapsed else "")
+    return f"{m}{interval} ({count})" + _collapsed_mark(c)
+
+
+def _collapsed_mark(c: CellStats) -> str:
+    """' ‡' when every seed is degenerate, ' ‡1/3' when some are (`board.degenerate`)."""
+    if not c.collapsed:
+        return ""
+    return f" {COLLAPSED}" if c.n_degenerate >= c.n else f" {COLLAPSED}{c.n_degenerate}/{c.n}"
 
 
 def _diff_text(c: CellStats, eps: float) -> str:
@@ -124,10 +131,10 @@ def _diff_text(c: CellStats, eps: float) -> str:
     d = c.diff[eps]
     if d is None or d.n == 0:
         return MISSING
-    collapsed = f" {COLLAPSED}" if c.collapsed else ""
+    collapsed = _collapsed_mark(c)
     if d.n == 1 or d.low is None or d.high is None:
         return f"{_num(d.mean, True)} (n=1){collapsed}"
-    mark = DAGGER if d.significant else ""
+    mark = DAGGER if d.significant and not c.collapsed else ""
     return f"{_num(d.mean, True)}{mark} [{_num(d.low, True)}, {_num(d.high, True)}] (n={d.n}){collapsed}"
 
 
@@ -209,9 +216,11 @@ def render_board(board: Board, *, plot_name: str | None, csv_name: str, model_in
         "Cells: mean [95% interval] (n = seeds that finished); the interval is the seeds' "
         "t-interval for several seeds and the exact binomial interval over the evaluated test "
         "images for one. **bold**: best in the column, only when its interval lies above the "
-        f"runner-up's. {COLLAPSED}: collapsed (mean clean accuracy at most 1.5× chance"
+        f"runner-up's. {COLLAPSED}: collapsed, some seed's model is degenerate (more than half of "
+        "its clean predictions in one class, or its clean accuracy at most 1.5× chance"
         + (f", {_num(150.0 / board.num_classes)}% with {board.num_classes} classes" if board.num_classes else "")
-        + "): a near-constant predictor, whose robust accuracy says nothing; never bold, not ranked."
+        + f"; judged per seed, {COLLAPSED}k/n: k of n seeds): a near-constant predictor, whose robust accuracy "
+        "says nothing; never bold, not ranked, no significance claimed."
     )
     out.append("")
     out.append(_full_text(board))
@@ -240,6 +249,7 @@ def render_board(board: Board, *, plot_name: str | None, csv_name: str, model_in
         for eps in proto.eps:
             out += _diff_section(board, eps, headers)
     out += _ranking_section(board)
+    out += _degenerate_section(board)
     out += _stability_section(board, headers)
     out += _cost_section(board, headers)
 
@@ -372,6 +382,19 @@ def _ranking_section(board: Board) -> list[str]:
         row += [f"{n_ranked}/{len(board.fractions)}", str(n_collapsed) if n_collapsed else ""]
         rows.append(row)
     return out + [_table(headers, rows), ""]
+
+
+def _degenerate_section(board: Board) -> list[str]:
+    """Every seed flagged by `board.degenerate`, with the reason."""
+    flagged = sorted(board.degenerate_seeds, key=lambda d: (d[0] == FULL_DATA, d[0], d[1], d[2]))
+    if not flagged:
+        return []
+    out = ["## Degenerate seeds", ""]
+    out.append(f"{_count(len(flagged), 'seed')} of {board.n_ok} finished flagged as degenerate; each marks its "
+               f"method × fraction {COLLAPSED} (not ranked, no significance).")
+    out.append("")
+    rows = [[_md(lab), _pct(f), str(seed), _md(why)] for lab, f, seed, why in flagged]
+    return out + [_table(["method", "fraction", "seed", "why"], rows), ""]
 
 
 def _stability_section(board: Board, headers: list[str]) -> list[str]:

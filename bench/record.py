@@ -102,6 +102,9 @@ class Metrics(_Part):
     n_eval: PositiveInt
     autoattack_per_attack: dict[str, Accuracy] = Field(default_factory=dict)
     robust: list[RobustAtEps] | None = None  # absent in schema 1
+    # how many of the n_eval clean predictions fell in each class (absent in older records);
+    # `board.degenerate` flags a seed whose model predicts one class for most images
+    predicted_histogram: list[Annotated[StrictInt, Field(ge=0)]] | None = None
 
 
 class TrainingDone(_Part):
@@ -206,6 +209,10 @@ class Record(_Part):
             raise ValueError("metrics.autoattack_acc: required (AutoAttack is enabled)")
         if not self.config.evaluation.autoattack.enabled and self.metrics.pgd_acc is None:
             raise ValueError("metrics.pgd_acc: required (AutoAttack is disabled)")
+        hist = self.metrics.predicted_histogram
+        if hist is not None and sum(hist) != self.metrics.n_eval:
+            raise ValueError(f"metrics.predicted_histogram: sums to {sum(hist)}; allowed: metrics.n_eval "
+                             f"({self.metrics.n_eval}) predictions")
         if self.schema_version >= 2:
             self._schema2_fields()
         return self

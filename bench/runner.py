@@ -629,6 +629,7 @@ def run_cell(
             "n_eval": result.n_eval,
             "autoattack_per_attack": dict(result.autoattack_per_attack),
             "robust": robust,
+            "predicted_histogram": list(result.predicted_histogram) or None,
         }
         record["training"] = {"budget": trained["budget"], "epochs": trained["epochs"], "steps": trained["steps"],
                               "seconds": round(trained["seconds"], 3)}

@@ -1,0 +1,79 @@
+"""Confounds a board must control (issue 18): degenerate seeds, classes covered, budget,
+stability at equal footing, cost by need."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from corebench.board import aggregate, build_boards, degenerate, entry_of
+from corebench.errors import ResultsError
+from corebench.leaderboard import render_board
+from corebench.protocol import Protocol
+from corebench.record import parse_record
+
+from records import example_record, relpath
+
+
+def _board(tmp_path: Path, records: list[dict]):
+    for rec in records:
+        rec["_path"] = tmp_path / relpath(rec)
+    (board,), _ = build_boards(records, [], tmp_path)
+    aggregate(board)
+    return board
+
+
+def _page(board) -> str:
+    return render_board(board, plot_name=None, csv_name="c.csv", model_info_dir="m")
+
+
+def _rec(method: str, seed: int, clean: float, robust: float, fraction: float = 0.1, **extra) -> dict:
+    rec = example_record(grid="c", method=method, fraction=fraction, seed=seed, clean_acc=clean,
+                         autoattack_acc=robust)
+    rec["coreset"]["class_histogram"] = [10] * 10
+    for key, value in extra.items():
+        rec[key] = value
+    return rec
+
+
+def _entry(rec: dict):
+    rec["_path"] = "/x/" + str(relpath(rec))
+    return entry_of(rec, Protocol.of(rec["config"]["evaluation"]))
+
+
+def test_one_class_predicted_for_most_images_is_degenerate_whatever_the_accuracy() -> None:
+    rec = _rec("el2n", 0, 40.0, 20.0)
+    rec["metrics"]["predicted_histogram"] = [300, 50, 50, 50, 0, 0, 0, 0, 0, 0]  # 300/450 in class 0
+    assert degenerate(_entry(rec), 10) == "class 0 predicted for 67% of the images"
+    rec["metrics"]["predicted_histogram"] = [225, 225, 0, 0, 0, 0, 0, 0, 0, 0]  # exactly half: not more
+    assert degenerate(_entry(rec), 10) is None
+
+
+def test_without_a_histogram_a_seed_at_chance_is_degenerate() -> None:
+    assert degenerate(_entry(_rec("el2n", 0, 15.0, 14.0)), 10) == "clean accuracy 15.0% ≤ 1.5× chance (15.0%)"
+    assert degenerate(_entry(_rec("el2n", 0, 15.5, 14.0)), 10) is None
+
+
+def test_a_histogram_that_does_not_sum_to_n_eval_is_refused() -> None:
+    import json
+
+    rec = _rec("el2n", 0, 40.0, 20.0)
+    rec["metrics"]["predicted_histogram"] = [1] * 10
+    with pytest.raises(ResultsError, match="metrics.predicted_histogram: sums to 10"):
+        parse_record(json.dumps(rec))
+
+
+def test_one_degenerate_seed_in_three_marks_the_cell_though_the_mean_is_above_chance(tmp_path: Path) -> None:
+    # el2n: seeds at 12, 30, 30 % clean (mean 24 %: the old mean rule did not flag it)
+    records = [_rec("random", s, 30.0, 20.0 + s) for s in range(3)]
+    records += [_rec("el2n", s, c, 30.0 + s / 10) for s, c in enumerate((12.0, 30.0, 30.0))]
+    board = _board(tmp_path, records)
+    cell = board.cells[("el2n", 0.1)]
+    assert cell.collapsed and cell.n_degenerate == 1 and cell.n == 3
+    assert ("el2n", 0.1) not in board.rank[board.protocol.eps[0]]
+    page = _page(board)
+    assert "(n=3) ‡1/3" in page
+    assert "| el2n     | 10%        | 0      | clean accuracy 12.0% ≤ 1.5× chance (15.0%) |" in page
+    assert "1 seed of 6 finished flagged as degenerate" in page
+    assert "| el2n     | +9.10 [+6.86, +11.34] (n=3) ‡1/3 |" in page  # no † on a collapsed cell
