@@ -17,6 +17,9 @@ A board is one grid × dataset × arch × regime × evaluation protocol. For eve
 - the best method per fraction, only when its interval lies above the runner-up's;
 - selection stability: the mean Jaccard overlap of the coresets chosen with different
   scoring seeds (cells of different seeds), and across scoring architectures;
+- classes covered: per seed, how many classes hold at least `MIN_CLASS_SAMPLES` samples of
+  the coreset and the largest class's share, from the record's class histogram (a global
+  ranking can drop whole classes; a model cannot learn a class it never sees);
 - cost: the scoring runs a method's selection needs (once per seed, however many fractions
   or methods share them) and the training steps and seconds, relative to full-data training.
 
@@ -47,6 +50,7 @@ log = logging.getLogger(__name__)
 RANDOM = "random"
 COLLAPSE_FACTOR = 1.5  # clean accuracy at most 1.5 × chance (100/K %) marks a collapsed model
 ONE_CLASS_SHARE = 0.5  # more than half the clean predictions in one class marks one too
+MIN_CLASS_SAMPLES = 5  # a class with fewer samples in a coreset is not counted as covered
 
 
 @dataclass(frozen=True)
@@ -128,6 +132,7 @@ class Board:
     scorer_stability: dict[tuple[str, float], tuple[float, int]] = field(default_factory=dict)  # (base, f)
     cost: dict[str, Cost] = field(default_factory=dict)
     degenerate_seeds: list[tuple[str, float, int, str]] = field(default_factory=list)  # label, f, seed, why
+    coverage: dict[tuple[str, float], list[tuple[int, float]]] = field(default_factory=dict)  # per seed
 
     @property
     def metric_name(self) -> str:
@@ -318,6 +323,7 @@ def aggregate(board: Board) -> None:
         return (not present, math.fsum(present) / len(present) if present else 0.0, lab)
 
     board.methods = sorted(labels, key=order)
+    board.coverage = class_coverage(board.entries)
     _stability(board)
     _cost(board, labels)
 
@@ -368,6 +374,21 @@ def _average_ranks(values: Mapping[str, float]) -> dict[str, float]:
 
 
 # --------------------------------------------------------------------------- stability and cost
+
+
+def classes_covered(histogram: tuple[int, ...]) -> tuple[int, float]:
+    """(classes with at least `MIN_CLASS_SAMPLES` samples, largest class's share of the coreset)."""
+    total = sum(histogram)
+    return sum(c >= MIN_CLASS_SAMPLES for c in histogram), (max(histogram) / total if total else 0.0)
+
+
+def class_coverage(entries: list[Entry]) -> dict[tuple[str, float], list[tuple[int, float]]]:
+    """Per label × fraction, `classes_covered` of each seed's coreset (in seed order)."""
+    out: dict[tuple[str, float], list[tuple[int, float]]] = defaultdict(list)
+    for e in sorted(entries, key=lambda e: (e.label, e.fraction, e.seed)):
+        if e.ok and e.method != FULL_DATA and e.class_histogram:
+            out[(e.label, e.fraction)].append(classes_covered(e.class_histogram))
+    return dict(out)
 
 
 def _stability(board: Board) -> None:

@@ -45,6 +45,7 @@ import pandas as pd
 from tabulate import tabulate
 
 from corebench.board import (
+    MIN_CLASS_SAMPLES,
     RANDOM,
     Board,
     CellStats,
@@ -250,6 +251,7 @@ def render_board(board: Board, *, plot_name: str | None, csv_name: str, model_in
             out += _diff_section(board, eps, headers)
     out += _ranking_section(board)
     out += _degenerate_section(board)
+    out += _coverage_section(board, headers)
     out += _stability_section(board, headers)
     out += _cost_section(board, headers)
 
@@ -395,6 +397,35 @@ def _degenerate_section(board: Board) -> list[str]:
     out.append("")
     rows = [[_md(lab), _pct(f), str(seed), _md(why)] for lab, f, seed, why in flagged]
     return out + [_table(["method", "fraction", "seed", "why"], rows), ""]
+
+
+def _coverage_section(board: Board, headers: list[str]) -> list[str]:
+    """Classes covered per method × fraction: how many classes the coresets keep, and how lopsided."""
+    if not board.coverage:
+        return []
+    out = ["## Classes covered", ""]
+    out.append(
+        f"Classes with at least {MIN_CLASS_SAMPLES} samples in the coreset (of "
+        + (f"{board.num_classes}" if board.num_classes else "all")
+        + "), and in brackets the largest class's share of the coreset; lowest–highest over the "
+        "seeds. A method that ranks all samples together (`class_balanced: false`) can drop whole "
+        "classes; its accuracy then measures which classes it kept as much as which samples."
+    )
+    out.append("")
+
+    def span(values: list[float], fmt: str) -> str:
+        low, high = fmt.format(min(values)), fmt.format(max(values))
+        return low if low == high else f"{low}–{high}"
+
+    rows = []
+    for lab in board.methods:
+        cells = []
+        for f in board.fractions:
+            seeds = board.coverage.get((lab, f))
+            cells.append(MISSING if not seeds else
+                         f"{span([k for k, _ in seeds], '{:g}')} ({span([100 * s for _, s in seeds], '{:.0f}')}%)")
+        rows.append([_md(lab), *cells])
+    return out + [_table(headers, rows), ""]
 
 
 def _stability_section(board: Board, headers: list[str]) -> list[str]:

@@ -172,6 +172,9 @@ class CoresetMethod(ABC):
     # How selection time grows with N: "sort" (a ranking, about N log N; the selection
     # benchmark holds these to its target) or "greedy" (a pick at a time, N × budget × D).
     selection_cost: ClassVar[str] = "sort"
+    # Why `class_balanced` defaults as it does: the method's reference and what it does (every
+    # method takes `class_balanced: true|false`, the kit checks it; a global keep can drop classes).
+    class_balanced_source: ClassVar[str] = ""
 
     def __init__(self, params: Any | None = None) -> None:
         self.params = params if params is not None else self.Params()

@@ -176,6 +176,7 @@ class CCS(CoresetMethod):
     """Coverage-centric selection: prune the hardest β, stratified sampling over the rest."""
 
     Params = CCSParams
+    class_balanced_source = "off: the CCS reference (haizhongzheng/Coverage-centric-coreset-selection) stratifies all samples together"
     signals = ("margin_probs",)
 
     def required_signals(self) -> tuple[str, ...]:

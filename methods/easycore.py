@@ -53,6 +53,7 @@ class EasyCore(ScoreBasedMethod):
     """Keep the samples with the lowest average input-gradient norm (AIGN)."""
 
     Params = EasyCoreParams
+    class_balanced_source = "off: the EasyCore abstract (arXiv 2510.11018) keeps the low-AIGN samples globally (its body is UNVERIFIED)"
     signals = ("input_grad_norm_eval",)
 
     def required_signals(self) -> tuple[str, ...]:

@@ -54,6 +54,7 @@ class EL2N(ScoreBasedMethod):
     """Keep the samples with the largest ‖softmax − onehot‖₂ at an early epoch."""
 
     Params = EL2NParams
+    class_balanced_source = "off: mansheej/data_diet keeps the top scores over the whole train set (global pruning, Paul et al. 2021)"
     signals = ("el2n_eval",)
 
     def required_signals(self) -> tuple[str, ...]:

@@ -49,6 +49,7 @@ class Forgetting(ScoreBasedMethod):
     """Keep the most forgotten samples (1→0 transitions of correctness across epochs)."""
 
     Params = ForgettingParams
+    class_balanced_source = "off: mtoneva/example_forgetting sorts all examples together (DeepCore's `main.py` runs per class)"
     signals = ("correct",)
 
     def hardness(self, ctx: SelectionContext) -> np.ndarray:

@@ -51,6 +51,7 @@ class GraNd(ScoreBasedMethod):
     """Keep the samples with the largest per-sample gradient norm at an early epoch."""
 
     Params = GraNdParams
+    class_balanced_source = "off: the paper's global ranking and DeepCore `grand.py` (`balance=False` by default)"
     signals = ("grand_all",)
 
     def required_signals(self) -> tuple[str, ...]:

@@ -99,6 +99,7 @@ class KCenterGreedy(CoresetMethod):
     """Keep points that cover the feature space: greedy k-center (farthest-point) on features."""
 
     Params = KCenterParams
+    class_balanced_source = "off: DeepCore `kcentergreedy.py` (`balance=False` by default) and Coleman's SVP traverse all points"
     signals = ("features",)
     selection_cost = "greedy"
 

@@ -78,6 +78,7 @@ class Moderate(CoresetMethod):
     """Keep the samples at moderate distance (around the median) from their class centre."""
 
     Params = ModerateParams
+    class_balanced_source = "off: tmllab/2023_ICLR_Moderate-DS `get_prune_idx` keeps one band over all distances"
     signals = ("features",)
 
     def select(self, ctx: SelectionContext, fraction: float) -> np.ndarray:

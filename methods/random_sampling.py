@@ -25,6 +25,7 @@ class RandomSubset(CoresetMethod):
     """Uniform sample without replacement, seeded by the cell's seed."""
 
     Params = RandomParams
+    class_balanced_source = "off: a uniform draw over all samples (DeepCore `uniform.py`, `balance=False` by default)"
     signals = ()
 
     def select(self, ctx: SelectionContext, fraction: float) -> np.ndarray:

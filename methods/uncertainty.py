@@ -89,6 +89,7 @@ class Uncertainty(ScoreBasedMethod):
     """Keep the samples with the most uncertain predictions (entropy, least confidence, margin)."""
 
     Params = UncertaintyParams
+    class_balanced_source = "off: Coleman et al. SVP ranks all samples together (DeepCore's class default `balance=False`)"
     signals = ("logits_final",)
 
     def required_signals(self) -> tuple[str, ...]:

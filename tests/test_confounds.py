@@ -77,3 +77,29 @@ def test_one_degenerate_seed_in_three_marks_the_cell_though_the_mean_is_above_ch
     assert "| el2n     | 10%        | 0      | clean accuracy 12.0% ≤ 1.5× chance (15.0%) |" in page
     assert "1 seed of 6 finished flagged as degenerate" in page
     assert "| el2n     | +9.10 [+6.86, +11.34] (n=3) ‡1/3 |" in page  # no † on a collapsed cell
+
+
+def test_classes_covered_counts_classes_with_five_samples_and_the_largest_share(tmp_path: Path) -> None:
+    from corebench.board import classes_covered
+
+    assert classes_covered((46, 30, 20, 4, 0, 0, 0, 0, 0, 0)) == (3, 0.46)
+    records = [_rec("random", s, 30.0, 20.0) for s in range(2)]
+    records += [_rec("el2n", s, 30.0, 20.0) for s in range(2)]
+    records[2]["coreset"]["class_histogram"] = [56, 30, 9, 5, 0, 0, 0, 0, 0, 0]  # 4 classes, 56 %
+    records[3]["coreset"]["class_histogram"] = [42, 20, 20, 10, 4, 4, 0, 0, 0, 0]  # 4 classes, 42 %
+    page = _page(_board(tmp_path, records))
+    section = page.split("## Classes covered")[1].split("## ")[0]
+    assert "| el2n     | 4 (42–56%) |" in section
+    assert "| random   | 10 (10%)   |" in section
+
+
+def test_every_builtin_method_takes_class_balanced_and_cites_its_default() -> None:
+    from dataclasses import fields
+
+    from corebench.methods.registry import get_method_class, list_methods
+
+    for name in list_methods():
+        cls = get_method_class(name)
+        assert "class_balanced" in {f.name for f in fields(cls.Params)}, name
+        default = cls.Params().class_balanced
+        assert cls.class_balanced_source.startswith("on: " if default else "off: "), (name, cls.class_balanced_source)
