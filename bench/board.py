@@ -21,7 +21,9 @@ A board is one grid × dataset × arch × regime × evaluation protocol. For eve
   the coreset and the largest class's share, from the record's class histogram (a global
   ranking can drop whole classes; a model cannot learn a class it never sees);
 - cost: the scoring runs a method's selection needs (once per seed, however many fractions
-  or methods share them) and the training steps and seconds, relative to full-data training.
+  or methods share them), charged by need (`methods.base.scoring_need`: the epochs and
+  measurement passes its signals need, not the whole run it shares with longer needs), and
+  the training steps and seconds, relative to full-data training.
 
 Determinism: everything is a function of the records' contents, iterated in sorted order.
 """
@@ -40,9 +42,11 @@ from typing import Any
 
 import numpy as np
 
+from corebench.methods.base import ScoringNeed, scoring_need
+from corebench.methods.registry import create_method, get_method_class
 from corebench.protocol import Protocol
 from corebench.results import read_indices, robust_by_eps
-from corebench.spec import FULL_DATA, slug, stable_hash
+from corebench.spec import FULL_DATA, ScoringConfig, slug, stable_hash
 from corebench.stats import Interval, PairedDiff, jaccard, paired_diff, seeds_interval
 
 log = logging.getLogger(__name__)
@@ -72,7 +76,8 @@ class Entry:
     class_histogram: tuple[int, ...] | None  # the coreset's samples per class
     predicted_histogram: tuple[int, ...] | None  # clean predictions per class (None: not recorded)
     indices: Path | None
-    scoring_runs: tuple[tuple[str, float, float], ...] | None  # (key, epochs, seconds); None: not recorded
+    # (key, epochs trained, seconds, epochs needed, passes needed or None); None: not recorded
+    scoring_runs: tuple[tuple[str, float, float, float, int | None], ...] | None
     scoring_s: float | None  # the cell's scoring seconds (what schema-1 records have instead)
     train_steps: int | None
     train_s: float | None
@@ -97,9 +102,10 @@ class Cost:
     """A method's cost per seed: its scoring runs, and training at each fraction."""
 
     scoring_runs: float | None  # distinct scoring runs per seed (None: not recorded)
-    scoring_epochs: float | None
-    scoring_s: float | None
+    scoring_epochs: float | None  # the epochs its signals need, summed over its runs
+    scoring_s: float | None  # each run's seconds × epochs needed / epochs trained
     train: dict[float, tuple[float | None, float | None]]  # fraction -> (steps, seconds), seed means
+    scoring_passes: float | None = None  # measurement passes its signals need (None: unknown)
 
 
 @dataclass
@@ -164,9 +170,16 @@ def entry_of(record: Mapping[str, Any], protocol: Protocol) -> Entry:
     cost = record.get("cost") or {}
     timings = record.get("timings") or {}
     training = record.get("training") or {}
-    runs = None if "scoring_runs" not in cost else tuple(
-        (str(r["key"]), float(r.get("epochs") or 0), float(r.get("seconds") or 0)) for r in cost["scoring_runs"]
-    )
+    runs = None
+    if "scoring_runs" in cost:
+        need = None if all("epochs_needed" in r for r in cost["scoring_runs"]) else need_of(record)
+        runs = tuple(
+            (str(r["key"]), float(r.get("epochs") or 0), float(r.get("seconds") or 0),
+             float(r["epochs_needed"] if r.get("epochs_needed") is not None else
+                   need.epochs if need else r.get("epochs") or 0),
+             r["passes_needed"] if r.get("passes_needed") is not None else need.passes if need else None)
+            for r in cost["scoring_runs"]
+        )  # fmt: skip
     scorer = cell["scoring_arch"]
     label = cell["method_label"]
     return Entry(
@@ -191,6 +204,21 @@ def entry_of(record: Mapping[str, Any], protocol: Protocol) -> Entry:
         train_s=cost.get("train_s", timings.get("train_s")),
         path=path,
     )
+
+
+def need_of(record: Mapping[str, Any]) -> ScoringNeed | None:
+    """`scoring_need` of a record's method from its options and scoring settings, for records
+    older than `cost.scoring_runs[].epochs_needed`; None when the method cannot be rebuilt here
+    (a plug-in not installed, options it no longer takes)."""
+    name = record["cell"]["method"]
+    try:
+        known = {f for f in get_method_class(name).Params.__dataclass_fields__}
+        method = create_method(name, **{k: v for k, v in record["method_options"].items() if k in known})
+        scoring = ScoringConfig(**record["config"]["scoring"])
+        return scoring_need(method, scoring.epochs, scoring.snapshots())
+    except Exception as exc:  # noqa: BLE001 - any failure means "charge what was trained"
+        log.debug("no scoring need for %s: %s", name, exc)
+        return None
 
 
 def build_boards(
@@ -433,26 +461,32 @@ def _cost(board: Board, labels: list[str]) -> None:
         if not entries:
             continue
         seeds = sorted({e.seed for e in entries})
-        runs: dict[int, dict[str, tuple[float, float]]] = {s: {} for s in seeds}
+        # per seed, each distinct run once: (epochs needed, seconds charged, passes needed)
+        runs: dict[int, dict[str, tuple[float, float, int | None]]] = {s: {} for s in seeds}
         legacy: dict[int, float] = {}
         for e in entries:
-            for key, epochs, seconds in e.scoring_runs or ():
-                runs[e.seed][key] = (epochs, seconds)
+            for key, trained, seconds, needed, passes in e.scoring_runs or ():
+                charged = seconds if needed >= trained else seconds * needed / trained
+                runs[e.seed][key] = (needed, charged, passes)
             if e.scoring_runs is None and e.scoring_s is not None:
                 legacy[e.seed] = max(legacy.get(e.seed, 0.0), e.scoring_s)
+        passes = None
         if any(legacy.values()):  # schema-1 records: the cell's scoring seconds, no run detail
             n_runs, epochs, seconds = None, None, math.fsum(legacy.values()) / len(legacy)
         else:
             n_runs = math.fsum(len(runs[s]) for s in seeds) / len(seeds)
-            epochs = math.fsum(ep for s in seeds for ep, _ in runs[s].values()) / len(seeds)
-            seconds = math.fsum(sec for s in seeds for _, sec in runs[s].values()) / len(seeds)
+            epochs = math.fsum(run[0] for s in seeds for run in runs[s].values()) / len(seeds)
+            seconds = math.fsum(run[1] for s in seeds for run in runs[s].values()) / len(seeds)
+            counted = [run[2] for s in seeds for run in runs[s].values()]
+            if all(p is not None for p in counted):
+                passes = math.fsum(counted) / len(seeds)
         train: dict[float, tuple[float | None, float | None]] = {}
         for f in sorted({e.fraction for e in entries}):
             at = [e for e in entries if e.fraction == f]
             steps = [e.train_steps for e in at if e.train_steps is not None]
             secs = [e.train_s for e in at if e.train_s is not None]
             train[f] = (math.fsum(steps) / len(steps) if steps else None, math.fsum(secs) / len(secs) if secs else None)
-        board.cost[lab] = Cost(n_runs, epochs, seconds, train)
+        board.cost[lab] = Cost(n_runs, epochs, seconds, train, passes)
 
 
 def expected_random_jaccard(fraction: float) -> float:

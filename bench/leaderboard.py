@@ -465,7 +465,10 @@ def _cost_section(board: Board, headers: list[str]) -> list[str]:
     out = ["## Cost", ""]
     out.append(
         "Per seed: the scoring runs a method's selection needs (each distinct run counted once, "
-        "however many fractions share it), their epochs and seconds; then per fraction the "
+        "however many fractions share it), charged by need: the training epochs and measurement "
+        "passes over the train set its signals need (GraNd at initialisation: 0 epochs, 1 pass), "
+        "not the whole run it shares with longer needs, and the run's seconds scaled by the "
+        "epochs needed (passes not timed); then per fraction the "
         "training steps and seconds, and in brackets the total (scoring + training) relative to "
         "training once on the full data"
         + (f" ({f'{full_steps:,.0f} steps, ' if full_steps else ''}{full_s:.1f} s)" if full_s
@@ -479,6 +482,7 @@ def _cost_section(board: Board, headers: list[str]) -> list[str]:
             continue
         runs = MISSING if cost.scoring_runs is None else f"{cost.scoring_runs:g}"
         epochs = MISSING if cost.scoring_epochs is None else f"{cost.scoring_epochs:g}"
+        passes = MISSING if cost.scoring_passes is None else f"{cost.scoring_passes:g}"
         scoring = MISSING if cost.scoring_s is None else f"{cost.scoring_s:.1f} s"
         cells = []
         for f in board.fractions:
@@ -490,8 +494,8 @@ def _cost_section(board: Board, headers: list[str]) -> list[str]:
             if full_s:
                 text += f" ({((cost.scoring_s or 0.0) + secs) / full_s:.2f}×)"
             cells.append(text)
-        rows.append([_md(lab), runs, epochs, scoring, *cells])
-    cost_headers = ["method", "scoring runs", "scoring epochs", "scoring"] + headers[1:]
+        rows.append([_md(lab), runs, epochs, passes, scoring, *cells])
+    cost_headers = ["method", "scoring runs", "epochs needed", "passes needed", "scoring"] + headers[1:]
     return out + [_table(cost_headers, rows), ""]
 
 

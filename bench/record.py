@@ -119,12 +119,16 @@ class TrainingDone(_Part):
 
 class ScoringRunCost(_Part):
     """One scoring run a selection used: its cache key, seed, the epochs it trained and the
-    seconds of the run that made it (read from the cache when reused)."""
+    seconds of the run that made it (read from the cache when reused); and what the cell's
+    method needed of it (`methods.base.scoring_need`: a run shared with a longer need trains
+    more than this method needs; absent in older records)."""
 
     key: NonEmpty
     seed: Annotated[StrictInt, Field(ge=0)]
     epochs: Annotated[StrictInt, Field(ge=0)]
     seconds: Annotated[float, Field(ge=0)]
+    epochs_needed: Annotated[StrictInt, Field(ge=0)] | None = None
+    passes_needed: Annotated[StrictInt, Field(ge=0)] | None = None
 
 
 class Cost(_Part):

@@ -39,7 +39,7 @@ from corebench.files import confined, writable_folder
 from corebench.identity import cell_id as identity_hash
 from corebench.identity import cell_settings, differences, record_settings
 from corebench.methods import CoresetMethod, SelectionContext, create_method, run_selection
-from corebench.methods.base import declared_signals
+from corebench.methods.base import declared_signals, scoring_need
 from corebench.methods.registry import git_commit, method_source
 from corebench.models import create_model, default_scoring_arch
 from corebench.optim import resolve_device, torch_threads
@@ -495,6 +495,7 @@ class ScoringCache:
         if not wanted:
             return ctx, []
         runs, used = [], []
+        need = scoring_need(method, self.cfg.epochs, self.cfg.snapshots())  # what the cost table charges
         for key in self.keys(cell, method):
             made = self.made.get(key)
             if made is None or (not isinstance(made, Exception)
@@ -511,7 +512,8 @@ class ScoringCache:
             if lost:
                 raise MethodError(f"method {method.name!r}: signal {lost[0]!r} was not recorded: {res.failed[lost[0]]}")
             runs.append(until({k: res.signals[k] for k in wanted | companions(wanted)}, epochs))
-            used.append({"key": res.key, "seed": key[2], "epochs": res.epochs, "seconds": round(res.seconds, 3)})
+            used.append({"key": res.key, "seed": key[2], "epochs": res.epochs, "seconds": round(res.seconds, 3),
+                         "epochs_needed": need.epochs, "passes_needed": need.passes})
         return dataclasses.replace(ctx, runs=tuple(runs)), used
 
 

@@ -18,7 +18,7 @@ import numpy as np
 from pydantic import Field
 
 from corebench.errors import MethodError
-from corebench.signals import companions, list_signals, unknown_signals
+from corebench.signals import companions, list_signals, taken_at, unknown_signals
 from corebench.spec import to_jsonable
 
 Direction = Literal["hardest", "easiest"]
@@ -156,6 +156,42 @@ def declared_signals(method: CoresetMethod) -> tuple[str, ...]:
             f"known: {', '.join(list_signals())}"
         )
     return declared
+
+
+@dataclass(frozen=True)
+class ScoringNeed:
+    """What a configured method's signals need of the scoring schedule, per scoring run.
+
+    Attributes:
+        runs: scoring runs it averages (`scoring_runs()`).
+        epochs: training epochs each run must train for it (`scoring_epochs`, all of them when
+            it reads a final-model signal): GraNd at initialisation needs 0.
+        passes: measurement passes over the train set each run makes for it beyond training:
+            one per epoch trained for an every-epoch eval signal, one per snapshot epoch within
+            `epochs` for snapshot signals, one for final-model signals. Counted, not weighted
+            (a per-sample gradient pass costs more than a forward pass).
+    """
+
+    runs: int
+    epochs: int
+    passes: int
+
+
+def scoring_need(method: CoresetMethod, epochs: int, snapshots: tuple[int, ...]) -> ScoringNeed:
+    """The scoring work `method` needs of an `epochs`-epoch schedule with these snapshot epochs.
+
+    A run shared by several methods trains for the longest need; the cost table charges each
+    method only its own need (issue 18: GraNd at initialisation was charged a 30-epoch run).
+    """
+    signals = declared_signals(method)
+    if not signals:
+        return ScoringNeed(0, 0, 0)
+    final = bool(taken_at("final", signals))
+    need = epochs if final else min(int(method.scoring_epochs(epochs, snapshots)), epochs)
+    passes = (need if taken_at("eval_pass", signals) else 0) + int(final)
+    if taken_at("snapshot", signals):
+        passes += sum(1 for e in snapshots if e <= need)
+    return ScoringNeed(method.scoring_runs(), need, passes)
 
 
 class CoresetMethod(ABC):

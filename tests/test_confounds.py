@@ -103,3 +103,33 @@ def test_every_builtin_method_takes_class_balanced_and_cites_its_default() -> No
         assert "class_balanced" in {f.name for f in fields(cls.Params)}, name
         default = cls.Params().class_balanced
         assert cls.class_balanced_source.startswith("on: " if default else "off: "), (name, cls.class_balanced_source)
+
+
+def test_scoring_need_charges_only_what_the_signals_need() -> None:
+    from corebench.methods import create_method
+    from corebench.methods.base import ScoringNeed, scoring_need
+
+    snaps = (0, 1)
+    assert scoring_need(create_method("grand", n_runs=3), 10, snaps) == ScoringNeed(3, 0, 1)  # at init
+    assert scoring_need(create_method("el2n"), 10, snaps) == ScoringNeed(1, 1, 2)  # snapshots 0 and 1
+    assert scoring_need(create_method("easycore"), 10, snaps) == ScoringNeed(1, 10, 10)  # eval pass per epoch
+    assert scoring_need(create_method("uncertainty"), 10, snaps) == ScoringNeed(1, 10, 1)  # final model
+    assert scoring_need(create_method("random"), 10, snaps) == ScoringNeed(0, 0, 0)
+
+
+def test_the_cost_table_charges_grand_at_init_no_epochs_of_the_run_it_shares(tmp_path: Path) -> None:
+    records = []
+    for method in ("random", "grand", "easycore"):
+        rec = _rec(method, 0, 30.0, 20.0)
+        if method != "random":  # both read one shared 10-epoch run of 12 s (an older record: no need recorded)
+            rec["method_options"] = {"class_balanced": False, "direction": "hardest", "epoch": 0, "n_runs": 1,
+                                     "params": "all"} if method == "grand" else rec["method_options"]
+            rec["config"]["scoring"]["snapshot_epochs"] = [0, 1]
+        records.append(rec)
+    board = _board(tmp_path, records)
+    assert (board.cost["grand"].scoring_epochs, board.cost["grand"].scoring_passes, board.cost["grand"].scoring_s) == (0, 1, 0)
+    assert (board.cost["easycore"].scoring_epochs, board.cost["easycore"].scoring_s) == (10, 12.0)
+    records[1]["cost"]["scoring_runs"][0].update(epochs_needed=2, passes_needed=3)  # recorded: used as is
+    board = _board(tmp_path, records)
+    assert (board.cost["grand"].scoring_epochs, board.cost["grand"].scoring_passes) == (2, 3)
+    assert board.cost["grand"].scoring_s == pytest.approx(2.4)

@@ -167,7 +167,7 @@ def test_golden_board_content(golden_run) -> None:
     assert "| two random subsets (expected) | 0.05           | 0.18           |" in page
     # the budget and the cost relative to full-data training
     assert "Training budget: `epochs`, every fraction trains 15 epochs" in page
-    assert "| easycore | 1              | 10               | 12.0 s    | 30 steps, 20.0 s (1.60×) | 60 steps, 20.0 s (1.60×) |" in page
+    assert "| easycore | 1              | 10              | 0               | 12.0 s    | 30 steps, 20.0 s (1.60×) | 60 steps, 20.0 s (1.60×) |" in page
     # plot linked relatively, exports beside the page
     assert "![AutoAttack accuracy against fraction kept](digits__resnet18__standard.svg)" in page
     assert (out / "golden" / "digits__resnet18__standard.svg").is_file()
@@ -429,8 +429,8 @@ def test_a_board_has_a_column_group_per_eps_and_counts_shared_scoring_runs_once(
     assert "## Difference to random (AutoAttack accuracy at ε = 8/255, percentage points)" in page
     assert "mean rank (1/255)" in page and "mean rank (8/255)" in page
     # two distinct scoring runs per seed, shared by both fractions: counted once per seed
-    assert "| easycore | 2              | 20               | 60.0 s    | 100 steps, 1.0 s (6.10×) | 500 steps, 5.0 s (6.50×) |" in page
-    assert "| random   | 0              | 0                | 0.0 s     | 100 steps, 1.0 s (0.10×) | 500 steps, 5.0 s (0.50×) |" in page
+    assert "| easycore | 2              | 20              | 0               | 60.0 s    | 100 steps, 1.0 s (6.10×) | 500 steps, 5.0 s (6.50×) |" in page
+    assert "| random   | 0              | 0               | 0               | 0.0 s     | 100 steps, 1.0 s (0.10×) | 500 steps, 5.0 s (0.50×) |" in page
     assert "relative to training once on the full data (1,000 steps, 10.0 s)" in page
     assert board.cost["random"].scoring_runs == 0.0 and board.cost["random"].train[0.1] == (100.0, 1.0)
     csv_rows = [line for line in _csv_lines(board) if line.startswith("e,digits,resnet18,standard,")]

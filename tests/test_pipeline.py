@@ -107,8 +107,14 @@ def test_runs_are_shared_cut_to_each_need_and_costed(tmp_path):
     # run 0 is shared with easycore (AIGN: the whole 3-epoch schedule); run 1 serves GraNd at
     # initialisation and EL2N at epoch 1 only: it trains 1 epoch
     assert [(r["seed"], r["epochs"]) for r in grand["cost"]["scoring_runs"]] == [(seeds[0], 3), (seeds[1], 1)]
-    assert el2n["cost"]["scoring_runs"] == grand["cost"]["scoring_runs"]
-    assert easy["cost"]["scoring_runs"] == grand["cost"]["scoring_runs"][:1]
+    # each record says what its own method needed of the runs (the cost table charges that)
+    assert [(r["epochs_needed"], r["passes_needed"]) for r in grand["cost"]["scoring_runs"]] == [(0, 1)] * 2
+    assert [(r["epochs_needed"], r["passes_needed"]) for r in el2n["cost"]["scoring_runs"]] == [(1, 2)] * 2
+    assert [(r["epochs_needed"], r["passes_needed"]) for r in easy["cost"]["scoring_runs"]] == [(3, 3)]
+    drop = ("epochs_needed", "passes_needed")
+    assert [{k: v for k, v in r.items() if k not in drop} for r in el2n["cost"]["scoring_runs"]] == \
+        [{k: v for k, v in r.items() if k not in drop} for r in grand["cost"]["scoring_runs"]]
+    assert easy["cost"]["scoring_runs"][0]["key"] == grand["cost"]["scoring_runs"][0]["key"]
     assert len(list((tmp_path / "c" / "scoring").glob("*.npz"))) == 2
     # a step budget: every fraction trains the full-data steps, 1 epoch of 1347 = 11 batches
     for method in ("random", "grand", "full"):
