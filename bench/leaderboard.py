@@ -56,6 +56,7 @@ from corebench.board import (
 from corebench.errors import PathError, ResultsError
 from corebench.faults import fault_point
 from corebench.files import confined, sweep_folder, writable_folder
+from corebench.methods.registry import get_method_class
 from corebench.plots import Panel, PlotSpec, Series, render_svg
 from corebench.protocol import eps_text
 from corebench.results import scan, write_bytes_atomic
@@ -252,6 +253,7 @@ def render_board(board: Board, *, plot_name: str | None, csv_name: str, model_in
     out += _ranking_section(board)
     out += _degenerate_section(board)
     out += _coverage_section(board, headers)
+    out += _budget_section(board, headers)
     out += _stability_section(board, headers)
     out += _cost_section(board, headers)
 
@@ -426,6 +428,57 @@ def _coverage_section(board: Board, headers: list[str]) -> list[str]:
                          f"{span([k for k, _ in seeds], '{:g}')} ({span([100 * s for _, s in seeds], '{:.0f}')}%)")
         rows.append([_md(lab), *cells])
     return out + [_table(headers, rows), ""]
+
+
+def _budget_section(board: Board, headers: list[str]) -> list[str]:
+    """The training each row got: SGD steps against full data's, and how far it fitted
+    (robust / clean accuracy), beside how the method's reference trains."""
+    full = board.cost.get(FULL_DATA)
+    full_steps = full.train.get(1.0, (None, None))[0] if full else None
+    top = board.protocol.eps[-1]
+    out = ["## Training budget", ""]
+    out.append(
+        f"Budget on this board: {_budget_text(board)}. Per method × fraction: the SGD steps trained "
+        "(mean over seeds)"
+        + (f", as a share of the full-data reference's {full_steps:,.0f}" if full_steps else "")
+        + f"; then {board.metric_name}{_at(board, top)} over clean accuracy"
+        + (f" (full data: {_ratio(board.full, top)})" if board.full is not None and board.full.n else "")
+        + ". A model trained for "
+        "few steps fits little: its robust accuracy is close to its clean accuracy because both are "
+        "low, so under an `epochs` budget a small coreset can look robust by under-fitting. The "
+        "last column says how the method's reference trains (`steps` keeps the steps of every "
+        "fraction equal)."
+    )
+    out.append("")
+    methods = {e.label: e.method for e in board.entries}
+    rows = []
+    for lab in board.methods:
+        cost = board.cost.get(lab)
+        cells = []
+        for f in board.fractions:
+            steps = cost.train.get(f, (None, None))[0] if cost else None
+            c = board.cells.get((lab, f))
+            if steps is None or c is None or not c.n:
+                cells.append(MISSING)
+                continue
+            text = f"{steps:,.0f}" + (f" ({steps / full_steps:.2f}×)" if full_steps else "")
+            cells.append(text + f", {_ratio(c, top)}")
+        rows.append([_md(lab), *cells, _md(_reference_budget(methods.get(lab, "")))])
+    return out + [_table([*headers, "its reference trains"], rows), ""]
+
+
+def _ratio(c: CellStats, eps: float) -> str:
+    """Mean robust accuracy at `eps` over mean clean accuracy, two decimals."""
+    robust, clean = c.robust[eps].mean, c.clean.mean
+    return MISSING if not clean or robust is None or math.isnan(robust) else f"{robust / clean:.2f}"
+
+
+def _reference_budget(method: str) -> str:
+    """`reference_budget` of a registered method ("" for one not installed here)."""
+    try:
+        return get_method_class(method).reference_budget
+    except Exception:  # noqa: BLE001 - a plug-in not installed where the boards are made
+        return ""
 
 
 def _stability_section(board: Board, headers: list[str]) -> list[str]:

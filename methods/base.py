@@ -211,6 +211,10 @@ class CoresetMethod(ABC):
     # Why `class_balanced` defaults as it does: the method's reference and what it does (every
     # method takes `class_balanced: true|false`, the kit checks it; a global keep can drop classes).
     class_balanced_source: ClassVar[str] = ""
+    # How the method's reference trains on its coreset: "epochs: ..." (the same passes at every
+    # fraction) or "steps: ..." (the same SGD steps), with the source; boards print it beside the
+    # budget the grid used, as a fixed-epoch budget gives small coresets few steps (issue 18).
+    reference_budget: ClassVar[str] = ""
 
     def __init__(self, params: Any | None = None) -> None:
         self.params = params if params is not None else self.Params()

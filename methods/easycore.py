@@ -54,6 +54,7 @@ class EasyCore(ScoreBasedMethod):
 
     Params = EasyCoreParams
     class_balanced_source = "off: the EasyCore abstract (arXiv 2510.11018) keeps the low-AIGN samples globally (its body is UNVERIFIED)"
+    reference_budget = "UNVERIFIED: the EasyCore abstract (arXiv 2510.11018) does not say"
     signals = ("input_grad_norm_eval",)
 
     def required_signals(self) -> tuple[str, ...]:

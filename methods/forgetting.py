@@ -50,6 +50,7 @@ class Forgetting(ScoreBasedMethod):
 
     Params = ForgettingParams
     class_balanced_source = "off: mtoneva/example_forgetting sorts all examples together (DeepCore's `main.py` runs per class)"
+    reference_budget = "epochs: mtoneva/example_forgetting `run_cifar.py --epochs 200`"
     signals = ("correct",)
 
     def hardness(self, ctx: SelectionContext) -> np.ndarray:

@@ -100,6 +100,7 @@ class KCenterGreedy(CoresetMethod):
 
     Params = KCenterParams
     class_balanced_source = "off: DeepCore `kcentergreedy.py` (`balance=False` by default) and Coleman's SVP traverse all points"
+    reference_budget = "epochs: DeepCore `main.py --epochs` (default 200)"
     signals = ("features",)
     selection_cost = "greedy"
 

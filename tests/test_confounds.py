@@ -133,3 +133,21 @@ def test_the_cost_table_charges_grand_at_init_no_epochs_of_the_run_it_shares(tmp
     board = _board(tmp_path, records)
     assert (board.cost["grand"].scoring_epochs, board.cost["grand"].scoring_passes) == (2, 3)
     assert board.cost["grand"].scoring_s == pytest.approx(2.4)
+
+
+def test_the_budget_table_shows_steps_against_full_data_fit_and_the_references_budget(tmp_path: Path) -> None:
+    records = [_rec("full", 0, 80.0, 10.0, fraction=1.0), _rec("random", 0, 40.0, 20.0), _rec("ccs", 0, 40.0, 30.0)]
+    for rec, steps in zip(records, (110, 11, 11), strict=True):
+        rec["cost"]["train_steps"] = steps
+    page = _page(_board(tmp_path, records))
+    section = page.split("## Training budget")[1].split("\n## ")[0]
+    assert "as a share of the full-data reference's 110" in section and "(full data: 0.12)" in section
+    assert "| ccs      | 11 (0.10×), 0.75 | steps: the CCS reference `train.py --iterations 40000`" in section
+
+
+def test_every_builtin_method_says_how_its_reference_trains() -> None:
+    from corebench.methods.registry import get_method_class, list_methods
+
+    for name in list_methods():
+        text = get_method_class(name).reference_budget
+        assert text.split(":")[0] in ("epochs", "steps", "UNVERIFIED", "none of its own"), (name, text)
