@@ -76,6 +76,8 @@ class Entry:
     class_histogram: tuple[int, ...] | None  # the coreset's samples per class
     predicted_histogram: tuple[int, ...] | None  # clean predictions per class (None: not recorded)
     indices: Path | None
+    stability: Mapping[str, Any] | None  # the record's `stability` block (None: not recorded)
+    single_run: Path | None  # the selection from one scoring run (`stability.single_run_indices_file`)
     # (key, epochs trained, seconds, epochs needed, passes needed or None); None: not recorded
     scoring_runs: tuple[tuple[str, float, float, float, int | None], ...] | None
     scoring_s: float | None  # the cell's scoring seconds (what schema-1 records have instead)
@@ -106,6 +108,18 @@ class Cost:
     scoring_s: float | None  # each run's seconds × epochs needed / epochs trained
     train: dict[float, tuple[float | None, float | None]]  # fraction -> (steps, seconds), seed means
     scoring_passes: float | None = None  # measurement passes its signals need (None: unknown)
+
+
+@dataclass(frozen=True)
+class FairStability:
+    """Selection stability on equal footing (one scoring run per selection), from the records'
+    `stability` blocks; each mean is over the seeds that recorded it (None: none did)."""
+
+    jaccard: tuple[float, int] | None  # single-run selections across seeds: (mean, pairs)
+    spearman: float | None  # single-run scores of runs 0 and 1 within a cell
+    own: float | None  # the same signals under another seed
+    ties: float | None  # samples tied at the boundary
+    runs_averaged: float | None  # what the board's other stability table compares
 
 
 @dataclass
@@ -139,6 +153,7 @@ class Board:
     cost: dict[str, Cost] = field(default_factory=dict)
     degenerate_seeds: list[tuple[str, float, int, str]] = field(default_factory=list)  # label, f, seed, why
     coverage: dict[tuple[str, float], list[tuple[int, float]]] = field(default_factory=dict)  # per seed
+    fair_stability: dict[tuple[str, float], FairStability] = field(default_factory=dict)
 
     @property
     def metric_name(self) -> str:
@@ -198,6 +213,8 @@ def entry_of(record: Mapping[str, Any], protocol: Protocol) -> Entry:
         class_histogram=tuple(coreset["class_histogram"]) if coreset.get("class_histogram") else None,
         predicted_histogram=tuple(h) if ok and (h := metrics.get("predicted_histogram")) else None,
         indices=path.with_name(coreset["indices_file"]) if coreset.get("indices_file") else None,
+        stability=record.get("stability") if ok else None,
+        single_run=path.with_name(st["single_run_indices_file"]) if ok and (st := record.get("stability")) else None,
         scoring_runs=runs,
         scoring_s=timings.get("scoring_s"),
         train_steps=cost.get("train_steps", training.get("steps")),
@@ -353,6 +370,7 @@ def aggregate(board: Board) -> None:
     board.methods = sorted(labels, key=order)
     board.coverage = class_coverage(board.entries)
     _stability(board)
+    board.fair_stability = fair_stability(board.entries)
     _cost(board, labels)
 
 
@@ -437,6 +455,28 @@ def _stability(board: Board) -> None:
     for (base, f, _), paths in sorted(by_scorer.items()):
         across[(base, f)] += [jaccard(a, b) for a, b in combinations(_load_all(paths.values(), cache), 2)]
     board.scorer_stability = {k: (math.fsum(v) / len(v), len(v)) for k, v in across.items() if v}
+
+
+def fair_stability(entries: list[Entry]) -> dict[tuple[str, float], FairStability]:
+    """Per label × fraction, the equal-footing measures of the records that have them."""
+    groups: dict[tuple[str, float], list[Entry]] = defaultdict(list)
+    for e in entries:
+        if e.ok and e.stability is not None and e.method != FULL_DATA:
+            groups[(e.label, e.fraction)].append(e)
+    cache: dict[Path, np.ndarray | None] = {}
+    out = {}
+    for key, group in sorted(groups.items()):
+        group.sort(key=lambda e: e.seed)
+        pairs = [jaccard(a, b) for a, b in combinations(_load_all([e.single_run for e in group], cache), 2)]
+
+        def mean(field_name: str, group: list[Entry] = group) -> float | None:
+            values = [v for e in group if (v := e.stability.get(field_name)) is not None]
+            return math.fsum(values) / len(values) if values else None
+
+        out[key] = FairStability((math.fsum(pairs) / len(pairs), len(pairs)) if pairs else None,
+                                 mean("single_run_spearman"), mean("own_randomness_jaccard"),
+                                 mean("boundary_ties"), mean("runs_averaged"))  # fmt: skip
+    return out
 
 
 def _load_all(paths: Any, cache: dict[Path, np.ndarray | None]) -> list[np.ndarray]:

@@ -49,6 +49,7 @@ from corebench.board import (
     RANDOM,
     Board,
     CellStats,
+    FairStability,
     aggregate,
     build_boards,
     expected_random_jaccard,
@@ -255,6 +256,7 @@ def render_board(board: Board, *, plot_name: str | None, csv_name: str, model_in
     out += _coverage_section(board, headers)
     out += _budget_section(board, headers)
     out += _stability_section(board, headers)
+    out += _fair_stability_section(board, headers)
     out += _cost_section(board, headers)
 
     out += [f"## {metric} against fraction kept", ""]
@@ -463,7 +465,7 @@ def _budget_section(board: Board, headers: list[str]) -> list[str]:
                 continue
             text = f"{steps:,.0f}" + (f" ({steps / full_steps:.2f}×)" if full_steps else "")
             cells.append(text + f", {_ratio(c, top)}")
-        rows.append([_md(lab), *cells, _md(_reference_budget(methods.get(lab, "")))])
+        rows.append([_md(lab), *cells, _md(_method_fact(methods.get(lab, ""), "reference_budget"))])
     return out + [_table([*headers, "its reference trains"], rows), ""]
 
 
@@ -473,11 +475,12 @@ def _ratio(c: CellStats, eps: float) -> str:
     return MISSING if not clean or robust is None or math.isnan(robust) else f"{robust / clean:.2f}"
 
 
-def _reference_budget(method: str) -> str:
-    """`reference_budget` of a registered method ("" for one not installed here)."""
+def _method_fact(method: str, name: str) -> str:
+    """A class fact of a registered method (`reference_budget`, `randomness`); "" for a method
+    not installed where the boards are made."""
     try:
-        return get_method_class(method).reference_budget
-    except Exception:  # noqa: BLE001 - a plug-in not installed where the boards are made
+        return str(getattr(get_method_class(method), name, ""))
+    except Exception:  # noqa: BLE001 - a plug-in not installed here
         return ""
 
 
@@ -504,6 +507,39 @@ def _stability_section(board: Board, headers: list[str]) -> list[str]:
         rows = [[_md(b)] + [_jaccard_text(board.scorer_stability.get((b, f))) for f in board.fractions] for b in bases]
         out += [_table(headers, rows), ""]
     return out
+
+
+def _fair_stability_section(board: Board, headers: list[str]) -> list[str]:
+    """Stability on equal footing: one scoring run per selection, and the method's own randomness."""
+    if not board.fair_stability:
+        return []
+    out = ["### On equal footing", ""]
+    out.append(
+        "The table above compares what each method kept, and a method that averages its score over "
+        "several scoring runs looks stable by averaging. Here every method selects from one "
+        "scoring run: J = mean Jaccard of those single-run selections across seeds; ρ = Spearman "
+        "correlation of the single-run scores of two scoring runs of one seed (methods that read "
+        "two or more); own = Jaccard of the selection with the one the same signals give under "
+        "another seed (1 = the signals decide; lower: random draws or ties); ties = samples tied "
+        "with the last kept score; runs = scoring runs the kept coreset averaged. Means over seeds."
+    )
+    out.append("")
+
+    def text(v: FairStability | None) -> str:
+        if v is None:
+            return MISSING
+        parts = [f"J {v.jaccard[0]:.2f}" if v.jaccard else None,
+                 f"ρ {v.spearman:.2f}" if v.spearman is not None else None,
+                 f"own {v.own:.2f}" if v.own is not None else None,
+                 f"ties {v.ties:g}" if v.ties is not None else None,
+                 f"runs {v.runs_averaged:g}" if v.runs_averaged is not None else None]  # fmt: skip
+        return " · ".join(p for p in parts if p) or MISSING
+
+    methods = {e.label: e.method for e in board.entries}
+    rows = [[_md(lab)] + [text(board.fair_stability.get((lab, f))) for f in board.fractions]
+            + [_md(_method_fact(methods.get(lab, ""), "randomness"))]
+            for lab in board.methods if any((lab, f) in board.fair_stability for f in board.fractions)]  # fmt: skip
+    return out + [_table([*headers, "its own randomness"], rows), ""]
 
 
 def _jaccard_text(value: tuple[float, int] | None) -> str:

@@ -147,6 +147,18 @@ class Coreset(_Part):
     class_histogram: list[Annotated[StrictInt, Field(ge=0)]]
 
 
+class Stability(_Part):
+    """How stable the cell's selection is, on equal footing for every method
+    (`corebench.stability.selection_stability`; absent in older records and for full data)."""
+
+    runs_averaged: Annotated[StrictInt, Field(ge=0)]  # scoring runs the selection averaged
+    single_run_indices_file: NonEmpty  # the selection from the first scoring run alone
+    single_run_spearman: Annotated[float, Field(ge=-1, le=1)] | None  # runs 0 and 1, single-run scores
+    single_run_jaccard: Annotated[float, Field(ge=0, le=1)] | None  # runs 0 and 1, single-run selections
+    own_randomness_jaccard: Annotated[float, Field(ge=0, le=1)] | None  # same signals, another seed
+    boundary_ties: Annotated[StrictInt, Field(ge=0)] | None  # samples tied with the last kept score
+
+
 class MethodSource(_Part):
     """The installed package that provided the cell's method (`methods.registry.method_source`)."""
 
@@ -200,6 +212,7 @@ class Record(_Part):
     training: TrainingDone | None = None  # schema 2: required when status is ok
     cost: Cost | None = None  # schema 2: required when status is ok
     execution: Execution | None = None  # None: the cell failed before training, or an older record
+    stability: Stability | None = None  # None: full data, random, a failed selection, or an older record
 
     @model_validator(mode="after")
     def _outcome_fits_status(self) -> Record:

@@ -57,6 +57,7 @@ from corebench.spec import (
     ScoringConfig,
     scoring_seed,
 )
+from corebench.stability import selection_stability
 from corebench.train import train_model
 
 log = logging.getLogger(__name__)
@@ -517,16 +518,20 @@ class ScoringCache:
         return dataclasses.replace(ctx, runs=tuple(runs)), used
 
 
-def select_indices(cell: Cell, data: Dataset, method: CoresetMethod | None,
-                   scorer: ScoringCache) -> tuple[np.ndarray, list[dict[str, Any]], float]:
-    """Kept indices for a cell, the scoring runs its selection used, and the selection seconds."""
+def select_indices(cell: Cell, data: Dataset, method: CoresetMethod | None, scorer: ScoringCache,
+                   stability: bool = False) -> tuple[np.ndarray, list[dict[str, Any]], float, Any]:
+    """Kept indices for a cell, the scoring runs its selection used, the selection seconds, and
+    with `stability` the record's stability block and the single-run indices
+    (`selection_stability`; None for full data)."""
     n = data.x_train.shape[0]
     if method is None:
-        return np.arange(n, dtype=np.int64), [], 0.0
+        return np.arange(n, dtype=np.int64), [], 0.0, None
     ctx, used = scorer.contexts(cell, data, method)
     start = time.perf_counter()
     indices = run_selection(method, ctx, cell.fraction)
-    return indices, used, time.perf_counter() - start
+    seconds = time.perf_counter() - start
+    measured = selection_stability(method, ctx, cell.fraction, indices) if stability else None
+    return indices, used, seconds, measured
 
 
 def cell_id(spec: GridSpec, cell: Cell, data: Dataset, options: dict[str, Any]) -> str:
@@ -597,10 +602,17 @@ def run_cell(
     try:
         if options_error is not None:
             raise options_error
-        indices, scoring_runs, selection_s = select_indices(cell, data, method, scorer)
+        indices, scoring_runs, selection_s, measured = select_indices(cell, data, method, scorer, stability=True)
         scoring_s = sum(r["seconds"] for r in scoring_runs)
         index_file = path.with_name(path.stem + ".indices.npy")
         write_indices(index_file, indices, root=results_dir)
+        if measured is not None:
+            block, single = measured
+            single_file = index_file
+            if single is not indices:
+                single_file = path.with_name(path.stem + ".single_run.indices.npy")
+                write_indices(single_file, single, root=results_dir)
+            record["stability"] = {**block, "single_run_indices_file": single_file.name}
         hist = np.bincount(data.y_train.numpy()[indices], minlength=data.info.num_classes)
         record["coreset"] = {
             "n_train": int(data.x_train.shape[0]),
@@ -690,7 +702,7 @@ def select_coreset(
         check_builds(arch, data)
         cell = Cell(dataset, arch, arch, "standard", method, fraction, seed)
         scorer = ScoringCache(scoring or ScoringConfig(), confined(cache, "scoring"), dev, progress, threads=threads)
-        indices, _, _ = select_indices(cell, data, impl, scorer)
+        indices, _, _, _ = select_indices(cell, data, impl, scorer)
     return indices, arch
 
 

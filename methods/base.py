@@ -215,6 +215,9 @@ class CoresetMethod(ABC):
     # fraction) or "steps: ..." (the same SGD steps), with the source; boards print it beside the
     # budget the grid used, as a fixed-epoch budget gives small coresets few steps (issue 18).
     reference_budget: ClassVar[str] = ""
+    # What draws at random in the selection itself, given the signals (boards print it beside
+    # the stability measures): "" = nothing beyond ties at the boundary, broken by the seed.
+    randomness: ClassVar[str] = ""
 
     def __init__(self, params: Any | None = None) -> None:
         self.params = params if params is not None else self.Params()

@@ -151,3 +151,61 @@ def test_every_builtin_method_says_how_its_reference_trains() -> None:
     for name in list_methods():
         text = get_method_class(name).reference_budget
         assert text.split(":")[0] in ("epochs", "steps", "UNVERIFIED", "none of its own"), (name, text)
+
+
+def _stability(name: str, fraction: float = 0.3, **params):
+    import numpy as np
+
+    from corebench.methods import create_method, run_selection
+    from corebench.methods.testing import fake_context
+    from corebench.stability import selection_stability
+
+    method = create_method(name, **params)
+    ctx = fake_context(method, n=400, seed=5)
+    kept = run_selection(method, ctx, fraction)
+    block, single = selection_stability(method, ctx, fraction, kept)
+    assert single.size == kept.size and np.all(np.diff(single) > 0)
+    return block, kept, single
+
+
+def test_a_method_averaging_runs_is_also_measured_on_one_run() -> None:
+    block, kept, single = _stability("el2n", n_runs=3)
+    assert block["runs_averaged"] == 3 and single is not kept
+    assert -1 <= block["single_run_spearman"] <= 1 and 0 <= block["single_run_jaccard"] <= 1
+    assert block["own_randomness_jaccard"] == 1.0 and block["boundary_ties"] == 1  # continuous scores
+    block, kept, single = _stability("el2n")  # one run: its selection is its single-run selection
+    assert single is kept and block["single_run_spearman"] is None and block["single_run_jaccard"] is None
+
+
+def test_ties_and_draws_by_design_show_as_own_randomness() -> None:
+    block, _, _ = _stability("forgetting")  # integer counts: many samples tie at the boundary
+    assert block["boundary_ties"] > 1 and block["own_randomness_jaccard"] < 1
+    block, _, _ = _stability("ccs", hard_cutoff=0.0)  # uniform draws inside its strata
+    assert block["own_randomness_jaccard"] < 1 and block["boundary_ties"] is None
+    block, _, _ = _stability("random")
+    assert block["own_randomness_jaccard"] < 0.5
+
+
+def test_the_board_compares_single_run_selections_across_seeds(tmp_path: Path) -> None:
+    import numpy as np
+
+    from corebench.results import write_indices
+
+    records = []
+    for seed in range(2):
+        rec = _rec("el2n", seed, 40.0, 20.0, fraction=0.5)
+        rec["stability"] = {"runs_averaged": 3, "single_run_indices_file": f"seed{seed}.single_run.indices.npy",
+                            "single_run_spearman": 0.5 + seed / 10, "single_run_jaccard": 0.4,
+                            "own_randomness_jaccard": 1.0, "boundary_ties": 1}
+        records.append(rec)
+    board_records = [*records, _rec("random", 0, 40.0, 20.0, fraction=0.5)]
+    for rec in board_records:
+        rec["_path"] = tmp_path / relpath(rec)
+    for seed, rec in enumerate(records):
+        write_indices(rec["_path"].with_name(f"seed{seed}.single_run.indices.npy"), np.arange(seed, seed + 4))
+    (board,), _ = build_boards(board_records, [], tmp_path)
+    aggregate(board)
+    fair = board.fair_stability[("el2n", 0.5)]
+    assert fair.jaccard == (3 / 5, 1) and fair.spearman == pytest.approx(0.55) and fair.runs_averaged == 3
+    page = _page(board)
+    assert "| el2n     | J 0.60 · ρ 0.55 · own 1.00 · ties 1 · runs 3 |" in page
