@@ -209,3 +209,15 @@ def test_the_board_compares_single_run_selections_across_seeds(tmp_path: Path) -
     assert fair.jaccard == (3 / 5, 1) and fair.spearman == pytest.approx(0.55) and fair.runs_averaged == 3
     page = _page(board)
     assert "| el2n     | J 0.60 · ρ 0.55 · own 1.00 · ties 1 · runs 3 |" in page
+
+
+def test_titles_name_a_reduced_attack_and_keep_autoattack_for_the_standard_one() -> None:
+    def title(**autoattack) -> str:
+        evaluation = {"norm": "Linf", "eps": [8 / 255], "n_examples": 100, "pgd_steps": 20, "autoattack": autoattack}
+        return Protocol.of(evaluation).attack_title
+
+    assert title(version="standard") == "AutoAttack"
+    assert title(version="standard", apgd_iterations=20) == "APGD-CE + APGD-T (9 targets) + FAB-T (9 targets) + Square"
+    assert title(version="custom", attacks=["apgd-ce", "apgd-t"], target_classes=3) == "APGD-CE + APGD-T (3 targets)"
+    assert title(version="rand") == "APGD-CE + APGD-DLR"
+    assert title(version="standard", enabled=False) == "PGD-20"
