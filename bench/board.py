@@ -30,6 +30,8 @@ Determinism: everything is a function of the records' contents, iterated in sort
 
 from __future__ import annotations
 
+import functools
+import json
 import logging
 import math
 import os
@@ -227,11 +229,17 @@ def need_of(record: Mapping[str, Any]) -> ScoringNeed | None:
     """`scoring_need` of a record's method from its options and scoring settings, for records
     older than `cost.scoring_runs[].epochs_needed`; None when the method cannot be rebuilt here
     (a plug-in not installed, options it no longer takes)."""
-    name = record["cell"]["method"]
+    return _need(record["cell"]["method"], json.dumps(record["method_options"], sort_keys=True),
+                 json.dumps(record["config"]["scoring"], sort_keys=True))
+
+
+@functools.lru_cache(maxsize=1024)
+def _need(name: str, options: str, scoring_settings: str) -> ScoringNeed | None:
+    """`need_of` for one method, options and scoring settings (JSON), once per board run."""
     try:
-        known = {f for f in get_method_class(name).Params.__dataclass_fields__}
-        method = create_method(name, **{k: v for k, v in record["method_options"].items() if k in known})
-        scoring = ScoringConfig(**record["config"]["scoring"])
+        known = set(get_method_class(name).Params.__dataclass_fields__)
+        method = create_method(name, **{k: v for k, v in json.loads(options).items() if k in known})
+        scoring = ScoringConfig(**json.loads(scoring_settings))
         return scoring_need(method, scoring.epochs, scoring.snapshots())
     except Exception as exc:  # noqa: BLE001 - any failure means "charge what was trained"
         log.debug("no scoring need for %s: %s", name, exc)
