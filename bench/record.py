@@ -103,6 +103,9 @@ class Metrics(_Part):
     n_eval: PositiveInt
     autoattack_per_attack: dict[str, Accuracy] = Field(default_factory=dict)
     robust: list[RobustAtEps] | None = None  # absent in schema 1
+    # how many of the n_eval clean predictions fell in each class (absent in older records);
+    # `board.degenerate` flags a seed whose model predicts one class for most images
+    predicted_histogram: list[Annotated[StrictInt, Field(ge=0)]] | None = None
 
 
 class TrainingDone(_Part):
@@ -117,14 +120,18 @@ class TrainingDone(_Part):
 
 class ScoringRunCost(_Part):
     """One scoring run a selection used: its cache key, seed, the epochs it trained, the
-    seconds of the run that made it (read from the cache when reused) and the regime it
-    trained under (records written before issue 22: standard)."""
+    seconds of the run that made it (read from the cache when reused), the regime it trained
+    under (records written before issue 22: standard), and what the cell's method needed of it
+    (`methods.base.scoring_need`: a run shared with a longer need trains more than this method
+    needs; absent in older records)."""
 
     key: NonEmpty
     seed: Annotated[StrictInt, Field(ge=0)]
     epochs: Annotated[StrictInt, Field(ge=0)]
     seconds: Annotated[float, Field(ge=0)]
     regime: Regime = "standard"
+    epochs_needed: Annotated[StrictInt, Field(ge=0)] | None = None
+    passes_needed: Annotated[StrictInt, Field(ge=0)] | None = None
 
 
 class Cost(_Part):
@@ -158,6 +165,18 @@ class Coreset(_Part):
     size: PositiveInt
     indices_file: NonEmpty
     class_histogram: list[Annotated[StrictInt, Field(ge=0)]]
+
+
+class Stability(_Part):
+    """How stable the cell's selection is, on equal footing for every method
+    (`corebench.stability.selection_stability`; absent in older records and for full data)."""
+
+    runs_averaged: Annotated[StrictInt, Field(ge=0)]  # scoring runs the selection averaged
+    single_run_indices_file: NonEmpty  # the selection from the first scoring run alone
+    single_run_spearman: Annotated[float, Field(ge=-1, le=1)] | None  # runs 0 and 1, single-run scores
+    single_run_jaccard: Annotated[float, Field(ge=0, le=1)] | None  # runs 0 and 1, single-run selections
+    own_randomness_jaccard: Annotated[float, Field(ge=0, le=1)] | None  # same signals, another seed
+    boundary_ties: Annotated[StrictInt, Field(ge=0)] | None  # samples tied with the last kept score
 
 
 class MethodSource(_Part):
@@ -215,6 +234,7 @@ class Record(_Part):
     cost: Cost | None = None  # schema 2: required when status is ok
     execution: Execution | None = None  # None: the cell failed before training, or an older record
     inputs: Inputs | None = None  # None: the cell failed before selecting, or a record older than the field
+    stability: Stability | None = None  # None: full data, random, a failed selection, or an older record
 
     @model_validator(mode="after")
     def _outcome_fits_status(self) -> Record:
@@ -228,6 +248,10 @@ class Record(_Part):
             raise ValueError("metrics.autoattack_acc: required (AutoAttack is enabled)")
         if not self.config.evaluation.autoattack.enabled and self.metrics.pgd_acc is None:
             raise ValueError("metrics.pgd_acc: required (AutoAttack is disabled)")
+        hist = self.metrics.predicted_histogram
+        if hist is not None and sum(hist) != self.metrics.n_eval:
+            raise ValueError(f"metrics.predicted_histogram: sums to {sum(hist)}; allowed: metrics.n_eval "
+                             f"({self.metrics.n_eval}) predictions")
         if self.schema_version >= 2:
             self._schema2_fields()
         self._possible()

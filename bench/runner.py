@@ -44,7 +44,7 @@ from corebench.identity import cell_id as identity_hash
 from corebench.identity import cell_settings, differences, record_settings
 from corebench.inputs import changed_inputs, file_digest, served_digests
 from corebench.methods import CoresetMethod, SelectionContext, create_method, run_selection
-from corebench.methods.base import declared_signals
+from corebench.methods.base import declared_signals, scoring_need
 from corebench.methods.registry import git_commit, method_source, plugin_fingerprint
 from corebench.models import create_model, default_scoring_arch
 from corebench.optim import resolve_device, torch_threads
@@ -72,6 +72,7 @@ from corebench.spec import (
     scoring_seed,
     slug,
 )
+from corebench.stability import selection_stability
 from corebench.train import train_model
 
 log = logging.getLogger(__name__)
@@ -629,6 +630,7 @@ class ScoringCache:
         if not wanted:
             return ctx, []
         runs, used = [], []
+        need = scoring_need(method, self.cfg.epochs, self.cfg.snapshots())  # what the cost table charges
         for key in self.keys(cell, method):
             made = self.made.get(key)
             if made is None or not (wanted <= set(made[0].signals) | set(made[0].failed) and epochs <= made[1]):
@@ -642,7 +644,7 @@ class ScoringCache:
                 raise MethodError(f"method {method.name!r}: signal {lost[0]!r} was not recorded: {res.failed[lost[0]]}")
             runs.append(until({k: res.signals[k] for k in wanted | companions(wanted)}, epochs))
             used.append({"key": res.key, "seed": key[2], "epochs": res.epochs, "seconds": round(res.seconds, 3),
-                         "regime": key[3],
+                         "regime": key[3], "epochs_needed": need.epochs, "passes_needed": need.passes,
                          **{INPUTS: {"key": res.key, "epochs": epochs, "signals": served_digests(runs[-1])}}})
         return dataclasses.replace(ctx, runs=tuple(runs)), used
 
@@ -660,16 +662,20 @@ def scoring_failed(key: tuple, exc: BaseException) -> GridStopped:
                        f"the grid stopped, finished records are kept")
 
 
-def select_indices(cell: Cell, data: Dataset, method: CoresetMethod | None,
-                   scorer: ScoringCache) -> tuple[np.ndarray, list[dict[str, Any]], float]:
-    """Kept indices for a cell, the scoring runs its selection used, and the selection seconds."""
+def select_indices(cell: Cell, data: Dataset, method: CoresetMethod | None, scorer: ScoringCache,
+                   stability: bool = False) -> tuple[np.ndarray, list[dict[str, Any]], float, Any]:
+    """Kept indices for a cell, the scoring runs its selection used, the selection seconds, and
+    with `stability` the record's stability block and the single-run indices
+    (`selection_stability`; None for full data)."""
     n = data.x_train.shape[0]
     if method is None:
-        return np.arange(n, dtype=np.int64), [], 0.0
+        return np.arange(n, dtype=np.int64), [], 0.0, None
     ctx, used = scorer.contexts(cell, data, method)
     start = time.perf_counter()
     indices = run_selection(method, ctx, cell.fraction)
-    return indices, used, time.perf_counter() - start
+    seconds = time.perf_counter() - start
+    measured = selection_stability(method, ctx, cell.fraction, indices) if stability else None
+    return indices, used, seconds, measured
 
 
 def cell_id(spec: GridSpec, cell: Cell, data: Dataset, options: dict[str, Any]) -> str:
@@ -740,12 +746,19 @@ def run_cell(
     try:
         if options_error is not None:
             raise options_error
-        indices, scoring_runs, selection_s = select_indices(cell, data, method, scorer)
+        indices, scoring_runs, selection_s, measured = select_indices(cell, data, method, scorer, stability=True)
         bound = [r.pop(INPUTS) for r in scoring_runs]  # what the selection read, by digest
         scoring_s = sum(r["seconds"] for r in scoring_runs)
         index_file = path.with_name(path.stem + ".indices.npy")
         write_indices(index_file, indices, root=results_dir)
         record["inputs"] = {"indices": file_digest(index_file), "scoring_runs": bound}
+        if measured is not None:
+            block, single = measured
+            single_file = index_file
+            if single is not indices:
+                single_file = path.with_name(path.stem + ".single_run.indices.npy")
+                write_indices(single_file, single, root=results_dir)
+            record["stability"] = {**block, "single_run_indices_file": single_file.name}
         hist = np.bincount(data.y_train.numpy()[indices], minlength=data.info.num_classes)
         record["coreset"] = {
             "n_train": int(data.x_train.shape[0]),
@@ -776,6 +789,7 @@ def run_cell(
             "n_eval": result.n_eval,
             "autoattack_per_attack": dict(result.autoattack_per_attack),
             "robust": robust,
+            "predicted_histogram": list(result.predicted_histogram) or None,
         }
         record["training"] = {"budget": trained["budget"], "epochs": trained["epochs"], "steps": trained["steps"],
                               "seconds": round(trained["seconds"], 3)}
@@ -843,7 +857,7 @@ def select_coreset(
         check_builds(arch, data)
         cell = Cell(dataset, arch, arch, "standard", method, fraction, seed)
         scorer = ScoringCache(scoring or ScoringConfig(), confined(cache, "scoring"), dev, progress, threads=threads)
-        indices, _, _ = select_indices(cell, data, impl, scorer)
+        indices, _, _, _ = select_indices(cell, data, impl, scorer)
     return indices, arch
 
 

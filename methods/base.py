@@ -18,7 +18,7 @@ import numpy as np
 from pydantic import Field
 
 from corebench.errors import MethodError
-from corebench.signals import companions, list_signals, unknown_signals
+from corebench.signals import companions, list_signals, taken_at, unknown_signals
 from corebench.spec import to_jsonable
 
 Direction = Literal["hardest", "easiest"]
@@ -160,6 +160,42 @@ def declared_signals(method: CoresetMethod) -> tuple[str, ...]:
     return declared
 
 
+@dataclass(frozen=True)
+class ScoringNeed:
+    """What a configured method's signals need of the scoring schedule, per scoring run.
+
+    Attributes:
+        runs: scoring runs it averages (`scoring_runs()`).
+        epochs: training epochs each run must train for it (`scoring_epochs`, all of them when
+            it reads a final-model signal): GraNd at initialisation needs 0.
+        passes: measurement passes over the train set each run makes for it beyond training:
+            one per epoch trained for an every-epoch eval signal, one per snapshot epoch within
+            `epochs` for snapshot signals, one for final-model signals. Counted, not weighted
+            (a per-sample gradient pass costs more than a forward pass).
+    """
+
+    runs: int
+    epochs: int
+    passes: int
+
+
+def scoring_need(method: CoresetMethod, epochs: int, snapshots: tuple[int, ...]) -> ScoringNeed:
+    """The scoring work `method` needs of an `epochs`-epoch schedule with these snapshot epochs.
+
+    A run shared by several methods trains for the longest need; the cost table charges each
+    method only its own need (issue 18: GraNd at initialisation was charged a 30-epoch run).
+    """
+    signals = declared_signals(method)
+    if not signals:
+        return ScoringNeed(0, 0, 0)
+    final = bool(taken_at("final", signals))
+    need = epochs if final else min(int(method.scoring_epochs(epochs, snapshots)), epochs)
+    passes = (need if taken_at("eval_pass", signals) else 0) + int(final)
+    if taken_at("snapshot", signals):
+        passes += sum(1 for e in snapshots if e <= need)
+    return ScoringNeed(method.scoring_runs(), need, passes)
+
+
 class CoresetMethod(ABC):
     """Base class of every method. Subclasses set `Params`, `signals` and `select`.
 
@@ -179,6 +215,16 @@ class CoresetMethod(ABC):
     # al.'s count) or need more scoring epochs than a short grid trains, so a grid names them.
     in_all: ClassVar[bool] = True
     reference: ClassVar[str] = ""  # the paper and the public code it follows, one line (`corebench methods`)
+    # Why `class_balanced` defaults as it does: the method's reference and what it does (every
+    # method takes `class_balanced: true|false`, the kit checks it; a global keep can drop classes).
+    class_balanced_source: ClassVar[str] = ""
+    # How the method's reference trains on its coreset: "epochs: ..." (the same passes at every
+    # fraction) or "steps: ..." (the same SGD steps), with the source; boards print it beside the
+    # budget the grid used, as a fixed-epoch budget gives small coresets few steps (issue 18).
+    reference_budget: ClassVar[str] = ""
+    # What draws at random in the selection itself, given the signals (boards print it beside
+    # the stability measures): "" = nothing beyond ties at the boundary, broken by the seed.
+    randomness: ClassVar[str] = ""
 
     def __init__(self, params: Any | None = None) -> None:
         self.params = params if params is not None else self.Params()

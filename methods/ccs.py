@@ -178,6 +178,9 @@ class CCS(CoresetMethod):
     reference = "Zheng et al. 2023, haizhongzheng/Coverage-centric-coreset-selection"
 
     Params = CCSParams
+    class_balanced_source = "off: the CCS reference (haizhongzheng/Coverage-centric-coreset-selection) stratifies all samples together"
+    reference_budget = "steps: the CCS reference `train.py --iterations 40000` at every pruning rate"
+    randomness = "draws uniformly at random inside each stratum, by design (the CCS reference)"
     signals = ("margin_probs",)
 
     def required_signals(self) -> tuple[str, ...]:

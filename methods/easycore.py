@@ -66,6 +66,8 @@ class EasyCore(ScoreBasedMethod):
     reference = "Ramesh et al. 2025, arXiv 2510.11018 (no public code)"
 
     Params = EasyCoreParams
+    class_balanced_source = "off: the EasyCore abstract (arXiv 2510.11018) keeps the low-AIGN samples globally (its body is UNVERIFIED)"
+    reference_budget = "UNVERIFIED: the EasyCore abstract (arXiv 2510.11018) does not say"
     signals = ("input_grad_norm_eval",)
 
     def required_signals(self) -> tuple[str, ...]:

@@ -80,6 +80,8 @@ class Moderate(CoresetMethod):
     reference = "Xia et al. 2023, tmllab/2023_ICLR_Moderate-DS"
 
     Params = ModerateParams
+    class_balanced_source = "off: tmllab/2023_ICLR_Moderate-DS `get_prune_idx` keeps one band over all distances"
+    reference_budget = "epochs: tmllab/2023_ICLR_Moderate-DS `train.py --epoch 200`"
     signals = ("features",)
 
     def select(self, ctx: SelectionContext, fraction: float) -> np.ndarray:

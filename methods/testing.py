@@ -47,7 +47,7 @@ CHECKS: dict[str, str] = {
     "budget": "for fractions from 1/N to 1.0: an integer ndarray of exactly round(fraction × N) unique indices in [0, N)",
     "deterministic": "the same seed and signals give the same selection",
     "other seed": "another seed also gives a valid selection",
-    "class_balanced": "with `class_balanced` (if the method has it) every class gets exactly its class budget",
+    "class_balanced": "the method takes a `class_balanced` option, true or false (a global keep can drop whole classes), and with it on every class gets exactly its class budget",
     "nan": "a NaN in a float signal is a MethodError naming the method (methods with float signals)",
 }
 
@@ -401,20 +401,22 @@ def check_method(name: str, **params: Any) -> list[CheckResult]:
 
     _run(checks, "other seed", other_seed)
 
-    if "class_balanced" in {f.name for f in fields(method.Params)}:
+    def balanced() -> tuple[bool, str]:
+        if "class_balanced" not in {f.name for f in fields(method.Params)}:
+            return False, ("has no `class_balanced` parameter; every method takes `class_balanced: true|false` "
+                           "(default: its reference's choice, cited in `class_balanced_source`)")
+        cb_params = {**params, "class_balanced": True}
+        cb_ctx = fake_context(create_method(name, **cb_params), n=n)
+        for fraction in (0.05, 0.3, 0.77):
+            kept = run_selection(create_method(name, **cb_params), cb_ctx, fraction)
+            want = class_budgets(cb_ctx.labels, budget_for(fraction, n))
+            got = {c: int(np.sum(cb_ctx.labels[kept] == c)) for c in want}
+            if got != want:
+                return False, f"fraction {fraction}: class counts {got}, class budgets {want}"
+        source = method.class_balanced_source or "no source given (`class_balanced_source`)"
+        return True, f"class_balanced keeps exactly each class budget; default: {source}"
 
-        def balanced() -> tuple[bool, str]:
-            cb_params = {**params, "class_balanced": True}
-            cb_ctx = fake_context(create_method(name, **cb_params), n=n)
-            for fraction in (0.05, 0.3, 0.77):
-                kept = run_selection(create_method(name, **cb_params), cb_ctx, fraction)
-                want = class_budgets(cb_ctx.labels, budget_for(fraction, n))
-                got = {c: int(np.sum(cb_ctx.labels[kept] == c)) for c in want}
-                if got != want:
-                    return False, f"fraction {fraction}: class counts {got}, class budgets {want}"
-            return True, "class_balanced keeps exactly each class budget"
-
-        _run(checks, "class_balanced", balanced)
+    _run(checks, "class_balanced", balanced)
 
     float_signals = [s for s in declared if get_signal(s).dtype != "bool"]
     if float_signals:

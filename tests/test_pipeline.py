@@ -107,8 +107,21 @@ def test_runs_are_shared_cut_to_each_need_and_costed(tmp_path):
     # run 0 is shared with easycore (AIGN: the whole 3-epoch schedule); run 1 serves GraNd at
     # initialisation and EL2N at epoch 1 only: it trains 1 epoch
     assert [(r["seed"], r["epochs"]) for r in grand["cost"]["scoring_runs"]] == [(seeds[0], 3), (seeds[1], 1)]
-    assert el2n["cost"]["scoring_runs"] == grand["cost"]["scoring_runs"]
-    assert easy["cost"]["scoring_runs"] == grand["cost"]["scoring_runs"][:1]
+    # each record says what its own method needed of the runs (the cost table charges that)
+    assert [(r["epochs_needed"], r["passes_needed"]) for r in grand["cost"]["scoring_runs"]] == [(0, 1)] * 2
+    assert [(r["epochs_needed"], r["passes_needed"]) for r in el2n["cost"]["scoring_runs"]] == [(1, 2)] * 2
+    assert [(r["epochs_needed"], r["passes_needed"]) for r in easy["cost"]["scoring_runs"]] == [(3, 3)]
+    drop = ("epochs_needed", "passes_needed")
+    assert [{k: v for k, v in r.items() if k not in drop} for r in el2n["cost"]["scoring_runs"]] == \
+        [{k: v for k, v in r.items() if k not in drop} for r in grand["cost"]["scoring_runs"]]
+    assert easy["cost"]["scoring_runs"][0]["key"] == grand["cost"]["scoring_runs"][0]["key"]
+    # stability on equal footing: el2n averages 2 runs, so its single-run selection is saved beside it
+    st = el2n["stability"]
+    assert st["runs_averaged"] == 2 and st["single_run_indices_file"] == "seed0.single_run.indices.npy"
+    assert st["single_run_spearman"] is not None and st["own_randomness_jaccard"] == 1.0
+    single = np.load(res / "shared/digits/r18w4/standard/el2n/f0.1/seed0.single_run.indices.npy")
+    assert single.size == el2n["coreset"]["size"]
+    assert easy["stability"]["single_run_indices_file"] == "seed0.indices.npy"  # one run: the kept coreset
     assert len(list((tmp_path / "c" / "scoring").glob("*.npz"))) == 2
     # a step budget: every fraction trains the full-data steps, 1 epoch of 1347 = 11 batches
     for method in ("random", "grand", "full"):
