@@ -75,8 +75,6 @@ def _one_or_many(value: Any) -> Any:
 
 
 Number = Annotated[float, BeforeValidator(_number)]
-Positive = Annotated[Number, Field(gt=0)]
-NonNegative = Annotated[Number, Field(ge=0)]
 Radius = Annotated[Number, AfterValidator(_radius)]
 Radii = Annotated[tuple[Radius, ...], BeforeValidator(_one_or_many)]  # 8/255 or [1/255, 8/255]
 MAX_COUNT = 2**31 - 1  # any count a grid gives (examples, steps, batch): a C int, so numpy and torch take it

@@ -27,7 +27,7 @@ from corebench.methods import create_method, list_methods
 from corebench.methods.base import budget_for
 from corebench.methods.registry import all_methods, failed_plugins
 from corebench.models import create_model, list_architectures
-from corebench.signals import list_signals, unknown_signals
+from corebench.signals import list_signals, unimportable_hooks, unknown_signals
 from corebench.spec import (
     AUTOATTACK_ATTACKS,
     AUTOATTACK_MIN_CLASSES,
@@ -290,14 +290,12 @@ def _methods(raw: list[Any]) -> tuple[MethodSpec, ...]:
 
 def _unrecordable(spec: MethodSpec) -> str:
     """Why no scoring run can give the method its declared signals, or '' when one can."""
-    from corebench.scoring import Plugins
-
     declared = create_method(spec.name, **spec.params).required_signals()
     unknown = unknown_signals(declared)
     if unknown:
         return (f"method {spec.label!r} declares signal {unknown[0]!r}, which no scoring run records; "
                 f"known: {', '.join(list_signals())}")
-    broken = Plugins(declared).failed
+    broken = unimportable_hooks(declared)
     if broken:
         name = sorted(broken)[0]
         return f"method {spec.label!r} declares plug-in signal {name!r}, whose {broken[name]}"

@@ -42,7 +42,6 @@ from corebench.spec import (
 
 SCHEMA_VERSION = 2
 KNOWN_SCHEMA_VERSIONS = (1, 2)  # 1: read only (no metrics.robust, training, cost; one ε)
-STATUSES = ("ok", "failed")
 
 Accuracy = Annotated[float, Field(ge=0, le=100)]  # percent
 NonEmpty = Annotated[StrictStr, Field(min_length=1)]

@@ -52,7 +52,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import importlib
 import io
 import json
 import logging
@@ -88,9 +87,11 @@ from corebench.signals import (  # noqa: F401  ALL_SIGNALS, EVAL_PASS, TRAIN_PAS
     check_signals,
     companions,
     get_signal,
+    import_hook,
     list_signals,
     signal_code,
     taken_at,
+    unimportable_hooks,
 )
 from corebench.spec import (
     ArchSpec,
@@ -550,17 +551,11 @@ class Plugins:
     """
 
     def __init__(self, signals: Iterable[str]) -> None:
-        self.hooks: dict[str, Callable[..., torch.Tensor]] = {}
-        self.failed: dict[str, str] = {}
-        for name in sorted(signals):
-            sig = get_signal(name)
-            if sig.distribution == BUILTIN:
-                continue
-            module, _, attr = (sig.compute or "").partition(":")
-            try:
-                self.hooks[name] = getattr(importlib.import_module(module), attr)
-            except Exception as exc:
-                self.failed[name] = f"compute {sig.compute!r} cannot be imported ({type(exc).__name__}: {exc})"
+        self.failed: dict[str, str] = unimportable_hooks(signals)
+        self.hooks: dict[str, Callable[..., torch.Tensor]] = {
+            name: import_hook(name) for name in sorted(signals)
+            if get_signal(name).distribution != BUILTIN and name not in self.failed
+        }
 
     def at(self, taken: str) -> list[str]:
         return [n for n in self.hooks if get_signal(n).taken == taken]

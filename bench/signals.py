@@ -25,8 +25,9 @@ CONTRIBUTING.md, "Ask for a signal".
 
 from __future__ import annotations
 
+import importlib
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from importlib import metadata
 from typing import Any
@@ -272,6 +273,28 @@ def check_signals(names: Iterable[str]) -> set[str]:
     return names
 
 
+def import_hook(name: str) -> Callable[..., Any]:
+    """A plug-in signal's compute hook, imported from its "module:function" (the one place)."""
+    module, _, attr = (get_signal(name).compute or "").partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def unimportable_hooks(names: Iterable[str]) -> dict[str, str]:
+    """The plug-in signals among `names` whose compute hook cannot be imported, with why: a grid
+    checks this before any run (without importing the torch scoring module), a scoring run
+    drops them and fails only the methods that declared them."""
+    failed = {}
+    for name in sorted(names):
+        sig = get_signal(name)
+        if sig.distribution == BUILTIN:
+            continue
+        try:
+            import_hook(name)
+        except Exception as exc:
+            failed[name] = f"compute {sig.compute!r} cannot be imported ({type(exc).__name__}: {exc})"
+    return failed
+
+
 def unknown_signals(names: Iterable[str]) -> list[str]:
     """The names no scoring run records, sorted."""
     load_entry_points()
@@ -292,7 +315,6 @@ EVAL_PASS: tuple[str, ...] = tuple(s.name for s in BUILTINS if s.taken == "eval_
 SNAPSHOT: tuple[str, ...] = tuple(s.name for s in BUILTINS if s.taken == "snapshot")
 FINAL: tuple[str, ...] = tuple(s.name for s in BUILTINS if s.taken == "final")
 ALL_SIGNALS: tuple[str, ...] = tuple(s.name for s in BUILTINS)
-BOOL_SIGNALS: tuple[str, ...] = tuple(s.name for s in BUILTINS if s.dtype == "bool")
 
 
 def markdown_table(signals: Iterable[Signal] = BUILTINS) -> str:
