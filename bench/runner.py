@@ -34,7 +34,7 @@ from corebench.checkpoint import Checkpoint
 from corebench.claims import holding
 from corebench.data import Dataset, load_dataset
 from corebench.errors import BenchError, MethodError, PathError
-from corebench.evaluate import evaluate
+from corebench.evaluate import EvalResult, evaluate
 from corebench.files import confined, writable_folder
 from corebench.identity import cell_id as identity_hash
 from corebench.identity import cell_settings, differences, record_settings
@@ -43,7 +43,7 @@ from corebench.methods.base import declared_signals
 from corebench.methods.registry import git_commit, method_source
 from corebench.models import create_model, default_scoring_arch
 from corebench.optim import resolve_device, torch_threads
-from corebench.record import SCHEMA_VERSION, CellConfig, Record
+from corebench.record import SCHEMA_VERSION, CellConfig, Record, pack_bits
 from corebench.results import DONE, MISSING, STALE, record_state, write_indices, write_record
 from corebench.scoring import ScoringResult, get_signals, needed_epochs, scoring_key, seeded, until
 from corebench.signals import companions
@@ -630,6 +630,7 @@ def run_cell(
             "autoattack_per_attack": dict(result.autoattack_per_attack),
             "robust": robust,
         }
+        record["per_image_outcomes"] = per_image_outcomes(result)
         record["training"] = {"budget": trained["budget"], "epochs": trained["epochs"], "steps": trained["steps"],
                               "seconds": round(trained["seconds"], 3)}
         record["cost"] = {"scoring_runs": scoring_runs, "train_steps": trained["steps"], "train_s": round(t1 - t0, 3)}
@@ -654,6 +655,14 @@ def run_cell(
     if checkpoint is not None:
         checkpoint.delete()
     return {**record, "_path": str(path)}
+
+
+def per_image_outcomes(result: EvalResult) -> dict[str, Any]:
+    """The evaluation's per-image outcomes as the record keeps them (`record.PerImageOutcomes`)."""
+    robust = [{"eps": r.eps, "pgd": pack_bits(r.pgd_correct),
+               "autoattack": None if r.autoattack_correct is None else pack_bits(r.autoattack_correct)}
+              for r in result.robust]  # fmt: skip
+    return {"n": result.n_eval, "clean": pack_bits(result.clean_correct), "robust": robust}
 
 
 def select_coreset(
