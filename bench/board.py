@@ -5,7 +5,9 @@ A board is one grid × dataset × arch × regime × evaluation protocol. For eve
 
 - the robust and clean accuracy with a 95% interval: over seeds (t-interval) for several
   seeds, over the evaluated test images (exact binomial) for one (`corebench.stats`);
-- the difference to random, paired over seeds, with its t-interval;
+- the difference to random, paired over seeds and, where the records keep per-image outcomes,
+  over the test images too; significance adjusted across the board's family, and the grid's
+  declared primary comparisons apart (`corebench.significance`);
 - whether the model collapsed: mean clean accuracy at most 1.5× chance (1.5/K). A collapsed
   model predicts nearly one class, so its robust accuracy equals its clean accuracy and says
   nothing about robustness: it is never best and never ranked;
@@ -34,8 +36,9 @@ import numpy as np
 
 from corebench.protocol import Protocol
 from corebench.results import read_indices, robust_by_eps
+from corebench.significance import Adjusted, adjust_family, compare, power_of, robust_outcomes
 from corebench.spec import FULL_DATA, slug, stable_hash
-from corebench.stats import Interval, PairedDiff, jaccard, paired_diff, seeds_interval
+from corebench.stats import Interval, PairedDiff, jaccard, seeds_interval
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +68,7 @@ class Entry:
     train_steps: int | None
     train_s: float | None
     path: Path
+    outcomes: dict[float, np.ndarray] | None = None  # ε -> robust per evaluated image (None: not kept)
 
 
 @dataclass(frozen=True)
@@ -87,6 +91,19 @@ class Cost:
     scoring_epochs: float | None
     scoring_s: float | None
     train: dict[float, tuple[float | None, float | None]]  # fraction -> (steps, seconds), seed means
+
+
+@dataclass(frozen=True)
+class PrimaryResult:
+    """One declared primary comparison on this board: method − against at a fraction and ε."""
+
+    method: str
+    against: str
+    fraction: float
+    eps: float
+    diff: PairedDiff | None  # None: a row is missing from this board
+    p_adjusted: float | None  # across the board's declared comparisons
+    detectable: float  # smallest difference found at 80 % power with this board's seeds and images
 
 
 @dataclass
@@ -118,6 +135,9 @@ class Board:
     stability: dict[tuple[str, float], tuple[float, int]] = field(default_factory=dict)  # (label, f)
     scorer_stability: dict[tuple[str, float], tuple[float, int]] = field(default_factory=dict)  # (base, f)
     cost: dict[str, Cost] = field(default_factory=dict)
+    correction: str = "holm"  # the grid's, across the family
+    family: Adjusted | None = None  # the exploratory differences to random, keyed (label, fraction, ε)
+    primary: list[PrimaryResult] = field(default_factory=list)
 
     @property
     def metric_name(self) -> str:
@@ -173,6 +193,7 @@ def entry_of(record: Mapping[str, Any], protocol: Protocol) -> Entry:
         train_steps=cost.get("train_steps", training.get("steps")),
         train_s=cost.get("train_s", timings.get("train_s")),
         path=path,
+        outcomes=robust_outcomes(record, protocol.autoattack_enabled) if ok else None,
     )
 
 
@@ -267,9 +288,7 @@ def aggregate(board: Board) -> None:
             ref = ok.get((board.random_label, key[1]), {})
             common = [s for s in sorted(by_seed) if s in ref]
             for eps in eps_list:
-                diff[eps] = paired_diff(
-                    [_num(by_seed[s].robust.get(eps)) for s in common], [_num(ref[s].robust.get(eps)) for s in common]
-                )
+                diff[eps] = compare(_sides(by_seed, common, eps), _sides(ref, common, eps))
         chance = 100.0 / board.num_classes if board.num_classes else None
         collapsed = bool(rows) and chance is not None and clean.mean <= COLLAPSE_FACTOR * chance + 1e-9
         return CellStats(len(rows), failed.get(key, 0), clean, robust, diff, collapsed)
@@ -303,12 +322,52 @@ def aggregate(board: Board) -> None:
         return (not present, math.fsum(present) / len(present) if present else 0.0, lab)
 
     board.methods = sorted(labels, key=order)
+    _significance(board, ok)
     _stability(board)
     _cost(board, labels)
 
 
-def _num(v: float | None) -> float:
-    return math.nan if v is None else v
+def _sides(by_seed: Mapping[int, Entry], seeds: list[int], eps: float) -> list[tuple[float | None, np.ndarray | None]]:
+    """Per seed: the accuracy at ε and the per-image outcomes (None where not kept)."""
+    return [(by_seed[s].robust.get(eps), (by_seed[s].outcomes or {}).get(eps)) for s in seeds]
+
+
+def _significance(board: Board, ok: Mapping[tuple[str, float], Mapping[int, Entry]]) -> None:
+    """The exploratory family (every difference to random with an interval, neither row
+    collapsed, not declared primary) adjusted by the grid's correction; the declared primary
+    comparisons of this board's regime apart, with their power."""
+    corrections = sorted({(r.get("grid") or {}).get("correction") or "holm" for r in board.records})
+    board.correction = corrections[0] if len(corrections) == 1 else "holm"
+    declared = {(c["method"], c["against"], float(c["fraction"]), float(c["eps"]))
+                for r in board.records for c in (r.get("grid") or {}).get("primary") or ()
+                if c["regime"] == board.regime}  # fmt: skip
+    eps_of = {round(e, 9): e for e in board.protocol.eps}
+    results = []
+    for method, against, f, eps in sorted(declared):
+        eps = eps_of.get(round(eps, 9))
+        a, b = _row(board, method, f), _row(board, against, f)
+        if eps is None or a is None or b is None:
+            results.append((method, against, f, eps, None, math.inf))
+            continue
+        common = [s for s in sorted(ok.get(a, {})) if s in ok.get(b, {})]
+        sa, sb = _sides(ok[a], common, eps), _sides(ok[b], common, eps)
+        results.append((method, against, f, eps, compare(sa, sb), power_of(sa, sb)))
+    adjusted = adjust_family({i: r[4] for i, r in enumerate(results) if r[4] is not None}, board.correction)
+    board.primary = [PrimaryResult(m, ag, f, eps if eps is not None else math.nan, d, adjusted.p.get(i), power)
+                     for i, (m, ag, f, eps, d, power) in enumerate(results)]  # fmt: skip
+    primary_keys = {(_row(board, p.method, p.fraction), p.eps) for p in board.primary if p.against == board.random_label}
+    family = {(lab, f, eps): d for (lab, f), c in board.cells.items() for eps, d in c.diff.items()
+              if d is not None and d.n >= 2 and not c.collapsed and not board.cells[(board.random_label, f)].collapsed
+              and ((lab, f), eps) not in primary_keys}  # fmt: skip
+    board.family = adjust_family(family, board.correction)
+
+
+def _row(board: Board, method: str, fraction: float) -> tuple[str, float] | None:
+    """The board's row of a method id at a fraction (its label, or its label@scorer)."""
+    for lab in sorted({lab for lab, f in board.cells if math.isclose(f, fraction)}):
+        if lab == method or lab.split("@")[0] == method:
+            return (lab, next(f for lb, f in board.cells if lb == lab and math.isclose(f, fraction)))
+    return None
 
 
 def _separated_best(intervals: Mapping[str, Interval]) -> str | None:

@@ -61,9 +61,25 @@ class _Part(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
+class PrimaryRef(_Part):
+    """A comparison the grid declared primary (`spec.Comparison`): method − against."""
+
+    method: NonEmpty
+    against: NonEmpty
+    fraction: Fraction
+    regime: NonEmpty
+    eps: Annotated[float, Field(gt=0, le=1)]
+
+
 class GridRef(_Part):
+    """The grid a record came from, with how its boards test it: the declared primary
+    comparisons and the correction across each board's family (records older than these
+    fields have none and Holm)."""
+
     name: NonEmpty
     source: StrictStr | None = None
+    primary: list[PrimaryRef] = Field(default_factory=list)
+    correction: Literal["holm", "bh"] = "holm"
 
 
 class CellKey(_Part):

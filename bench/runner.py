@@ -578,7 +578,7 @@ def run_cell(
         "cell_id": cid,
         "status": "failed",
         "error": None,
-        "grid": {"name": spec.name, "source": spec.source},
+        "grid": grid_ref(spec),
         "cell": cell.key(),
         "method_options": options,
         "config": config,
@@ -655,6 +655,13 @@ def run_cell(
     if checkpoint is not None:
         checkpoint.delete()
     return {**record, "_path": str(path)}
+
+
+def grid_ref(spec: GridSpec) -> dict[str, Any]:
+    """The record's `grid`: its name and file, the declared primary comparisons and the correction."""
+    primary = [{"method": c.method, "against": c.against, "fraction": c.fraction, "regime": c.regime, "eps": c.eps}
+               for c in spec.primary]  # fmt: skip
+    return {"name": spec.name, "source": spec.source, "primary": primary, "correction": spec.correction}
 
 
 def per_image_outcomes(result: EvalResult) -> dict[str, Any]:

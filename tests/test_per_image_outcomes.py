@@ -10,7 +10,7 @@ import pytest
 from corebench.errors import ResultsError
 from corebench.record import pack_bits, parse_record, unpack_bits
 
-from records import example_record
+from records import example_record, with_outcomes
 
 
 @pytest.mark.parametrize("n", [1, 7, 8, 9, 100, 1000])
@@ -27,21 +27,6 @@ def test_unpack_bits_rejects_text_of_the_wrong_length():
         unpack_bits(pack_bits([True] * 8), 9)
     with pytest.raises(ValueError, match="not base64"):
         unpack_bits("@@@", 3)
-
-
-def with_outcomes(rec: dict, clean: np.ndarray, robust: np.ndarray) -> dict:
-    """`rec` with its accuracies set from per-image outcomes (one ε, PGD = AutoAttack)."""
-    n = clean.size
-    rec = json.loads(json.dumps(rec))
-    m = rec["metrics"]
-    m.update(n_eval=n, clean_acc=100.0 * clean.sum() / n, pgd_acc=100.0 * robust.sum() / n,
-             autoattack_acc=100.0 * robust.sum() / n)
-    m["autoattack_per_attack"] = {}
-    m["robust"][0].update(pgd_acc=m["pgd_acc"], autoattack_acc=m["autoattack_acc"], autoattack_per_attack={})
-    eps = m["robust"][0]["eps"]
-    rec["per_image_outcomes"] = {"n": n, "clean": pack_bits(clean),
-                                 "robust": [{"eps": eps, "pgd": pack_bits(robust), "autoattack": pack_bits(robust)}]}
-    return rec
 
 
 def test_a_record_keeps_outcomes_that_count_to_its_accuracies():
