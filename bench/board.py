@@ -322,7 +322,7 @@ def aggregate(board: Board) -> None:
         return (not present, math.fsum(present) / len(present) if present else 0.0, lab)
 
     board.methods = sorted(labels, key=order)
-    _significance(board, ok)
+    _significance(board)
     _stability(board)
     _cost(board, labels)
 
@@ -332,7 +332,7 @@ def _sides(by_seed: Mapping[int, Entry], seeds: list[int], eps: float) -> list[t
     return [(by_seed[s].robust.get(eps), (by_seed[s].outcomes or {}).get(eps)) for s in seeds]
 
 
-def _significance(board: Board, ok: Mapping[tuple[str, float], Mapping[int, Entry]]) -> None:
+def _significance(board: Board) -> None:
     """The exploratory family (every difference to random with an interval, neither row
     collapsed, not declared primary) adjusted by the grid's correction; the declared primary
     comparisons of this board's regime apart, with their power."""
@@ -345,13 +345,11 @@ def _significance(board: Board, ok: Mapping[tuple[str, float], Mapping[int, Entr
     results = []
     for method, against, f, eps in sorted(declared):
         eps = eps_of.get(round(eps, 9))
-        a, b = _row(board, method, f), _row(board, against, f)
-        if eps is None or a is None or b is None:
+        sides = comparison_sides(board, method, against, f, eps) if eps is not None else None
+        if sides is None:
             results.append((method, against, f, eps, None, math.inf))
-            continue
-        common = [s for s in sorted(ok.get(a, {})) if s in ok.get(b, {})]
-        sa, sb = _sides(ok[a], common, eps), _sides(ok[b], common, eps)
-        results.append((method, against, f, eps, compare(sa, sb), power_of(sa, sb)))
+        else:
+            results.append((method, against, f, eps, compare(*sides), power_of(*sides)))
     adjusted = adjust_family({i: r[4] for i, r in enumerate(results) if r[4] is not None}, board.correction)
     board.primary = [PrimaryResult(m, ag, f, eps if eps is not None else math.nan, d, adjusted.p.get(i), power)
                      for i, (m, ag, f, eps, d, power) in enumerate(results)]  # fmt: skip
@@ -362,12 +360,22 @@ def _significance(board: Board, ok: Mapping[tuple[str, float], Mapping[int, Entr
     board.family = adjust_family(family, board.correction)
 
 
+def comparison_sides(board: Board, method: str, against: str, fraction: float, eps: float) -> tuple[list, list] | None:
+    """Per seed both finished, each row's (accuracy at ε, per-image outcomes): what
+    `significance.compare` and `power_of` take; None when a row is not on the board."""
+    a, b = _row(board, method, fraction), _row(board, against, fraction)
+    if a is None or b is None:
+        return None
+    ok_a = {e.seed: e for e in board.entries if e.ok and (e.label, e.fraction) == a}
+    ok_b = {e.seed: e for e in board.entries if e.ok and (e.label, e.fraction) == b}
+    common = sorted(set(ok_a) & set(ok_b))
+    return _sides(ok_a, common, eps), _sides(ok_b, common, eps)
+
+
 def _row(board: Board, method: str, fraction: float) -> tuple[str, float] | None:
     """The board's row of a method id at a fraction (its label, or its label@scorer)."""
-    for lab in sorted({lab for lab, f in board.cells if math.isclose(f, fraction)}):
-        if lab == method or lab.split("@")[0] == method:
-            return (lab, next(f for lb, f in board.cells if lb == lab and math.isclose(f, fraction)))
-    return None
+    rows = sorted({(e.label, e.fraction) for e in board.entries if math.isclose(e.fraction, fraction)})
+    return next(((lab, f) for lab, f in rows if lab == method or lab.split("@")[0] == method), None)
 
 
 def _separated_best(intervals: Mapping[str, Interval]) -> str | None:

@@ -37,6 +37,14 @@ from corebench.stats import (
 )
 
 ALPHA = 1 - CONFIDENCE
+# The prior `corebench plan` uses before a grid has records of a declared comparison, in
+# (percentage points)²: a seed-to-seed sd of 4 pp of the paired difference (the committed CIFAR CPU
+# boards show 1-10), and two models that disagree on 30 % of the images (10,000 · 0.3), half of it
+# an image component shared by every seed and half residual. Stated on the plan's lines.
+PRIOR_SEED_SD = 4.0
+PRIOR_DISAGREEMENT = 0.3
+PRIOR_TEXT = ("prior: seed sd of the difference 4 pp, the models disagreeing on 30% of the images, "
+              "half of it shared by every seed")
 
 
 def robust_outcomes(record: Mapping[str, Any], autoattack: bool) -> dict[float, np.ndarray] | None:
@@ -81,6 +89,13 @@ def power_of(a: Sequence[tuple[float | None, np.ndarray | None]],
         return detectable_difference(float(diffs.var(ddof=1)) / s, s - 1)
     c = components(100.0 * (np.stack([x[1] for x, _ in pairs]).astype(float) - np.stack([y[1] for _, y in pairs])))
     return detectable_difference(c.variance(seeds, images), c.df(seeds, images))
+
+
+def prior_detectable(seeds: int, images: int) -> float:
+    """`power_of` for a design of `seeds` × `images` under the stated prior (no records yet)."""
+    per_image = 10_000 * PRIOR_DISAGREEMENT
+    variance = PRIOR_SEED_SD**2 / seeds + per_image / 2 / images + per_image / 2 / (seeds * images)
+    return detectable_difference(variance, seeds - 1)
 
 
 @dataclass(frozen=True)
