@@ -28,6 +28,11 @@ Signals (E = scoring epochs, row e = epoch e+1, N = train size):
     el2n                 [E, N]  ‖softmax − onehot‖₂ in the training pass.
     margin_logits        [E, N]  AUM margin logit_y − max_{k≠y} logit_k, training pass.
     margin_probs         [E, N]  the same margin on softmax probabilities.
+    logits_train         [E, N, C] the training pass's logits, float16 (TDDS).
+    adv_loss, adv_margin, adv_correct, adv_input_grad_norm  [E, N]  eval mode, before the
+                                 update, on the step's adversarial example (`_adversarial_recorder`).
+  the run trains under `cfg.regime` (standard, PGD-AT, TRADES) as `corebench.train` does
+  (`_step`); the training-pass signals read the step's own forward (the PGD example under PGD-AT).
   snapshots, eval mode on un-augmented inputs at scoring.snapshot_epochs (0 = initialisation):
     el2n_eval            [K, N]  ‖softmax − onehot‖₂.
     loss_eval            [K, N]  per-sample CE.

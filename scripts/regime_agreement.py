@@ -31,7 +31,8 @@ from corebench.spec import Cell
 from corebench.stats import kept_overlap, spearman
 
 
-def agreement(grid_path: str, cache: Path, pairs: list[tuple[str, str]], fraction: float) -> list[dict]:
+def agreement(grid_path: str, cache: Path, pairs: list[tuple[str, str]], fraction: float,
+              seeds: list[int] | None = None) -> list[dict]:
     spec = load_grid(grid_path)
     by_label = {m.label: m for m in spec.methods}
     scorer = ScoringCache(spec.scoring, cache / "scoring", torch.device("cpu"), progress=False, threads=spec.threads)
@@ -39,7 +40,7 @@ def agreement(grid_path: str, cache: Path, pairs: list[tuple[str, str]], fractio
     for ds in spec.datasets:
         data = load_dataset(ds)
         for a_label, b_label in pairs:
-            for seed in spec.seeds:
+            for seed in seeds if seeds is not None else spec.seeds:
                 out = {"dataset": ds.label, "a": a_label, "b": b_label, "seed": seed, "fraction": fraction}
                 scores, kept = [], []
                 for label in (a_label, b_label):
@@ -74,10 +75,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cache", type=Path, required=True)
     parser.add_argument("--pair", nargs=2, action="append", metavar=("A", "B"))
     parser.add_argument("--fraction", type=float, default=0.1)
+    parser.add_argument("--seeds", type=int, nargs="+", help="the grid's seeds to compare (default: all)")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
     rows = agreement(args.grid, args.cache, [tuple(p) for p in args.pair or [("easycore", "friendly_pgd_at")]],
-                     args.fraction)
+                     args.fraction, args.seeds)
     print(markdown(rows))
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1) + "\n")
