@@ -536,7 +536,7 @@ class ScoringCache:
                 raise MethodError(f"method {method.name!r}: signal {lost[0]!r} was not recorded: {res.failed[lost[0]]}")
             runs.append(until({k: res.signals[k] for k in wanted | companions(wanted)}, epochs))
             used.append({"key": res.key, "seed": key[2], "epochs": res.epochs, "seconds": round(res.seconds, 3),
-                         **{INPUTS: {"key": res.key, "epochs": epochs, "signals": served_digests(runs[-1])}}})
+                         INPUTS: {"key": res.key, "epochs": epochs, "signals": served_digests(runs[-1])}})
         return dataclasses.replace(ctx, runs=tuple(runs)), used
 
 
