@@ -107,3 +107,10 @@ def test_run_with_relative_results_and_cache_then_rerun_skips(workdir, capsys):
     assert json.loads(before)["status"] == "ok"
     assert main(args) == 0
     assert record.read_bytes() == before
+
+
+def test_leaderboard_with_relative_results_and_out(workdir, capsys):
+    rec = example_record(grid="g")
+    write_record(workdir.parent / "runs/results" / relpath(rec), rec)
+    assert main(["leaderboard", "../runs/results", "--out", "../boards/x"]) == 0
+    assert (workdir.parent / "boards/x/g").is_dir() and "1 finished cells" in capsys.readouterr().out
