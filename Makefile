@@ -7,7 +7,7 @@ PIP    := $(BIN)/python -m pip --disable-pip-version-check -q
 STAMP  := $(VENV)/.installed
 TORCH  := torch==2.14.1 torchvision==0.29.1
 
-.PHONY: install quickstart test test-all test-gpu lint leaderboards benchmarks benchmarks-gpu clean
+.PHONY: install quickstart test test-all test-gpu lint leaderboards verify benchmarks benchmarks-gpu clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +42,10 @@ lint: $(STAMP)
 ## Regenerate every board from the result records kept in the repository.
 leaderboards: $(STAMP)
 	$(BIN)/corebench leaderboard results --out leaderboards
+
+## Re-derive 3 committed quickstart records (seeded sample) and compare them exactly (CPU).
+verify: $(STAMP)
+	$(BIN)/corebench verify results/quickstart --sample 3 --no-progress
 
 benchmarks: $(STAMP)
 	$(BIN)/python benchmarks/run_all.py

@@ -115,6 +115,7 @@ def trades_loss(
     step_size: float,
     steps: int,
     generator: torch.Generator | None = None,
+    x_adv: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """TRADES: CE(f(x), y) + β · KL(f(x) || f(x_adv)) averaged over the batch.
 
@@ -124,12 +125,14 @@ def trades_loss(
     One difference, for speed: the reference runs f(x) twice in train mode (once for CE, once
     for the KL target); both give the same values and gradients, so we reuse the logits,
     and BatchNorm running statistics see x once instead of twice.
-    The model's original mode is restored. Returns (loss, natural logits).
+    The model's original mode is restored. Returns (loss, natural logits). `x_adv`: an
+    adversary already found by `trades_adversary` (the scoring run reads signals on it first).
     """
     was_training = model.training
     try:
-        model.eval()
-        x_adv = trades_adversary(model, x, eps=eps, step_size=step_size, steps=steps, generator=generator)
+        if x_adv is None:
+            model.eval()
+            x_adv = trades_adversary(model, x, eps=eps, step_size=step_size, steps=steps, generator=generator)
         model.train()
         logits = model(x)
         loss_natural = F.cross_entropy(logits, y)

@@ -6,20 +6,32 @@ A board is one grid × dataset × arch × regime × evaluation protocol. For eve
 - the robust and clean accuracy with a 95% interval: over seeds (t-interval) for several
   seeds, over the evaluated test images (exact binomial) for one (`corebench.stats`);
 - the difference to random, paired over seeds, with its t-interval;
-- whether the model collapsed: mean clean accuracy at most 1.5× chance (1.5/K). A collapsed
-  model predicts nearly one class, so its robust accuracy equals its clean accuracy and says
-  nothing about robustness: it is never best and never ranked;
+- whether a seed's model is degenerate (`degenerate`): more than half of its clean predictions
+  in one class (the record's `metrics.predicted_histogram`), or clean accuracy at most 1.5×
+  chance (1.5/K). Judged per seed, not on the mean over seeds: one collapsed seed in three
+  hides under a mean. A degenerate model predicts nearly one class, so its robust accuracy
+  says nothing about robustness. A method × fraction with any degenerate seed is marked
+  collapsed: never best, never ranked, no significance claimed (its numbers stay visible,
+  with how many seeds were flagged; dropping the flagged seeds instead would rank the
+  survivors of an unstable method);
 - the best method per fraction, only when its interval lies above the runner-up's;
 - selection stability: the mean Jaccard overlap of the coresets chosen with different
   scoring seeds (cells of different seeds), and across scoring architectures;
+- classes covered: per seed, how many classes hold at least `MIN_CLASS_SAMPLES` samples of
+  the coreset and the largest class's share, from the record's class histogram (a global
+  ranking can drop whole classes; a model cannot learn a class it never sees);
 - cost: the scoring runs a method's selection needs (once per seed, however many fractions
-  or methods share them) and the training steps and seconds, relative to full-data training.
+  or methods share them), charged by need (`methods.base.scoring_need`: the epochs and
+  measurement passes its signals need, not the whole run it shares with longer needs), and
+  the training steps and seconds, relative to full-data training.
 
 Determinism: everything is a function of the records' contents, iterated in sorted order.
 """
 
 from __future__ import annotations
 
+import functools
+import json
 import logging
 import math
 import os
@@ -32,15 +44,19 @@ from typing import Any
 
 import numpy as np
 
+from corebench.methods.base import ScoringNeed, scoring_need
+from corebench.methods.registry import create_method, get_method_class
 from corebench.protocol import Protocol
 from corebench.results import read_indices, robust_by_eps
-from corebench.spec import FULL_DATA, slug, stable_hash
+from corebench.spec import FULL_DATA, ScoringConfig, slug, stable_hash
 from corebench.stats import Interval, PairedDiff, jaccard, paired_diff, seeds_interval
 
 log = logging.getLogger(__name__)
 
 RANDOM = "random"
 COLLAPSE_FACTOR = 1.5  # clean accuracy at most 1.5 × chance (100/K %) marks a collapsed model
+ONE_CLASS_SHARE = 0.5  # more than half the clean predictions in one class marks one too
+MIN_CLASS_SAMPLES = 5  # a class with fewer samples in a coreset is not counted as covered
 
 
 @dataclass(frozen=True)
@@ -59,8 +75,13 @@ class Entry:
     n_eval: int | None
     robust: dict[float, float | None]  # ε -> the protocol's robust accuracy
     num_classes: int | None
+    class_histogram: tuple[int, ...] | None  # the coreset's samples per class
+    predicted_histogram: tuple[int, ...] | None  # clean predictions per class (None: not recorded)
     indices: Path | None
-    scoring_runs: tuple[tuple[str, float, float], ...] | None  # (key, epochs, seconds); None: not recorded
+    stability: Mapping[str, Any] | None  # the record's `stability` block (None: not recorded)
+    single_run: Path | None  # the selection from one scoring run (`stability.single_run_indices_file`)
+    # (key, epochs trained, seconds, epochs needed, passes needed or None); None: not recorded
+    scoring_runs: tuple[tuple[str, float, float, float, int | None], ...] | None
     scoring_s: float | None  # the cell's scoring seconds (what schema-1 records have instead)
     train_steps: int | None
     train_s: float | None
@@ -76,7 +97,8 @@ class CellStats:
     clean: Interval
     robust: dict[float, Interval]
     diff: dict[float, PairedDiff | None]  # against random, paired over seeds; None for random
-    collapsed: bool
+    collapsed: bool  # some seed is degenerate (`degenerate`)
+    n_degenerate: int = 0  # seeds flagged by `degenerate`
 
 
 @dataclass(frozen=True)
@@ -84,9 +106,22 @@ class Cost:
     """A method's cost per seed: its scoring runs, and training at each fraction."""
 
     scoring_runs: float | None  # distinct scoring runs per seed (None: not recorded)
-    scoring_epochs: float | None
-    scoring_s: float | None
+    scoring_epochs: float | None  # the epochs its signals need, summed over its runs
+    scoring_s: float | None  # each run's seconds × epochs needed / epochs trained
     train: dict[float, tuple[float | None, float | None]]  # fraction -> (steps, seconds), seed means
+    scoring_passes: float | None = None  # measurement passes its signals need (None: unknown)
+
+
+@dataclass(frozen=True)
+class FairStability:
+    """Selection stability on equal footing (one scoring run per selection), from the records'
+    `stability` blocks; each mean is over the seeds that recorded it (None: none did)."""
+
+    jaccard: tuple[float, int] | None  # single-run selections across seeds: (mean, pairs)
+    spearman: float | None  # single-run scores of runs 0 and 1 within a cell
+    own: float | None  # the same signals under another seed
+    ties: float | None  # samples tied at the boundary
+    runs_averaged: float | None  # what the board's other stability table compares
 
 
 @dataclass
@@ -118,6 +153,9 @@ class Board:
     stability: dict[tuple[str, float], tuple[float, int]] = field(default_factory=dict)  # (label, f)
     scorer_stability: dict[tuple[str, float], tuple[float, int]] = field(default_factory=dict)  # (base, f)
     cost: dict[str, Cost] = field(default_factory=dict)
+    degenerate_seeds: list[tuple[str, float, int, str]] = field(default_factory=list)  # label, f, seed, why
+    coverage: dict[tuple[str, float], list[tuple[int, float]]] = field(default_factory=dict)  # per seed
+    fair_stability: dict[tuple[str, float], FairStability] = field(default_factory=dict)
 
     @property
     def metric_name(self) -> str:
@@ -149,9 +187,16 @@ def entry_of(record: Mapping[str, Any], protocol: Protocol) -> Entry:
     cost = record.get("cost") or {}
     timings = record.get("timings") or {}
     training = record.get("training") or {}
-    runs = None if "scoring_runs" not in cost else tuple(
-        (str(r["key"]), float(r.get("epochs") or 0), float(r.get("seconds") or 0)) for r in cost["scoring_runs"]
-    )
+    runs = None
+    if "scoring_runs" in cost:
+        need = None if all("epochs_needed" in r for r in cost["scoring_runs"]) else need_of(record)
+        runs = tuple(
+            (str(r["key"]), float(r.get("epochs") or 0), float(r.get("seconds") or 0),
+             float(r["epochs_needed"] if r.get("epochs_needed") is not None else
+                   need.epochs if need else r.get("epochs") or 0),
+             r["passes_needed"] if r.get("passes_needed") is not None else need.passes if need else None)
+            for r in cost["scoring_runs"]
+        )  # fmt: skip
     scorer = cell["scoring_arch"]
     label = cell["method_label"]
     return Entry(
@@ -167,13 +212,38 @@ def entry_of(record: Mapping[str, Any], protocol: Protocol) -> Entry:
         n_eval=metrics.get("n_eval") if ok else None,
         robust=robust,
         num_classes=len(coreset["class_histogram"]) if coreset.get("class_histogram") else None,
+        class_histogram=tuple(coreset["class_histogram"]) if coreset.get("class_histogram") else None,
+        predicted_histogram=tuple(h) if ok and (h := metrics.get("predicted_histogram")) else None,
         indices=path.with_name(coreset["indices_file"]) if coreset.get("indices_file") else None,
+        stability=record.get("stability") if ok else None,
+        single_run=path.with_name(st["single_run_indices_file"]) if ok and (st := record.get("stability")) else None,
         scoring_runs=runs,
         scoring_s=timings.get("scoring_s"),
         train_steps=cost.get("train_steps", training.get("steps")),
         train_s=cost.get("train_s", timings.get("train_s")),
         path=path,
     )
+
+
+def need_of(record: Mapping[str, Any]) -> ScoringNeed | None:
+    """`scoring_need` of a record's method from its options and scoring settings, for records
+    older than `cost.scoring_runs[].epochs_needed`; None when the method cannot be rebuilt here
+    (a plug-in not installed, options it no longer takes)."""
+    return _need(record["cell"]["method"], json.dumps(record["method_options"], sort_keys=True),
+                 json.dumps(record["config"]["scoring"], sort_keys=True))
+
+
+@functools.lru_cache(maxsize=1024)
+def _need(name: str, options: str, scoring_settings: str) -> ScoringNeed | None:
+    """`need_of` for one method, options and scoring settings (JSON), once per board run."""
+    try:
+        known = set(get_method_class(name).Params.__dataclass_fields__)
+        method = create_method(name, **{k: v for k, v in json.loads(options).items() if k in known})
+        scoring = ScoringConfig(**json.loads(scoring_settings))
+        return scoring_need(method, scoring.epochs, scoring.snapshots())
+    except Exception as exc:  # noqa: BLE001 - any failure means "charge what was trained"
+        log.debug("no scoring need for %s: %s", name, exc)
+        return None
 
 
 def build_boards(
@@ -270,9 +340,12 @@ def aggregate(board: Board) -> None:
                 diff[eps] = paired_diff(
                     [_num(by_seed[s].robust.get(eps)) for s in common], [_num(ref[s].robust.get(eps)) for s in common]
                 )
-        chance = 100.0 / board.num_classes if board.num_classes else None
-        collapsed = bool(rows) and chance is not None and clean.mean <= COLLAPSE_FACTOR * chance + 1e-9
-        return CellStats(len(rows), failed.get(key, 0), clean, robust, diff, collapsed)
+        flagged = 0
+        for r in rows:
+            if (why := degenerate(r, board.num_classes)) is not None:
+                board.degenerate_seeds.append((key[0], key[1], r.seed, why))
+                flagged += 1
+        return CellStats(len(rows), failed.get(key, 0), clean, robust, diff, flagged > 0, flagged)
 
     board.cells = {(lab, f): stats((lab, f)) for lab in labels for f in board.fractions}
     has_full = any(e.method == FULL_DATA for e in board.entries)
@@ -303,12 +376,29 @@ def aggregate(board: Board) -> None:
         return (not present, math.fsum(present) / len(present) if present else 0.0, lab)
 
     board.methods = sorted(labels, key=order)
+    board.coverage = class_coverage(board.entries)
     _stability(board)
+    board.fair_stability = fair_stability(board.entries)
     _cost(board, labels)
 
 
 def _num(v: float | None) -> float:
     return math.nan if v is None else v
+
+
+def degenerate(entry: Entry, num_classes: int | None) -> str | None:
+    """Why one seed's model is degenerate, or None: more than `ONE_CLASS_SHARE` of its clean
+    predictions in one class (when the record has `metrics.predicted_histogram`), or clean
+    accuracy at most `COLLAPSE_FACTOR` × chance (every record)."""
+    hist = entry.predicted_histogram
+    if hist and sum(hist) and max(hist) > ONE_CLASS_SHARE * sum(hist):
+        top = max(range(len(hist)), key=lambda c: (hist[c], -c))
+        return f"class {top} predicted for {100 * hist[top] / sum(hist):.0f}% of the images"
+    if entry.clean is not None and num_classes:
+        limit = COLLAPSE_FACTOR * 100.0 / num_classes
+        if entry.clean <= limit + 1e-9:
+            return f"clean accuracy {entry.clean:.1f}% ≤ {COLLAPSE_FACTOR:g}× chance ({limit:.1f}%)"
+    return None
 
 
 def _separated_best(intervals: Mapping[str, Interval]) -> str | None:
@@ -340,6 +430,21 @@ def _average_ranks(values: Mapping[str, float]) -> dict[str, float]:
 # --------------------------------------------------------------------------- stability and cost
 
 
+def classes_covered(histogram: tuple[int, ...]) -> tuple[int, float]:
+    """(classes with at least `MIN_CLASS_SAMPLES` samples, largest class's share of the coreset)."""
+    total = sum(histogram)
+    return sum(c >= MIN_CLASS_SAMPLES for c in histogram), (max(histogram) / total if total else 0.0)
+
+
+def class_coverage(entries: list[Entry]) -> dict[tuple[str, float], list[tuple[int, float]]]:
+    """Per label × fraction, `classes_covered` of each seed's coreset (in seed order)."""
+    out: dict[tuple[str, float], list[tuple[int, float]]] = defaultdict(list)
+    for e in sorted(entries, key=lambda e: (e.label, e.fraction, e.seed)):
+        if e.ok and e.method != FULL_DATA and e.class_histogram:
+            out[(e.label, e.fraction)].append(classes_covered(e.class_histogram))
+    return dict(out)
+
+
 def _stability(board: Board) -> None:
     """Mean Jaccard overlap of the coresets across seeds (same label) and across scorers."""
     chosen: dict[tuple[str, float], dict[int, Path]] = defaultdict(dict)
@@ -358,6 +463,28 @@ def _stability(board: Board) -> None:
     for (base, f, _), paths in sorted(by_scorer.items()):
         across[(base, f)] += [jaccard(a, b) for a, b in combinations(_load_all(paths.values(), cache), 2)]
     board.scorer_stability = {k: (math.fsum(v) / len(v), len(v)) for k, v in across.items() if v}
+
+
+def fair_stability(entries: list[Entry]) -> dict[tuple[str, float], FairStability]:
+    """Per label × fraction, the equal-footing measures of the records that have them."""
+    groups: dict[tuple[str, float], list[Entry]] = defaultdict(list)
+    for e in entries:
+        if e.ok and e.stability is not None and e.method != FULL_DATA:
+            groups[(e.label, e.fraction)].append(e)
+    cache: dict[Path, np.ndarray | None] = {}
+    out = {}
+    for key, group in sorted(groups.items()):
+        group.sort(key=lambda e: e.seed)
+        pairs = [jaccard(a, b) for a, b in combinations(_load_all([e.single_run for e in group], cache), 2)]
+
+        def mean(field_name: str, group: list[Entry] = group) -> float | None:
+            values = [v for e in group if (v := e.stability.get(field_name)) is not None]
+            return math.fsum(values) / len(values) if values else None
+
+        out[key] = FairStability((math.fsum(pairs) / len(pairs), len(pairs)) if pairs else None,
+                                 mean("single_run_spearman"), mean("own_randomness_jaccard"),
+                                 mean("boundary_ties"), mean("runs_averaged"))  # fmt: skip
+    return out
 
 
 def _load_all(paths: Any, cache: dict[Path, np.ndarray | None]) -> list[np.ndarray]:
@@ -382,26 +509,32 @@ def _cost(board: Board, labels: list[str]) -> None:
         if not entries:
             continue
         seeds = sorted({e.seed for e in entries})
-        runs: dict[int, dict[str, tuple[float, float]]] = {s: {} for s in seeds}
+        # per seed, each distinct run once: (epochs needed, seconds charged, passes needed)
+        runs: dict[int, dict[str, tuple[float, float, int | None]]] = {s: {} for s in seeds}
         legacy: dict[int, float] = {}
         for e in entries:
-            for key, epochs, seconds in e.scoring_runs or ():
-                runs[e.seed][key] = (epochs, seconds)
+            for key, trained, seconds, needed, passes in e.scoring_runs or ():
+                charged = seconds if needed >= trained else seconds * needed / trained
+                runs[e.seed][key] = (needed, charged, passes)
             if e.scoring_runs is None and e.scoring_s is not None:
                 legacy[e.seed] = max(legacy.get(e.seed, 0.0), e.scoring_s)
+        passes = None
         if any(legacy.values()):  # schema-1 records: the cell's scoring seconds, no run detail
             n_runs, epochs, seconds = None, None, math.fsum(legacy.values()) / len(legacy)
         else:
             n_runs = math.fsum(len(runs[s]) for s in seeds) / len(seeds)
-            epochs = math.fsum(ep for s in seeds for ep, _ in runs[s].values()) / len(seeds)
-            seconds = math.fsum(sec for s in seeds for _, sec in runs[s].values()) / len(seeds)
+            epochs = math.fsum(run[0] for s in seeds for run in runs[s].values()) / len(seeds)
+            seconds = math.fsum(run[1] for s in seeds for run in runs[s].values()) / len(seeds)
+            counted = [run[2] for s in seeds for run in runs[s].values()]
+            if all(p is not None for p in counted):
+                passes = math.fsum(counted) / len(seeds)
         train: dict[float, tuple[float | None, float | None]] = {}
         for f in sorted({e.fraction for e in entries}):
             at = [e for e in entries if e.fraction == f]
             steps = [e.train_steps for e in at if e.train_steps is not None]
             secs = [e.train_s for e in at if e.train_s is not None]
             train[f] = (math.fsum(steps) / len(steps) if steps else None, math.fsum(secs) / len(secs) if secs else None)
-        board.cost[lab] = Cost(n_runs, epochs, seconds, train)
+        board.cost[lab] = Cost(n_runs, epochs, seconds, train, passes)
 
 
 def expected_random_jaccard(fraction: float) -> float:

@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from functools import cache
 from typing import Annotated, Any, get_args, get_origin, get_type_hints
 
+import yaml
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -31,7 +32,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from corebench.errors import ConfigError
+from corebench.errors import ConfigError, cut, shown
 
 # --------------------------------------------------------------------------- checked types
 
@@ -74,12 +75,23 @@ def _one_or_many(value: Any) -> Any:
 
 
 Number = Annotated[float, BeforeValidator(_number)]
-Positive = Annotated[Number, Field(gt=0)]
-NonNegative = Annotated[Number, Field(ge=0)]
 Radius = Annotated[Number, AfterValidator(_radius)]
 Radii = Annotated[tuple[Radius, ...], BeforeValidator(_one_or_many)]  # 8/255 or [1/255, 8/255]
-PositiveInt = Annotated[StrictInt, Field(gt=0)]
-NonNegativeInt = Annotated[StrictInt, Field(ge=0)]
+MAX_COUNT = 2**31 - 1  # any count a grid gives (examples, steps, batch): a C int, so numpy and torch take it
+MAX_EPOCHS = 100_000  # far beyond any reference schedule (200); more is a typo found before training, not after
+
+
+def _below(limit: int, what: str) -> Any:
+    def check(value: int) -> int:
+        if value > limit:
+            raise PydanticCustomError("count", what)
+        return value
+    return AfterValidator(check)
+
+
+PositiveInt = Annotated[StrictInt, Field(gt=0), _below(MAX_COUNT, f"a positive integer of at most {MAX_COUNT}")]
+NonNegativeInt = Annotated[StrictInt, Field(ge=0), _below(MAX_COUNT, f"an integer in [0, {MAX_COUNT}]")]
+Epochs = Annotated[StrictInt, Field(gt=0), _below(MAX_EPOCHS, f"a positive integer of at most {MAX_EPOCHS}")]
 Momentum = Annotated[Number, Field(ge=0, lt=1)]
 LearningRate = Annotated[Number, Field(gt=0, le=10)]  # SGD above 10 only diverges
 WeightDecay = Annotated[Number, Field(ge=0, lt=1)]  # 1 would zero the weights at lr 1
@@ -138,7 +150,7 @@ def build(cls: type, data: Any, where: str) -> Any:
     if data is None:
         data = {}
     if not isinstance(data, Mapping):
-        raise ConfigError(f"{where}: {data!r} is not allowed; allowed: a mapping of keys {', '.join(_field_names(cls))}")
+        raise ConfigError(f"{where}: {shown(data)} is not allowed; allowed: a mapping of keys {', '.join(_field_names(cls))}")
     try:
         if hasattr(cls, "__pydantic_validator__"):
             return _adapter(cls).validate_python(dict(data))
@@ -213,16 +225,16 @@ def describe(exc: ValidationError, where: str, cls: type | None = None) -> str:
     loc = [str(p) for p in err["loc"] if not isinstance(p, int)]  # the value names the list entry
     if kind == "not_allowed":
         path = ".".join([where, *loc, ctx["field"]])
-        return f"{path}: {ctx['value']} is not allowed; allowed: {ctx['allowed']}"
+        return f"{path}: {cut(ctx['value'], 200)} is not allowed; allowed: {ctx['allowed']}"
     path = ".".join(p for p in [where, *loc] if p) or "top level"
     if kind in ("extra_forbidden", "unexpected_keyword_argument"):
         owner = _type_at(cls, err["loc"][:-1]) if cls is not None else None
         allowed = "keys " + ", ".join(_field_names(owner)) if owner is not None else "a known key"
-        return f"{path}: {loc[-1]!r} is not allowed; allowed: {allowed}"
+        return f"{path}: {shown(loc[-1])} is not allowed; allowed: {allowed}"
     if kind in ("dataclass_type", "model_type", "dataclass_args_type", "model_attributes_type"):
         owner = _type_at(cls, err["loc"]) if cls is not None else None
         keys = f" of keys {', '.join(_field_names(owner))}" if owner is not None else ""
-        return f"{path}: {value!r} is not allowed; allowed: a mapping{keys}"
+        return f"{path}: {shown(value)} is not allowed; allowed: a mapping{keys}"
     if kind == "missing":
         return f"{path}: missing; allowed: a value (the key is required)"
     allowed = _allowed(kind, ctx, err["msg"], value)
@@ -232,7 +244,7 @@ def describe(exc: ValidationError, where: str, cls: type | None = None) -> str:
         if ranged:
             noun = "an integer" if kind.startswith("int") or _is_int_field(owner, name) else "a number"
             allowed = f"a positive {noun.split()[-1]}" if ranged == " > 0" else noun + ranged
-    return f"{path}: {value!r} is not allowed; allowed: {allowed}"
+    return f"{path}: {shown(value)} is not allowed; allowed: {allowed}"
 
 
 _RANGED_ERRORS = ("int_type", "int_parsing", "float_type", "float_parsing", "number", "greater_than",
@@ -274,7 +286,7 @@ def _fmt(bound: float) -> str:
 def _allowed(kind: str, ctx: Mapping[str, Any], msg: str, value: Any) -> str:
     if kind == "literal_error":
         return ", ".join(re.findall(r"'([^']*)'", str(ctx["expected"])))
-    if kind in ("number", "radius", "device", "minutes", "memory"):
+    if kind in ("number", "radius", "device", "minutes", "memory", "count"):
         return msg
     noun = "an integer" if isinstance(value, int) else "a number"
     if kind == "greater_than":
@@ -332,3 +344,34 @@ def suggest(value: str, known: Sequence[str]) -> str:
     close = difflib.get_close_matches(value, known, n=5, cutoff=0.5)
     hint = f"closest: {', '.join(close)}; " if close else ""
     return f"{hint}any of the {len(known)} names of timm.list_models()"
+
+
+# --------------------------------------------------------------------------- YAML
+
+
+class _NoAliasLoader(yaml.SafeLoader):
+    """`yaml.SafeLoader` that refuses anchors and aliases: a 2 KB file of nested aliases
+    ("billion laughs") expands to gigabytes in every error message, hash and copy made of it.
+    A grid never needs them (each axis is a short list)."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
+            mark = event.start_mark
+            raise ConfigError(f"{self.where}: a YAML anchor or alias (&{event.anchor} / *{event.anchor}) at line "
+                              f"{mark.line + 1} is not allowed; allowed: plain YAML without anchors and aliases "
+                              "(write each value out)")
+        return super().compose_node(parent, index)
+
+
+def load_yaml(text: str, where: str) -> Any:
+    """YAML read safely (no object construction, no anchors or aliases), or a one-line ConfigError."""
+    loader = _NoAliasLoader(text)
+    loader.where = where  # type: ignore[attr-defined]
+    try:
+        return loader.get_single_data()
+    except yaml.YAMLError as exc:
+        first = str(exc).splitlines()[0] if str(exc) else "syntax error"
+        raise ConfigError(f"{where}: not valid YAML ({cut(first, 200)})") from None
+    finally:
+        loader.dispose()

@@ -33,6 +33,7 @@ from pathlib import Path
 
 from filelock import FileLock
 
+from corebench.files import cannot_write, inside, make_folder
 from corebench.results import is_done, write_atomic
 
 log = logging.getLogger(__name__)
@@ -100,9 +101,18 @@ def _process_started(pid: int) -> str:
         return ""
 
 
-def _write(record: Path, claim: Claim) -> None:
+def _write(record: Path, claim: Claim, root: Path | None) -> None:
     text = json.dumps(asdict(claim), sort_keys=True)
-    write_atomic(claim_path(record), lambda f: f.write(text.encode()), fsync=False, sweep=False)
+    write_atomic(claim_path(record), lambda f: f.write(text.encode()), fsync=False, sweep=False, root=root)
+
+
+def _lock(record: Path, root: Path | None) -> FileLock:
+    """The cell's lock, its file checked inside `root` first (a link planted in the results
+    folder must not make the lock, or anything after it, land outside)."""
+    if root is not None:
+        inside(root, lock_path(record))
+        inside(root, claim_path(record))
+    return FileLock(lock_path(record), timeout=LOCK_TIMEOUT_S)
 
 
 def _new_claim() -> Claim:
@@ -125,41 +135,57 @@ class Outcome:
 
 
 def try_claim(record: Path, *, cell_id: str | None = None, force: bool = False,
-              stale_s: float = STALE_S) -> tuple[Outcome, Claim | None]:
+              stale_s: float = STALE_S, root: Path | None = None) -> tuple[Outcome, Claim | None]:
     """Claim the cell of `record` unless it is done (a finished record made for `cell_id`;
     never with `force`) or held by a live worker.
 
-    Returns the outcome and, when claimed, our claim (pass it to `refresh` and `release`).
+    With `root` (the results folder), the lock and claim files must resolve inside it
+    (`files.inside`), checked before either is made. Returns the outcome and, when claimed,
+    our claim (pass it to `refresh` and `release`).
     """
     record = Path(record)
-    record.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(lock_path(record), timeout=LOCK_TIMEOUT_S):
-        if not force and is_done(record, cell_id):
-            return Outcome("done"), None
-        held = read_claim(record)
-        if held is not None:
-            why = held.gone(stale_s=stale_s)
-            if why is None:
-                return Outcome("busy", held), None
-            log.info("taking over %s: %s", record, why)
-        mine = _new_claim()
-        _write(record, mine)
-        return Outcome("claimed"), mine
+    if root is not None:
+        inside(root, record.parent)
+    make_folder(record.parent)
+    lock = _lock(record, root)
+    try:
+        lock.acquire()
+    except OSError as exc:  # a read-only folder: FileLock cannot make its file
+        raise cannot_write(lock_path(record), exc) from None
+    try:
+        return _take(record, cell_id, force, stale_s, root)
+    finally:
+        lock.release()
 
 
-def refresh(record: Path, mine: Claim) -> bool:
+def _take(record: Path, cell_id: str | None, force: bool, stale_s: float, root: Path | None) -> tuple[Outcome, Claim | None]:
+    """`try_claim`'s look-and-take, under the cell's lock."""
+    if not force and is_done(record, cell_id):
+        return Outcome("done"), None
+    held = read_claim(record)
+    if held is not None:
+        why = held.gone(stale_s=stale_s)
+        if why is None:
+            return Outcome("busy", held), None
+        log.info("taking over %s: %s", record, why)
+    mine = _new_claim()
+    _write(record, mine, root)
+    return Outcome("claimed"), mine
+
+
+def refresh(record: Path, mine: Claim, root: Path | None = None) -> bool:
     """Renew our heartbeat; False when the claim is no longer ours (taken over)."""
-    with FileLock(lock_path(record), timeout=LOCK_TIMEOUT_S):
+    with _lock(record, root):
         held = read_claim(record)
         if held is None or held.token != mine.token:
             return False
-        _write(record, replace(held, heartbeat=time.time()))
+        _write(record, replace(held, heartbeat=time.time()), root)
         return True
 
 
-def release(record: Path, mine: Claim) -> None:
+def release(record: Path, mine: Claim, root: Path | None = None) -> None:
     """Remove our claim (after the record is written, or when giving the cell back)."""
-    with FileLock(lock_path(record), timeout=LOCK_TIMEOUT_S):
+    with _lock(record, root):
         held = read_claim(record)
         if held is not None and held.token == mine.token:
             claim_path(record).unlink(missing_ok=True)
@@ -167,12 +193,12 @@ def release(record: Path, mine: Claim) -> None:
 
 @contextmanager
 def holding(record: Path, *, cell_id: str | None = None, force: bool = False, stale_s: float = STALE_S,
-            heartbeat_s: float = HEARTBEAT_S) -> Iterator[Outcome]:
+            heartbeat_s: float = HEARTBEAT_S, root: Path | None = None) -> Iterator[Outcome]:
     """Claim the cell for the block (`try_claim`), with a heartbeat thread, and release it afterwards.
 
     The block runs the cell only when the outcome's state is 'claimed'.
     """
-    outcome, mine = try_claim(record, cell_id=cell_id, force=force, stale_s=stale_s)
+    outcome, mine = try_claim(record, cell_id=cell_id, force=force, stale_s=stale_s, root=root)
     if mine is None:
         yield outcome
         return
@@ -181,7 +207,7 @@ def holding(record: Path, *, cell_id: str | None = None, force: bool = False, st
     def beat() -> None:
         while not stop.wait(heartbeat_s):
             try:
-                if not refresh(record, mine):
+                if not refresh(record, mine, root):
                     log.warning("%s: another worker took this cell over", record)
                     return
             except Exception as exc:  # a hiccup of the filesystem: try again next beat
@@ -194,7 +220,7 @@ def holding(record: Path, *, cell_id: str | None = None, force: bool = False, st
     finally:
         stop.set()
         thread.join()
-        release(record, mine)
+        release(record, mine, root)
 
 
 def claims_under(results_dir: Path, *, stale_s: float = STALE_S) -> list[tuple[Path, Claim, str | None]]:

@@ -8,11 +8,13 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any
 
 from corebench.errors import BenchError, invalid
+from corebench.guard import deadline_from
 
 log = logging.getLogger("corebench")
 
@@ -34,15 +36,15 @@ def _positive_int(text: str) -> int:
 
 
 def _params(pairs: list[str], option: str = "--param") -> dict[str, Any]:
-    """KEY=VALUE pairs; values parsed as YAML scalars (true, 0.5, [1, 2])."""
-    import yaml
+    """KEY=VALUE pairs; values parsed as YAML scalars (true, 0.5, [1, 2]), without aliases."""
+    from corebench.checked import load_yaml
 
     out = {}
     for pair in pairs or []:
         if "=" not in pair:
             raise invalid(option, pair, "key=value")
         key, value = pair.split("=", 1)
-        out[key] = yaml.safe_load(value)
+        out[key] = load_yaml(value, f"{option} {key}")
     return out
 
 
@@ -52,12 +54,17 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     if args.executor == "slurm":
         return _submit(args)
+    cores = os.cpu_count() or 1
+    if args.workers is not None and args.workers > cores:  # each worker is a torch process with its own threads
+        raise invalid("--workers", args.workers, f"1 to {cores} (one process per core of this machine at most)")
+    deadline = deadline_from(args.deadline, args.time_limit)  # a bad value fails before the grid loads
     spec = load_grid(args.grid)
     if args.smoke:
-        return _smoke(args, spec)
+        return _smoke(args, spec, deadline)
     shard = _shard(args.shard)
     summary = run_grid(spec, args.results, cache_dir=args.cache, shard=shard, force=args.force,
-                       scoring_only=args.scoring_only, workers=args.workers, progress=not args.no_progress)
+                       scoring_only=args.scoring_only, workers=args.workers, progress=not args.no_progress,
+                       deadline=deadline, estimator=_estimator(args.results))
     busy = f", {summary.busy} running elsewhere" if summary.busy else ""
     print(f"grid {spec.name}: {summary.total} cells, {summary.skipped} already done, "
           f"{summary.finished} finished, {summary.failed} failed{busy}; records in {args.results}")
@@ -67,12 +74,34 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"  stale, rerun: {path}")
     for path, error in summary.failures[:20]:
         print(f"  failed: {path}: {error}")
+    for path, why in summary.changed[:20]:
+        print(f"  inputs changed: {path}: {why}; not rerun (corebench verify re-derives it; --force reruns)")
+    for path in summary.outside[:20]:
+        print(f"  outside the grid: {path}: no cell of this grid; not counted")
+    _print_deferred(summary)
     if not args.scoring_only:
         _print_summary(Path(args.results) / spec.name)
     return 1 if summary.failed else 0
 
 
-def _smoke(args: argparse.Namespace, spec: Any) -> int:
+def _estimator(results: str):
+    """Each cell's expected seconds for the deadline guard: `plan.cell_seconds`'s probe."""
+    def estimate(work, device):
+        from corebench.plan import cell_seconds
+
+        return cell_seconds(work, device, Path(results))
+    return estimate
+
+
+def _print_deferred(summary: Any) -> None:
+    if summary.deferred:
+        print(f"  {len(summary.deferred)} cells deferred: they would not have ended by the deadline; "
+              "run again to continue")
+    for path in summary.deferred[:20]:
+        print(f"  deferred: {path}")
+
+
+def _smoke(args: argparse.Namespace, spec: Any, deadline: float | None = None) -> int:
     """Every kind of cell of the grid on stand-in data, in a scratch folder unless --results is
     given; exit 1 when any cell failed."""
     import tempfile
@@ -85,12 +114,13 @@ def _smoke(args: argparse.Namespace, spec: Any) -> int:
         results = args.results if args.results_given else str(Path(scratch) / "results")
         cache = args.cache or str(Path(scratch) / "cache")
         summary = run_grid(smoke, results, cache_dir=cache, force=True, workers=args.workers or 1,
-                           progress=not args.no_progress)
+                           progress=not args.no_progress, deadline=deadline, estimator=_estimator(results))
     print(f"smoke {spec.name}: {summary.total} cells (every method entry, regime and architecture, "
           f"full data, smallest and largest fraction, one seed) on stand-in data: {summary.finished} ran, "
           f"{summary.failed} failed")
     for path, error in summary.failures[:20]:
         print(f"  failed: {path}: {error}")
+    _print_deferred(summary)
     return 1 if summary.failed else 0
 
 
@@ -135,6 +165,17 @@ def cmd_plan(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_publish_scoring(args: argparse.Namespace) -> int:
+    from corebench.grid import load_grid
+    from corebench.publish import publish_scoring
+
+    spec = load_grid(args.grid)
+    out = publish_scoring(spec, args.results, args.cache, limit_mb=args.max_mb)
+    print(f"grid {spec.name}: {out.runs} scoring runs published in {out.folder} ({out.bytes / 2**20:.2f} MB); "
+          f"commit the folder with the records")
+    return 0
+
+
 def cmd_methods(args: argparse.Namespace) -> int:
     from tabulate import tabulate
 
@@ -148,8 +189,10 @@ def cmd_methods(args: argparse.Namespace) -> int:
         opts = ", ".join(f"{k}={v}" for k, v in m.options().items())
         src = method_source(name)
         package = f"{src['distribution'] or src['module']} {src['version'] or ''}".strip()
-        rows.append((name, ", ".join(m.required_signals()) or "-", opts or "-", package, doc))
-    print(tabulate(rows, headers=["method", "signals", "options (defaults)", "package", "what it keeps"],
+        cls = get_method_class(name)
+        ref = (cls.reference or "-") + ("" if cls.in_all else " (not in `all`)")
+        rows.append((name, ", ".join(m.required_signals()) or "-", opts or "-", package, ref, doc))
+    print(tabulate(rows, headers=["method", "signals", "options (defaults)", "package", "reference", "what it keeps"],
                    tablefmt="simple"))
     return 0
 
@@ -159,6 +202,9 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
 
     if not Path(args.results).is_dir():
         raise invalid("RESULTS_DIR", args.results, "an existing results folder")
+    out, results = Path(args.out).resolve(), Path(args.results).resolve()
+    if out == results or out.is_relative_to(results):  # its exports would be read back as malformed records
+        raise invalid("--out", args.out, f"a folder outside RESULTS_DIR {args.results}")
     report = generate_leaderboards(args.results, args.out, strict=args.strict)
     print(f"{len(report.pages)} boards written to {args.out} ({report.n_ok} finished cells, "
           f"{report.n_failed} failed, {len(report.skipped)} malformed files skipped)")
@@ -181,7 +227,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
         spec = load_grid(args.grid)
         grid = (spec.name, [(s.path, s.state, stale_reason(s)) for s in grid_states(spec, args.results)])
-    grids = progress(Path(args.results), grid)
+    grids = progress(Path(args.results), grid, Path(args.cache) if args.cache else None)
     if not grids:
         print("no records")
     now = time.time()
@@ -206,6 +252,9 @@ def cmd_status(args: argparse.Namespace) -> int:
                   f"({why}); `run` reruns it")
         for path, why in g.malformed:
             print(f"  malformed: {path}: {why}")
+        for path in g.outside:
+            print(f"  outside the grid: {_shown(path, args.results)}: no cell of grid {g.name} (a seed, fraction or "
+                  "method it does not have); not counted")
     return 0
 
 
@@ -214,6 +263,27 @@ def _shown(path: Path, results: str) -> str:
         return str(Path(path).resolve().relative_to(Path(results).resolve()))
     except ValueError:
         return str(path)
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from corebench.verify import verify
+
+    if not Path(args.results).is_dir():
+        raise invalid("RESULTS_DIR", args.results, "an existing results folder")
+    if args.tolerance is not None and not 0 <= args.tolerance <= 100:
+        raise invalid("--tolerance", args.tolerance, "accuracy points in [0, 100]")
+    verdicts = verify(args.results, sample=args.sample, seed=args.seed, named=args.cell, grid=args.grid,
+                      tolerance=args.tolerance, progress=not args.no_progress)
+    for v in verdicts:
+        how = "exactly" if v.exact else "within tolerance"
+        print(f"{'match' if v.matched else 'MISMATCH'}  {_shown(v.path, args.results)} ({how}, {v.seconds:.1f} s)")
+        for line in v.mismatches:
+            print(f"  {line}")
+    bad = sum(not v.matched for v in verdicts)
+    ran = [v.seconds for v in verdicts if v.seconds]
+    per_cell = f"; {sum(ran) / len(ran):.1f} s per cell re-derived (its scoring runs included)" if ran else ""
+    print(f"verified {len(verdicts)} records: {len(verdicts) - bad} matched, {bad} mismatched{per_cell}")
+    return 1 if bad or not verdicts else 0
 
 
 def cmd_check_method(args: argparse.Namespace) -> int:
@@ -232,6 +302,7 @@ def cmd_select(args: argparse.Namespace) -> int:
 
     from corebench.checked import build
     from corebench.data import list_datasets
+    from corebench.files import writable_folder
     from corebench.methods import create_method
     from corebench.runner import select_coreset
     from corebench.spec import ArchSpec, DatasetSpec, MethodSpec, ScoringConfig
@@ -243,6 +314,7 @@ def cmd_select(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.is_dir():
         raise invalid("--out", args.out, "a file name (this is a folder)")
+    writable_folder(out.parent, "--out")  # before the scoring run: a folder under a file fails now
     params = _params(args.param)
     threads = 1
     if args.grid:
@@ -266,7 +338,6 @@ def cmd_select(args: argparse.Namespace) -> int:
     indices, used = select_coreset(dataset, arch, method, args.fraction, seed=seed, scoring=scoring,
                                    cache_dir=Path(args.cache) if args.cache else None,
                                    device=args.device, progress=not args.no_progress, threads=threads)
-    out.parent.mkdir(parents=True, exist_ok=True)
     np.save(out, indices, allow_pickle=False)
     print(f"kept {indices.size} samples (sorted indices to KEEP) -> {out}; method {method.label}, "
           f"dataset {dataset.label}, scoring model {used.label} ({scoring.epochs} epochs, seed {seed})")
@@ -336,7 +407,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run every kind of cell (method entry, regime, architecture, full data) for one epoch "
                         "on a tiny stand-in of each dataset, in seconds; records in a scratch folder unless "
                         "--results is given")
-    r.add_argument("--force", action="store_true", help="re-run finished cells")
+    r.add_argument("--deadline", default=None, metavar="HH:MM",
+                   help="start no cell that would not end by this local time (estimated from a throughput "
+                        "probe and the cells finished so far); running cells finish, the rest are deferred")
+    r.add_argument("--time-limit", default=None, metavar="SECONDS",
+                   help="as --deadline, this many seconds from now")
+    r.add_argument("--force", action="store_true",
+                   help="re-run finished cells and remake their scoring runs (published runs are not read)")
     r.add_argument("--scoring-only", action="store_true", help="only make the scoring signals (a cluster's first stage)")
     r.add_argument("--no-progress", action="store_true", help="no progress bars")
     r.add_argument("--workers", type=_positive_int, default=None,
@@ -349,13 +426,21 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--logs", default="slurm_logs", help="slurm: folder for the jobs' logs (default: slurm_logs)")
     r.set_defaults(fn=cmd_run)
 
-    pl = sub.add_parser("plan", help="a dry run: cells per axis, scoring runs (cached ones reused), "
+    pl = sub.add_parser("plan", help="a dry run: cells per axis, scoring runs (published and cached ones reused), "
                                      "compute time and memory from a short throughput probe")
     pl.add_argument("grid", help="grid file (YAML)")
     pl.add_argument("--results", default="results", help="count the cells already done here (default: results)")
     pl.add_argument("--cache", default=None, help="signal cache folder (default: $COREBENCH_CACHE or ~/.cache/corebench)")
     pl.add_argument("--no-probe", action="store_true", help="only count: no timing, no estimates")
     pl.set_defaults(fn=cmd_plan)
+
+    pb = sub.add_parser("publish-scoring", help="export the grid's scoring runs from the cache beside its records "
+                                                "(<results>/<grid>/scoring/), so a method added later reuses them")
+    pb.add_argument("grid", help="grid file (YAML)")
+    pb.add_argument("--results", default="results", help="results folder (default: results)")
+    pb.add_argument("--cache", default=None, help="signal cache folder (default: $COREBENCH_CACHE or ~/.cache/corebench)")
+    pb.add_argument("--max-mb", type=float, default=10.0, help="refuse to publish more than this (default: 10 MB)")
+    pb.set_defaults(fn=cmd_publish_scoring)
 
     m = sub.add_parser("methods", help="list registered coreset methods")
     m.add_argument("pattern", nargs="?", default="*")
@@ -370,7 +455,21 @@ def build_parser() -> argparse.ArgumentParser:
     st = sub.add_parser("status", help="done, running (where, since when), failed and pending cells")
     st.add_argument("results", metavar="RESULTS_DIR")
     st.add_argument("--grid", default=None, help="only this grid's cells, counting the pending ones")
+    st.add_argument("--cache", default=None,
+                    help="also check each record's scoring signals against this cache (its indices are always checked)")
     st.set_defaults(fn=cmd_status)
+
+    ve = sub.add_parser("verify", help="re-derive sampled records from their grid and compare (exactly on the CPU)")
+    ve.add_argument("results", metavar="RESULTS_DIR")
+    ve.add_argument("--sample", type=_positive_int, default=3, help="how many records to re-derive (default 3)")
+    ve.add_argument("--seed", type=int, default=0, help="which records the sample draws (default 0)")
+    ve.add_argument("--cell", action="append", default=[], metavar="RECORD",
+                    help="re-derive this record (a path under RESULTS_DIR; repeatable) instead of a sample")
+    ve.add_argument("--grid", default=None, help="the grid file (default: the one each record names)")
+    ve.add_argument("--tolerance", type=float, default=None,
+                    help="accuracy points allowed (default: 0 for a CPU record re-derived on a CPU, else 2)")
+    ve.add_argument("--no-progress", action="store_true")
+    ve.set_defaults(fn=cmd_verify)
 
     cm = sub.add_parser("check-method", help="run the conformance kit on a registered method")
     cm.add_argument("name")

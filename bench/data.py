@@ -133,6 +133,7 @@ STAND_IN_SHAPES: dict[str, tuple[tuple[int, int, int], int, float, tuple[str, ..
     "digits": ((1, 8, 8), 10, 32 / 255, ("crop",), 1),
 }
 STAND_IN_PER_CLASS = (6, 2)  # train and test images per class of a stand-in (at least 60 / 16 in all)
+STAND_IN_MANY_CLASSES = (20, 2)  # from 20 classes on (CIFAR-100), 2 train images per class
 STAND_IN_NOTE = "A generated stand-in (corebench run --smoke): it checks that cells run, not what they score."
 
 
@@ -156,7 +157,8 @@ def stand_in(spec: DatasetSpec) -> Dataset:
         x = np.clip(templates[y] + 0.2 * rng.standard_normal((n, *shape)), 0, 1).astype(np.float32)
         return torch.from_numpy(x), torch.from_numpy(y.astype(np.int64))
 
-    x_tr, y_tr = draw(STAND_IN_PER_CLASS[0], 60)
+    per_class = STAND_IN_MANY_CLASSES[1] if classes >= STAND_IN_MANY_CLASSES[0] else STAND_IN_PER_CLASS[0]
+    x_tr, y_tr = draw(per_class, 60)
     x_te, y_te = draw(STAND_IN_PER_CLASS[1], 16)
     mean, std = _stats(x_tr)
     info = DatasetInfo(name=spec.name, num_classes=classes, input_shape=shape, mean=mean, std=std, eps=eps,
@@ -330,6 +332,10 @@ def load_npz_dataset(spec: DatasetSpec) -> Dataset:
             if missing:
                 raise DataError(f"datasets.npz.path: {path} lacks arrays {sorted(missing)}; it has {sorted(files)}")
             arrays = {k: f[k] for k in ("x_train", "y_train", "x_test", "y_test")}
+            raw = [k for k, v in arrays.items() if not isinstance(v, np.ndarray)]  # numpy hands a non-.npy member back as bytes
+            if raw:
+                raise DataError(f"datasets.npz.path: {path} is not a readable .npz of plain arrays "
+                                f"(member {raw[0]} is not an .npy array)")
     except DataError:
         raise
     except Exception as exc:  # not an npz, truncated, object arrays, a damaged member: all one line

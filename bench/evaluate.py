@@ -52,6 +52,7 @@ class EvalResult:
     autoattack_version: str
     autoattack_attacks: tuple[str, ...]
     robust: tuple[RobustResult, ...]
+    predicted_histogram: tuple[int, ...] = ()  # clean predictions per class (flags a degenerate model)
 
     @property
     def headline(self) -> RobustResult:
@@ -112,12 +113,15 @@ def evaluate(
     model.to(device).eval()
 
     correct_all = []
+    predicted = torch.zeros(data.info.num_classes, dtype=torch.int64)
     batches = range(0, n, cfg.batch_size)
     with torch.no_grad():
         for start in batches:
             x = x_all[start : start + cfg.batch_size].to(device)
             y = y_all[start : start + cfg.batch_size].to(device)
-            correct_all.append(model(x).argmax(1) == y)
+            pred = model(x).argmax(1)
+            correct_all.append(pred == y)
+            predicted += torch.bincount(pred.cpu(), minlength=data.info.num_classes)[: data.info.num_classes]
     clean_acc = 100.0 * sum(int(c.sum().item()) for c in correct_all) / n
 
     aa = cfg.autoattack
@@ -156,4 +160,5 @@ def evaluate(
         autoattack_version=aa.version,
         autoattack_attacks=ran,
         robust=tuple(results),
+        predicted_histogram=tuple(int(v) for v in predicted.tolist()),
     )

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import shutil
 from dataclasses import dataclass, field
 from itertools import groupby
 from pathlib import Path
@@ -41,6 +42,9 @@ def require_submitit() -> Any:
     except ImportError:
         raise BenchError("--executor slurm: submitit is not installed; "
                          "allowed: pip install 'corebench[slurm]' (installs submitit)") from None  # fmt: skip
+    if shutil.which("sbatch") is None:
+        raise BenchError("--executor slurm: no Slurm here (sbatch is not on PATH); allowed: a Slurm login node, "
+                         "or --executor local")
     return submitit
 
 

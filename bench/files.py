@@ -22,27 +22,38 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from corebench.errors import PathError, invalid
+from corebench.errors import DiskError, PathError, invalid
 from corebench.faults import fault_point
 
 TEMP_SUFFIX = ".tmp"
 
 
-def confined(root: str | Path, path: str | Path) -> Path:
-    """`path` (absolute, or relative to `root`) if it resolves inside `root`; `PathError` otherwise.
+def inside(root: str | Path, path: str | Path) -> Path:
+    """`path` itself (absolute, or relative to the working directory, as `root` is) if it
+    resolves inside `root`; `PathError` otherwise. The one confinement rule: every file the
+    suite writes, deletes, locks or claims is checked through it.
 
     Both are resolved, symlinks included, so `..` parts, absolute paths and links that lead
-    out of the folder are all refused. The returned path is `root / relative part` unresolved
-    (the spelling the caller gave), so messages and records show the folder the user named.
+    out of the folder are all refused; a relative `root` (`../runs/results`, `.`) is resolved
+    against the working directory exactly once.
     """
-    root = Path(root)
-    full = root / path  # an absolute `path` replaces root here and is caught below
+    root, path = Path(root), Path(path)
     real_root = root.resolve()
-    real = full.resolve()
+    real = path.resolve()
     if real != real_root and not real.is_relative_to(real_root):
-        raise PathError(f"{full}: resolves to {real}, outside {root}; refused (files are only written "
+        raise PathError(f"{path}: resolves to {real}, outside {root}; refused (files are only written "
                         f"or deleted inside the folder they belong to)")
-    return full
+    return path
+
+
+def confined(root: str | Path, relpath: str | Path) -> Path:
+    """`root / relpath` if it resolves inside `root` (`inside`); `PathError` otherwise.
+
+    `relpath` is a part below the folder (an absolute one replaces `root` and is refused). The
+    returned path is unresolved (the spelling the caller gave), so messages and records show
+    the folder the user named.
+    """
+    return inside(root, Path(root) / relpath)
 
 
 def cache_root() -> Path:
@@ -75,7 +86,7 @@ def write_atomic(
 ) -> None:
     """Write through `write(file)` to a temp file in the same folder, then rename over `path`.
 
-    With `root`, the path must resolve inside it (`confined`). The temp name is made here (not
+    With `root`, the path must resolve inside it (`inside`). The temp name is made here (not
     `mkstemp`) so the file gets the umask's permissions rather than 0600; it starts with '.'
     and ends in `.tmp`, so nothing reading the folder mistakes it for a real file. A writer of
     many files into one folder passes `sweep=False` and calls `sweep_folder` once instead (the
@@ -83,9 +94,9 @@ def write_atomic(
     """
     path = Path(path)
     if root is not None:
-        confined(root, path)
+        inside(root, path)
     if mkdir:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        make_folder(path.parent)
     if sweep:
         sweep_orphans(path)
     tmp = path.with_name(f".{path.name}.{_HOST}.{os.getpid()}.{uuid.uuid4().hex[:8]}{TEMP_SUFFIX}")
@@ -97,9 +108,37 @@ def write_atomic(
                 os.fsync(f.fileno())
         fault_point("write", path.name)  # the crash tests' hook: written, not yet renamed
         os.replace(tmp, path)
+    except OSError as exc:
+        _unlink_quietly(tmp)
+        raise cannot_write(path, exc) from None
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        _unlink_quietly(tmp)
         raise
+
+
+def cannot_write(path: Path, exc: OSError) -> DiskError:
+    """A one-line error for a file the disk refused (read-only folder, full disk, quota)."""
+    why = exc.strerror or str(exc) or type(exc).__name__
+    return DiskError(f"{path}: cannot be written ({why}); nothing written before it is lost: free space or "
+                     "fix the folder's permissions and run again (finished cells are kept, a cell in "
+                     "training resumes from its checkpoint)")
+
+
+def _unlink_quietly(path: Path) -> None:
+    try:
+        path.unlink(missing_ok=True)
+    except OSError:
+        pass
+
+
+def make_folder(folder: Path) -> None:
+    """`folder` and its parents, or a one-line `DiskError` (a read-only parent, a full disk)."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise PathError(f"{folder}: is a file; a folder goes there (move it away)") from None
+    except OSError as exc:
+        raise cannot_write(folder, exc) from None
 
 
 def write_bytes_atomic(path: Path, data: bytes, *, fsync: bool = True, mkdir: bool = True,

@@ -9,21 +9,25 @@ starts, as one line that names the field, the bad value and what is allowed.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import os
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 
-from corebench.checked import build, number, suggest
+from corebench.checked import build, load_yaml, number, suggest
 from corebench.data import Dataset, list_datasets
-from corebench.errors import ConfigError, invalid
+from corebench.errors import ConfigError, invalid, shown
 from corebench.methods import create_method, list_methods
+from corebench.methods.base import budget_for
+from corebench.methods.registry import all_methods, failed_plugins
 from corebench.models import create_model, list_architectures
-from corebench.signals import list_signals, unknown_signals
+from corebench.signals import list_signals, unimportable_hooks, unknown_signals
 from corebench.spec import (
     AUTOATTACK_ATTACKS,
     AUTOATTACK_MIN_CLASSES,
@@ -39,25 +43,56 @@ from corebench.spec import (
     ScoringConfig,
     SlurmConfig,
     TrainingConfig,
+    slug,
 )
 
 log = logging.getLogger(__name__)
+GRID_NAME = r"[A-Za-z0-9_-]{1,255}"  # spelled as its folder (`spec.slug` keeps exactly these), within a file name's 255 bytes
 ALL_METHODS = "all"
+MIN_CORESET = 2  # samples a cell trains on at least: a batch of one fails train-mode BatchNorm
 SECTIONS = (("scoring", ScoringConfig), ("training", TrainingConfig), ("attack", AttackConfig),
             ("evaluation", EvaluationConfig), ("slurm", SlurmConfig))  # fmt: skip
 
 
+MAX_GRID_BYTES = 1_000_000  # the paper grids are ~3 KB; a bigger file is a mistake, not a grid
+
+
 def load_grid(path: str | Path) -> GridSpec:
-    """Read and validate a grid file (yaml.safe_load; never executes anything)."""
+    """Read and validate a grid file: at most `MAX_GRID_BYTES`, UTF-8, YAML without anchors or
+    aliases (`checked.load_yaml`: never executes or expands anything); one-line errors."""
     path = Path(path)
     if not path.is_file():
         raise invalid("grid file", str(path), "an existing YAML file")
+    size = path.stat().st_size
+    if size > MAX_GRID_BYTES:
+        raise invalid("grid file", str(path), f"a file of at most {MAX_GRID_BYTES:,} bytes (this one has {size:,})")
     try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        first = str(exc).splitlines()[0] if str(exc) else "syntax error"
-        raise ConfigError(f"grid file {path}: not valid YAML ({first})") from None
-    return parse_grid(data, source=str(path))
+        with path.open("rb") as f:
+            text = f.read(MAX_GRID_BYTES + 1).decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise invalid("grid file", str(path), f"UTF-8 text (byte {exc.start} is not UTF-8)") from None
+    except OSError as exc:
+        raise invalid("grid file", str(path), f"a readable file ({exc.strerror or type(exc).__name__})") from None
+    spec = parse_grid(load_yaml(text, f"grid file {path}"), source=str(path))
+    return dataclasses.replace(spec, datasets=tuple(located(ds, path.parent) for ds in spec.datasets))
+
+
+def located(ds: DatasetSpec, folder: Path) -> DatasetSpec:
+    """A dataset entry whose relative `path` or `root` is taken from the grid file's folder
+    (`configs/x.yaml` with `path: ../data/a.npz` reads `data/a.npz`), whatever the working
+    directory; spelled relative to the working directory when it can be (records keep a short,
+    machine-free spelling), absolute otherwise. `~` and absolute paths are kept. The spelling
+    is not the data's identity (its content hash is: `identity.dataset_identity`)."""
+    moved = {}
+    for name in ("path", "root"):
+        value = getattr(ds, name)
+        if value and not value.startswith("~") and not Path(value).is_absolute():
+            full = os.path.normpath(folder.absolute() / value)
+            try:
+                moved[name] = os.path.relpath(full)
+            except ValueError:  # another drive (Windows)
+                moved[name] = full
+    return dataclasses.replace(ds, **moved) if moved else ds
 
 
 def parse_grid(data: Mapping[str, Any], source: str = "") -> GridSpec:
@@ -70,8 +105,9 @@ def parse_grid(data: Mapping[str, Any], source: str = "") -> GridSpec:
             raise invalid(key, key, "top-level keys " + ", ".join(allowed_top))
 
     name = data.get("name") or (Path(source).stem if source else "grid")
-    if not isinstance(name, str) or not name.replace("-", "").replace("_", "").isalnum():
-        raise invalid("name", name, "letters, digits, '-' and '_'")
+    if not isinstance(name, str) or not re.fullmatch(GRID_NAME, name):
+        raise invalid("name", name, "1 to 255 ASCII letters, digits, '-' and '_' (the name is the results "
+                      "folder's name: two names must never share a folder)")
 
     datasets = tuple(_named(e, "datasets", DatasetSpec) for e in _entries(data.get("datasets"), "datasets"))
     known_ds = list_datasets()
@@ -91,7 +127,7 @@ def parse_grid(data: Mapping[str, Any], source: str = "") -> GridSpec:
         ("scoring_architectures", s) for s in scorers if s is not None
     ]:
         if arch.name not in known_archs:
-            raise ConfigError(f"{where}: {arch.name!r} is not a timm architecture; allowed: {suggest(arch.name, known_archs)}")
+            raise ConfigError(f"{where}: {shown(arch.name)} is not a timm architecture; allowed: {suggest(arch.name, known_archs)}")
 
     fractions = tuple(number(f, "fractions") for f in _entries(data.get("fractions"), "fractions"))
     for f in fractions:
@@ -155,6 +191,11 @@ def check_against_data(spec: GridSpec, datasets: Mapping[DatasetSpec, Dataset]) 
     scorers = [s for s in spec.scoring_architectures if s is not None]
     for ds, data in datasets.items():
         classes = data.info.num_classes
+        n = int(data.x_train.shape[0])
+        for f in spec.fractions:  # one sample cannot train (BatchNorm needs two per batch)
+            if budget_for(f, n) < MIN_CORESET:
+                raise invalid("fractions", f, f"fractions keeping at least {MIN_CORESET} of the {n} training samples "
+                              f"of {ds.label} (at least {(MIN_CORESET - 0.5) / n:.3g})")
         for name in aa.run_list() if aa.enabled else ():
             need = AUTOATTACK_MIN_CLASSES.get(name, 2)
             if classes < need:
@@ -193,8 +234,8 @@ def _named(entry: Any, field_name: str, cls: type) -> Any:
 
 
 def _methods(raw: list[Any]) -> tuple[MethodSpec, ...]:
-    """Method entries: names, `all` (every registered method, plug-ins included, with their
-    defaults), or {name, id, parameters}. `all` combines with named entries: an entry whose
+    """Method entries: names, `all` (every registered method whose `in_all` is set, plug-ins
+    included, with their defaults; not the methods built on adversarial scoring runs), or {name, id, parameters}. `all` combines with named entries: an entry whose
     label (its `id`, else its name) is one `all` brought in replaces that entry in place (so
     `[all, {name: el2n, n_runs: 10, id: el2n}]` sets EL2N's runs); another variant needs a
     label of its own.
@@ -208,7 +249,12 @@ def _methods(raw: list[Any]) -> tuple[MethodSpec, ...]:
     from_all: set[MethodSpec] = set()
     for e in raw:
         if e == ALL_METHODS:
-            for name in list_methods():
+            broken = failed_plugins()
+            if broken:  # `all` would silently be a smaller grid
+                name = sorted(broken)[0]
+                raise ConfigError(f"methods: all: the method plug-in {broken[name]}; fix or uninstall its "
+                                  f"package, or list the methods by name instead of 'all'")
+            for name in all_methods():
                 spec = MethodSpec(name)
                 if spec not in out:
                     out.append(spec)
@@ -244,14 +290,12 @@ def _methods(raw: list[Any]) -> tuple[MethodSpec, ...]:
 
 def _unrecordable(spec: MethodSpec) -> str:
     """Why no scoring run can give the method its declared signals, or '' when one can."""
-    from corebench.scoring import Plugins
-
     declared = create_method(spec.name, **spec.params).required_signals()
     unknown = unknown_signals(declared)
     if unknown:
         return (f"method {spec.label!r} declares signal {unknown[0]!r}, which no scoring run records; "
                 f"known: {', '.join(list_signals())}")
-    broken = Plugins(declared).failed
+    broken = unimportable_hooks(declared)
     if broken:
         name = sorted(broken)[0]
         return f"method {spec.label!r} declares plug-in signal {name!r}, whose {broken[name]}"
@@ -285,9 +329,17 @@ def _unique_paths(grid: GridSpec) -> None:
     seen: dict[Path, Cell] = {}
     for cell in grid.cells():
         path = cell.relpath(grid.name)
+        long = next((part for part in path.parts if len(part.encode()) > 255), None)
+        if long is not None:  # a file name's limit on every common filesystem
+            where = next(w for w, label in (("datasets", cell.dataset.label), ("architectures", cell.arch.label),
+                                            ("methods", cell.method.label)) if slug(label) == long)
+            raise invalid(where, long, "labels (names or ids) of at most 255 characters (each is a folder name)")
         other = seen.setdefault(path, cell)
         if other is cell:
             continue
+        if other.fraction != cell.fraction:  # the folder spells a fraction with 6 significant digits
+            raise invalid("fractions", cell.fraction, f"fractions that differ in their first 6 significant digits "
+                          f"({other.fraction!r} and {cell.fraction!r} share {path.parent.as_posix()})")
         pairs = (("datasets", other.dataset, cell.dataset), ("architectures", other.arch, cell.arch),
                  ("methods", other.method, cell.method), ("scoring_architectures", other.scoring_arch, cell.scoring_arch))
         where, _, spec = next((p for p in pairs if p[1] != p[2]), pairs[-1])

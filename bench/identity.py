@@ -89,13 +89,18 @@ def canonical_options(method: str, options: Mapping[str, Any]) -> dict[str, Any]
 
 
 def cell_settings(key: Mapping[str, Any], options: Mapping[str, Any], config: CellConfig,
-                  data_fingerprint: str) -> dict[str, Any]:
+                  data_fingerprint: str, method_code: str | None = None) -> dict[str, Any]:
     """Everything that determines a cell's numbers, canonical: its key, the method's options at
-    its fraction, the resolved settings and the data's content hash."""
+    its fraction, the resolved settings, the data's content hash and, for a plug-in method, the
+    hash of its source (`methods.registry.plugin_fingerprint`; left out when None, so the ids
+    of the methods corebench ships do not hold it)."""
     settings = canonical(config)
     settings["dataset"] = dataset_identity(config.dataset)
-    return {"cell": dict(key), "options": canonical_options(key["method"], options), "config": settings,
-            "data": data_fingerprint}
+    out = {"cell": dict(key), "options": canonical_options(key["method"], options), "config": settings,
+           "data": data_fingerprint}
+    if method_code is not None:
+        out["method_code"] = method_code
+    return out
 
 
 def cell_id(settings: Mapping[str, Any]) -> str:
@@ -107,7 +112,8 @@ def record_settings(record: Mapping[str, Any]) -> dict[str, Any]:
     """The canonical settings a stored record was made under (the same function as a grid's)."""
     config = CellConfig.model_validate(record["config"])
     fingerprint = (record.get("data") or {}).get("fingerprint", "")
-    return cell_settings(record["cell"], record.get("method_options") or {}, config, fingerprint)
+    code = (record.get("method_source") or {}).get("code")
+    return cell_settings(record["cell"], record.get("method_options") or {}, config, fingerprint, code)
 
 
 def differences(made: Mapping[str, Any], wanted: Mapping[str, Any], prefix: str = "") -> list[str]:
@@ -127,7 +133,8 @@ _DEFAULT = "(default)"
 
 
 def _where(where: str) -> str:
-    return {"data": "data (content hash)"}.get(where, where.removeprefix("config."))
+    return {"data": "data (content hash)", "method_code": "method code (plug-in source hash)"}.get(
+        where, where.removeprefix("config."))
 
 
 def _short(value: Any, limit: int = 60) -> str:

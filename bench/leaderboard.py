@@ -45,9 +45,11 @@ import pandas as pd
 from tabulate import tabulate
 
 from corebench.board import (
+    MIN_CLASS_SAMPLES,
     RANDOM,
     Board,
     CellStats,
+    FairStability,
     aggregate,
     build_boards,
     expected_random_jaccard,
@@ -55,6 +57,8 @@ from corebench.board import (
 from corebench.errors import PathError, ResultsError
 from corebench.faults import fault_point
 from corebench.files import confined, sweep_folder, writable_folder
+from corebench.inputs import unchanged
+from corebench.methods.registry import get_method_class
 from corebench.plots import Panel, PlotSpec, Series, render_svg
 from corebench.protocol import eps_text
 from corebench.results import scan, write_bytes_atomic
@@ -116,7 +120,14 @@ def _cell_text(c: CellStats | None, est: Interval | None, bold: bool) -> str:
     m = f"**{_num(est.mean)}**" if bold else _num(est.mean)
     interval = f" [{_num(est.low)}, {_num(est.high)}]" if est.low is not None else ""
     count = f"n={c.n}" + (f", {c.n_failed} failed" if c.n_failed else "")
-    return f"{m}{interval} ({count})" + (f" {COLLAPSED}" if c.collapsed else "")
+    return f"{m}{interval} ({count})" + _collapsed_mark(c)
+
+
+def _collapsed_mark(c: CellStats) -> str:
+    """' ‡' when every seed is degenerate, ' ‡1/3' when some are (`board.degenerate`)."""
+    if not c.collapsed:
+        return ""
+    return f" {COLLAPSED}" if c.n_degenerate >= c.n else f" {COLLAPSED}{c.n_degenerate}/{c.n}"
 
 
 def _diff_text(c: CellStats, eps: float) -> str:
@@ -124,10 +135,10 @@ def _diff_text(c: CellStats, eps: float) -> str:
     d = c.diff[eps]
     if d is None or d.n == 0:
         return MISSING
-    collapsed = f" {COLLAPSED}" if c.collapsed else ""
+    collapsed = _collapsed_mark(c)
     if d.n == 1 or d.low is None or d.high is None:
         return f"{_num(d.mean, True)} (n=1){collapsed}"
-    mark = DAGGER if d.significant else ""
+    mark = DAGGER if d.significant and not c.collapsed else ""
     return f"{_num(d.mean, True)}{mark} [{_num(d.low, True)}, {_num(d.high, True)}] (n={d.n}){collapsed}"
 
 
@@ -209,9 +220,11 @@ def render_board(board: Board, *, plot_name: str | None, csv_name: str, model_in
         "Cells: mean [95% interval] (n = seeds that finished); the interval is the seeds' "
         "t-interval for several seeds and the exact binomial interval over the evaluated test "
         "images for one. **bold**: best in the column, only when its interval lies above the "
-        f"runner-up's. {COLLAPSED}: collapsed (mean clean accuracy at most 1.5× chance"
+        f"runner-up's. {COLLAPSED}: collapsed, some seed's model is degenerate (more than half of "
+        "its clean predictions in one class, or its clean accuracy at most 1.5× chance"
         + (f", {_num(150.0 / board.num_classes)}% with {board.num_classes} classes" if board.num_classes else "")
-        + "): a near-constant predictor, whose robust accuracy says nothing; never bold, not ranked."
+        + f"; judged per seed, {COLLAPSED}k/n: k of n seeds): a near-constant predictor, whose robust accuracy "
+        "says nothing; never bold, not ranked, no significance claimed."
     )
     out.append("")
     out.append(_full_text(board))
@@ -240,7 +253,11 @@ def render_board(board: Board, *, plot_name: str | None, csv_name: str, model_in
         for eps in proto.eps:
             out += _diff_section(board, eps, headers)
     out += _ranking_section(board)
+    out += _degenerate_section(board)
+    out += _coverage_section(board, headers)
+    out += _budget_section(board, headers)
     out += _stability_section(board, headers)
+    out += _fair_stability_section(board, headers)
     out += _cost_section(board, headers)
 
     out += [f"## {metric} against fraction kept", ""]
@@ -374,6 +391,100 @@ def _ranking_section(board: Board) -> list[str]:
     return out + [_table(headers, rows), ""]
 
 
+def _degenerate_section(board: Board) -> list[str]:
+    """Every seed flagged by `board.degenerate`, with the reason."""
+    flagged = sorted(board.degenerate_seeds, key=lambda d: (d[0] == FULL_DATA, d[0], d[1], d[2]))
+    if not flagged:
+        return []
+    out = ["## Degenerate seeds", ""]
+    out.append(f"{_count(len(flagged), 'seed')} of {board.n_ok} finished flagged as degenerate; each marks its "
+               f"method × fraction {COLLAPSED} (not ranked, no significance).")
+    out.append("")
+    rows = [[_md(lab), _pct(f), str(seed), _md(why)] for lab, f, seed, why in flagged]
+    return out + [_table(["method", "fraction", "seed", "why"], rows), ""]
+
+
+def _coverage_section(board: Board, headers: list[str]) -> list[str]:
+    """Classes covered per method × fraction: how many classes the coresets keep, and how lopsided."""
+    if not board.coverage:
+        return []
+    out = ["## Classes covered", ""]
+    out.append(
+        f"Classes with at least {MIN_CLASS_SAMPLES} samples in the coreset (of "
+        + (f"{board.num_classes}" if board.num_classes else "all")
+        + "), and in brackets the largest class's share of the coreset; lowest–highest over the "
+        "seeds. A method that ranks all samples together (`class_balanced: false`) can drop whole "
+        "classes; its accuracy then measures which classes it kept as much as which samples."
+    )
+    out.append("")
+
+    def span(values: list[float], fmt: str) -> str:
+        low, high = fmt.format(min(values)), fmt.format(max(values))
+        return low if low == high else f"{low}–{high}"
+
+    rows = []
+    for lab in board.methods:
+        cells = []
+        for f in board.fractions:
+            seeds = board.coverage.get((lab, f))
+            cells.append(MISSING if not seeds else
+                         f"{span([k for k, _ in seeds], '{:g}')} ({span([100 * s for _, s in seeds], '{:.0f}')}%)")
+        rows.append([_md(lab), *cells])
+    return out + [_table(headers, rows), ""]
+
+
+def _budget_section(board: Board, headers: list[str]) -> list[str]:
+    """The training each row got: SGD steps against full data's, and how far it fitted
+    (robust / clean accuracy), beside how the method's reference trains."""
+    full = board.cost.get(FULL_DATA)
+    full_steps = full.train.get(1.0, (None, None))[0] if full else None
+    top = board.protocol.eps[-1]
+    out = ["## Training budget", ""]
+    out.append(
+        f"Budget on this board: {_budget_text(board)}. Per method × fraction: the SGD steps trained "
+        "(mean over seeds)"
+        + (f", as a share of the full-data reference's {full_steps:,.0f}" if full_steps else "")
+        + f"; then {board.metric_name}{_at(board, top)} over clean accuracy"
+        + (f" (full data: {_ratio(board.full, top)})" if board.full is not None and board.full.n else "")
+        + ". A model trained for "
+        "few steps fits little: its robust accuracy is close to its clean accuracy because both are "
+        "low, so under an `epochs` budget a small coreset can look robust by under-fitting. The "
+        "last column says how the method's reference trains (`steps` keeps the steps of every "
+        "fraction equal)."
+    )
+    out.append("")
+    methods = {e.label: e.method for e in board.entries}
+    rows = []
+    for lab in board.methods:
+        cost = board.cost.get(lab)
+        cells = []
+        for f in board.fractions:
+            steps = cost.train.get(f, (None, None))[0] if cost else None
+            c = board.cells.get((lab, f))
+            if steps is None or c is None or not c.n:
+                cells.append(MISSING)
+                continue
+            text = f"{steps:,.0f}" + (f" ({steps / full_steps:.2f}×)" if full_steps else "")
+            cells.append(text + f", {_ratio(c, top)}")
+        rows.append([_md(lab), *cells, _md(_method_fact(methods.get(lab, ""), "reference_budget"))])
+    return out + [_table([*headers, "its reference trains"], rows), ""]
+
+
+def _ratio(c: CellStats, eps: float) -> str:
+    """Mean robust accuracy at `eps` over mean clean accuracy, two decimals."""
+    robust, clean = c.robust[eps].mean, c.clean.mean
+    return MISSING if not clean or robust is None or math.isnan(robust) else f"{robust / clean:.2f}"
+
+
+def _method_fact(method: str, name: str) -> str:
+    """A class fact of a registered method (`reference_budget`, `randomness`); "" for a method
+    not installed where the boards are made."""
+    try:
+        return str(getattr(get_method_class(method), name, ""))
+    except Exception:  # noqa: BLE001 - a plug-in not installed here
+        return ""
+
+
 def _stability_section(board: Board, headers: list[str]) -> list[str]:
     if not board.stability and not board.scorer_stability:
         return []
@@ -399,6 +510,39 @@ def _stability_section(board: Board, headers: list[str]) -> list[str]:
     return out
 
 
+def _fair_stability_section(board: Board, headers: list[str]) -> list[str]:
+    """Stability on equal footing: one scoring run per selection, and the method's own randomness."""
+    if not board.fair_stability:
+        return []
+    out = ["### On equal footing", ""]
+    out.append(
+        "The table above compares what each method kept, and a method that averages its score over "
+        "several scoring runs looks stable by averaging. Here every method selects from one "
+        "scoring run: J = mean Jaccard of those single-run selections across seeds; ρ = Spearman "
+        "correlation of the single-run scores of two scoring runs of one seed (methods that read "
+        "two or more); own = Jaccard of the selection with the one the same signals give under "
+        "another seed (1 = the signals decide; lower: random draws or ties); ties = samples tied "
+        "with the last kept score; runs = scoring runs the kept coreset averaged. Means over seeds."
+    )
+    out.append("")
+
+    def text(v: FairStability | None) -> str:
+        if v is None:
+            return MISSING
+        parts = [f"J {v.jaccard[0]:.2f}" if v.jaccard else None,
+                 f"ρ {v.spearman:.2f}" if v.spearman is not None else None,
+                 f"own {v.own:.2f}" if v.own is not None else None,
+                 f"ties {v.ties:g}" if v.ties is not None else None,
+                 f"runs {v.runs_averaged:g}" if v.runs_averaged is not None else None]  # fmt: skip
+        return " · ".join(p for p in parts if p) or MISSING
+
+    methods = {e.label: e.method for e in board.entries}
+    rows = [[_md(lab)] + [text(board.fair_stability.get((lab, f))) for f in board.fractions]
+            + [_md(_method_fact(methods.get(lab, ""), "randomness"))]
+            for lab in board.methods if any((lab, f) in board.fair_stability for f in board.fractions)]  # fmt: skip
+    return out + [_table([*headers, "its own randomness"], rows), ""]
+
+
 def _jaccard_text(value: tuple[float, int] | None) -> str:
     return MISSING if value is None else f"{value[0]:.2f} ({_count(value[1], 'pair')})"
 
@@ -411,7 +555,10 @@ def _cost_section(board: Board, headers: list[str]) -> list[str]:
     out = ["## Cost", ""]
     out.append(
         "Per seed: the scoring runs a method's selection needs (each distinct run counted once, "
-        "however many fractions share it), their epochs and seconds; then per fraction the "
+        "however many fractions share it), charged by need: the training epochs and measurement "
+        "passes over the train set its signals need (GraNd at initialisation: 0 epochs, 1 pass), "
+        "not the whole run it shares with longer needs, and the run's seconds scaled by the "
+        "epochs needed (passes not timed); then per fraction the "
         "training steps and seconds, and in brackets the total (scoring + training) relative to "
         "training once on the full data"
         + (f" ({f'{full_steps:,.0f} steps, ' if full_steps else ''}{full_s:.1f} s)" if full_s
@@ -425,6 +572,7 @@ def _cost_section(board: Board, headers: list[str]) -> list[str]:
             continue
         runs = MISSING if cost.scoring_runs is None else f"{cost.scoring_runs:g}"
         epochs = MISSING if cost.scoring_epochs is None else f"{cost.scoring_epochs:g}"
+        passes = MISSING if cost.scoring_passes is None else f"{cost.scoring_passes:g}"
         scoring = MISSING if cost.scoring_s is None else f"{cost.scoring_s:.1f} s"
         cells = []
         for f in board.fractions:
@@ -436,8 +584,8 @@ def _cost_section(board: Board, headers: list[str]) -> list[str]:
             if full_s:
                 text += f" ({((cost.scoring_s or 0.0) + secs) / full_s:.2f}×)"
             cells.append(text)
-        rows.append([_md(lab), runs, epochs, scoring, *cells])
-    cost_headers = ["method", "scoring runs", "scoring epochs", "scoring"] + headers[1:]
+        rows.append([_md(lab), runs, epochs, passes, scoring, *cells])
+    cost_headers = ["method", "scoring runs", "epochs needed", "passes needed", "scoring"] + headers[1:]
     return out + [_table(cost_headers, rows), ""]
 
 
@@ -663,7 +811,7 @@ def generate_leaderboards(
 ) -> BoardReport:
     """Write every board, its plot and exports, and the index; see the module docstring."""
     results_dir, out_dir = Path(results_dir), Path(out_dir)
-    records, problems = scan(results_dir)
+    records, problems = unchanged(*scan(results_dir))
     # The records live until the end: keep the collector from re-walking them; undone in `finally`.
     freeze = gc.get_freeze_count() == 0  # never unfreeze what someone else froze
     if freeze:

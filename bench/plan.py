@@ -39,7 +39,7 @@ from corebench.methods.base import budget_for
 from corebench.models import create_model
 from corebench.optim import make_optimizer, torch_threads
 from corebench.results import scan
-from corebench.runner import Work, default_cache_dir, plan_work
+from corebench.runner import Work, default_cache_dir, plan_work, run_label
 from corebench.scoring import seeded
 from corebench.spec import FULL_DATA, AttackConfig, DatasetSpec, GridSpec, TrainingConfig, slug
 
@@ -89,6 +89,7 @@ class Estimate:
     training_s: float = 0.0
     evaluation_s: float = 0.0
     evaluation_bound_s: float = 0.0  # every AutoAttack iteration on every test point
+    runs_s: dict[str, float] = field(default_factory=dict)  # each scoring run to make (`run_label`)
 
     @property
     def total_s(self) -> float:
@@ -101,7 +102,7 @@ class Plan:
     cells: int
     axes: dict[str, Counter]  # axis -> label -> cells
     done: int
-    scoring_runs: list[tuple[str, tuple[str, ...], bool]]  # (label, signals, cached)
+    scoring_runs: list[tuple[str, tuple[str, ...], str]]  # (label, signals to make or read, ScoringCache.source)
     probes: list[Probe] = field(default_factory=list)
     estimates: list[Estimate] = field(default_factory=list)
 
@@ -120,8 +121,11 @@ def make_plan(spec: GridSpec, results_dir: str | Path | None = None, cache_dir: 
         "fractions": Counter(f"{c.fraction:g}" for c in cells), "seeds": Counter(str(c.seed) for c in cells),
     }  # fmt: skip
     scorer, datasets = work.scorer, work.datasets
-    runs = [(f"{k[0].label} × {k[1].label} × seed {k[2]}", tuple(sorted(scorer.needs[k])), scorer.cached(k, datasets[k[0]]))
-            for k in work.runs()]  # fmt: skip
+    runs = []
+    for k in work.runs():
+        source = scorer.source(k, datasets[k[0]])
+        signals = scorer.needs[k] - (scorer.published_part(k, datasets[k[0]])[0] if source == "to make" else set())
+        runs.append((run_label(k), tuple(sorted(signals)), source))
     plan = Plan(spec.name, len(cells), axes, len(work.done), runs)
     if not probe:
         return plan
@@ -161,23 +165,80 @@ def estimate(spec: GridSpec, work: Work, probes: dict, device: torch.device,
     """Seconds of compute for the work to do, from per-sample probe timings and the same budget
     arithmetic as training (`budget_for`, `TrainingConfig.total_steps`)."""
     est = Estimate(_device_name(device, spec.threads))
-    datasets, scorer = work.datasets, work.scorer
+    runs = run_seconds(spec, work, probes)
+    est.runs_s = {run_label(k): v for k, v in runs.items()}
+    est.scoring_s = sum(runs.values())
+    for s in work.todo:
+        training_s, evaluation_s, bound_s = _cell_parts(spec, work, probes, shares, s.cell)
+        est.training_s += training_s
+        est.evaluation_s += evaluation_s
+        est.evaluation_bound_s += bound_s
+    return est
+
+
+def run_seconds(spec: GridSpec, work: Work, probes: dict) -> dict[tuple, float]:
+    """Seconds of each scoring run the cells to do need and the cache does not hold."""
+    datasets, scorer, out = work.datasets, work.scorer, {}
     for key in work.missing_runs():
         signals = scorer.needs[key]
         p, n = probes[(key[0], key[1])], datasets[key[0]].x_train.shape[0]
-        per_epoch = n * p.train_step + ("input_grad_norm_eval" in signals) * n * p.attack_step
+        cfg = scorer.cfg_for(key)  # an adversarial scoring run steps as its regime trains
+        per_epoch = n * p.regime_step(cfg.regime, cfg.attack) + ("input_grad_norm_eval" in signals) * n * p.attack_step
         grand = ("grand_all" in signals) * len(spec.scoring.snapshots()) * n * p.train_step * 3
-        est.scoring_s += scorer.epochs.get(key, spec.scoring.epochs) * per_epoch + grand
+        out[key] = scorer.epochs.get(key, spec.scoring.epochs) * per_epoch + grand
+    return out
+
+
+def _cell_parts(spec: GridSpec, work: Work, probes: dict, shares: dict[str, tuple[float, float]],
+                cell) -> tuple[float, float, float]:
+    """A cell's training, evaluation and evaluation-bound seconds."""
+    p, data = probes[(cell.dataset, cell.arch)], work.datasets[cell.dataset]
+    training_s = training_samples(spec.training, cell, data.x_train.shape[0]) * p.regime_step(cell.regime, spec.attack)
+    n_test, classes = len(data.y_test), data.info.num_classes
+    clean, robust = shares[cell.regime]
+    return (training_s, _evaluation_s(spec, p, classes, n_test, clean, robust, data.info.eps),
+            _evaluation_s(spec, p, classes, n_test, 1.0, 1.0, data.info.eps))
+
+
+def cell_seconds(work: Work, device: torch.device, results_dir: Path | None = None) -> dict[str, float]:
+    """Each cell to do's expected seconds by cell id, for `corebench run --deadline`: training
+    and evaluation from a probe on `device`, plus every missing scoring run on the first cell
+    (in run order) that reads it."""
+    spec = work.spec
+    pairs = dict.fromkeys((s.cell.dataset, s.cell.arch) for s in work.todo)
+    pairs |= dict.fromkeys((k[0], k[1]) for k in work.runs())
+    probes = {(ds, arch): probe_model(spec, work.datasets[ds], ds, arch, device) for ds, arch in pairs}
+    runs = run_seconds(spec, work, probes)
+    shares = observed_shares(spec, results_dir)
+    out, step_s = {}, {}
     for s in work.todo:
-        cell = s.cell
-        p = probes[(cell.dataset, cell.arch)]
-        data = datasets[cell.dataset]
-        est.training_s += training_samples(spec.training, cell, data.x_train.shape[0]) * p.regime_step(cell.regime, spec.attack)
-        n_test, classes = len(data.y_test), data.info.num_classes
-        clean, robust = shares[cell.regime]
-        est.evaluation_s += _evaluation_s(spec, p, classes, n_test, clean, robust, data.info.eps)
-        est.evaluation_bound_s += _evaluation_s(spec, p, classes, n_test, 1.0, 1.0, data.info.eps)
-    return est
+        training_s, evaluation_s, _ = _cell_parts(spec, work, probes, shares, s.cell)
+        method = work.methods.get(s.cell.method)
+        keys = work.scorer.keys(s.cell, method) if method is not None else []
+        out[s.cell_id] = training_s + evaluation_s + sum(runs.pop(k, 0.0) for k in keys)
+        if method is not None and method.selection_cost == "greedy":  # k-center: one CPU step per kept point
+            n = work.datasets[s.cell.dataset].x_train.shape[0]
+            if s.cell.scoring_arch not in step_s:
+                width = create_model(s.cell.scoring_arch, work.datasets[s.cell.dataset].info).net.num_features
+                step_s[s.cell.scoring_arch] = greedy_step_s(n, width)
+            out[s.cell_id] += budget_for(s.cell.fraction, n) * step_s[s.cell.scoring_arch]
+    return out
+
+
+def greedy_step_s(n: int, width: int) -> float:
+    """Seconds of one greedy k-center step (`methods/kcenter.py`: a matrix-vector product over
+    N × D float32 features and a float64 minimum), timed on this machine's CPU."""
+    import numpy as np
+
+    points = np.random.default_rng(0).random((n, width), dtype=np.float32)
+    sq = np.einsum("ij,ij->i", points, points, dtype=np.float64)
+    mins = np.full(n, np.inf)
+    start, steps = time.perf_counter(), 0
+    while steps < 3 or time.perf_counter() - start < PROBE_SECONDS:
+        d = sq - 2.0 * (points @ points[steps % n]).astype(np.float64) + sq[steps % n]
+        mins = np.minimum(mins, np.maximum(d, 0.0))
+        steps += 1
+    return (time.perf_counter() - start) / steps
 
 
 def training_samples(training: TrainingConfig, cell, n: int) -> int:
@@ -306,14 +367,19 @@ def _device_name(device: torch.device, threads: int) -> str:
 
 
 def render(plan: Plan) -> str:
-    out = [f"grid {plan.name}: {plan.cells} cells, {plan.done} already done, {plan.cells - plan.done} to run"]
+    sources = Counter(source for _, _, source in plan.scoring_runs)
+    out = [f"{plan.cells - plan.done} cells to run, {plan.done} done; scoring runs: {sources['published']} published, "
+           f"{sources['cached']} cached, {sources['to make']} to make"]
+    out.append(f"grid {plan.name}: {plan.cells} cells")
     for axis, counts in plan.axes.items():
         if counts:
             out.append(f"  {axis}: " + ", ".join(f"{label} ({n})" for label, n in counts.items()))
-    cached = sum(c for _, _, c in plan.scoring_runs)
-    out.append(f"scoring runs: {len(plan.scoring_runs)}, {cached} cached (reused), {len(plan.scoring_runs) - cached} to make")
-    for label, signals, is_cached in plan.scoring_runs:
-        out.append(f"  {label}: {'cached, reused' if is_cached else 'to make'} ({', '.join(signals)})")
+    if plan.scoring_runs:
+        out.append("scoring runs the cells to run read (published: shipped beside the grid's records; cached: "
+                   "this machine's cache):")
+    for label, signals, source in plan.scoring_runs:
+        cost = "; ".join(f"≈ {_hours(e.runs_s[label])} on {e.device}" for e in plan.estimates if label in e.runs_s)
+        out.append(f"  {label}: {source} ({', '.join(signals)}{'; ' + cost if cost else ''})")
     if plan.probes:
         out.append("throughput probe (this machine; ms per sample):")
         for p in plan.probes:

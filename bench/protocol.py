@@ -21,6 +21,8 @@ from typing import Any
 from corebench.spec import AUTOATTACK_VERSION_ATTACKS, AUTOATTACK_VERSION_SETTINGS, slug
 
 STANDARD_BUDGET = AUTOATTACK_VERSION_SETTINGS["standard"]
+ATTACK_TITLES = {"apgd-ce": "APGD-CE", "apgd-dlr": "APGD-DLR", "apgd-t": "APGD-T", "fab": "FAB", "fab-t": "FAB-T",
+                 "square": "Square"}  # how titles spell pyautoattack's attack names
 
 
 @dataclass(frozen=True)
@@ -88,8 +90,26 @@ class Protocol:
         return "AutoAttack" if self.autoattack_enabled else f"PGD-{self.pgd_steps}"
 
     @property
+    def attack_title(self) -> str:
+        """The attack as a title names it: 'AutoAttack' only for the full `standard` AutoAttack
+        (its own attacks and budget); otherwise the attacks that ran, as 'APGD-CE + APGD-T
+        (3 targets)', so a reduced attack is never read as AutoAttack (issue 18)."""
+        if not self.autoattack_enabled:
+            return self.attack_name
+        full = AUTOATTACK_VERSION_ATTACKS["standard"]
+        if self.autoattack_version == "standard" and self.autoattack_attacks == full and not self.budget_differs():
+            return "AutoAttack"
+        names = []
+        for attack in self.autoattack_attacks:
+            name = ATTACK_TITLES.get(attack, attack)
+            if attack.endswith("-t"):
+                name += f" ({self.target_classes} target" + ("s)" if self.target_classes != 1 else ")")
+            names.append(name)
+        return " + ".join(names)
+
+    @property
     def metric_name(self) -> str:
-        return f"{self.attack_name} accuracy"
+        return f"{self.attack_title} accuracy"
 
     def budget_differs(self) -> bool:
         """The attacks' budget is not what the version itself sets (a custom strength)."""

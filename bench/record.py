@@ -35,13 +35,13 @@ from corebench.spec import (
     AttackConfig,
     DatasetSpec,
     EvaluationConfig,
+    Regime,
     ScoringConfig,
     TrainingConfig,
 )
 
 SCHEMA_VERSION = 2
 KNOWN_SCHEMA_VERSIONS = (1, 2)  # 1: read only (no metrics.robust, training, cost; one ε)
-STATUSES = ("ok", "failed")
 
 Accuracy = Annotated[float, Field(ge=0, le=100)]  # percent
 NonEmpty = Annotated[StrictStr, Field(min_length=1)]
@@ -102,6 +102,9 @@ class Metrics(_Part):
     n_eval: PositiveInt
     autoattack_per_attack: dict[str, Accuracy] = Field(default_factory=dict)
     robust: list[RobustAtEps] | None = None  # absent in schema 1
+    # how many of the n_eval clean predictions fell in each class (absent in older records);
+    # `board.degenerate` flags a seed whose model predicts one class for most images
+    predicted_histogram: list[Annotated[StrictInt, Field(ge=0)]] | None = None
 
 
 class TrainingDone(_Part):
@@ -115,13 +118,19 @@ class TrainingDone(_Part):
 
 
 class ScoringRunCost(_Part):
-    """One scoring run a selection used: its cache key, seed, the epochs it trained and the
-    seconds of the run that made it (read from the cache when reused)."""
+    """One scoring run a selection used: its cache key, seed, the epochs it trained, the
+    seconds of the run that made it (read from the cache when reused), the regime it trained
+    under (records written before issue 22: standard), and what the cell's method needed of it
+    (`methods.base.scoring_need`: a run shared with a longer need trains more than this method
+    needs; absent in older records)."""
 
     key: NonEmpty
     seed: Annotated[StrictInt, Field(ge=0)]
     epochs: Annotated[StrictInt, Field(ge=0)]
     seconds: Annotated[float, Field(ge=0)]
+    regime: Regime = "standard"
+    epochs_needed: Annotated[StrictInt, Field(ge=0)] | None = None
+    passes_needed: Annotated[StrictInt, Field(ge=0)] | None = None
 
 
 class Cost(_Part):
@@ -133,11 +142,40 @@ class Cost(_Part):
     train_s: Annotated[float, Field(ge=0)]
 
 
+class BoundRun(_Part):
+    """One scoring run a selection read: its cache key, the epochs of it the method was served,
+    and the digest of every array served (`corebench.inputs`)."""
+
+    key: NonEmpty
+    epochs: Annotated[StrictInt, Field(ge=0)]
+    signals: dict[str, NonEmpty]
+
+
+class Inputs(_Part):
+    """The files a finished record was derived from, by digest (`corebench.inputs`): its kept
+    indices, and the scoring runs its selection read. The data is bound by the cell id."""
+
+    indices: NonEmpty
+    scoring_runs: list[BoundRun]
+
+
 class Coreset(_Part):
     n_train: PositiveInt
     size: PositiveInt
     indices_file: NonEmpty
     class_histogram: list[Annotated[StrictInt, Field(ge=0)]]
+
+
+class Stability(_Part):
+    """How stable the cell's selection is, on equal footing for every method
+    (`corebench.stability.selection_stability`; absent in older records and for full data)."""
+
+    runs_averaged: Annotated[StrictInt, Field(ge=0)]  # scoring runs the selection averaged
+    single_run_indices_file: NonEmpty  # the selection from the first scoring run alone
+    single_run_spearman: Annotated[float, Field(ge=-1, le=1)] | None  # runs 0 and 1, single-run scores
+    single_run_jaccard: Annotated[float, Field(ge=0, le=1)] | None  # runs 0 and 1, single-run selections
+    own_randomness_jaccard: Annotated[float, Field(ge=0, le=1)] | None  # same signals, another seed
+    boundary_ties: Annotated[StrictInt, Field(ge=0)] | None  # samples tied with the last kept score
 
 
 class MethodSource(_Part):
@@ -148,6 +186,7 @@ class MethodSource(_Part):
     version: StrictStr | None
     editable: StrictBool = False
     git_commit: StrictStr | None = None  # of an editable install's source tree ("-dirty": changed files)
+    code: StrictStr | None = None  # a plug-in's source hash (`methods.registry.plugin_fingerprint`), in its cell id
 
 
 class DataRef(_Part):
@@ -193,6 +232,8 @@ class Record(_Part):
     training: TrainingDone | None = None  # schema 2: required when status is ok
     cost: Cost | None = None  # schema 2: required when status is ok
     execution: Execution | None = None  # None: the cell failed before training, or an older record
+    inputs: Inputs | None = None  # None: the cell failed before selecting, or a record older than the field
+    stability: Stability | None = None  # None: full data, random, a failed selection, or an older record
 
     @model_validator(mode="after")
     def _outcome_fits_status(self) -> Record:
@@ -206,9 +247,44 @@ class Record(_Part):
             raise ValueError("metrics.autoattack_acc: required (AutoAttack is enabled)")
         if not self.config.evaluation.autoattack.enabled and self.metrics.pgd_acc is None:
             raise ValueError("metrics.pgd_acc: required (AutoAttack is disabled)")
+        hist = self.metrics.predicted_histogram
+        if hist is not None and sum(hist) != self.metrics.n_eval:
+            raise ValueError(f"metrics.predicted_histogram: sums to {sum(hist)}; allowed: metrics.n_eval "
+                             f"({self.metrics.n_eval}) predictions")
         if self.schema_version >= 2:
             self._schema2_fields()
+        self._possible()
         return self
+
+    def _possible(self) -> None:
+        """What no evaluation can produce (issue 23's hand edits): a robust accuracy above the
+        clean one (every attack counts a point robust only if it is right on x itself), more
+        images evaluated than the grid asks for, or a coreset larger than its training set. (A plausible hand-edited number passes
+        these: `corebench verify` re-derives the record to catch it.)"""
+        m = self.metrics
+        if m is None:
+            return
+        n_max = self.config.evaluation.n_examples
+        if self.data is not None:
+            n_max = min(n_max, self.data.n_test)
+        if m.n_eval > n_max:
+            raise ValueError(f"metrics.n_eval: {m.n_eval} is not allowed; allowed: at most {n_max} (the grid's "
+                             "evaluation.n_examples, and the test images there are)")
+        entries = [("metrics", m.pgd_acc, m.autoattack_acc, m.autoattack_per_attack)]
+        entries += [(f"metrics.robust[eps={r.eps:g}]", r.pgd_acc, r.autoattack_acc, r.autoattack_per_attack)
+                    for r in m.robust or ()]
+        for where, pgd, aa, per_attack in entries:
+            named = [("pgd_acc", pgd), ("autoattack_acc", aa), *((f"autoattack_per_attack.{k}", v)
+                                                                  for k, v in per_attack.items() if k != "clean")]
+            for name, value in named:
+                if value is None:
+                    continue
+                if value > m.clean_acc + 1e-9:
+                    raise ValueError(f"{where}.{name}: {value!r} is not allowed; allowed: at most the clean accuracy "
+                                     f"{m.clean_acc!r} (an attacked image counts only if it is right unattacked)")
+        c = self.coreset
+        if c is not None and c.size > c.n_train:
+            raise ValueError(f"coreset.size: {c.size} is not allowed; allowed: at most coreset.n_train ({c.n_train})")
 
     def _schema2_fields(self) -> None:
         """Schema 2: training, cost and one robust entry per ε, the largest one's on top."""

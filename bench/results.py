@@ -168,8 +168,11 @@ def is_done(path: Path, cell_id: str | None = None) -> bool:
 
 
 def path_matches_key(path: Path, record: Mapping[str, Any]) -> bool:
-    """A record lives where its grid name and cell key say (`spec.record_relpath`), under any root."""
-    return Path(path).as_posix().endswith("/" + record_relstr(record["grid"]["name"], record["cell"]))
+    """A record lives where its grid name and cell key say (`spec.record_relpath`), under any root
+    (`.`, `""` and other relative roots included: the comparison is of whole path parts)."""
+    want = record_relstr(record["grid"]["name"], record["cell"]).split("/")
+    parts = Path(path).as_posix().split("/")
+    return parts[-len(want):] == want
 
 
 def scan(results_dir: Path) -> tuple[list[dict], list[tuple[Path, str]]]:

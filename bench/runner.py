@@ -4,8 +4,10 @@ One straight line per cell. Scoring runs are shared by every cell of a dataset �
 architecture × seed (and cached on disk), so a grid costs one proxy run per group (n of them
 for a method that averages n runs: run r of seed s is seeded `spec.scoring_seed(s, r)`, never
 s itself, the target model's seed) plus one training per cell. A run trains as many epochs of
-the scoring schedule as the most demanding method sharing it needs (`scoring.until`). Every finished cell is one JSON record written atomically; a failed cell
-gets a record with its error and the grid goes on; re-running skips finished cells, so a
+the scoring schedule as the most demanding method sharing it needs (`scoring.until`). Every
+finished cell is one JSON record written atomically; a failed cell gets a record with its error
+(its traceback in `seed<N>.log` beside it) and the grid goes on; a failure that is no cell's own
+(a scoring run, the cache) stops the grid with one line (`GridStopped`); re-running skips finished cells, so a
 2,000-cell grid split over many jobs (`shard`) survives pre-emption.
 """
 
@@ -18,7 +20,8 @@ import logging
 import os
 import platform
 import time
-from collections.abc import Iterable
+import traceback
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import metadata
@@ -33,19 +36,30 @@ from corebench import __version__
 from corebench.checkpoint import Checkpoint
 from corebench.claims import holding
 from corebench.data import Dataset, load_dataset
-from corebench.errors import BenchError, MethodError, PathError
+from corebench.errors import BenchError, GridStopped, MethodError, PathError
 from corebench.evaluate import evaluate
-from corebench.files import cache_root, confined, writable_folder
+from corebench.files import cache_root, confined, writable_folder, write_atomic
+from corebench.guard import Deadline
 from corebench.identity import cell_id as identity_hash
 from corebench.identity import cell_settings, differences, record_settings
+from corebench.inputs import changed_inputs, file_digest, served_digests
 from corebench.methods import CoresetMethod, SelectionContext, create_method, run_selection
-from corebench.methods.base import declared_signals
-from corebench.methods.registry import git_commit, method_source
+from corebench.methods.base import declared_signals, scoring_need
+from corebench.methods.registry import git_commit, method_source, plugin_fingerprint
 from corebench.models import create_model, default_scoring_arch
 from corebench.optim import resolve_device, torch_threads
+from corebench.published import Published, folder_for
 from corebench.record import SCHEMA_VERSION, CellConfig, Record
 from corebench.results import DONE, MISSING, STALE, record_state, write_indices, write_record
-from corebench.scoring import ScoringResult, get_signals, needed_epochs, scoring_key, seeded, until
+from corebench.scoring import (
+    ScoringResult,
+    get_signals,
+    needed_epochs,
+    outdated_signals,
+    scoring_key,
+    seeded,
+    until,
+)
 from corebench.signals import companions
 from corebench.spec import (
     FULL_DATA,
@@ -56,11 +70,14 @@ from corebench.spec import (
     MethodSpec,
     ScoringConfig,
     scoring_seed,
+    slug,
 )
+from corebench.stability import selection_stability
 from corebench.train import train_model
 
 log = logging.getLogger(__name__)
 CHECKPOINTS = "checkpoints"  # per-epoch training checkpoints, under the cache folder
+INPUTS = "inputs"  # a scoring run's digests, handed from `ScoringCache.contexts` to the record's `inputs`
 
 
 def default_cache_dir() -> Path:
@@ -77,6 +94,9 @@ class RunSummary:
     busy: int = 0  # cells another worker was running (their claim was live)
     failures: list[tuple[str, str]] = field(default_factory=list)  # (record path, error)
     stale: list[str] = field(default_factory=list)  # finished records made by other settings or data: rerun
+    changed: list[tuple[str, str]] = field(default_factory=list)  # (done record, which of its inputs changed)
+    outside: list[str] = field(default_factory=list)  # records in the grid's folder that are no cell of it
+    deferred: list[str] = field(default_factory=list)  # not started: they would not have ended by the deadline
 
 
 def prepare(spec: GridSpec, datasets: Iterable[DatasetSpec]) -> dict[DatasetSpec, Dataset]:
@@ -114,9 +134,16 @@ def cell_state(spec: GridSpec, cell: Cell, data: Dataset, method: CoresetMethod 
     if path.exists() and not path.is_file():
         raise PathError(f"{path}: is not a file; a cell's record goes there (move it away)")
     options, error = cell_options(cell, method)
-    settings = cell_settings(cell.key(), options, cell_config(spec, cell, data), data.fingerprint())
+    settings = settings_of(spec, cell, data, options)
     cid = identity_hash(settings)
     return CellState(cell, path, record_state(path, cid), cid, settings, options, error)
+
+
+def settings_of(spec: GridSpec, cell: Cell, data: Dataset, options: dict[str, Any]) -> dict[str, Any]:
+    """A grid cell's canonical settings (`identity.cell_settings`): the one place they are built.
+    A plug-in method's source code hash enters them (`method_code`), a built-in's does not."""
+    code = plugin_fingerprint(cell.method.name) if cell.method.name != FULL_DATA else None
+    return cell_settings(cell.key(), options, cell_config(spec, cell, data), data.fingerprint(), code)
 
 
 def cell_states(spec: GridSpec, cells: Iterable[Cell], datasets: dict[DatasetSpec, Dataset],
@@ -170,19 +197,26 @@ class Work:
 
 def plan_work(spec: GridSpec, results_dir: Path | None, *, cells: list[Cell] | None = None,
               cache: Path | None = None, force: bool = False, device: torch.device | None = None,
-              progress: bool = False) -> Work:
+              progress: bool = False, published: Path | None = None,
+              datasets: dict[DatasetSpec, Dataset] | None = None) -> Work:
     """Load and check the data, build the methods, compute every cell's state, keep the cells
-    to run (not done, or all with `force`) and request their scoring runs."""
+    to run (not done, or all with `force`) and request their scoring runs. Scoring runs are
+    read from `published` first (default: the grid's published runs in the results folder,
+    `published.folder_for`; none with `force`, which makes every run again). `datasets` given
+    (already loaded, or shaped only for sizing: benchmarks/gpu_sizing.py) are used as they are."""
     cells = spec.cells() if cells is None else cells
-    datasets = prepare(spec, [c.dataset for c in cells])
+    datasets = prepare(spec, [c.dataset for c in cells]) if datasets is None else datasets
     methods = methods_of(cells)
     if results_dir is not None:
         states = cell_states(spec, cells, datasets, methods, results_dir)
     else:  # nothing run yet: every cell is to do
         states = [CellState(c, Path(), MISSING, "", {}, {}) for c in cells]
     todo = [s for s in states if force or s.state != DONE]
+    if published is None and results_dir is not None and not force:
+        published = folder_for(results_dir, spec.name)
     scorer = ScoringCache(spec.scoring, confined(cache, "scoring") if cache is not None else None,
-                          device or torch.device("cpu"), progress, threads=spec.threads)
+                          device or torch.device("cpu"), progress, threads=spec.threads,
+                          published=None if force else published)
     for s in todo:  # every run's signal needs are known up front, so one run records them all
         if s.cell.method.name != FULL_DATA:
             scorer.request(s.cell, methods[s.cell.method])
@@ -220,6 +254,8 @@ def run_grid(
     workers: int | None = 1,
     progress: bool = True,
     cells: list[Cell] | None = None,
+    deadline: float | None = None,
+    estimator: Callable[[Work, torch.device], dict[str, float]] | None = None,
 ) -> RunSummary:
     """Run every cell of `spec` (those of shard k of n) without a valid record, writing one each.
 
@@ -232,6 +268,11 @@ def run_grid(
     those cells of the grid instead of all of them (a Slurm task's share). `workers` None means
     one per GPU on a machine with several (`default_workers`), else 1; on CUDA the workers take
     the visible GPUs in turn (`worker_devices`).
+
+    `deadline` (seconds since the epoch): no cell starts that is not expected to end by then
+    (`corebench.guard`); cells run seed by seed, so what finishes is whole seeds first, and the
+    cells not started are `summary.deferred`. `estimator(work, device)` gives each cell's
+    expected seconds by cell id (the CLI passes `plan.cell_seconds`).
     """
     results_dir = writable_folder(results_dir, "--results")
     cache = writable_folder(Path(cache_dir) if cache_dir is not None else default_cache_dir(), "--cache")
@@ -248,6 +289,9 @@ def run_grid(
             if not force:
                 summary.skipped += 1
                 checkpoint_for(cache, s.cell_id).delete()  # left by a run killed after writing the record
+        summary.changed, outside = audit(spec, work.states, results_dir, cache)
+        if n == 1 and len(cells) == len(spec.cells()):  # a shard's or a Slurm task's cells are not the grid's
+            summary.outside = outside
         for s in work.stale:
             summary.stale.append(str(s.path))
             log.warning("%s: finished under other settings or data (its cell id differs); rerunning", s.path)
@@ -255,13 +299,39 @@ def run_grid(
                  spec.name, len(cells), summary.skipped, len(summary.stale), len(work.todo))
         if not work.todo:
             return summary
-        _run_todo(work, results_dir, cache, device, summary,
-                  scoring_only=scoring_only, workers=workers, progress=progress, force=force)
+        if force:  # --force remakes the scoring runs too (a fixed plug-in signal's old values go)
+            for key in work.runs():
+                work.scorer.forget(key, work.datasets[key[0]])
+        guard = None
+        if deadline is not None and not scoring_only:
+            seeds = {seed: i for i, seed in enumerate(dict.fromkeys(s.cell.seed for s in work.todo))}
+            work.todo.sort(key=lambda s: seeds[s.cell.seed])  # stable: grid order within a seed
+            guard = Deadline(deadline, estimator(work, device) if estimator is not None else {})
+            log.info("deadline %s: no cell starts that would not end by then", guard.label())
+        _run_todo(work, results_dir, cache, device, summary, scoring_only=scoring_only, workers=workers,
+                  progress=progress, force=force, guard=guard)
     return summary
 
 
+def audit(spec: GridSpec, states: list[CellState], results_dir: Path, cache: Path | None
+          ) -> tuple[list[tuple[str, str]], list[str]]:
+    """The done records whose inputs changed (`inputs.changed_inputs`, with what changed), and
+    the records in the grid's folder that are no cell of it (a seed the grid does not have)."""
+    changed = []
+    for s in states:
+        if s.state == DONE:
+            why = changed_inputs(json.loads(s.path.read_bytes()), s.path, cache)
+            if why:
+                changed.append((str(s.path), "; ".join(why)))
+    cells = {s.path.resolve() for s in states}
+    folder = results_dir / slug(spec.name)
+    outside = sorted(str(p) for p in folder.rglob("seed*.json") if p.resolve() not in cells) if folder.is_dir() else []
+    return changed, outside
+
+
 def _run_todo(work: Work, results_dir: Path, cache: Path, device: torch.device, summary: RunSummary, *,
-              scoring_only: bool, workers: int, progress: bool, force: bool = False) -> None:
+              scoring_only: bool, workers: int, progress: bool, force: bool = False,
+              guard: Deadline | None = None) -> None:
     spec, datasets, methods, scorer = work.spec, work.datasets, work.methods, work.scorer
     if scoring_only:
         for s in work.todo:
@@ -274,11 +344,12 @@ def _run_todo(work: Work, results_dir: Path, cache: Path, device: torch.device, 
     from tqdm import tqdm
 
     if workers > 1:
-        outcomes = _run_parallel(spec, work.todo, results_dir, cache, workers, force, runs)
+        outcomes = _run_parallel(spec, work.todo, results_dir, cache, workers, force, runs, scorer.published.folder,
+                                 guard)
     else:
         outcomes = (
-            run_claimed(spec, s, datasets[s.cell.dataset], methods.get(s.cell.method), scorer, device,
-                        results_dir, cache, progress, force=force)
+            guarded(guard, s, lambda s=s: run_claimed(spec, s, datasets[s.cell.dataset], methods.get(s.cell.method),
+                                                      scorer, device, results_dir, cache, progress, force=force))
             for s in work.todo
         )
     for status, path, error in tqdm(outcomes, total=len(work.todo), desc=f"grid {spec.name}", disable=not progress):
@@ -288,16 +359,34 @@ def _run_todo(work: Work, results_dir: Path, cache: Path, device: torch.device, 
             summary.skipped += 1
         elif status == "busy":
             summary.busy += 1
+        elif status == "deferred":
+            summary.deferred.append(path)
         else:
             summary.failed += 1
             summary.failures.append((path, error))
+
+
+def guarded(guard: Deadline | None, state: CellState,
+            run: Callable[[], tuple[str, str, str | None]]) -> tuple[str, str, str | None]:
+    """`run()` the cell when it is expected to end before the guard's deadline, else
+    ('deferred', path, None); the guard learns how long it took."""
+    if guard is None:
+        return run()
+    if not guard.fits(state.cell_id):
+        log.info("%s: deferred (expected %.0f s, past the deadline %s)", state.path,
+                 guard.expected(state.cell_id), guard.label())
+        return "deferred", str(state.path), None
+    start = time.time()
+    outcome = run()
+    guard.observe(state.cell_id, time.time() - start)
+    return outcome
 
 
 def run_claimed(spec: GridSpec, state: CellState, data: Dataset, method: CoresetMethod | None,
                 scorer: ScoringCache, device: torch.device, results_dir: Path, cache: Path, progress: bool,
                 force: bool = False) -> tuple[str, str, str | None]:
     """Claim the cell and run it: (record status, path, error), or ('done' | 'busy', path, holder)."""
-    with holding(state.path, cell_id=state.cell_id, force=force) as claim:
+    with holding(state.path, cell_id=state.cell_id, force=force, root=results_dir) as claim:
         if claim.state != "claimed":
             holder = claim.holder
             return claim.state, str(state.path), holder and f"{holder.host} pid {holder.pid} {holder.job}".strip()
@@ -312,13 +401,14 @@ _WORKER: dict[str, Any] = {}
 
 
 def _run_parallel(spec: GridSpec, todo: list[CellState], results_dir: Path, cache: Path, workers: int, force: bool,
-                  runs: list[tuple[tuple, frozenset[str], int | None]] = ()):
+                  runs: list[tuple[tuple, frozenset[str], int | None]] = (), published: Path | None = None,
+                  guard: Deadline | None = None):
     """The scoring `runs` (key, signals, epochs), then the cells, in `workers` spawned processes,
     each with the grid's `threads`; yields (status, path, error) per cell as they finish.
 
     Every run is made whole before any cell starts, so no two workers wait on one run's lock; a
-    run that fails here is made again by the first cell that needs it, whose record then holds
-    the error (as with one worker).
+    run that fails stops the grid (`GridStopped`), as with one worker. Each worker holds its own
+    copy of the `guard` and learns from its own cells.
     """
     import multiprocessing
 
@@ -327,11 +417,11 @@ def _run_parallel(spec: GridSpec, todo: list[CellState], results_dir: Path, cach
     for dev in worker_devices(resolve_device(spec.device), workers):
         devices.put(str(dev))
     pool = ctx.Pool(workers, initializer=_worker_init,
-                    initargs=(spec, results_dir, cache, spec.threads, force, devices))
+                    initargs=(spec, results_dir, cache, spec.threads, force, devices, published, guard))
     try:
         for problem in pool.imap_unordered(_worker_scoring, runs):
             if problem:
-                log.warning("%s", problem)
+                raise GridStopped(problem)
         yield from pool.imap_unordered(_worker_cell, todo)
         pool.close()  # let workers exit cleanly (terminating them leaks their semaphores)
     except BaseException:
@@ -358,13 +448,16 @@ def worker_devices(device: torch.device, workers: int) -> list[torch.device]:
     return [device] * workers
 
 
-def _worker_init(spec: GridSpec, results_dir: Path, cache: Path, threads: int, force: bool, devices: Any) -> None:
+def _worker_init(spec: GridSpec, results_dir: Path, cache: Path, threads: int, force: bool, devices: Any,
+                 published: Path | None = None, guard: Deadline | None = None) -> None:
     torch.set_num_threads(threads)
     device = torch.device(devices.get())
     if device.type == "cuda":
         torch.cuda.set_device(device)
     _WORKER.update(spec=spec, results_dir=results_dir, cache=cache, device=device, datasets={}, methods={}, force=force,
-                   scorer=ScoringCache(spec.scoring, cache / "scoring", device, progress=False, threads=threads))
+                   guard=guard,
+                   scorer=ScoringCache(spec.scoring, cache / "scoring", device, progress=False, threads=threads,
+                                       published=published))
 
 
 def _worker_scoring(run: tuple[tuple, frozenset[str], int | None]) -> str:
@@ -380,7 +473,7 @@ def _worker_scoring(run: tuple[tuple, frozenset[str], int | None]) -> str:
     try:
         scorer.make(key, w["datasets"][key[0]])
     except Exception as exc:
-        return f"scoring run {key[0].label} × {key[1].label} × seed {key[2]} failed ({type(exc).__name__}: {exc})"
+        return str(scoring_failed(key, exc))
     finally:
         scorer.needs.pop(key)
         scorer.epochs.pop(key, None)
@@ -397,8 +490,9 @@ def _worker_cell(state: CellState) -> tuple[str, str, str | None]:
         if cell.method not in w["methods"]:
             w["methods"][cell.method] = create_method(cell.method.name, **cell.method.params)
         method = w["methods"][cell.method]
-    return run_claimed(w["spec"], state, w["datasets"][cell.dataset], method, w["scorer"], w["device"],
-                       w["results_dir"], w["cache"], False, force=w["force"])
+    return guarded(w["guard"], state, lambda: run_claimed(w["spec"], state, w["datasets"][cell.dataset], method,
+                                                          w["scorer"], w["device"], w["results_dir"], w["cache"],
+                                                          False, force=w["force"]))
 
 
 class ScoringCache:
@@ -411,20 +505,27 @@ class ScoringCache:
     """
 
     def __init__(self, cfg: ScoringConfig, cache_dir: Path | None, device: torch.device, progress: bool,
-                 threads: int = 1) -> None:
+                 threads: int = 1, published: Path | None = None) -> None:
         self.cfg, self.cache_dir, self.device, self.progress = cfg, cache_dir, device, progress
         self.threads = threads
+        self.published = Published(published)  # read before the cache (`corebench.published`)
         self.needs: dict[tuple, set[str]] = {}  # per run key: the union of its methods' signals
         self.epochs: dict[tuple, int] = {}  # per run key: the longest of its methods' schedules
-        # per run key: what it served and for how many epochs, or the error that every cell of its group gets
-        self.made: dict[tuple, tuple[ScoringResult, int] | Exception] = {}
+        self.made: dict[tuple, tuple[ScoringResult, int]] = {}  # per run key: what it served, for how many epochs
 
     def keys(self, cell: Cell, method: CoresetMethod) -> list[tuple]:
-        """The scoring runs a cell's method reads: (dataset, scoring arch, run seed) each."""
+        """The scoring runs a cell's method reads: (dataset, scoring arch, run seed, regime) each;
+        the regime is the grid's `scoring.regime` unless the method names its own
+        (`CoresetMethod.scoring_regime`, e.g. Dong et al.'s count on a PGD-AT run)."""
+        regime = self.cfg.with_regime(method.scoring_regime()).regime
         return [
-            (cell.dataset, cell.scoring_arch, scoring_seed(cell.seed, r))
+            (cell.dataset, cell.scoring_arch, scoring_seed(cell.seed, r), regime)
             for r in range(method.scoring_runs())
         ]
+
+    def cfg_for(self, key: tuple) -> ScoringConfig:
+        """The scoring settings of one run: the grid's, under the run's regime."""
+        return self.cfg.with_regime(key[3])
 
     def _need(self, method: CoresetMethod) -> tuple[set[str], int]:
         """The signals a method reads (a MethodError naming an unknown one) and the epochs it needs."""
@@ -448,38 +549,76 @@ class ScoringCache:
             self.needs.setdefault(key, set()).update(signals)
             self.epochs[key] = max(self.epochs.get(key, 0), epochs)
 
+    def key_name(self, key: tuple, data: Dataset) -> str:
+        """The run's cache and published key (`scoring.scoring_key`)."""
+        return scoring_key(key[0], data, key[1], self.cfg_for(key), key[2], self.threads, self.device)
+
     def cache_file(self, key: tuple, data: Dataset) -> Path | None:
         if self.cache_dir is None:
             return None
-        return self.cache_dir / f"{scoring_key(key[0], data, key[1], self.cfg, key[2], self.threads)}.npz"
+        return self.cache_dir / f"{self.key_name(key, data)}.npz"
 
-    def cached(self, key: tuple, data: Dataset) -> bool:
-        """True when the cache already holds every signal requested of this run, for long enough."""
+    def published_part(self, key: tuple, data: Dataset) -> tuple[set[str], int]:
+        """The signals requested of this run that its published run holds, and the epochs needed."""
+        wanted = self.needs.get(key, set())
+        need = needed_epochs(self.cfg, wanted, self.epochs.get(key))
+        return self.published.holds(self.key_name(key, data), wanted, need), need
+
+    def source(self, key: tuple, data: Dataset) -> str:
+        """Where this run's requested signals come from: 'published' (all of them), 'cached'
+        (the published run, if any, and the cache hold them all) or 'to make'."""
+        from_published, _ = self.published_part(key, data)
+        rest = self.needs.get(key, set()) - from_published
+        if not rest:
+            return "published"
         path = self.cache_file(key, data)
         if path is None or not path.is_file():
-            return False
+            return "to make"
         try:
             with np.load(path, allow_pickle=False) as f:
                 names = set(f.files)
-            trained = json.loads(path.with_suffix(".json").read_text()).get("trained_epochs", self.cfg.epochs)
+            meta = json.loads(path.with_suffix(".json").read_text())
         except (OSError, ValueError):  # unreadable: get_signals makes it again
-            return False
-        return self.needs.get(key, set()) <= names and self.epochs.get(key, 0) <= trained
+            return "to make"
+        names -= outdated_signals(meta)
+        enough = self.epochs.get(key, 0) <= meta.get("trained_epochs", self.cfg.epochs)
+        return "cached" if rest <= names and enough else "to make"
+
+    def cached(self, key: tuple, data: Dataset) -> bool:
+        """True when the published runs and the cache hold every signal requested of this run."""
+        return self.source(key, data) != "to make"
+
+    def forget(self, key: tuple, data: Dataset) -> None:
+        """Remove this run's cache entry, so it is made again (`--force`)."""
+        path = self.cache_file(key, data)
+        if path is not None:
+            path.unlink(missing_ok=True)
+            path.with_suffix(".json").unlink(missing_ok=True)
 
     def make(self, key: tuple, data: Dataset) -> ScoringResult:
-        """The signals requested of one run, from the cache or made now (see `ScoringResult`).
-
-        A run another worker is making is waited for (a lock beside its cache file), then read.
+        """The signals requested of one run: those its published run holds from there, the rest
+        from the cache or made now (see `ScoringResult`). A run another worker is making is
+        waited for (a lock beside its cache file), then read.
         """
         path = self.cache_file(key, data)
         lock: Any = contextlib.nullcontext()
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
             lock = FileLock(path.with_suffix(".lock"))
+        from_published, need = self.published_part(key, data)
+        served: dict[str, np.ndarray] = {}
+        if from_published:  # exactly the runs the committed rows were selected from
+            served, run = self.published.read(self.key_name(key, data), from_published, need, data.x_train.shape[0])
+            rest = self.needs.get(key, set()) - from_published
+            if not rest:
+                return ScoringResult(served, run.seconds, True, run.key, run.trained_epochs)
+        else:
+            rest = self.needs.get(key, set())
         with lock:
-            return get_signals(data, key[0], key[1], self.cfg, key[2], self.needs.get(key, set()),
+            made = get_signals(data, key[0], key[1], self.cfg_for(key), key[2], rest,
                                cache_dir=self.cache_dir, device=self.device, progress=self.progress,
                                threads=self.threads, train_epochs=self.epochs.get(key))  # fmt: skip
+        return dataclasses.replace(made, signals={**made.signals, **served}) if served else made
 
     def contexts(self, cell: Cell, data: Dataset, method: CoresetMethod) -> tuple[SelectionContext, list[dict[str, Any]]]:
         """The method's SelectionContext and the scoring runs it used (`cost.scoring_runs` entries)."""
@@ -491,42 +630,58 @@ class ScoringCache:
         if not wanted:
             return ctx, []
         runs, used = [], []
+        need = scoring_need(method, self.cfg.epochs, self.cfg.snapshots())  # what the cost table charges
         for key in self.keys(cell, method):
             made = self.made.get(key)
-            if made is None or (not isinstance(made, Exception)
-                                and not (wanted <= set(made[0].signals) | set(made[0].failed) and epochs <= made[1])):
+            if made is None or not (wanted <= set(made[0].signals) | set(made[0].failed) and epochs <= made[1]):
                 try:
                     self.made[key] = (self.make(key, data), self.epochs[key])
-                except Exception as exc:  # every cell of the group fails with the same error
-                    self.made[key] = exc
-            made = self.made[key]
-            if isinstance(made, Exception):
-                raise made
-            res = made[0]
+                except Exception as exc:  # not the cell's own failure: it would fail every cell after it
+                    raise scoring_failed(key, exc) from exc
+            res = self.made[key][0]
             lost = sorted(wanted & set(res.failed))
             if lost:
                 raise MethodError(f"method {method.name!r}: signal {lost[0]!r} was not recorded: {res.failed[lost[0]]}")
             runs.append(until({k: res.signals[k] for k in wanted | companions(wanted)}, epochs))
-            used.append({"key": res.key, "seed": key[2], "epochs": res.epochs, "seconds": round(res.seconds, 3)})
+            used.append({"key": res.key, "seed": key[2], "epochs": res.epochs, "seconds": round(res.seconds, 3),
+                         "regime": key[3], "epochs_needed": need.epochs, "passes_needed": need.passes,
+                         **{INPUTS: {"key": res.key, "epochs": epochs, "signals": served_digests(runs[-1])}}})
         return dataclasses.replace(ctx, runs=tuple(runs)), used
 
 
-def select_indices(cell: Cell, data: Dataset, method: CoresetMethod | None,
-                   scorer: ScoringCache) -> tuple[np.ndarray, list[dict[str, Any]], float]:
-    """Kept indices for a cell, the scoring runs its selection used, and the selection seconds."""
+def run_label(key: tuple) -> str:
+    """A scoring run's key as words: 'digits × resnet18 × seed 123' (× its regime unless standard)."""
+    regime = f" × {key[3]} scoring" if key[3] != "standard" else ""
+    return f"{key[0].label} × {key[1].label} × seed {key[2]}{regime}"
+
+
+def scoring_failed(key: tuple, exc: BaseException) -> GridStopped:
+    """The one line a grid stops with when one of its scoring runs cannot be made."""
+    first = str(exc).splitlines()[0] if str(exc) else ""
+    return GridStopped(f"scoring run {run_label(key)} failed ({type(exc).__name__}: {first}); "
+                       f"the grid stopped, finished records are kept")
+
+
+def select_indices(cell: Cell, data: Dataset, method: CoresetMethod | None, scorer: ScoringCache,
+                   stability: bool = False) -> tuple[np.ndarray, list[dict[str, Any]], float, Any]:
+    """Kept indices for a cell, the scoring runs its selection used, the selection seconds, and
+    with `stability` the record's stability block and the single-run indices
+    (`selection_stability`; None for full data)."""
     n = data.x_train.shape[0]
     if method is None:
-        return np.arange(n, dtype=np.int64), [], 0.0
+        return np.arange(n, dtype=np.int64), [], 0.0, None
     ctx, used = scorer.contexts(cell, data, method)
     start = time.perf_counter()
     indices = run_selection(method, ctx, cell.fraction)
-    return indices, used, time.perf_counter() - start
+    seconds = time.perf_counter() - start
+    measured = selection_stability(method, ctx, cell.fraction, indices) if stability else None
+    return indices, used, seconds, measured
 
 
 def cell_id(spec: GridSpec, cell: Cell, data: Dataset, options: dict[str, Any]) -> str:
     """The id of a cell (`cell_state` computes it with everything else a run needs): the hash
     of its canonical settings (`identity.cell_settings`). The cell's checkpoint is named by it."""
-    return identity_hash(cell_settings(cell.key(), options, cell_config(spec, cell, data), data.fingerprint()))
+    return identity_hash(settings_of(spec, cell, data, options))
 
 
 def checkpoint_for(cache_dir: Path | None, cell_id: str) -> Checkpoint | None:
@@ -591,10 +746,19 @@ def run_cell(
     try:
         if options_error is not None:
             raise options_error
-        indices, scoring_runs, selection_s = select_indices(cell, data, method, scorer)
+        indices, scoring_runs, selection_s, measured = select_indices(cell, data, method, scorer, stability=True)
+        bound = [r.pop(INPUTS) for r in scoring_runs]  # what the selection read, by digest
         scoring_s = sum(r["seconds"] for r in scoring_runs)
         index_file = path.with_name(path.stem + ".indices.npy")
         write_indices(index_file, indices, root=results_dir)
+        record["inputs"] = {"indices": file_digest(index_file), "scoring_runs": bound}
+        if measured is not None:
+            block, single = measured
+            single_file = index_file
+            if single is not indices:
+                single_file = path.with_name(path.stem + ".single_run.indices.npy")
+                write_indices(single_file, single, root=results_dir)
+            record["stability"] = {**block, "single_run_indices_file": single_file.name}
         hist = np.bincount(data.y_train.numpy()[indices], minlength=data.info.num_classes)
         record["coreset"] = {
             "n_train": int(data.x_train.shape[0]),
@@ -625,6 +789,7 @@ def run_cell(
             "n_eval": result.n_eval,
             "autoattack_per_attack": dict(result.autoattack_per_attack),
             "robust": robust,
+            "predicted_histogram": list(result.predicted_histogram) or None,
         }
         record["training"] = {"budget": trained["budget"], "epochs": trained["epochs"], "steps": trained["steps"],
                               "seconds": round(trained["seconds"], 3)}
@@ -636,7 +801,7 @@ def run_cell(
             "eval_s": round(t2 - t1, 3),
         }
         record["status"] = "ok"
-    except (KeyboardInterrupt, SystemExit):
+    except (KeyboardInterrupt, SystemExit, GridStopped):  # GridStopped: not this cell's failure
         raise
     except Exception as exc:  # the cell fails, the grid goes on
         record["error"] = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}".strip()
@@ -644,12 +809,21 @@ def run_cell(
             log.exception("cell %s failed", path)
         else:
             log.error("cell %s failed: %s", path, exc)
+            log.debug("cell %s: traceback", path, exc_info=True)  # -v: a plug-in's traceback too
+        write_atomic(failure_log(path), lambda f: f.write(traceback.format_exc().encode()), root=results_dir)
     record["timings"]["total_s"] = round(time.perf_counter() - start, 3)
     record = Record.model_validate(record).model_dump(mode="json")  # the schema the store reads back
     write_record(path, record, root=results_dir)
+    if record["status"] == "ok":
+        failure_log(path).unlink(missing_ok=True)  # an earlier failure's log
     if checkpoint is not None:
         checkpoint.delete()
     return {**record, "_path": str(path)}
+
+
+def failure_log(record: Path) -> Path:
+    """A failed cell's traceback, beside its record (`seed0.json` -> `seed0.log`)."""
+    return record.with_suffix(".log")
 
 
 def select_coreset(
@@ -683,7 +857,7 @@ def select_coreset(
         check_builds(arch, data)
         cell = Cell(dataset, arch, arch, "standard", method, fraction, seed)
         scorer = ScoringCache(scoring or ScoringConfig(), confined(cache, "scoring"), dev, progress, threads=threads)
-        indices, _, _ = select_indices(cell, data, impl, scorer)
+        indices, _, _, _ = select_indices(cell, data, impl, scorer)
     return indices, arch
 
 

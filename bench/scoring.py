@@ -50,8 +50,8 @@ declared there names a `compute` hook that this module imports and calls (`_hook
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
-import importlib
 import io
 import json
 import logging
@@ -67,6 +67,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from corebench.attacks import pgd_attack, trades_adversary, trades_loss
 from corebench.checkpoint import Checkpoint, resume_run, save_run
 from corebench.data import Dataset, host_to_device
 from corebench.fastpath import DeviceData, Execution, autocast, prepare_model, resolve
@@ -75,6 +76,7 @@ from corebench.files import confined, write_atomic
 from corebench.models import NormalizedModel, create_model
 from corebench.optim import batch_order, make_optimizer, steps_per_epoch
 from corebench.signals import (  # noqa: F401  ALL_SIGNALS, EVAL_PASS, TRAIN_PASS: re-exported
+    ADVERSARIAL,
     ALL_SIGNALS,
     BUILTIN,
     EVAL_PASS,
@@ -85,10 +87,21 @@ from corebench.signals import (  # noqa: F401  ALL_SIGNALS, EVAL_PASS, TRAIN_PAS
     check_signals,
     companions,
     get_signal,
+    import_hook,
     list_signals,
+    signal_code,
     taken_at,
+    unimportable_hooks,
 )
-from corebench.spec import ArchSpec, DatasetSpec, ScoringConfig, stable_hash, to_jsonable
+from corebench.spec import (
+    ArchSpec,
+    AttackConfig,
+    DatasetSpec,
+    ScoringConfig,
+    scoring_seed,
+    stable_hash,
+    to_jsonable,
+)
 
 log = logging.getLogger(__name__)
 
@@ -146,20 +159,27 @@ def scoring_key(dataset: DatasetSpec, data: Dataset, arch: ArchSpec, cfg: Scorin
     """Hash of everything that changes the signals (not which signals were asked for): the
     dataset's full train contents (`Dataset.fingerprint`) and info, the architecture, the
     scoring settings, the seed, the torch threads (CPU results depend on them) and how the
-    steps run on `device` (`execution`: `auto` is bf16 on a GPU, fp32 on CPU)."""
+    steps run on `device` (`execution`: `auto` is bf16 on a GPU, fp32 on CPU). Not where the
+    data's files live (`path`, `root`, `download`): the same file spelled another way, or on
+    another machine, is the same run, so a published run serves every clone."""
     return stable_hash(
         {
-            "dataset": dataset,
+            "dataset": without_location(dataset),
             "data": data.fingerprint("train"),
             "info": data.info,
             "arch": arch,
-            "scoring": cfg,
+            "scoring": cfg.key_form(),
             "seed": seed,
             "threads": threads,
             "execution": execution(cfg, device or torch.device("cpu")).record(),
             "version": 3,
         }
     )
+
+
+def without_location(dataset: DatasetSpec) -> DatasetSpec:
+    """The dataset entry with its file locations at their defaults (its content is in the key)."""
+    return dataclasses.replace(dataset, path=None, root=None, download=False)
 
 
 def execution(cfg: ScoringConfig, device: torch.device) -> Execution:
@@ -198,9 +218,11 @@ def get_signals(
     path = confined(cache_dir, f"{key}.npz") if cache_dir else None
     have: dict[str, np.ndarray] = {}
     trained = 0
-    entry = _load(path, key, data) if path is not None else None
+    outdated: set[str] = set()  # plug-in signals cached by code that has changed since
+    entry = _load(path, key, data, outdated) if path is not None else None
     if entry is not None:
         have, seconds, trained = entry
+        have = {k: v for k, v in have.items() if k not in outdated}
         if trained < 0:
             trained = cfg.epochs  # entries written before stopped runs trained the whole schedule
         if wanted <= set(have) and need <= trained:
@@ -222,14 +244,27 @@ def get_signals(
         _save(path, made, {"key": key, "dataset": dataset, "data": data.fingerprint("train"), "arch": arch,
                            "scoring": cfg, "seed": seed, "threads": threads, "signals": sorted(made),
                            "execution": execution(cfg, device).record(), "device": device.type,
-                           "seconds": round(seconds, 3), "trained_epochs": run_for}, root=cache_dir)
+                           "seconds": round(seconds, 3), "trained_epochs": run_for,
+                           "signal_code": codes_of(made)}, root=cache_dir)
     if checkpoint is not None:
         checkpoint.delete()
     served = until({k: made[k] for k in asked | companions(asked) if k in made}, need)
     return ScoringResult(served, seconds, False, key, run_for, failed)
 
 
-def _checksum(blob: bytes | memoryview) -> str:
+def codes_of(signals: Iterable[str]) -> dict[str, str]:
+    """The code hash of each plug-in signal among `signals` (`signals.signal_code`): stored with
+    a cache entry, so a value made by a plug-in's older code is not served."""
+    return {name: code for name in sorted(signals) if (code := signal_code(name)) is not None}
+
+
+def outdated_signals(meta: dict) -> set[str]:
+    """The plug-in signals of a cache entry whose code changed since they were made."""
+    made = meta.get("signal_code") or {}
+    return {name for name in meta.get("signals", ()) if name in list_signals() and made.get(name) != signal_code(name)}
+
+
+def checksum(blob: bytes | memoryview) -> str:
     return hashlib.blake2b(blob, digest_size=16).hexdigest()
 
 
@@ -240,13 +275,26 @@ def _save(path: Path, arrays: dict[str, np.ndarray], meta: dict, root: Path) -> 
     np.savez(buf, **arrays)
     blob = buf.getbuffer()
     write_atomic(path, lambda f: f.write(blob), root=root)
-    text = json.dumps(to_jsonable({**meta, "checksum": _checksum(blob)}), indent=1, sort_keys=True)
+    text = json.dumps(to_jsonable({**meta, "checksum": checksum(blob)}), indent=1, sort_keys=True)
     write_atomic(path.with_suffix(".json"), lambda f: f.write(text.encode()), root=root)
 
 
-def _load(path: Path, key: str, data: Dataset) -> tuple[dict[str, np.ndarray], float, int] | None:
+def read_entry(path: Path, key: str, data: Dataset) -> tuple[dict[str, np.ndarray], dict[str, Any]] | None:
+    """A cache entry's arrays (without plug-in signals made by older code) and its metadata;
+    None when there is none or it is damaged (`_load`: reported and removed)."""
+    outdated: set[str] = set()
+    entry = _load(path, key, data, outdated)
+    if entry is None:
+        return None
+    meta = json.loads(path.with_suffix(".json").read_text())
+    return {k: v for k, v in entry[0].items() if k not in outdated}, meta
+
+
+def _load(path: Path, key: str, data: Dataset, outdated: set[str] | None = None
+          ) -> tuple[dict[str, np.ndarray], float, int] | None:
     """A cache entry's arrays, the seconds its run took and the epochs it trained (-1: not
-    recorded); None when there is none, or when it is damaged (then it is reported and removed)."""
+    recorded); None when there is none, or when it is damaged (then it is reported and removed).
+    The plug-in signals whose code changed since (`outdated_signals`) are added to `outdated`."""
     meta_path = path.with_suffix(".json")
     if not path.exists() and not meta_path.exists():
         return None
@@ -257,7 +305,7 @@ def _load(path: Path, key: str, data: Dataset) -> tuple[dict[str, np.ndarray], f
             blob = path.read_bytes()
             if not isinstance(meta, dict) or meta.get("key") != key:
                 raise ValueError("its metadata names another key")
-            if meta.get("checksum") != _checksum(blob):
+            if meta.get("checksum") != checksum(blob):
                 raise ValueError("checksum mismatch")
             with np.load(io.BytesIO(blob), allow_pickle=False) as f:
                 arrays = {k: f[k] for k in f.files}
@@ -267,6 +315,8 @@ def _load(path: Path, key: str, data: Dataset) -> tuple[dict[str, np.ndarray], f
                     shape = get_signal(name).shape
                     if arr.ndim != len(shape) or arr.shape[shape.index("N")] != n:
                         raise ValueError(f"signal {name} has shape {arr.shape} for {n} samples")
+            if outdated is not None:
+                outdated |= outdated_signals(meta)
             return arrays, float(meta.get("seconds", 0.0)), int(meta.get("trained_epochs", -1))
         except Exception as exc:  # unreadable, truncated, tampered, half written
             problem = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
@@ -308,6 +358,7 @@ def run_scoring(
     plugins = Plugins(signals)
 
     run = execution(cfg, device)
+    attack = cfg.attack.resolved(data.info.eps)
     with seeded(seed, device):
         model = create_model(arch, data.info).to(device)
         step_model = prepare_model(model, run)
@@ -335,15 +386,15 @@ def run_scoring(
             want_input_grad = "input_grad_norm" in signals
             batches = list(batch_order(np.arange(n), cfg.batch_size, generator))
             order, start = host_to_device(torch.from_numpy(np.concatenate(batches)), device), 0
+            signal_attack = torch.Generator().manual_seed(scoring_seed(seed, epoch))  # never the run's own
             for idx in batches:
                 x, y = train_set.batch(order[start : start + len(idx)], generator)
                 start += len(idx)
-                x.requires_grad_(want_input_grad)
-                with autocast(device, run.precision):  # signals below are read in fp32
-                    logits = step_model(x).float()
-                    losses = F.cross_entropy(logits, y, reduction="none")
+                x_in, loss, logits, losses = _step(step_model, model, x, y, cfg.regime, attack, generator,
+                                                   run.precision, device, want_input_grad,
+                                                   _adversarial_recorder(out, epoch, idx, signal_attack, attack))
                 opt.zero_grad(set_to_none=True)
-                losses.mean().backward()
+                loss.backward()
                 opt.step()
                 sched.step()
                 with torch.no_grad():
@@ -352,7 +403,7 @@ def run_scoring(
                         plugins.store(out, name, (epoch, idx), (logits.detach(), y, losses.detach()))
                     if want_input_grad:
                         # mean-loss gradient × batch size = gradient of each sample's own loss
-                        norms = x.grad.flatten(1).norm(dim=1) * x.shape[0]
+                        norms = x_in.grad.flatten(1).norm(dim=1) * x_in.shape[0]
                         out["input_grad_norm"][epoch, idx] = norms.cpu().numpy()
             if "input_grad_norm_eval" in signals:
                 _eval_pass(model, data, signals, out, epoch, device)
@@ -375,6 +426,92 @@ def run_scoring(
     return out
 
 
+def _step(step_model: torch.nn.Module, model: NormalizedModel, x: torch.Tensor, y: torch.Tensor, regime: str,
+          attack: AttackConfig, generator: torch.Generator, precision: str, device: torch.device,
+          want_input_grad: bool, adversarial: Callable[..., None] | None
+          ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One training step's forward under `regime`, as `corebench.train` trains it: returns (the
+    input of the step's forward, the loss to minimise, its logits, per-sample CE).
+
+    The step's forward reads the clean batch under standard and TRADES (its natural term) and
+    the PGD example under PGD-AT (PGD in train mode, TRADES's adversary in eval mode, as in
+    `corebench.train`), so the training-pass signals are on that input. `adversarial`, when
+    set, records the adversarial signals on the step's adversarial example before the update.
+    """
+    x_adv = None
+    if regime != "standard":
+        with autocast(device, precision):
+            if regime == "pgd_at":
+                x_adv = pgd_attack(step_model, x, y, eps=attack.eps, step_size=attack.step_size, steps=attack.steps,
+                                   random_start=attack.random_start, generator=generator)
+            else:
+                model.eval()
+                x_adv = trades_adversary(step_model, x, eps=attack.eps, step_size=attack.step_size, steps=attack.steps,
+                                         generator=generator)
+                model.train()
+    if adversarial is not None:
+        adversarial(model, x, y, x_adv)
+        model.train()
+    x_in = (x_adv if regime == "pgd_at" else x).requires_grad_(want_input_grad)
+    with autocast(device, precision):  # signals are read in fp32
+        if regime == "trades":
+            loss, logits = trades_loss(step_model, x_in, y, beta=attack.trades_beta, eps=attack.eps,
+                                       step_size=attack.step_size, steps=attack.steps, generator=generator, x_adv=x_adv)
+            logits = logits.float()
+            losses = F.cross_entropy(logits, y, reduction="none")
+        else:
+            logits = step_model(x_in).float()
+            losses = F.cross_entropy(logits, y, reduction="none")
+            loss = losses.mean()
+    return x_in, loss, logits, losses
+
+
+def _adversarial_recorder(out: dict, epoch: int, idx: np.ndarray, signal_attack: torch.Generator,
+                          attack: AttackConfig) -> Callable[..., None] | None:
+    """What records the adversarial signals of one batch, or None when none is asked for.
+
+    On the training attack's example under PGD-AT and TRADES; under a standard run, on a PGD
+    example made for the signals in eval mode (the scoring attack's settings, its own
+    generator, so the run trains the same with or without them: the cache key's promise).
+    The model reads the example in eval mode, as Dong et al.'s tracker under TRADES
+    (shwinshaker/RobustDataProfiling `src/adversary/defender.py`, `__get_pgd_ad`).
+    """
+    wanted = [name for name in ADVERSARIAL if name in out]
+    if not wanted:
+        return None
+
+    def record(model: NormalizedModel, x: torch.Tensor, y: torch.Tensor, x_adv: torch.Tensor | None) -> None:
+        model.eval()
+        if x_adv is None:
+            x_adv = pgd_attack(model, x, y, eps=attack.eps, step_size=attack.step_size, steps=attack.steps,
+                               random_start=attack.random_start, generator=signal_attack)
+        want_grad = "adv_input_grad_norm" in out
+        with torch.enable_grad() if want_grad else torch.no_grad():
+            params = list(model.parameters())
+            flags = [p.requires_grad for p in params]
+            try:
+                for p in params:
+                    p.requires_grad_(False)
+                xa = x_adv.detach().float().requires_grad_(want_grad)
+                logits = model(xa).float()
+                losses = F.cross_entropy(logits, y, reduction="none")
+                if want_grad:
+                    (grad,) = torch.autograd.grad(losses.sum(), xa)
+                    out["adv_input_grad_norm"][epoch, idx] = grad.flatten(1).norm(dim=1).cpu().numpy()
+            finally:
+                for p, flag in zip(params, flags, strict=True):
+                    p.requires_grad_(flag)
+        with torch.no_grad():
+            if "adv_loss" in out:
+                out["adv_loss"][epoch, idx] = losses.detach().cpu().numpy()
+            if "adv_margin" in out:
+                out["adv_margin"][epoch, idx] = margin(logits.detach(), y).cpu().numpy()
+            if "adv_correct" in out:
+                out["adv_correct"][epoch, idx] = (logits.argmax(1) == y).cpu().numpy()
+
+    return record
+
+
 def _allocate(signals: set[str], n: int, epochs: int, snapshots: int, classes: int) -> dict[str, np.ndarray]:
     """Arrays for the per-epoch and snapshot signals, shaped and typed as declared (final-model
     signals are made whole at the end, their width D known only then)."""
@@ -393,6 +530,8 @@ def _record_outputs(out: dict, epoch: int, idx: np.ndarray, logits: torch.Tensor
         out["loss"][epoch, idx] = losses.cpu().numpy()
     if "correct" in out:
         out["correct"][epoch, idx] = (logits.argmax(1) == y).cpu().numpy()
+    if "logits_train" in out:
+        out["logits_train"][epoch, idx] = logits.half().cpu().numpy()
     need_probs = "el2n" in out or "margin_probs" in out
     probs = logits.softmax(1) if need_probs else None
     if "el2n" in out:
@@ -412,17 +551,11 @@ class Plugins:
     """
 
     def __init__(self, signals: Iterable[str]) -> None:
-        self.hooks: dict[str, Callable[..., torch.Tensor]] = {}
-        self.failed: dict[str, str] = {}
-        for name in sorted(signals):
-            sig = get_signal(name)
-            if sig.distribution == BUILTIN:
-                continue
-            module, _, attr = (sig.compute or "").partition(":")
-            try:
-                self.hooks[name] = getattr(importlib.import_module(module), attr)
-            except Exception as exc:
-                self.failed[name] = f"compute {sig.compute!r} cannot be imported ({type(exc).__name__}: {exc})"
+        self.failed: dict[str, str] = unimportable_hooks(signals)
+        self.hooks: dict[str, Callable[..., torch.Tensor]] = {
+            name: import_hook(name) for name in sorted(signals)
+            if get_signal(name).distribution != BUILTIN and name not in self.failed
+        }
 
     def at(self, taken: str) -> list[str]:
         return [n for n in self.hooks if get_signal(n).taken == taken]

@@ -25,12 +25,14 @@ CONTRIBUTING.md, "Ask for a signal".
 
 from __future__ import annotations
 
+import importlib
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from importlib import metadata
 from typing import Any
 
+from corebench.codehash import code_fingerprint
 from corebench.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -40,7 +42,7 @@ SNAPSHOT_EPOCHS = "snapshot_epochs"  # [K] int64: the epochs the snapshot rows w
 BUILTIN = "corebench"  # the distribution of the built-in signals
 
 TAKEN: dict[str, tuple[tuple[str, ...], ...]] = {  # when a signal is taken -> the shapes allowed
-    "train_pass": (("E", "N"),),
+    "train_pass": (("E", "N"), ("E", "N", "C")),
     "eval_pass": (("E", "N"),),
     "snapshot": (("K", "N"), ("K", "N", "C")),
     "final": (("N", "D"), ("N", "C")),
@@ -67,6 +69,7 @@ class Signal:
         compute: plug-ins only: "module:function" the scoring run calls (see CONTRIBUTING.md).
         fake: optional "module:function" the kit calls for a plausible fake (torch-free).
         distribution: the package that declares it ("corebench" for the built-ins).
+        cost: what recording it costs, in passes over the train data (one line; "" unknown).
     """
 
     name: str
@@ -77,6 +80,7 @@ class Signal:
     compute: str | None = None
     fake: str | None = None
     distribution: str = BUILTIN
+    cost: str = ""
 
     @property
     def shape_text(self) -> str:
@@ -97,8 +101,21 @@ class Signal:
         return "·".join([str(DTYPES[self.dtype]), *axes]) + " B"
 
 
-def _builtin(name: str, shape: str, taken: str, dtype: str, what: str) -> Signal:
-    return Signal(name, tuple(a.strip() for a in shape.strip("[]").split(",")), taken, dtype, what)
+# What a built-in costs by when it is taken, unless its declaration says otherwise.
+COST = {
+    "train_pass": "none (the training step's own forward)",
+    "eval_pass": "1 forward + backward per epoch",
+    "snapshot": "1 forward per snapshot",
+    "final": "1 forward",
+}
+# An adversarial signal: free under PGD-AT and TRADES (the training attack's example), a PGD
+# attack of its own under a standard run.
+ADV_COST = "1 forward per epoch, + `attack.steps` forward + backward under a standard run"
+
+
+def _builtin(name: str, shape: str, taken: str, dtype: str, what: str, cost: str = "") -> Signal:
+    return Signal(name, tuple(a.strip() for a in shape.strip("[]").split(",")), taken, dtype, what,
+                  cost=cost or COST[taken])
 
 
 # The built-in signals, in the order the docs list them. Their computation is corebench.scoring's.
@@ -114,12 +131,26 @@ BUILTINS: tuple[Signal, ...] = (
     _builtin("margin_logits", "[E, N]", "train_pass", "float32",
              "AUM margin z_y − max_{k≠y} z_k on logits, training pass (Pleiss et al. 2020)"),
     _builtin("margin_probs", "[E, N]", "train_pass", "float32", "the same margin on softmax probabilities"),
+    _builtin("logits_train", "[E, N, C]", "train_pass", "float16",
+             "class logits of the training pass, every epoch (TDDS's per-epoch outputs, zhangxin-xd/Dataset-Pruning-TDDS)"),
+    _builtin("adv_loss", "[E, N]", "train_pass", "float32",
+             "per-sample CE on the step's adversarial example (the training attack's; PGD under a standard run), "
+             "eval mode, before the update", ADV_COST),
+    _builtin("adv_margin", "[E, N]", "train_pass", "float32",
+             "AUM margin z_y − max_{k≠y} z_k on the same adversarial example, eval mode", ADV_COST),
+    _builtin("adv_correct", "[E, N]", "train_pass", "bool",
+             "prediction correct on the same adversarial example; Σ over epochs of its negation is Dong et al.'s "
+             "count of PGD-misclassified epochs (shwinshaker/RobustDataProfiling `ExampleTracker.count_wrong`)", ADV_COST),
+    _builtin("adv_input_grad_norm", "[E, N]", "train_pass", "float32",
+             "exact per-sample ‖∇ₓ CE‖₂ at the adversarial example, eval mode",
+             "1 forward + backward per epoch, + `attack.steps` forward + backward under a standard run"),
     _builtin("el2n_eval", "[K, N]", "snapshot", "float32", "‖softmax − onehot‖₂ in eval mode"),
     _builtin("loss_eval", "[K, N]", "snapshot", "float32", "per-sample cross-entropy in eval mode"),
     _builtin("logits_eval", "[K, N, C]", "snapshot", "float16",
              "class logits in eval mode (softmax them for probabilities)"),
     _builtin("grand_all", "[K, N]", "snapshot", "float32",
-             "per-sample ‖∇_θ CE‖₂ over all parameters (torch.func vmap; data_diet `get_grad_norm_fn`)"),
+             "per-sample ‖∇_θ CE‖₂ over all parameters (torch.func vmap; data_diet `get_grad_norm_fn`)",
+             "1 per-sample backward per snapshot"),
     _builtin("grand_last", "[K, N]", "snapshot", "float32",
              "the same over the classifier only, closed form ‖p − y‖·√(‖h‖² + 1) (DeepCore `grand.py`)"),
     _builtin("features", "[N, D]", "final", "float32", "penultimate features (timm pre-logits)"),
@@ -169,15 +200,20 @@ for _sig in BUILTINS:
     register_signal(_sig)
 
 
-def loaded_entry_points(group: str, kind: str) -> Iterator[tuple[metadata.EntryPoint, Any]]:
+def loaded_entry_points(group: str, kind: str, failed: dict[str, str] | None = None
+                        ) -> Iterator[tuple[metadata.EntryPoint, Any]]:
     """(entry point, loaded object) for each entry point of `group` that imports; one that
-    fails is logged as a warning naming it and skipped (a broken plug-in never stops the suite).
-    Shared by the method and the signal registries."""
+    fails is logged as a warning naming it and skipped (listing methods never stops on a broken
+    plug-in; a grid with `methods: all` does, `grid._methods`), and put in `failed` (entry point
+    name -> one line naming its package, module and error). Shared by both registries."""
     for ep in metadata.entry_points(group=group):
         try:
             loaded = ep.load()
         except Exception as exc:
             log.warning("could not load %s plug-in %s (%s): %s", kind, ep.name, ep.value, exc)
+            if failed is not None:
+                dist = ep.dist.name if ep.dist is not None else "no installed package"
+                failed[ep.name] = f"{ep.name} ({ep.value}, package {dist}): {type(exc).__name__}: {exc}"
             continue
         yield ep, loaded
 
@@ -214,6 +250,16 @@ def get_signal(name: str) -> Signal:
     return _REGISTRY[name]
 
 
+def signal_code(name: str) -> str | None:
+    """A hash of a plug-in signal's code (the package of its `compute` hook), None for the
+    built-ins: a cached value of a plug-in signal is only served while its code is unchanged."""
+    load_entry_points()
+    sig = _REGISTRY.get(name)
+    if sig is None or sig.distribution == BUILTIN or not sig.compute:
+        return None
+    return code_fingerprint(sig.compute.split(":")[0])
+
+
 def taken_at(taken: str, names: Iterable[str]) -> list[str]:
     """The names among `names` taken at `taken`, sorted."""
     return sorted(n for n in set(names) if get_signal(n).taken == taken)
@@ -227,6 +273,28 @@ def check_signals(names: Iterable[str]) -> set[str]:
     return names
 
 
+def import_hook(name: str) -> Callable[..., Any]:
+    """A plug-in signal's compute hook, imported from its "module:function" (the one place)."""
+    module, _, attr = (get_signal(name).compute or "").partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def unimportable_hooks(names: Iterable[str]) -> dict[str, str]:
+    """The plug-in signals among `names` whose compute hook cannot be imported, with why: a grid
+    checks this before any run (without importing the torch scoring module), a scoring run
+    drops them and fails only the methods that declared them."""
+    failed = {}
+    for name in sorted(names):
+        sig = get_signal(name)
+        if sig.distribution == BUILTIN:
+            continue
+        try:
+            import_hook(name)
+        except Exception as exc:
+            failed[name] = f"compute {sig.compute!r} cannot be imported ({type(exc).__name__}: {exc})"
+    return failed
+
+
 def unknown_signals(names: Iterable[str]) -> list[str]:
     """The names no scoring run records, sorted."""
     load_entry_points()
@@ -238,20 +306,24 @@ def companions(names: Iterable[str]) -> set[str]:
     return {SNAPSHOT_EPOCHS} if any(get_signal(n).taken == "snapshot" for n in set(names)) else set()
 
 
+# The signals read on an adversarial example of each training step (`Signal.cost` says what each costs).
+ADVERSARIAL: tuple[str, ...] = ("adv_loss", "adv_margin", "adv_correct", "adv_input_grad_norm")
+
 # Built-in names by when they are taken (the torch-free vocabulary other modules import).
 TRAIN_PASS: tuple[str, ...] = tuple(s.name for s in BUILTINS if s.taken == "train_pass")
 EVAL_PASS: tuple[str, ...] = tuple(s.name for s in BUILTINS if s.taken == "eval_pass")
 SNAPSHOT: tuple[str, ...] = tuple(s.name for s in BUILTINS if s.taken == "snapshot")
 FINAL: tuple[str, ...] = tuple(s.name for s in BUILTINS if s.taken == "final")
 ALL_SIGNALS: tuple[str, ...] = tuple(s.name for s in BUILTINS)
-BOOL_SIGNALS: tuple[str, ...] = tuple(s.name for s in BUILTINS if s.dtype == "bool")
 
 
 def markdown_table(signals: Iterable[Signal] = BUILTINS) -> str:
     """The docs' signal table (DESIGN.md and CONTRIBUTING.md hold it verbatim; a test checks)."""
-    rows = ["| signal | shape | taken | dtype | bytes per sample | what |", "|---|---|---|---|---|---|"]
+    rows = ["| signal | shape | taken | dtype | bytes per sample | cost (passes over the data) | what |",
+            "|---|---|---|---|---|---|---|"]
     for s in signals:
-        rows.append(f"| `{s.name}` | {s.shape_text} | {TAKEN_TEXT[s.taken]} | {s.dtype} | {s.memory_text} | {s.what} |")
+        rows.append(f"| `{s.name}` | {s.shape_text} | {TAKEN_TEXT[s.taken]} | {s.dtype} | {s.memory_text} | "
+                    f"{s.cost or 'unknown'} | {s.what} |")
     return "\n".join(rows)
 
 

@@ -31,6 +31,7 @@ from pydantic.dataclasses import dataclass as pydantic_dataclass
 
 from corebench.checked import (
     Device,
+    Epochs,
     LearningRate,
     Memory,
     Minutes,
@@ -188,6 +189,27 @@ def _short(value: Any) -> str:
 
 
 @spec
+class AttackConfig:
+    """The training-time attack of PGD-AT (Madry et al. 2018) and TRADES (Zhang et al. 2019).
+
+    `eps` None means the dataset's default (8/255 on CIFAR/SVHN). `step_size` None means
+    eps/4 (2/255 at 8/255, the references' value). A record stores it resolved.
+    """
+
+    eps: Radius | None = None
+    step_size: Radius | None = None
+    steps: PositiveInt = 10
+    random_start: StrictBool = True
+    trades_beta: TradesBeta = 6.0
+
+    def resolved(self, default_eps: float) -> AttackConfig:
+        """ε from the dataset when unset, the step as ε/4 when unset."""
+        eps = default_eps if self.eps is None else self.eps
+        step = eps / 4 if self.step_size is None else self.step_size
+        return dataclasses.replace(self, eps=eps, step_size=step)
+
+
+@spec
 class ScoringConfig:
     """The proxy training run on the FULL train set that records per-sample signals.
 
@@ -197,7 +219,7 @@ class ScoringConfig:
     at initialisation (GraNd, Paul et al. 2021) and 10 % into training (EL2N).
     """
 
-    epochs: PositiveInt = 10
+    epochs: Epochs = 10
     batch_size: PositiveInt = 128
     lr: LearningRate = 0.1
     momentum: Momentum = 0.9
@@ -209,6 +231,26 @@ class ScoringConfig:
     precision: Precision = "auto"
     channels_last: StrictBool | None = None
     compile: StrictBool = False
+    # the regime the proxy trains under, and its attack (ε from the dataset when unset): an
+    # adversarial scoring run (PGD-AT or TRADES) for the methods that score under attack.
+    # Both are left out of the cache key and the cell id at their defaults (SCORING_ADDED).
+    regime: Regime = "standard"
+    attack: AttackConfig = field(default_factory=AttackConfig)
+
+    def with_regime(self, regime: str | None) -> ScoringConfig:
+        """The same run under another regime (None or "grid": this one's)."""
+        if regime in (None, "grid", self.regime):
+            return self
+        return dataclasses.replace(self, regime=regime)
+
+    def key_form(self) -> dict[str, Any]:
+        """The settings as the scoring cache key hashes them: every field, except the fields
+        added since (SCORING_ADDED) while at their defaults, so a standard run keeps its key."""
+        form = to_jsonable(self)
+        for name, default in SCORING_ADDED.items():
+            if form.get(name) == to_jsonable(default):
+                form.pop(name)
+        return form
 
     def snapshots(self) -> tuple[int, ...]:
         """The snapshot epochs, sorted, with the default filled in."""
@@ -222,6 +264,11 @@ class ScoringConfig:
             if e > self.epochs:
                 raise not_allowed("snapshot_epochs", e, f"epochs between 0 and scoring.epochs ({self.epochs})")
         return self
+
+
+# Scoring settings added after the cache key's version 3, with their defaults: left out of
+# the key while at them (`ScoringConfig.key_form`), so existing cache entries stay valid.
+SCORING_ADDED: dict[str, Any] = {"regime": "standard", "attack": AttackConfig()}
 
 
 TrainingBudget = Literal["epochs", "steps"]
@@ -239,7 +286,7 @@ class TrainingConfig:
     with `budget: steps`. The cosine schedule spans the steps actually trained.
     """
 
-    epochs: PositiveInt = 200
+    epochs: Epochs = 200
     batch_size: PositiveInt = 128
     lr: LearningRate = 0.1
     momentum: Momentum = 0.9
@@ -266,27 +313,6 @@ class TrainingConfig:
         if self.budget == "epochs":
             return self.epochs * coreset_steps_per_epoch
         return self.steps if self.steps is not None else self.epochs * full_steps_per_epoch
-
-
-@spec
-class AttackConfig:
-    """The training-time attack of PGD-AT (Madry et al. 2018) and TRADES (Zhang et al. 2019).
-
-    `eps` None means the dataset's default (8/255 on CIFAR/SVHN). `step_size` None means
-    eps/4 (2/255 at 8/255, the references' value). A record stores it resolved.
-    """
-
-    eps: Radius | None = None
-    step_size: Radius | None = None
-    steps: PositiveInt = 10
-    random_start: StrictBool = True
-    trades_beta: TradesBeta = 6.0
-
-    def resolved(self, default_eps: float) -> AttackConfig:
-        """ε from the dataset when unset, the step as ε/4 when unset."""
-        eps = default_eps if self.eps is None else self.eps
-        step = eps / 4 if self.step_size is None else self.step_size
-        return dataclasses.replace(self, eps=eps, step_size=step)
 
 
 @spec

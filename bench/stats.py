@@ -118,3 +118,17 @@ def jaccard(a: np.ndarray, b: np.ndarray) -> float:
     pos = np.minimum(np.searchsorted(a, b), a.size - 1)
     inter = int(np.count_nonzero(a[pos] == b))
     return inter / (a.size + b.size - inter)
+
+
+def spearman(a: np.ndarray, b: np.ndarray) -> float:
+    """Spearman's rank correlation of two per-sample scores (tied scores share their mean rank,
+    as integer counts such as Dong et al.'s tie often)."""
+    return float(_scipy_stats.spearmanr(np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)).statistic)
+
+
+def kept_overlap(a: np.ndarray, b: np.ndarray) -> float:
+    """The share of one coreset's samples the other keeps too, |A ∩ B| / |A| (equal sizes)."""
+    a, b = np.unique(a), np.unique(b)
+    if a.size != b.size or a.size == 0:
+        raise ValueError(f"kept_overlap compares two coresets of one size, got {a.size} and {b.size}")
+    return float(np.intersect1d(a, b).size / a.size)

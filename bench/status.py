@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from corebench.claims import Claim, claims_under
+from corebench.inputs import unchanged
 from corebench.results import DONE, FAILED, MALFORMED, STALE, scan
 
 
@@ -26,6 +27,7 @@ class GridProgress:
     stale_records: list[tuple[Path, str]] = field(default_factory=list)  # (record, what changed): rerun
     malformed: list[tuple[Path, str]] = field(default_factory=list)
     not_run: int | None = None  # cells without a record: known only with the grid's cells
+    outside: list[Path] = field(default_factory=list)  # records in the grid's folder that are no cell of it
 
     @property
     def pending(self) -> int | None:
@@ -39,21 +41,34 @@ class GridProgress:
         return None if self.pending is None else self.done + self.pending
 
 
-def progress(results_dir: Path, grid: tuple[str, list[tuple[Path, str, str]]] | None = None) -> list[GridProgress]:
+def progress(results_dir: Path, grid: tuple[str, list[tuple[Path, str, str]]] | None = None,
+             cache_dir: Path | None = None) -> list[GridProgress]:
     """Per grid found under `results_dir`; or, given a grid's name and its cells' record paths
     with their states and, for a stale one, what changed (`runner.grid_states`,
-    `runner.stale_reason`), for that grid alone, counting its pending cells."""
+    `runner.stale_reason`), for that grid alone, counting its pending cells.
+
+    A record whose inputs changed (`inputs.changed_inputs`: its indices file, and its scoring
+    runs' signals in `cache_dir` when given) counts as malformed, with what changed. With the
+    grid, a record in the grid's folder that is no cell of the grid (a seed it does not have)
+    is named in `outside`."""
     results_dir = Path(results_dir)
     records, problems = scan(results_dir)
+    records, changed = unchanged(records, [], cache_dir)
+    problems += changed
     by_path = {Path(r["_path"]).resolve(): r for r in records}
     claims = {rec.resolve(): (claim, gone) for rec, claim, gone in claims_under(results_dir)}
     if grid is not None:
         name, states = grid
         g = GridProgress(name, not_run=0)
         bad = {Path(p).resolve(): why for p, why in problems}
+        cells = {Path(p).resolve() for p, _, _ in states}
+        g.outside = sorted(p for p in set(by_path) | set(bad)
+                           if p not in cells and _grid_of(p, results_dir.resolve(), by_path.get(p)) == name)
         for path, state, why in states:
             path = Path(path).resolve()
-            if state == DONE:
+            if state == DONE and path in bad:  # its inputs changed since it was written
+                g.malformed.append((path, bad[path]))
+            elif state == DONE:
                 g.done += 1
             elif _running(g, path, claims):
                 continue

@@ -21,6 +21,7 @@ from corebench.methods.registry import (
 
 # Built-in methods: importing each module runs its @register_method.
 from corebench.methods import ccs, easycore, el2n, forgetting, grand, kcenter, moderate, random_sampling, uncertainty  # noqa: E402,F401  isort: skip
+from corebench.methods import aum, dyn_unc, friendly, tdds  # noqa: E402,F401  isort: skip  (issue 22: not in `all`)
 
 __all__ = [
     "CoresetMethod",

@@ -18,10 +18,12 @@ import numpy as np
 from pydantic import Field
 
 from corebench.errors import MethodError
-from corebench.signals import companions, list_signals, unknown_signals
+from corebench.signals import companions, list_signals, taken_at, unknown_signals
 from corebench.spec import to_jsonable
 
 Direction = Literal["hardest", "easiest"]
+# Which scoring run a method reads: "grid" = the grid's `scoring.regime`, or one regime of its own.
+ScoringRegime = Literal["grid", "standard", "pgd_at", "trades"]
 # Parameter types with their ranges, for `Params` fields (checked when a method is created):
 RunCount = Annotated[int, Field(ge=1)]  # scoring runs a score is averaged over
 Epoch = Annotated[int, Field(ge=0)]  # a scoring epoch; 0 = at initialisation
@@ -158,6 +160,42 @@ def declared_signals(method: CoresetMethod) -> tuple[str, ...]:
     return declared
 
 
+@dataclass(frozen=True)
+class ScoringNeed:
+    """What a configured method's signals need of the scoring schedule, per scoring run.
+
+    Attributes:
+        runs: scoring runs it averages (`scoring_runs()`).
+        epochs: training epochs each run must train for it (`scoring_epochs`, all of them when
+            it reads a final-model signal): GraNd at initialisation needs 0.
+        passes: measurement passes over the train set each run makes for it beyond training:
+            one per epoch trained for an every-epoch eval signal, one per snapshot epoch within
+            `epochs` for snapshot signals, one for final-model signals. Counted, not weighted
+            (a per-sample gradient pass costs more than a forward pass).
+    """
+
+    runs: int
+    epochs: int
+    passes: int
+
+
+def scoring_need(method: CoresetMethod, epochs: int, snapshots: tuple[int, ...]) -> ScoringNeed:
+    """The scoring work `method` needs of an `epochs`-epoch schedule with these snapshot epochs.
+
+    A run shared by several methods trains for the longest need; the cost table charges each
+    method only its own need (issue 18: GraNd at initialisation was charged a 30-epoch run).
+    """
+    signals = declared_signals(method)
+    if not signals:
+        return ScoringNeed(0, 0, 0)
+    final = bool(taken_at("final", signals))
+    need = epochs if final else min(int(method.scoring_epochs(epochs, snapshots)), epochs)
+    passes = (need if taken_at("eval_pass", signals) else 0) + int(final)
+    if taken_at("snapshot", signals):
+        passes += sum(1 for e in snapshots if e <= need)
+    return ScoringNeed(method.scoring_runs(), need, passes)
+
+
 class CoresetMethod(ABC):
     """Base class of every method. Subclasses set `Params`, `signals` and `select`.
 
@@ -172,6 +210,21 @@ class CoresetMethod(ABC):
     # How selection time grows with N: "sort" (a ranking, about N log N; the selection
     # benchmark holds these to its target) or "greedy" (a pick at a time, N × budget × D).
     selection_cost: ClassVar[str] = "sort"
+    # Whether a grid's `methods: all` brings it in. The methods built on adversarial scoring runs
+    # or long per-epoch windows (issue 22) say False: they add scoring runs (PGD-AT for Dong et
+    # al.'s count) or need more scoring epochs than a short grid trains, so a grid names them.
+    in_all: ClassVar[bool] = True
+    reference: ClassVar[str] = ""  # the paper and the public code it follows, one line (`corebench methods`)
+    # Why `class_balanced` defaults as it does: the method's reference and what it does (every
+    # method takes `class_balanced: true|false`, the kit checks it; a global keep can drop classes).
+    class_balanced_source: ClassVar[str] = ""
+    # How the method's reference trains on its coreset: "epochs: ..." (the same passes at every
+    # fraction) or "steps: ..." (the same SGD steps), with the source; boards print it beside the
+    # budget the grid used, as a fixed-epoch budget gives small coresets few steps (issue 18).
+    reference_budget: ClassVar[str] = ""
+    # What draws at random in the selection itself, given the signals (boards print it beside
+    # the stability measures): "" = nothing beyond ties at the boundary, broken by the seed.
+    randomness: ClassVar[str] = ""
 
     def __init__(self, params: Any | None = None) -> None:
         self.params = params if params is not None else self.Params()
@@ -179,6 +232,11 @@ class CoresetMethod(ABC):
     def required_signals(self) -> tuple[str, ...]:
         """Signals this configured method needs (override when they depend on params)."""
         return tuple(self.signals)
+
+    def scoring_regime(self) -> str:
+        """The regime of the scoring runs it reads: its `scoring_regime` parameter when it has
+        one, else "grid" (the grid's `scoring.regime`)."""
+        return str(getattr(self.params, "scoring_regime", "grid"))
 
     def scoring_runs(self) -> int:
         """How many scoring runs (different seeds) the method averages over."""
@@ -222,15 +280,16 @@ class ScoreBasedMethod(CoresetMethod):
         """Per-sample hardness [N]; higher means harder."""
 
     def select(self, ctx: SelectionContext, fraction: float) -> np.ndarray:
-        scores = check_scores(self.name, self.hardness(ctx), ctx.n)
+        scores = check_scores(self.name, self.hardness(ctx), ctx.n, ctx)
         balanced = bool(getattr(self.params, "class_balanced", False))
         if self.params.direction == "hardest":
             return ctx.keep_highest(scores, fraction, balanced)
         return ctx.keep_lowest(scores, fraction, balanced)
 
 
-def check_scores(method: str, scores: np.ndarray, n: int) -> np.ndarray:
-    """Scores must be one finite number per sample."""
+def check_scores(method: str, scores: np.ndarray, n: int, ctx: SelectionContext | None = None) -> np.ndarray:
+    """Scores must be one finite number per sample; a failure names the signal that holds a
+    non-finite value, when one does (`ctx`: the method's view of its signals)."""
     scores = np.asarray(scores, dtype=np.float64)
     if scores.shape != (n,):
         raise MethodError(f"method {method!r}: scores have shape {scores.shape}, expected ({n},)")
@@ -238,9 +297,20 @@ def check_scores(method: str, scores: np.ndarray, n: int) -> np.ndarray:
     if bad.any():
         raise MethodError(
             f"method {method!r}: {int(bad.sum())} of {n} scores are NaN or infinite "
-            f"(first at index {int(np.flatnonzero(bad)[0])})"
+            f"(first at index {int(np.flatnonzero(bad)[0])}){nonfinite_signal(ctx)}"
         )
     return scores
+
+
+def nonfinite_signal(ctx: SelectionContext | None) -> str:
+    """'; signal X of scoring run r holds k NaN or infinite values' for the first such signal, or ''."""
+    for r, run in enumerate(ctx.runs if ctx is not None else ()):
+        for name in sorted(run):
+            arr = np.asarray(run[name])
+            if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+                count = int((~np.isfinite(arr)).sum())
+                return f"; signal {name!r} of scoring run {r} holds {count} NaN or infinite values"
+    return ""
 
 
 def validate_selection(method: str, indices: Any, n: int, budget: int) -> np.ndarray:

@@ -175,7 +175,12 @@ class CCSParams:
 class CCS(CoresetMethod):
     """Coverage-centric selection: prune the hardest β, stratified sampling over the rest."""
 
+    reference = "Zheng et al. 2023, haizhongzheng/Coverage-centric-coreset-selection"
+
     Params = CCSParams
+    class_balanced_source = "off: the CCS reference (haizhongzheng/Coverage-centric-coreset-selection) stratifies all samples together"
+    reference_budget = "steps: the CCS reference `train.py --iterations 40000` at every pruning rate"
+    randomness = "draws uniformly at random inside each stratum, by design (the CCS reference)"
     signals = ("margin_probs",)
 
     def required_signals(self) -> tuple[str, ...]:
@@ -223,9 +228,9 @@ class CCS(CoresetMethod):
         return mean_over_runs([r[: self.params.el2n_epochs].mean(axis=0, dtype=np.float64) for r in runs])
 
     def select(self, ctx: SelectionContext, fraction: float) -> np.ndarray:
-        hard = check_scores(self.name, self.hardness(ctx), ctx.n)
+        hard = check_scores(self.name, self.hardness(ctx), ctx.n, ctx)
         if self.params.cutoff_by == "aum" and self.params.score != "aum":
-            cut_by = check_scores(self.name, self.hardness(ctx, "aum"), ctx.n)
+            cut_by = check_scores(self.name, self.hardness(ctx, "aum"), ctx.n, ctx)
         else:
             cut_by = hard
         beta = self.hard_cutoff(fraction, ctx.dataset).beta

@@ -26,6 +26,10 @@ Options where a reading of the paper leaves room (default first):
   what matters.
 - `class_balanced`: the paper keeps globally (as far as the abstract says); per-class keeps
   are an option.
+- `scoring_regime`: "grid" — the grid's `scoring.regime` (standard by default). The paper's AIGN
+  is taken from a standard training run, as far as its abstract says; "trades" or "pgd_at"
+  measures AIGN on an adversarially trained proxy (a variant a grid can name, e.g.
+  `{name: easycore, scoring_regime: trades, id: easycore_trades}`; corebench's, no reference).
 """
 
 from __future__ import annotations
@@ -36,7 +40,13 @@ from typing import Literal
 import numpy as np
 
 from corebench.methods._common import mean_over_runs
-from corebench.methods.base import Direction, RunCount, ScoreBasedMethod, SelectionContext
+from corebench.methods.base import (
+    Direction,
+    RunCount,
+    ScoreBasedMethod,
+    ScoringRegime,
+    SelectionContext,
+)
 from corebench.methods.registry import register_method
 
 
@@ -46,13 +56,18 @@ class EasyCoreParams:
     direction: Direction = "easiest"
     class_balanced: bool = False
     n_runs: RunCount = 1
+    scoring_regime: ScoringRegime = "grid"
 
 
 @register_method("easycore")
 class EasyCore(ScoreBasedMethod):
     """Keep the samples with the lowest average input-gradient norm (AIGN)."""
 
+    reference = "Ramesh et al. 2025, arXiv 2510.11018 (no public code)"
+
     Params = EasyCoreParams
+    class_balanced_source = "off: the EasyCore abstract (arXiv 2510.11018) keeps the low-AIGN samples globally (its body is UNVERIFIED)"
+    reference_budget = "UNVERIFIED: the EasyCore abstract (arXiv 2510.11018) does not say"
     signals = ("input_grad_norm_eval",)
 
     def required_signals(self) -> tuple[str, ...]:

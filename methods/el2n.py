@@ -53,7 +53,11 @@ class EL2NParams:
 class EL2N(ScoreBasedMethod):
     """Keep the samples with the largest ‖softmax − onehot‖₂ at an early epoch."""
 
+    reference = "Paul et al. 2021, mansheej/data_diet"
+
     Params = EL2NParams
+    class_balanced_source = "off: mansheej/data_diet keeps the top scores over the whole train set (global pruning, Paul et al. 2021)"
+    reference_budget = "steps: mansheej/data_diet trains every pruned set for the same 78,000 steps (200 × 390)"
     signals = ("el2n_eval",)
 
     def required_signals(self) -> tuple[str, ...]:

@@ -48,7 +48,12 @@ class ForgettingParams:
 class Forgetting(ScoreBasedMethod):
     """Keep the most forgotten samples (1→0 transitions of correctness across epochs)."""
 
+    reference = "Toneva et al. 2019, mtoneva/example_forgetting"
+
     Params = ForgettingParams
+    class_balanced_source = "off: mtoneva/example_forgetting sorts all examples together (DeepCore's `main.py` runs per class)"
+    reference_budget = "epochs: mtoneva/example_forgetting `run_cifar.py --epochs 200`"
+    randomness = "integer forgetting counts tie often; ties at the boundary are broken by the seed"
     signals = ("correct",)
 
     def hardness(self, ctx: SelectionContext) -> np.ndarray:

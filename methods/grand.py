@@ -50,7 +50,11 @@ class GraNdParams:
 class GraNd(ScoreBasedMethod):
     """Keep the samples with the largest per-sample gradient norm at an early epoch."""
 
+    reference = "Paul et al. 2021, mansheej/data_diet"
+
     Params = GraNdParams
+    class_balanced_source = "off: the paper's global ranking and DeepCore `grand.py` (`balance=False` by default)"
+    reference_budget = "steps: mansheej/data_diet trains every pruned set for the same 78,000 steps (200 × 390)"
     signals = ("grand_all",)
 
     def required_signals(self) -> tuple[str, ...]:

@@ -98,7 +98,12 @@ class KCenterParams:
 class KCenterGreedy(CoresetMethod):
     """Keep points that cover the feature space: greedy k-center (farthest-point) on features."""
 
+    reference = "Sener & Savarese 2018, PatrickZH/DeepCore"
+
     Params = KCenterParams
+    class_balanced_source = "off: DeepCore `kcentergreedy.py` (`balance=False` by default) and Coleman's SVP traverse all points"
+    reference_budget = "epochs: DeepCore `main.py --epochs` (default 200)"
+    randomness = "the first centre is drawn at random (DeepCore `kcentergreedy.py`)"
     signals = ("features",)
     selection_cost = "greedy"
 

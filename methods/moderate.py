@@ -77,12 +77,16 @@ class ModerateParams:
 class Moderate(CoresetMethod):
     """Keep the samples at moderate distance (around the median) from their class centre."""
 
+    reference = "Xia et al. 2023, tmllab/2023_ICLR_Moderate-DS"
+
     Params = ModerateParams
+    class_balanced_source = "off: tmllab/2023_ICLR_Moderate-DS `get_prune_idx` keeps one band over all distances"
+    reference_budget = "epochs: tmllab/2023_ICLR_Moderate-DS `train.py --epoch 200`"
     signals = ("features",)
 
     def select(self, ctx: SelectionContext, fraction: float) -> np.ndarray:
         (features,) = ctx.signal_runs("features")
-        dist = check_scores(self.name, class_distances(features, ctx.labels, self.params.center), ctx.n)
+        dist = check_scores(self.name, class_distances(features, ctx.labels, self.params.center), ctx.n, ctx)
         budget = ctx.budget(fraction)
         rng = ctx.rng()
         if not self.params.class_balanced:

@@ -24,7 +24,12 @@ class RandomParams:
 class RandomSubset(CoresetMethod):
     """Uniform sample without replacement, seeded by the cell's seed."""
 
+    reference = "uniform sampling (baseline)"
+
     Params = RandomParams
+    class_balanced_source = "off: a uniform draw over all samples (DeepCore `uniform.py`, `balance=False` by default)"
+    reference_budget = "none of its own: the baseline trains as the method it is compared with"
+    randomness = "the whole selection is a uniform draw"
     signals = ()
 
     def select(self, ctx: SelectionContext, fraction: float) -> np.ndarray:

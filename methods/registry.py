@@ -18,13 +18,16 @@ from pathlib import Path
 from typing import Any
 
 from corebench.checked import build
+from corebench.codehash import code_fingerprint
 from corebench.errors import ConfigError, invalid
 from corebench.methods.base import CoresetMethod
 from corebench.signals import loaded_entry_points
+from corebench.spec import FULL_DATA
 
 ENTRY_POINT_GROUP = "corebench.methods"
 _REGISTRY: dict[str, type[CoresetMethod]] = {}
 _EP_DISTRIBUTIONS: dict[str, metadata.Distribution] = {}  # module advertised by an entry point -> its package
+_FAILED: dict[str, str] = {}  # entry point that failed to import -> one line naming it and its error
 _entry_points_loaded = False
 log = logging.getLogger(__name__)
 
@@ -59,8 +62,14 @@ def load_entry_points() -> None:
     for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
         if ep.dist is not None:
             _EP_DISTRIBUTIONS[ep.module] = ep.dist  # the package behind the method, for the record
-    for _ in loaded_entry_points(ENTRY_POINT_GROUP, "method"):
+    for _ in loaded_entry_points(ENTRY_POINT_GROUP, "method", _FAILED):
         pass  # loading runs the plug-in's @register_method
+
+
+def failed_plugins() -> dict[str, str]:
+    """The method plug-ins that failed to import: entry point name -> package, module and error."""
+    load_entry_points()
+    return dict(_FAILED)
 
 
 def list_methods(pattern: str = "*") -> list[str]:
@@ -72,6 +81,12 @@ def list_methods(pattern: str = "*") -> list[str]:
     """
     load_entry_points()
     return sorted(n for n in _REGISTRY if fnmatch.fnmatch(n, pattern))
+
+
+def all_methods() -> list[str]:
+    """What a grid's `methods: all` brings in: the registered methods whose `in_all` is set
+    (not those built on adversarial scoring runs or long per-epoch windows), sorted."""
+    return [n for n in list_methods() if _REGISTRY[n].in_all]
 
 
 def get_method_class(name: str) -> type[CoresetMethod]:
@@ -87,17 +102,33 @@ def create_method(name: str, **params: object) -> CoresetMethod:
     return cls(build(cls.Params, params, f"methods.{name}"))
 
 
+def plugin_fingerprint(name: str) -> str | None:
+    """A hash of a plug-in method's source code (`codehash.code_fingerprint`), None for the
+    methods corebench ships: a cell's id holds it (`identity.cell_settings`, key `method_code`),
+    so editing a plug-in makes its own cells stale and leaves every other cell's id as it was."""
+    if name == FULL_DATA:
+        return None
+    module = get_method_class(name).__module__
+    if module.split(".")[0] == "corebench":
+        return None
+    return code_fingerprint(module)
+
+
 def method_source(name: str) -> dict[str, Any]:
     """The package that provides method `name`, for the result record.
 
-    Returns {module, distribution, version, editable, git_commit}: the distribution and version
+    Returns {module, distribution, version, editable, git_commit[, code]}: the distribution and version
     of the installed package the method's module comes from (the one that advertised it as an
     entry point, else the one owning its top-level package), and for an editable install the
-    git commit of its source tree (with "-dirty" when tracked files changed).
+    git commit of its source tree (with "-dirty" when tracked files changed); for a plug-in,
+    `code`, the hash of its source (`plugin_fingerprint`) that its cells' ids hold.
     """
     module = get_method_class(name).__module__
     dist = _distribution_of(module)
     out: dict[str, Any] = {"module": module, "distribution": None, "version": None, "editable": False, "git_commit": None}
+    code = plugin_fingerprint(name)
+    if code is not None:
+        out["code"] = code
     if dist is None:
         return out
     out["distribution"], out["version"] = dist.metadata["Name"], dist.version

@@ -47,7 +47,7 @@ CHECKS: dict[str, str] = {
     "budget": "for fractions from 1/N to 1.0: an integer ndarray of exactly round(fraction × N) unique indices in [0, N)",
     "deterministic": "the same seed and signals give the same selection",
     "other seed": "another seed also gives a valid selection",
-    "class_balanced": "with `class_balanced` (if the method has it) every class gets exactly its class budget",
+    "class_balanced": "the method takes a `class_balanced` option, true or false (a global keep can drop whole classes), and with it on every class gets exactly its class budget",
     "nan": "a NaN in a float signal is a MethodError naming the method (methods with float signals)",
 }
 
@@ -191,6 +191,10 @@ def _builtin_fake(name: str, t: FakeTraining) -> np.ndarray | None:
     snap_logits = t.eval_logits[snaps]
     snap_probs = t.eval_probs[snaps]
     f32 = np.float32
+
+    def adv_logits() -> np.ndarray:
+        return t.train_logits - ADV_SHIFT * _onehot(y, t.num_classes)
+
     table: dict[str, Callable[[], np.ndarray]] = {
         "correct": lambda: t.train_logits.argmax(axis=-1) == y,
         "loss": lambda: _cross_entropy(t.train_logits, y).astype(f32),
@@ -207,10 +211,19 @@ def _builtin_fake(name: str, t: FakeTraining) -> np.ndarray | None:
         # every parameter: the classifier's part plus the body's (∝ the input-side factor)
         "grand_all": lambda: (_el2n(snap_probs, y) * np.sqrt(t.feature_norms[snaps] ** 2 + 1
                                                              + (3.0 * t.input_scale) ** 2)).astype(f32),
+        "logits_train": lambda: t.train_logits.astype(np.float16),
+        # the attack lowers the logit of the label: the adversarial signals read these logits
+        "adv_loss": lambda: _cross_entropy(adv_logits(), y).astype(f32),
+        "adv_margin": lambda: _margin(adv_logits(), y).astype(f32),
+        "adv_correct": lambda: adv_logits().argmax(axis=-1) == y,
+        "adv_input_grad_norm": lambda: (t.input_scale * _el2n(softmax(adv_logits()), y)).astype(f32),
         "features": lambda: t.features,
         "logits_final": lambda: t.eval_logits[-1].astype(np.float16),
     }  # fmt: skip
     return table[name]() if name in table else None
+
+
+ADV_SHIFT = 1.5  # how far the fake attack lowers the logit of the label
 
 
 def _generic_fake(sig: Signal, t: FakeTraining) -> np.ndarray:
@@ -264,7 +277,8 @@ def fake_context(
 
     One fake training per `method.scoring_runs()` (seeds seed, seed + 1000, ...), each giving
     every signal asked for; `snapshot_epochs` comes along with snapshot signals and includes
-    the method's `epoch` parameter if it has one; `epochs` grows to cover it too. `dataset`
+    the method's `epoch` parameter if it has one; `epochs` grows to cover it too, and to one
+    more than a `window` parameter (sliding windows over epochs: TDDS, Dynamic Uncertainty). `dataset`
     names the dataset the signals pretend to come from (a method's per-dataset defaults, such
     as CCS's β table, are read for it).
     """
@@ -272,6 +286,9 @@ def fake_context(
     extra: tuple[int, ...] = ()
     if isinstance(epoch_param, int) and not isinstance(epoch_param, bool):
         epochs, extra = max(epochs, epoch_param), (epoch_param,)
+    window = getattr(method.params, "window", None)  # a sliding window over epochs needs more of them
+    if isinstance(window, int) and not isinstance(window, bool):
+        epochs = max(epochs, window + 1)
     names = tuple(method.required_signals()) if signals is None else tuple(signals)
     unknown = unknown_signals(names)
     if unknown:
@@ -384,20 +401,22 @@ def check_method(name: str, **params: Any) -> list[CheckResult]:
 
     _run(checks, "other seed", other_seed)
 
-    if "class_balanced" in {f.name for f in fields(method.Params)}:
+    def balanced() -> tuple[bool, str]:
+        if "class_balanced" not in {f.name for f in fields(method.Params)}:
+            return False, ("has no `class_balanced` parameter; every method takes `class_balanced: true|false` "
+                           "(default: its reference's choice, cited in `class_balanced_source`)")
+        cb_params = {**params, "class_balanced": True}
+        cb_ctx = fake_context(create_method(name, **cb_params), n=n)
+        for fraction in (0.05, 0.3, 0.77):
+            kept = run_selection(create_method(name, **cb_params), cb_ctx, fraction)
+            want = class_budgets(cb_ctx.labels, budget_for(fraction, n))
+            got = {c: int(np.sum(cb_ctx.labels[kept] == c)) for c in want}
+            if got != want:
+                return False, f"fraction {fraction}: class counts {got}, class budgets {want}"
+        source = method.class_balanced_source or "no source given (`class_balanced_source`)"
+        return True, f"class_balanced keeps exactly each class budget; default: {source}"
 
-        def balanced() -> tuple[bool, str]:
-            cb_params = {**params, "class_balanced": True}
-            cb_ctx = fake_context(create_method(name, **cb_params), n=n)
-            for fraction in (0.05, 0.3, 0.77):
-                kept = run_selection(create_method(name, **cb_params), cb_ctx, fraction)
-                want = class_budgets(cb_ctx.labels, budget_for(fraction, n))
-                got = {c: int(np.sum(cb_ctx.labels[kept] == c)) for c in want}
-                if got != want:
-                    return False, f"fraction {fraction}: class counts {got}, class budgets {want}"
-            return True, "class_balanced keeps exactly each class budget"
-
-        _run(checks, "class_balanced", balanced)
+    _run(checks, "class_balanced", balanced)
 
     float_signals = [s for s in declared if get_signal(s).dtype != "bool"]
     if float_signals:

@@ -88,7 +88,11 @@ class UncertaintyParams:
 class Uncertainty(ScoreBasedMethod):
     """Keep the samples with the most uncertain predictions (entropy, least confidence, margin)."""
 
+    reference = "Coleman et al. 2020; PatrickZH/DeepCore"
+
     Params = UncertaintyParams
+    class_balanced_source = "off: Coleman et al. SVP ranks all samples together (DeepCore's class default `balance=False`)"
+    reference_budget = "epochs: DeepCore `main.py --epochs` (default 200)"
     signals = ("logits_final",)
 
     def required_signals(self) -> tuple[str, ...]:

@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 from corebench import runner, scoring
 from corebench.cli import main
 from corebench.data import load_dataset
-from corebench.errors import BenchError
+from corebench.errors import MAX_MESSAGE_CHARS, SHOWN_CHARS, BenchError
 from corebench.grid import parse_grid
 from corebench.record import parse_record
 from corebench.spec import DatasetSpec
@@ -76,7 +76,11 @@ def _npz_files(tmp: Path) -> dict[str, Path]:
         "count": _npz(tmp / "count.npz", y_train=np.arange(39) % 4),
         "truncated": tmp / "truncated.npz",
         "bad_member": tmp / "member.npz",
+        "raw_member": tmp / "raw.npz",
     }
+    with zipfile.ZipFile(files["raw_member"], "w") as z:  # members without the .npy magic: numpy returns bytes
+        for k in ("x_train", "y_train", "x_test", "y_test"):
+            z.writestr(f"{k}.npy", b"plain bytes, not an array")
     np.savez(files["objects"], x_train=np.array([{"a": 1}], dtype=object), y_train=np.zeros(1), x_test=np.zeros(1),
              y_test=np.zeros(1))  # fmt: skip
     files["garbage"].write_bytes(b"this is not a zip file at all")
@@ -96,7 +100,7 @@ def _npz_grid(path_key: str, **options):
 
 # (id, grid changes (a dict, or a function of the npz files), message substring)
 GRID_CASES = [
-    ("unknown method", {"methods": ["easycor"]}, "methods: 'easycor' is not allowed; allowed: ccs, easycore"),
+    ("unknown method", {"methods": ["easycor"]}, "methods: 'easycor' is not allowed; allowed: aum, ccs, dyn_unc, easycore"),
     ("unknown dataset", {"datasets": ["cifar11"]}, "datasets: 'cifar11' is not allowed; allowed: cifar10, cifar100"),
     ("unknown regime", {"regimes": ["madry"]}, "regimes: 'madry' is not allowed; allowed: standard, pgd_at, trades"),
     ("fraction above 1", {"fractions": [0.3, 1.5]}, "fractions: 1.5 is not allowed; allowed: numbers in (0, 1]"),
@@ -133,7 +137,7 @@ GRID_CASES = [
     ("unknown section key", {"training": {"epoch": 3}}, "training.epoch: 'epoch' is not allowed; allowed: keys epochs"),
     ("empty section key", {"scoring": {"": None}}, "scoring: '' is not allowed; allowed: keys epochs"),
     ("dashed section key", {"training": {"batch-size": 64}}, "training.batch-size: 'batch-size' is not allowed; allowed: keys epochs"),
-    ("grid name with a slash", {"name": "a/b"}, "name: 'a/b' is not allowed; allowed: letters, digits, '-' and '_'"),
+    ("grid name with a slash", {"name": "a/b"}, "name: 'a/b' is not allowed; allowed: 1 to 255 ASCII letters, digits, '-' and '_'"),
     ("grid name dotdot", {"name": ".."}, "name: '..' is not allowed"),
     ("repeated dataset", {"datasets": ["digits", "digits"]}, "datasets: 'digits' is not allowed; allowed: each dataset once"),
     ("unknown method parameter", {"methods": [{"name": "ccs", "foo": 1}]}, "foo"),
@@ -167,6 +171,22 @@ GRID_CASES = [
     ("npz test images of another shape", _npz_grid("shape"), "allowed: the same shape"),
     ("npz labels and images disagree", _npz_grid("count"), "has 39 labels but x_train has 40 images"),
     ("npz missing file", {"datasets": [{"name": "npz", "path": "/nonexistent.npz"}]}, "datasets.npz.path: '/nonexistent.npz' is not allowed"),
+    # issue 23
+    ("grid name not ASCII", {"name": "αβ"}, "name: 'αβ' is not allowed; allowed: 1 to 255 ASCII letters"),
+    ("grid name over 255 characters", {"name": "a" * 256}, "name: 'aaaa"),
+    ("method id over 255 characters", {"methods": [{"name": "random", "id": "m" * 300}]},
+     "methods: 'mmmm"),
+    ("fraction keeping one sample", {"fractions": [0.0005]},
+     "fractions: 0.0005 is not allowed; allowed: fractions keeping at least 2 of the 1347 training samples of digits"),
+    ("near-duplicate fractions", {"fractions": [0.3, 0.30000000001]},
+     "fractions: 0.30000000001 is not allowed; allowed: fractions that differ in their first 6 significant digits"),
+    ("epochs 10^20", {"training": {"epochs": 10**20}},
+     "training.epochs: 100000000000000000000 is not allowed; allowed: a positive integer of at most 100000"),
+    ("scoring epochs above the cap", {"scoring": {"epochs": 100_001}}, "scoring.epochs: 100001 is not allowed"),
+    ("n_examples 10^20", {"evaluation": {"n_examples": 10**20}},
+     "evaluation.n_examples: 100000000000000000000 is not allowed; allowed: a positive integer of at most 2147483647"),
+    ("n_examples 1e20", {"evaluation": {"n_examples": 1e20}}, "evaluation.n_examples: 1e+20 is not allowed"),
+    ("npz member not an npy file", _npz_grid("raw_member"), "(member x_train is not an .npy array)"),
     ("npz num_classes zero", _npz_grid("label5of3", num_classes=0), "datasets.npz.options.num_classes: 0 is not allowed"),
 ]  # fmt: skip
 if NO_GPU:
@@ -182,6 +202,7 @@ def _one_line_exit_2(capsys, code: int, message: str | None) -> str:
     assert code == 2, (code, err, captured.out[-500:])
     assert "Traceback" not in err and len(err.splitlines()) == 1, err
     assert err.startswith("corebench: error: ") and message in err, err
+    assert len(err) <= len("corebench: error: ") + MAX_MESSAGE_CHARS and "d" * (SHOWN_CHARS + 1) not in err
     return err
 
 
@@ -206,6 +227,13 @@ def _write_cli_files(tmp: Path) -> None:
     (tmp / "a_file").write_text("x")
     (tmp / "notyaml.yaml").write_text("name: [unclosed\n")
     (tmp / "list.yaml").write_text("- 1\n- 2\n")
+    (tmp / "latin1.yaml").write_bytes("name: caf\u00e9\n".encode("latin-1"))
+    laughs = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]  # a billion laughs: 10^9 x from 1 KB
+    laughs += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, 9)]
+    (tmp / "laughs.yaml").write_text("\n".join(laughs) + "\nname: laughs\n")
+    (tmp / "anchor.yaml").write_text(yaml.safe_dump({**FAST_GRID, "methods": ["random"]}).replace(
+        "seeds:", "fractions2: &f [0.3]\nseeds:"))
+    (tmp / "huge.yaml").write_text("# " + "x" * 1_000_001 + "\nname: huge\n")
 
 
 def _cli_cases(tmp: Path) -> list[tuple[str, list[str], str]]:
@@ -245,6 +273,25 @@ def _cli_cases(tmp: Path) -> list[tuple[str, list[str], str]]:
         ("status missing results", ["status", str(tmp / "none")], "RESULTS_DIR: "),
         ("status with a bad grid", ["status", str(tmp), "--grid", str(tmp / "notyaml.yaml")], "not valid YAML"),
         ("check-method unknown", ["check-method", "nosuchmethod"], "method: 'nosuchmethod' is not allowed"),
+        # issue 23
+        ("grid file not UTF-8", ["run", str(tmp / "latin1.yaml")], "is not allowed; allowed: UTF-8 text (byte 9"),
+        ("grid file of nested aliases", ["run", str(tmp / "laughs.yaml")], "a YAML anchor or alias (&a0 / *a0) at line 1"),
+        ("grid file with one anchor", ["run", str(tmp / "anchor.yaml")], "a YAML anchor or alias (&f / *f)"),
+        ("grid file over 1 MB", ["run", str(tmp / "huge.yaml")], "allowed: a file of at most 1,000,000 bytes"),
+        ("select param of nested aliases", [*sel, "--param", "x=[&a [1, 1, 1], [*a, *a], [*a, *a]]"],
+         "--param x: a YAML anchor or alias"),
+        ("check-method param alias", ["check-method", "easycore", "--param", "direction=&d x"], "--param direction: a YAML anchor"),
+        ("select out under a file", [*sel[:7], "--out", str(a_file / "k.npy"), *sel[9:]],
+         "--out: "),
+        ("workers above the cores", [*run, "--results", str(tmp / "r"), "--workers", "100000"],
+         "--workers: 100000 is not allowed; allowed: 1 to"),
+        ("verify missing results", ["verify", str(tmp / "none")], "RESULTS_DIR: "),
+        ("verify negative tolerance", ["verify", str(tmp), "--tolerance", "-1"], "--tolerance: -1.0 is not allowed"),
+        ("verify a record that is not there", ["verify", str(tmp), "--cell", str(tmp / "x.json")], "--cell: "),
+        ("leaderboard out inside results", ["leaderboard", str(tmp), "--out", str(tmp / "boards")],
+         "--out: "),
+        ("a long value is echoed cut to 200 characters", [*sel[:3], "--dataset", "d" * 5000, *sel[5:]],
+         "--dataset: 'dddd"),
         ("check-method bad param", ["check-method", "easycore", "--param", "direction=sideways"], "direction"),
     ]  # fmt: skip
     if NO_GPU:
@@ -266,7 +313,7 @@ def test_bad_command_lines_are_one_line_and_exit_2_before_any_compute(tmp_path, 
 
 def test_the_catalogue_covers_the_issue(tmp_path):
     """At least the issue's cases plus the ones handled before it (its closing note counts them)."""
-    assert len(GRID_CASES) + len(CLI_CASE_IDS) >= 80
+    assert len(GRID_CASES) + len(CLI_CASE_IDS) >= 100
 
 
 # --------------------------------------------------------------------------- property tests
@@ -358,3 +405,60 @@ def test_random_record_texts_raise_only_the_suites_errors(text):
         parse_record(text)
     except BenchError as exc:
         assert "\n" not in str(exc)
+
+
+# --------------------------------------------------------------------------- issue 23: the environment
+
+
+def test_slurm_absent_is_one_line(tmp_path, capsys, monkeypatch, tripwires):
+    pytest.importorskip("submitit")
+    _write_cli_files(tmp_path)
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    code = main(["run", str(tmp_path / "ok.yaml"), "--executor", "slurm", "--results", str(tmp_path / "r")])
+    _one_line_exit_2(capsys, code, "--executor slurm: no Slurm here (sbatch is not on PATH)")
+
+
+def _fast_random_grid(tmp: Path) -> Path:
+    grid = {**FAST_GRID, "methods": ["random"], "full_data_reference": False,
+            "evaluation": {"n_examples": 16, "pgd_steps": 1, "autoattack": {"enabled": False}}}
+    (tmp / "g.yaml").write_text(yaml.safe_dump(grid))
+    return tmp / "g.yaml"
+
+
+def test_a_full_disk_is_one_line_and_keeps_the_checkpoint(tmp_path, capsys, monkeypatch):
+    """The record cannot be written (ENOSPC): one line, exit 2, and the cell's last checkpoint is
+    kept, so the rerun resumes instead of training again."""
+    import errno
+    import os
+
+    from corebench import files
+
+    grid, results, cache = _fast_random_grid(tmp_path), tmp_path / "r", tmp_path / "c"
+    real_replace = os.replace
+
+    def full(src, dst):
+        if str(dst).endswith("seed0.json"):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(files.os, "replace", full)
+    code = main(["run", str(grid), "--results", str(results), "--cache", str(cache), "--no-progress"])
+    _one_line_exit_2(capsys, code, "seed0.json: cannot be written (No space left on device)")
+    assert list((cache / "checkpoints").glob("*.pt")), "the trained cell's checkpoint was lost"
+    assert not files.orphans_in(results)
+    monkeypatch.setattr(files.os, "replace", real_replace)
+    assert main(["run", str(grid), "--results", str(results), "--cache", str(cache), "--no-progress"]) == 0
+    assert len(list(results.rglob("seed0.json"))) == 1
+
+
+def test_a_read_only_results_subfolder_is_one_line(tmp_path, capsys, monkeypatch, tripwires):
+    from filelock import FileLock
+
+    def refused(self, *args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(FileLock, "acquire", refused)
+    code = main(["run", str(_fast_random_grid(tmp_path)), "--results", str(tmp_path / "r"),
+                 "--cache", str(tmp_path / "c"), "--no-progress"])  # fmt: skip
+    _one_line_exit_2(capsys, code, "seed0.lock: cannot be written (Permission denied)")
+    assert tripwires == []

@@ -71,3 +71,10 @@ def test_gpu_benchmark_refuses_in_one_line_without_cuda_and_smoke_runs_every_pat
     out = capsys.readouterr().out
     for part in ("card: CPU", "standard", "pgd_at", "trades", "AutoAttack", "smoke run"):
         assert part in out
+
+
+def test_adversarial_scoring_benchmark_times_every_regime(capsys):
+    result = importlib.import_module("bench_adversarial_scoring").main(n=128, repeats=1)
+    assert set(result["ratio"]) == {"standard", "pgd_at", "trades"} and result["ratio"]["standard"] == 1.0
+    assert all(s > 0 for s in result["epoch_s"].values())
+    assert "pgd_at" in capsys.readouterr().out

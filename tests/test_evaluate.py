@@ -90,6 +90,9 @@ def test_evaluate_reports_consistent_accuracies(model, digits):
     with torch.no_grad():
         expected_clean = (model(digits.x_test[:80]).argmax(1) == digits.y_test[:80]).float().mean().item()
     assert res.clean_acc == pytest.approx(100 * expected_clean)
+    with torch.no_grad():  # the clean predictions per class (a degenerate model piles them in one)
+        predicted = torch.bincount(model(digits.x_test[:80]).argmax(1), minlength=10).tolist()
+    assert list(res.predicted_histogram) == predicted and sum(predicted) == 80
     assert not model.training
     assert evaluate(model, digits, cfg, CPU, progress=False) == res  # deterministic
 

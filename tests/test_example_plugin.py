@@ -72,6 +72,7 @@ def plugin_loaded(installed, monkeypatch):
     """The installed example on sys.path, both registries reloading their entry points."""
     monkeypatch.syspath_prepend(str(installed))
     monkeypatch.setattr(registry, "_entry_points_loaded", False)
+    monkeypatch.setattr(registry, "_FAILED", {})
     monkeypatch.setattr(signals, "_entry_points_loaded", False)
     methods_before, signals_before = dict(registry._REGISTRY), dict(signals._REGISTRY)
     yield installed
@@ -96,6 +97,8 @@ def test_the_plugins_row_reaches_a_board_with_its_package(plugin_loaded, tmp_pat
     assert main(["run", str(path), "--results", str(tmp_path / "res"), "--cache", str(tmp_path / "c"), "--no-progress"]) == 0
     rec = json.loads(next((tmp_path / "res").rglob("flip_gap/f0.3/seed0.json")).read_text())
     assert rec["status"] == "ok"
+    code = rec["method_source"].pop("code")  # the plug-in's source hash, part of its cells' ids
+    assert isinstance(code, str) and len(code) == 16
     assert rec["method_source"] == {"module": "corebench_example.flip_gap", "distribution": "corebench-example-plugin",
                                     "version": "0.1.0", "editable": False, "git_commit": None}
     builtin = json.loads(next((tmp_path / "res").rglob("random/f0.3/seed0.json")).read_text())["method_source"]
@@ -130,10 +133,13 @@ def test_an_editable_install_is_recorded_with_its_commit(tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(str(src))
     monkeypatch.syspath_prepend(str(site))
     monkeypatch.setattr(registry, "_entry_points_loaded", False)
+    monkeypatch.setattr(registry, "_FAILED", {})
     try:
         assert "edit_demo" in registry.list_methods()
-        assert method_source("edit_demo") == {"module": "edit_demo_method", "distribution": "edit-demo", "version": "2.0",
-                                              "editable": True, "git_commit": sha[:12]}
+        source = method_source("edit_demo")
+        assert source.pop("code") == registry.plugin_fingerprint("edit_demo")
+        assert source == {"module": "edit_demo_method", "distribution": "edit-demo", "version": "2.0",
+                          "editable": True, "git_commit": sha[:12]}
     finally:
         registry._REGISTRY.pop("edit_demo", None)
         registry._EP_DISTRIBUTIONS.pop("edit_demo_method", None)

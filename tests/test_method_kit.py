@@ -13,7 +13,7 @@ import pytest
 import corebench.signals as signals
 from corebench.methods import CoresetMethod, ScoreBasedMethod, SelectionContext, create_method
 from corebench.methods._common import softmax
-from corebench.methods.base import Direction
+from corebench.methods.base import Direction, NoParams
 from corebench.methods.registry import _REGISTRY, register_method
 from corebench.methods.testing import CHECKS, check_method, fake_context, fake_training
 from corebench.signals import ALL_SIGNALS, Signal, register_signal
@@ -155,6 +155,13 @@ class _SwallowsNaN(_Good):
         return np.nan_to_num(ctx.signals["loss"].mean(axis=0), nan=0.0)
 
 
+class _NoClassBalance(_Good):
+    Params = NoParams
+
+    def select(self, ctx, fraction):
+        return ctx.keep_highest(self.hardness(ctx), fraction)
+
+
 class _PluginSignalUser(_Good):
     signals = ("kit_plugin_signal",)
 
@@ -171,6 +178,7 @@ FIRES = {  # method -> (the check that fails, text its detail names)
     "kit_global_random": (_GlobalRandom, "deterministic", "two calls with seed 3 differ"),
     "kit_seed_11": (_FailsForSeed11, "other seed", "raised ValueError: cannot handle seed 11"),
     "kit_ignores_balance": (_IgnoresClassBalance, "class_balanced", "class counts"),
+    "kit_no_balance": (_NoClassBalance, "class_balanced", "has no `class_balanced` parameter"),
     "kit_swallows_nan": (_SwallowsNaN, "nan", "NaN in 'loss' (sample 7) gave no MethodError"),
 }
 

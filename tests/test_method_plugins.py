@@ -70,6 +70,7 @@ def plugin_env(tmp_path, monkeypatch):
     """sys.path with the fake distribution's folder, entry points not yet loaded; clean after."""
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.setattr(registry, "_entry_points_loaded", False)
+    monkeypatch.setattr(registry, "_FAILED", {})
     before = set(registry._REGISTRY)
     yield tmp_path
     for name in set(registry._REGISTRY) - before:
@@ -139,3 +140,32 @@ def test_invalid_method_names_are_rejected(bad):
     with pytest.raises(ConfigError, match="lowercase letters, digits"):
         register_method(bad)(Nameless)
     assert bad not in registry._REGISTRY
+
+
+def test_a_plugin_that_fails_to_import_under_all_is_an_error_naming_it(plugin_env):
+    from corebench.grid import parse_grid
+
+    install_fake_distribution(
+        plugin_env,
+        f"[corebench.methods]\nbroken_plugin = {PLUGIN_MODULE}\n",
+        {f"{PLUGIN_MODULE}.py": "raise ImportError('missing dependency xyz')\n"},
+    )
+    grid = {"datasets": ["digits"], "architectures": ["resnet10t"], "fractions": [0.5], "regimes": ["standard"]}
+    with pytest.raises(ConfigError, match=r"methods: all: .*broken_plugin .*corebench-plugin-demo.*xyz.*by name"):
+        parse_grid({**grid, "methods": ["all"]})
+    assert parse_grid({**grid, "methods": ["random"]}).methods  # named methods still work
+
+
+def test_plugin_fingerprint_follows_the_plugin_source_and_is_none_for_builtins(plugin_env):
+    from corebench.codehash import code_fingerprint
+
+    install_fake_distribution(
+        plugin_env, f"[corebench.methods]\nplugin_last_loss = {PLUGIN_MODULE}\n", {f"{PLUGIN_MODULE}.py": PLUGIN_SOURCE}
+    )
+    assert registry.plugin_fingerprint("el2n") is None and registry.plugin_fingerprint("full") is None
+    before = registry.plugin_fingerprint("plugin_last_loss")
+    assert before is not None and len(before) == 16
+    assert registry.method_source("plugin_last_loss")["code"] == before
+    (plugin_env / f"{PLUGIN_MODULE}.py").write_text(PLUGIN_SOURCE + "\n# an edit\n")
+    code_fingerprint.cache_clear()
+    assert registry.plugin_fingerprint("plugin_last_loss") not in (None, before)

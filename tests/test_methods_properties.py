@@ -223,3 +223,22 @@ def test_every_builtin_score_based_method_averages_scoring_runs():
     score_based = [m for m in builtin if isinstance(create_method(m), ScoreBasedMethod)]
     assert {"easycore", "el2n", "grand", "forgetting", "uncertainty"} <= set(score_based)
     assert [m for m in score_based if "n_runs" not in {f.name for f in fields(create_method(m).Params)}] == []
+
+
+def test_a_non_finite_signal_value_is_named_in_the_error():
+    """A NaN in a recorded signal (a broken plug-in hook, a diverged scoring run) fails the
+    method with an error naming the signal and the run, not only the scores."""
+    import dataclasses
+
+    from corebench.errors import MethodError
+    from corebench.methods import create_method, run_selection
+    from corebench.methods.testing import fake_context
+
+    method = create_method("el2n")
+    ctx = fake_context(method, n=60)
+    runs = [dict(r) for r in ctx.runs]
+    broken = np.array(runs[0]["el2n_eval"], dtype=np.float32)
+    broken[..., 3] = np.nan
+    runs[0]["el2n_eval"] = broken
+    with pytest.raises(MethodError, match=r"scores are NaN or infinite .*signal 'el2n_eval' of scoring run 0 holds"):
+        run_selection(method, dataclasses.replace(ctx, runs=tuple(runs)), 0.5)

@@ -74,7 +74,7 @@ def test_run_writes_one_valid_record_per_cell(finished_run):
         assert rec["cost"]["train_s"] == rec["timings"]["train_s"] and rec["training"]["seconds"] > 0
     easy = json.loads((tmp / "res/tiny/digits/r18w4/standard/easycore/f0.3/seed0.json").read_text())
     assert easy["method_options"] == {"gradient_pass": "eval", "direction": "easiest", "class_balanced": False,
-                                      "n_runs": 1}
+                                      "n_runs": 1, "scoring_regime": "grid"}
     assert easy["timings"]["scoring_s"] > 0
     (run,) = easy["cost"]["scoring_runs"]
     assert run["seed"] == scoring_seed(0, 0) != 0 and run["epochs"] == 2 and run["seconds"] > 0
@@ -107,8 +107,21 @@ def test_runs_are_shared_cut_to_each_need_and_costed(tmp_path):
     # run 0 is shared with easycore (AIGN: the whole 3-epoch schedule); run 1 serves GraNd at
     # initialisation and EL2N at epoch 1 only: it trains 1 epoch
     assert [(r["seed"], r["epochs"]) for r in grand["cost"]["scoring_runs"]] == [(seeds[0], 3), (seeds[1], 1)]
-    assert el2n["cost"]["scoring_runs"] == grand["cost"]["scoring_runs"]
-    assert easy["cost"]["scoring_runs"] == grand["cost"]["scoring_runs"][:1]
+    # each record says what its own method needed of the runs (the cost table charges that)
+    assert [(r["epochs_needed"], r["passes_needed"]) for r in grand["cost"]["scoring_runs"]] == [(0, 1)] * 2
+    assert [(r["epochs_needed"], r["passes_needed"]) for r in el2n["cost"]["scoring_runs"]] == [(1, 2)] * 2
+    assert [(r["epochs_needed"], r["passes_needed"]) for r in easy["cost"]["scoring_runs"]] == [(3, 3)]
+    drop = ("epochs_needed", "passes_needed")
+    assert [{k: v for k, v in r.items() if k not in drop} for r in el2n["cost"]["scoring_runs"]] == \
+        [{k: v for k, v in r.items() if k not in drop} for r in grand["cost"]["scoring_runs"]]
+    assert easy["cost"]["scoring_runs"][0]["key"] == grand["cost"]["scoring_runs"][0]["key"]
+    # stability on equal footing: el2n averages 2 runs, so its single-run selection is saved beside it
+    st = el2n["stability"]
+    assert st["runs_averaged"] == 2 and st["single_run_indices_file"] == "seed0.single_run.indices.npy"
+    assert st["single_run_spearman"] is not None and st["own_randomness_jaccard"] == 1.0
+    single = np.load(res / "shared/digits/r18w4/standard/el2n/f0.1/seed0.single_run.indices.npy")
+    assert single.size == el2n["coreset"]["size"]
+    assert easy["stability"]["single_run_indices_file"] == "seed0.indices.npy"  # one run: the kept coreset
     assert len(list((tmp_path / "c" / "scoring").glob("*.npz"))) == 2
     # a step budget: every fraction trains the full-data steps, 1 epoch of 1347 = 11 batches
     for method in ("random", "grand", "full"):
@@ -162,12 +175,31 @@ def test_a_failing_method_fails_its_cell_and_the_grid_goes_on(tmp_path, capsys):
     ok = json.loads((tmp_path / "res/tiny/digits/r18w4/standard/random/f0.3/seed0.json").read_text())
     assert ok["status"] == "ok"
     assert "1 failed" in capsys.readouterr().out
+    log = (tmp_path / "res/tiny/digits/r18w4/standard/broken_for_test/f0.3/seed0.log").read_text()
+    assert "Traceback" in log and "duplicate" in log  # the failed cell keeps its traceback beside its record
+    assert not (tmp_path / "res/tiny/digits/r18w4/standard/random/f0.3/seed0.log").exists()
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_failing_scoring_run_stops_the_grid_with_one_line(tmp_path, capsys, workers):
+    """A failure that is no cell's own (here an unusable cache: its scoring folder is a file)
+    stops the grid at once with one line: no failed record per cell."""
+    (tmp_path / "c").mkdir()
+    (tmp_path / "c" / "scoring").write_text("not a folder")
+    grid = write_grid(tmp_path, methods=["easycore", "random"], regimes=["standard"], full_data_reference=False)
+    code = main(["run", str(grid), "--results", str(tmp_path / "res"), "--cache", str(tmp_path / "c"), "--no-progress",
+                 "--workers", workers])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2
+    assert err[-1].startswith("corebench: error: scoring run digits × r18w4 × seed ")
+    assert "failed (FileExistsError: " in err[-1] and err[-1].endswith("the grid stopped, finished records are kept")
+    assert not list((tmp_path / "res").rglob("easycore/**/*.json"))
 
 
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
-        ({"methods": ["easycor"]}, "methods: 'easycor' is not allowed; allowed: ccs, easycore"),
+        ({"methods": ["easycor"]}, "methods: 'easycor' is not allowed; allowed: aum, ccs, dyn_unc, easycore"),
         ({"datasets": ["cifar11"]}, "datasets: 'cifar11' is not allowed; allowed: cifar10, cifar100, cifar10_proxy, digits"),
         ({"regimes": ["madry"]}, "regimes: 'madry' is not allowed; allowed: standard, pgd_at, trades"),
         ({"fractions": [0.3, 1.5]}, "fractions: 1.5 is not allowed; allowed: numbers in (0, 1]"),

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from corebench.errors import ResultsError
+from corebench.errors import DiskError, ResultsError
 from corebench.protocol import Protocol
 from corebench.record import SCHEMA_VERSION
 from corebench.results import (
@@ -70,7 +70,7 @@ def test_crash_during_rename_removes_the_temp_file(tmp_path: Path, monkeypatch) 
         raise OSError("disk full")
 
     monkeypatch.setattr(os, "replace", boom)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(DiskError, match=r"cannot be written \(disk full\)"):
         write_record(tmp_path / "seed0.json", example_record())
     assert _files(tmp_path) == []
 

@@ -50,7 +50,7 @@ def test_every_signal_has_its_shape_and_is_deterministic(digits):
     b = run_scoring(digits, TINY, cfg, 0, wanted, device=CPU, progress=False)
     n = digits.x_train.shape[0]
     for name in TRAIN_PASS + ("input_grad_norm_eval",):
-        assert a[name].shape == (2, n), name
+        assert a[name].shape == ((2, n, 10) if name == "logits_train" else (2, n)), name
     assert a["correct"].dtype == bool
     assert a["grand_all"].shape == a["grand_last"].shape == a["el2n_eval"].shape == (2, n)
     assert a["snapshot_epochs"].tolist() == [0, 2]
@@ -127,3 +127,17 @@ def test_unknown_signal_is_a_config_error(digits, tmp_path):
     with pytest.raises(ConfigError, match="signals: 'aum'.*allowed: input_grad_norm"):
         get_signals(digits, DatasetSpec("digits"), TINY, ScoringConfig(epochs=1), 0, {"aum"},
                     cache_dir=tmp_path, device=CPU, progress=False)
+
+
+def test_a_cached_plugin_signal_made_by_older_code_is_outdated(monkeypatch):
+    """Plug-in signal values are keyed by their code's hash (`signals.signal_code`): a cache
+    entry made by other code is not served (and `--force` remakes every scoring run)."""
+    import corebench.scoring as scoring
+
+    codes = {"loss": None, "mine": "new"}
+    monkeypatch.setattr(scoring, "signal_code", codes.get)
+    monkeypatch.setattr(scoring, "list_signals", lambda: ["loss", "mine"])
+    assert scoring.codes_of(["loss", "mine"]) == {"mine": "new"}
+    assert scoring.outdated_signals({"signals": ["loss", "mine"], "signal_code": {"mine": "new"}}) == set()
+    assert scoring.outdated_signals({"signals": ["loss", "mine"], "signal_code": {"mine": "old"}}) == {"mine"}
+    assert scoring.outdated_signals({"signals": ["loss", "mine"]}) == {"mine"}  # made before codes were kept

@@ -230,3 +230,17 @@ def test_eval_loss_and_logits_match_a_direct_computation(small):
     probs = torch.softmax(torch.from_numpy(out["logits_final"].astype(np.float32)), 1)
     el2n = (probs - F.one_hot(small.y_train, 10)).norm(dim=1).numpy()
     np.testing.assert_allclose(out["el2n_eval"][1], el2n, atol=3e-3)  # the same outputs, read in float16
+
+
+def test_parsing_a_grid_checks_plugin_hooks_without_the_scoring_module():
+    """The hook import check lives in `signals`: a grid is parsed without importing scoring."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from corebench.grid import parse_grid; "
+            "parse_grid({'name': 'g', 'datasets': ['digits'], 'architectures': ['resnet10t'], 'fractions': [0.5], "
+            "'methods': ['easycore'], 'regimes': ['standard'], 'seeds': [0]}); "
+            "print('corebench.scoring' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
+

@@ -61,7 +61,7 @@ def test_only_corebench_is_installed(tmp_path):
 def test_old_import_names_are_gone(tmp_path):
     ok = "import corebench, corebench.methods; print(sorted(corebench.methods.list_methods())[:2])"
     out = subprocess.run([sys.executable, "-c", ok], cwd=tmp_path, capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "['ccs', 'easycore']"
+    assert out.stdout.strip() == "['aum', 'ccs']"
     for old in ("methods", "bench"):
         gone = subprocess.run([sys.executable, "-c", f"import {old}"], cwd=tmp_path, capture_output=True, text=True)
         assert gone.returncode == 1 and f"No module named '{old}'" in gone.stderr

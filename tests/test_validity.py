@@ -139,3 +139,51 @@ def test_a_record_off_its_path_is_rejected_by_name(tmp_path, capsys):
     assert main(["status", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and str(tmp_path / relpath(rec)) in err and str(tmp_path / "second") in err
+
+
+def test_a_plugin_code_hash_enters_only_its_own_cells_id_and_status_names_it():
+    """`method_code` (a plug-in's source hash) is in the id when given and left out when None,
+    so the ids of corebench's own methods do not change; a record keeps it and reproduces it."""
+    from corebench.identity import cell_id, cell_settings, differences, record_settings
+    from corebench.record import CellConfig
+    from corebench.spec import AttackConfig, EvaluationConfig, TrainingConfig
+
+    config = CellConfig(dataset=DatasetSpec("digits"), arch=ArchSpec("resnet10t"), scoring_arch=ArchSpec("resnet10t"),
+                        scoring=ScoringConfig(), training=TrainingConfig(), attack=AttackConfig(),
+                        evaluation=EvaluationConfig())
+    key = {"method": "mine", "fraction": 0.5, "seed": 0}
+    plain = cell_settings(key, {}, config, "abc")
+    assert "method_code" not in plain and cell_settings(key, {}, config, "abc", None) == plain
+    old, new = cell_settings(key, {}, config, "abc", "1111"), cell_settings(key, {}, config, "abc", "2222")
+    assert len({cell_id(plain), cell_id(old), cell_id(new)}) == 3
+    record = {"cell": key, "config": config.model_dump(mode="json"), "data": {"fingerprint": "abc"},
+              "method_source": {"module": "mine", "distribution": None, "version": None, "code": "1111"}}
+    assert record_settings(record) == old
+    assert differences(old, new) == ["method code (plug-in source hash): '1111' -> '2222'"]
+
+
+def test_relative_paths_are_read_from_the_grid_folder_and_name_no_cell(tmp_path, digits, monkeypatch):
+    """`path: ../data/mine.npz` in configs/g.yaml reads data/mine.npz from any working
+    directory; spelled absolute instead, every cell id and scoring run key stays the same."""
+    from corebench.grid import load_grid
+    from corebench.runner import plan_work
+
+    (tmp_path / "data").mkdir()
+    (tmp_path / "configs").mkdir()
+    np.savez(tmp_path / "data" / "mine.npz", x_train=digits.x_train.numpy()[:120], y_train=digits.y_train.numpy()[:120],
+             x_test=digits.x_test.numpy()[:40], y_test=digits.y_test.numpy()[:40])
+    entry = {"name": "npz", "options": {"eps": "32/255", "augment": "crop"}}
+    relative = write_fast_grid(tmp_path / "configs", datasets=[{**entry, "path": "../data/mine.npz"}])
+    spec = load_grid(relative)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    moved = load_grid(relative)
+    assert Path(moved.datasets[0].path).resolve() == (tmp_path / "data" / "mine.npz").resolve()
+    assert not Path(moved.datasets[0].path).is_absolute()  # records keep a short spelling
+    absolute = load_grid(write_fast_grid(tmp_path, datasets=[{**entry, "path": str(tmp_path / "data" / "mine.npz")}]))
+    works = [plan_work(s, tmp_path / "res", cache=tmp_path / "cache") for s in (moved, absolute)]
+    assert [s.cell_id for s in works[0].states] == [s.cell_id for s in works[1].states]
+    keys = [[w.scorer.cache_file(k, w.datasets[k[0]]) for k in w.runs()] for w in works]
+    assert keys[0] == keys[1] and len(keys[0]) == 1 and keys[0][0] is not None
+    assert spec.datasets[0].path != moved.datasets[0].path  # the spelling follows the working directory
