@@ -90,7 +90,14 @@ def _checks_done(num_classes: int) -> Iterator[None]:
             setattr(checks, name, fn)
 
 
-def run_autoattack(
+def run_autoattack(model: nn.Module, x: torch.Tensor, y: torch.Tensor, **kwargs) -> tuple[float, dict[str, float], tuple[str, ...]]:
+    """`run_autoattack_per_image` without the per-image outcomes: (robust accuracy in percent,
+    accuracy after each attack, the attacks run)."""
+    _, per_attack, ran = run_autoattack_per_image(model, x, y, **kwargs)
+    return per_attack[ran[-1]], per_attack, ran
+
+
+def run_autoattack_per_image(
     model: nn.Module,
     x: torch.Tensor,
     y: torch.Tensor,
@@ -100,11 +107,11 @@ def run_autoattack(
     autoattack: AutoAttackConfig | None = None,
     batch_size: int = 500,
     device: torch.device | str = "cpu",
-) -> tuple[float, dict[str, float], tuple[str, ...]]:
-    """AutoAttack robust accuracy on (x, y) in [0, 1], as `autoattack` configures it
-    (default: version standard, seed 0; validated where the config was built).
+) -> tuple[np.ndarray, dict[str, float], tuple[str, ...]]:
+    """AutoAttack on (x, y) in [0, 1], as `autoattack` configures it (default: version
+    standard, seed 0; validated where the config was built).
 
-    Returns (robust accuracy in percent, robust accuracy after each attack in percent
+    Returns (per image: robust after every attack, a bool array; robust accuracy after each attack in percent
     keyed 'clean' then by attack name, the attacks actually run). On datasets with fewer
     than 10 classes the targeted attacks aim at every other class (the package's default of
     9 targets assumes at least 10 classes).
@@ -157,7 +164,7 @@ def run_autoattack(
                 robust[idx] = y_adv.to(device) == y[idx]
             per_attack[name] = 100.0 * robust.sum().item() / n
             log.debug("AutoAttack %s: robust accuracy %.2f%%", name, per_attack[name])
-    return per_attack[to_run[-1]], per_attack, to_run
+    return robust.cpu().numpy().astype(bool), per_attack, to_run
 
 
 def _predict(model: nn.Module, x: torch.Tensor, batch_size: int) -> tuple[torch.Tensor, int]:

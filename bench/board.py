@@ -5,7 +5,9 @@ A board is one grid × dataset × arch × regime × evaluation protocol. For eve
 
 - the robust and clean accuracy with a 95% interval: over seeds (t-interval) for several
   seeds, over the evaluated test images (exact binomial) for one (`corebench.stats`);
-- the difference to random, paired over seeds, with its t-interval;
+- the difference to random, paired over seeds and, where the records keep per-image outcomes,
+  over the test images too; significance adjusted across the board's family, and the grid's
+  declared primary comparisons apart (`corebench.significance`);
 - whether a seed's model is degenerate (`degenerate`): more than half of its clean predictions
   in one class (the record's `metrics.predicted_histogram`), or clean accuracy at most 1.5×
   chance (1.5/K). Judged per seed, not on the mean over seeds: one collapsed seed in three
@@ -48,8 +50,9 @@ from corebench.methods.base import ScoringNeed, scoring_need
 from corebench.methods.registry import create_method, get_method_class
 from corebench.protocol import Protocol
 from corebench.results import read_indices, robust_by_eps
+from corebench.significance import Adjusted, adjust_family, compare, power_of, robust_outcomes
 from corebench.spec import FULL_DATA, ScoringConfig, slug, stable_hash
-from corebench.stats import Interval, PairedDiff, jaccard, paired_diff, seeds_interval
+from corebench.stats import Interval, PairedDiff, jaccard, seeds_interval
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +89,7 @@ class Entry:
     train_steps: int | None
     train_s: float | None
     path: Path
+    outcomes: dict[float, np.ndarray] | None = None  # ε -> robust per evaluated image (None: not kept)
 
 
 @dataclass(frozen=True)
@@ -124,6 +128,19 @@ class FairStability:
     runs_averaged: float | None  # what the board's other stability table compares
 
 
+@dataclass(frozen=True)
+class PrimaryResult:
+    """One declared primary comparison on this board: method − against at a fraction and ε."""
+
+    method: str
+    against: str
+    fraction: float
+    eps: float
+    diff: PairedDiff | None  # None: a row is missing from this board
+    p_adjusted: float | None  # across the board's declared comparisons
+    detectable: float  # smallest difference found at 80 % power with this board's seeds and images
+
+
 @dataclass
 class Board:
     """One page: a grid × dataset × arch × regime × protocol, aggregated."""
@@ -156,6 +173,9 @@ class Board:
     degenerate_seeds: list[tuple[str, float, int, str]] = field(default_factory=list)  # label, f, seed, why
     coverage: dict[tuple[str, float], list[tuple[int, float]]] = field(default_factory=dict)  # per seed
     fair_stability: dict[tuple[str, float], FairStability] = field(default_factory=dict)
+    correction: str = "holm"  # the grid's, across the family
+    family: Adjusted | None = None  # the exploratory differences to random, keyed (label, fraction, ε)
+    primary: list[PrimaryResult] = field(default_factory=list)
 
     @property
     def metric_name(self) -> str:
@@ -222,6 +242,7 @@ def entry_of(record: Mapping[str, Any], protocol: Protocol) -> Entry:
         train_steps=cost.get("train_steps", training.get("steps")),
         train_s=cost.get("train_s", timings.get("train_s")),
         path=path,
+        outcomes=robust_outcomes(record, protocol.autoattack_enabled) if ok else None,
     )
 
 
@@ -337,9 +358,7 @@ def aggregate(board: Board) -> None:
             ref = ok.get((board.random_label, key[1]), {})
             common = [s for s in sorted(by_seed) if s in ref]
             for eps in eps_list:
-                diff[eps] = paired_diff(
-                    [_num(by_seed[s].robust.get(eps)) for s in common], [_num(ref[s].robust.get(eps)) for s in common]
-                )
+                diff[eps] = compare(_sides(by_seed, common, eps), _sides(ref, common, eps))
         flagged = 0
         for r in rows:
             if (why := degenerate(r, board.num_classes)) is not None:
@@ -377,13 +396,61 @@ def aggregate(board: Board) -> None:
 
     board.methods = sorted(labels, key=order)
     board.coverage = class_coverage(board.entries)
+    _significance(board)
     _stability(board)
     board.fair_stability = fair_stability(board.entries)
     _cost(board, labels)
 
 
-def _num(v: float | None) -> float:
-    return math.nan if v is None else v
+def _sides(by_seed: Mapping[int, Entry], seeds: list[int], eps: float) -> list[tuple[float | None, np.ndarray | None]]:
+    """Per seed: the accuracy at ε and the per-image outcomes (None where not kept)."""
+    return [(by_seed[s].robust.get(eps), (by_seed[s].outcomes or {}).get(eps)) for s in seeds]
+
+
+def _significance(board: Board) -> None:
+    """The exploratory family (every difference to random with an interval, neither row
+    collapsed, not declared primary) adjusted by the grid's correction; the declared primary
+    comparisons of this board's regime apart, with their power."""
+    corrections = sorted({(r.get("grid") or {}).get("correction") or "holm" for r in board.records})
+    board.correction = corrections[0] if len(corrections) == 1 else "holm"
+    declared = {(c["method"], c["against"], float(c["fraction"]), float(c["eps"]))
+                for r in board.records for c in (r.get("grid") or {}).get("primary") or ()
+                if c["regime"] == board.regime}  # fmt: skip
+    eps_of = {round(e, 9): e for e in board.protocol.eps}
+    results = []
+    for method, against, f, eps in sorted(declared):
+        eps = eps_of.get(round(eps, 9))
+        sides = comparison_sides(board, method, against, f, eps) if eps is not None else None
+        if sides is None:
+            results.append((method, against, f, eps, None, math.inf))
+        else:
+            results.append((method, against, f, eps, compare(*sides), power_of(*sides)))
+    adjusted = adjust_family({i: r[4] for i, r in enumerate(results) if r[4] is not None}, board.correction)
+    board.primary = [PrimaryResult(m, ag, f, eps if eps is not None else math.nan, d, adjusted.p.get(i), power)
+                     for i, (m, ag, f, eps, d, power) in enumerate(results)]  # fmt: skip
+    primary_keys = {(_row(board, p.method, p.fraction), p.eps) for p in board.primary if p.against == board.random_label}
+    family = {(lab, f, eps): d for (lab, f), c in board.cells.items() for eps, d in c.diff.items()
+              if d is not None and d.n >= 2 and not c.collapsed and not board.cells[(board.random_label, f)].collapsed
+              and ((lab, f), eps) not in primary_keys}  # fmt: skip
+    board.family = adjust_family(family, board.correction)
+
+
+def comparison_sides(board: Board, method: str, against: str, fraction: float, eps: float) -> tuple[list, list] | None:
+    """Per seed both finished, each row's (accuracy at ε, per-image outcomes): what
+    `significance.compare` and `power_of` take; None when a row is not on the board."""
+    a, b = _row(board, method, fraction), _row(board, against, fraction)
+    if a is None or b is None:
+        return None
+    ok_a = {e.seed: e for e in board.entries if e.ok and (e.label, e.fraction) == a}
+    ok_b = {e.seed: e for e in board.entries if e.ok and (e.label, e.fraction) == b}
+    common = sorted(set(ok_a) & set(ok_b))
+    return _sides(ok_a, common, eps), _sides(ok_b, common, eps)
+
+
+def _row(board: Board, method: str, fraction: float) -> tuple[str, float] | None:
+    """The board's row of a method id at a fraction (its label, or its label@scorer)."""
+    rows = sorted({(e.label, e.fraction) for e in board.entries if math.isclose(e.fraction, fraction)})
+    return next(((lab, f) for lab, f in rows if lab == method or lab.split("@")[0] == method), None)
 
 
 def degenerate(entry: Entry, num_classes: int | None) -> str | None:

@@ -10,14 +10,15 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
 from corebench.attacks import pgd_attack
-from corebench.autoattack_adapter import run_autoattack
+from corebench.autoattack_adapter import run_autoattack_per_image
 from corebench.data import Dataset
 from corebench.fastpath import autocast
 from corebench.faults import fault_point
@@ -35,6 +36,8 @@ class RobustResult:
     pgd_acc: float
     autoattack_acc: float | None  # None when AutoAttack is disabled
     autoattack_per_attack: dict[str, float]
+    pgd_correct: np.ndarray | None = field(default=None, compare=False, repr=False)  # per evaluated image: right on x and on its PGD point
+    autoattack_correct: np.ndarray | None = field(default=None, compare=False, repr=False)  # per evaluated image: robust to every AutoAttack attack
 
 
 @dataclass(frozen=True)
@@ -53,6 +56,7 @@ class EvalResult:
     autoattack_attacks: tuple[str, ...]
     robust: tuple[RobustResult, ...]
     predicted_histogram: tuple[int, ...] = ()  # clean predictions per class (flags a degenerate model)
+    clean_correct: np.ndarray | None = field(default=None, compare=False, repr=False)  # per evaluated image: classified right (bool)
 
     @property
     def headline(self) -> RobustResult:
@@ -122,14 +126,14 @@ def evaluate(
             pred = model(x).argmax(1)
             correct_all.append(pred == y)
             predicted += torch.bincount(pred.cpu(), minlength=data.info.num_classes)[: data.info.num_classes]
-    clean_acc = 100.0 * sum(int(c.sum().item()) for c in correct_all) / n
+    clean_acc = 100.0 * int(_bools(correct_all).sum()) / n
 
     aa = cfg.autoattack
     results = []
     ran: tuple[str, ...] = ()
     for eps, step in cfg.radii():
         generator = torch.Generator().manual_seed(aa.seed)
-        robust = 0
+        pgd_correct = []
         for i, start in enumerate(tqdm(batches, desc=f"PGD eps={eps:.4g}", leave=False, disable=not progress)):
             x = x_all[start : start + cfg.batch_size].to(device)
             y = y_all[start : start + cfg.batch_size].to(device)
@@ -137,21 +141,25 @@ def evaluate(
                                generator=generator)
             with torch.no_grad():
                 # x itself lies in the ball: robust means right on x and on x_adv (as AutoAttack counts)
-                robust += (correct_all[i] & (model(x_adv).argmax(1) == y)).sum().item()
-        pgd_acc = 100.0 * robust / n
+                pgd_correct.append(correct_all[i] & (model(x_adv).argmax(1) == y))
+        pgd_mask = _bools(pgd_correct)
+        pgd_acc = 100.0 * int(pgd_mask.sum()) / n
         aa_acc: float | None = None
+        aa_mask: np.ndarray | None = None
         per_attack: dict[str, float] = {}
         if aa.enabled:
             fault_point("autoattack")
             log.debug("AutoAttack %s (%s) at eps %.4g on %d examples", aa.version, ", ".join(aa.attacks), eps, n)
-            aa_acc, per_attack, ran = run_autoattack(
+            aa_mask, per_attack, ran = run_autoattack_per_image(
                 model, x_all, y_all, eps=eps, norm=cfg.norm, autoattack=aa,
                 batch_size=cfg.batch_size, device=device,
             )
+            aa_acc = per_attack[ran[-1]]
         log.info("eval: clean %.2f%%, eps %.4g: PGD-%d %.2f%%, AutoAttack %s", clean_acc, eps, cfg.pgd_steps, pgd_acc,
                  "off" if aa_acc is None else f"{aa_acc:.2f}%")
         results.append(RobustResult(eps=eps, pgd_step_size=step, pgd_acc=pgd_acc, autoattack_acc=aa_acc,
-                                    autoattack_per_attack=per_attack))
+                                    autoattack_per_attack=per_attack, pgd_correct=pgd_mask,
+                                    autoattack_correct=aa_mask))
     return EvalResult(
         clean_acc=clean_acc,
         n_eval=n,
@@ -161,4 +169,10 @@ def evaluate(
         autoattack_attacks=ran,
         robust=tuple(results),
         predicted_histogram=tuple(int(v) for v in predicted.tolist()),
+        clean_correct=_bools(correct_all),
     )
+
+
+def _bools(batches: list[torch.Tensor]) -> np.ndarray:
+    """Per-batch bool tensors as one bool array, in test-image order."""
+    return torch.cat([b.cpu() for b in batches]).numpy().astype(bool)

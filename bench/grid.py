@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import os
 import re
 from collections.abc import Mapping, Sequence
@@ -36,6 +37,7 @@ from corebench.spec import (
     ArchSpec,
     AttackConfig,
     Cell,
+    Comparison,
     DatasetSpec,
     EvaluationConfig,
     GridSpec,
@@ -155,13 +157,33 @@ def parse_grid(data: Mapping[str, Any], source: str = "") -> GridSpec:
 
     _method_options_fit(methods, datasets, fractions)
     sections = {key: build(cls, data.get(key), key) for key, cls in SECTIONS}
-    rest = {k: data[k] for k in ("full_data_reference", "device", "threads") if k in data}
+    rest = {k: data[k] for k in ("full_data_reference", "device", "threads", "correction") if k in data}
+    primary = tuple(build(Comparison, e, f"primary[{i}]") for i, e in enumerate(_entries(data["primary"], "primary"))) if "primary" in data else ()
     top = build(GridSpec, {"name": name, "datasets": datasets, "architectures": architectures, "fractions": fractions,
                            "methods": methods, "regimes": regimes, "seeds": seeds, "scoring_architectures": scorers,
-                           "regime_fractions": regime_fractions,
+                           "regime_fractions": regime_fractions, "primary": primary,
                            "source": source, **sections, **rest}, "")  # fmt: skip
     _unique_paths(top)
+    _primary_fits(top)
     return top
+
+
+def _primary_fits(grid: GridSpec) -> None:
+    """Each declared comparison names the grid's method ids, a fraction its regime trains and an
+    evaluation ε (a one-line error otherwise: a comparison that can never be made)."""
+    labels = sorted({m.label for m in grid.methods})
+    radii = grid.evaluation.eps or ()
+    for i, c in enumerate(grid.primary):
+        for name in (c.method, c.against):
+            if name not in labels:
+                raise invalid(f"primary[{i}].method" if name == c.method else f"primary[{i}].against", name, labels)
+        if c.regime not in grid.regimes:
+            raise invalid(f"primary[{i}].regime", c.regime, grid.regimes)
+        fractions = grid.regime_fractions.get(c.regime, grid.fractions)
+        if c.fraction not in fractions:
+            raise invalid(f"primary[{i}].fraction", c.fraction, [f"{f:g}" for f in fractions])
+        if radii and not any(math.isclose(c.eps, e, rel_tol=1e-9) for e in radii):
+            raise invalid(f"primary[{i}].eps", c.eps, "one of evaluation.eps")
 
 
 def _regime_fractions(raw: Any, regimes: Sequence[str], fractions: Sequence[float]) -> dict[str, tuple[float, ...]]:

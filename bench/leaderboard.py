@@ -62,8 +62,9 @@ from corebench.methods.registry import get_method_class
 from corebench.plots import Panel, PlotSpec, Series, render_svg
 from corebench.protocol import eps_text
 from corebench.results import scan, write_bytes_atomic
+from corebench.significance import ALPHA
 from corebench.spec import FULL_DATA, slug
-from corebench.stats import Interval
+from corebench.stats import CORRECTION_NAMES, SEEDS_ONLY, Interval
 
 log = logging.getLogger(__name__)
 
@@ -130,15 +131,16 @@ def _collapsed_mark(c: CellStats) -> str:
     return f" {COLLAPSED}" if c.n_degenerate >= c.n else f" {COLLAPSED}{c.n_degenerate}/{c.n}"
 
 
-def _diff_text(c: CellStats, eps: float) -> str:
-    """'+3.67† [+3.29, +4.05] (n=3)': the paired difference to random; ‡ when collapsed."""
+def _diff_text(c: CellStats, eps: float, significant: bool = False) -> str:
+    """'+3.67† [+3.29, +4.05] (n=3)': the paired difference to random; † when significant after
+    the family's correction, ‡ when collapsed."""
     d = c.diff[eps]
     if d is None or d.n == 0:
         return MISSING
     collapsed = _collapsed_mark(c)
     if d.n == 1 or d.low is None or d.high is None:
         return f"{_num(d.mean, True)} (n=1){collapsed}"
-    mark = DAGGER if d.significant and not c.collapsed else ""
+    mark = DAGGER if significant and not c.collapsed else ""
     return f"{_num(d.mean, True)}{mark} [{_num(d.low, True)}, {_num(d.high, True)}] (n={d.n}){collapsed}"
 
 
@@ -229,6 +231,7 @@ def render_board(board: Board, *, plot_name: str | None, csv_name: str, model_in
     out.append("")
     out.append(_full_text(board))
     out.append("")
+    out += _primary_section(board)
     if board.random_label is None:
         out.append(f"No `{RANDOM}` baseline on this board: differences to random are not shown.")
         out.append("")
@@ -345,10 +348,11 @@ def _budget_text(board: Board) -> str:
 
 def _diff_section(board: Board, eps: float, headers: list[str]) -> list[str]:
     metric = board.metric_name
-    out = [f"## Difference to random ({metric}{_at(board, eps)}, percentage points)", ""]
+    out = [f"## Difference to random, exploratory ({metric}{_at(board, eps)}, percentage points)", ""]
     out.append(
-        f"Method minus `{_md(board.random_label)}`, paired over seeds (same seed and fraction): "
-        f"mean [95% t-interval] (n = pairs). {DAGGER}: the interval excludes zero."
+        f"Method minus `{_md(board.random_label)}`, paired over seeds (same seed and fraction) and, "
+        f"where the records keep per-image outcomes, over the evaluated test images: mean [95% interval] "
+        f"(n = pairs). {_family_text(board)}"
     )
     present = [d for lab in board.methods for f in board.fractions
                if lab != board.random_label and (d := board.cells[(lab, f)].diff[eps]) is not None and d.n]  # fmt: skip
@@ -356,10 +360,81 @@ def _diff_section(board: Board, eps: float, headers: list[str]) -> list[str]:
         out.append("Every comparison here has a single seed: no significance is claimed.")
     elif any(d.n < 2 for d in present):
         out.append("Comparisons with n=1 have no interval: no significance is claimed for them.")
+    if any(d.basis == SEEDS_ONLY for d in present if d.n >= 2):
+        out += ["", SEEDS_ONLY_NOTE]
     out.append("")
-    rows = [[_md(lab)] + [_diff_text(board.cells[(lab, f)], eps) for f in board.fractions]
+    family = board.family
+    rows = [[_md(lab)] + [_diff_text(board.cells[(lab, f)], eps, bool(family and family.significant((lab, f, eps))))
+                          for f in board.fractions]
             for lab in board.methods if lab != board.random_label]  # fmt: skip
     return out + [_table(headers, rows), ""]
+
+
+SEEDS_ONLY_NOTE = (
+    "**Seed-only intervals**: these records keep no per-image outcomes (written before the "
+    "field), so the intervals count seed-to-seed noise only, not the sampling of the evaluated "
+    "test images that every seed shares: they are too narrow. Rerun the cells to get intervals over "
+    "seeds and images."
+)
+INTERVAL_METHOD = (
+    "Intervals over seeds and images: variance components of the per-image differences, seeds × "
+    "images (two-way ANOVA mean squares, Searle, Casella & McCulloch 1992), t with the seeds' "
+    "S − 1 degrees of freedom when a seed component is present, Satterthwaite's otherwise "
+    "(`corebench.stats`)."
+)
+
+
+def _family_text(board: Board) -> str:
+    """What † means on this board: the family, its size and the correction."""
+    family = board.family
+    if family is None or not family.size:
+        return "No comparison here has two seeds: nothing is tested."
+    name = CORRECTION_NAMES[family.method]
+    return (f"{DAGGER}: significant after {name} correction across this board's family of "
+            f"{_count(family.size, 'exploratory comparison')} (every difference to random with an "
+            f"interval, at every fraction and ε, collapsed rows and declared primary comparisons "
+            f"left out): adjusted p < {ALPHA:g}. {INTERVAL_METHOD}")
+
+
+def _primary_section(board: Board) -> list[str]:
+    """The grid's declared comparisons, first: each with its interval, p and power."""
+    if not board.primary:
+        return []
+    n = len(board.primary)
+    name = CORRECTION_NAMES[board.correction]
+    out = ["## Primary comparisons (declared in the grid)", ""]
+    out.append(
+        f"Declared in the grid file before the board is read (`primary:`), so not corrected for "
+        f"the exploratory family below; p adjusted ({name}) across the {_count(n, 'declared comparison')} "
+        f"of this board. Detectable: the smallest true difference this board's seeds and images find "
+        f"with 80% power at α = {ALPHA:g}, from the variance the rows show."
+    )
+    out.append("")
+    rows = []
+    for p in board.primary:
+        what = f"{_md(p.method)} − {_md(p.against)}"
+        at = f"{_pct(p.fraction)}, ε = {eps_text(p.eps)}" if not math.isnan(p.eps) else _pct(p.fraction)
+        d = p.diff
+        if d is None or d.n == 0:
+            rows.append([what, at, "not on this board", MISSING, MISSING, MISSING, MISSING])
+            continue
+        interval = f" [{_num(d.low, True)}, {_num(d.high, True)}]" if d.low is not None else ""
+        basis = "seeds × images" if d.basis != SEEDS_ONLY else "seeds only"
+        rows.append([what, at, f"{_num(d.mean, True)}{interval} (n={d.n}, {basis})", _p(d.p), _p(p.p_adjusted),
+                     "significant" if p.p_adjusted is not None and p.p_adjusted < ALPHA else "not significant",
+                     _num(p.detectable) if math.isfinite(p.detectable) else "undecidable (fewer than 2 seeds)"])
+    headers = ["comparison", "at", "difference (pp) [95% interval]", "p", f"p ({name})", "verdict",
+               "detectable at 80% power (pp)"]
+    out += [_table(headers, rows), ""]
+    if any(p.diff is not None and p.diff.basis == SEEDS_ONLY and p.diff.n >= 2 for p in board.primary):
+        out += [SEEDS_ONLY_NOTE, ""]
+    return out
+
+
+def _p(p: float | None) -> str:
+    if p is None:
+        return MISSING
+    return "< 0.0001" if p < 1e-4 else f"{p:.4f}"
 
 
 def _ranking_section(board: Board) -> list[str]:
@@ -687,7 +762,8 @@ def _method_packages(recs: Sequence[Mapping[str, Any]]) -> list[str]:
 CSV_COLUMNS = (
     "grid", "dataset", "arch", "regime", "protocol", "method", "fraction", "eps", "n", "n_failed",
     "robust_metric", "robust_mean", "robust_low", "robust_high", "robust_std", "clean_mean", "clean_low",
-    "clean_high", "diff_vs_random", "diff_ci_low", "diff_ci_high", "diff_n", "significant", "rank",
+    "clean_high", "diff_vs_random", "diff_ci_low", "diff_ci_high", "diff_n", "diff_basis", "p_value",
+    "p_adjusted", "correction", "family_size", "significant", "rank",
     "collapsed", "jaccard_seeds", "jaccard_scorers", "scoring_runs", "scoring_s", "train_steps", "train_s",
 )  # fmt: skip
 
@@ -698,6 +774,7 @@ def _csv(board: Board) -> str:
     if board.full is not None:
         entries.append((FULL_DATA, 1.0, board.full))
     lines = [",".join(CSV_COLUMNS)]
+    fam = board.family
     for lab, f, c in entries:
         if c.n == 0 and c.n_failed == 0:
             continue
@@ -711,7 +788,9 @@ def _csv(board: Board) -> str:
                 f"{eps:.6g}", str(c.n), str(c.n_failed), metric,
                 *(_f4(v) for v in (r.mean, r.low, r.high, r.std, c.clean.mean, c.clean.low, c.clean.high)),
                 _f4(d.mean if d and d.n else None), _f4(d.low if d else None), _f4(d.high if d else None),
-                str(d.n) if d else "", ("true" if d.significant else "false") if d and d.n >= 2 else "",
+                str(d.n) if d else "", d.basis if d and d.n >= 2 else "", _f4(d.p if d else None),
+                _f4(fam.p.get((lab, f, eps))) if fam else "", fam.method if fam else "", str(fam.size) if fam else "",
+                ("true" if fam and fam.significant((lab, f, eps)) else "false") if d and d.n >= 2 else "",
                 _f4(board.rank[eps].get((lab, f))), "true" if c.collapsed else "false",
                 _f4((board.stability.get((lab, f)) or (None,))[0]),
                 _f4((board.scorer_stability.get((base, f)) or (None,))[0]),

@@ -33,15 +33,19 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from corebench.board import Board, build_boards, comparison_sides
 from corebench.data import Dataset
 from corebench.fastpath import autocast, prepare_model, resolve
 from corebench.methods.base import budget_for
 from corebench.models import create_model
 from corebench.optim import make_optimizer, torch_threads
+from corebench.protocol import eps_text
 from corebench.results import scan
 from corebench.runner import Work, default_cache_dir, plan_work, run_label
 from corebench.scoring import seeded
+from corebench.significance import PRIOR_TEXT, compare, power_of, prior_detectable
 from corebench.spec import FULL_DATA, AttackConfig, DatasetSpec, GridSpec, TrainingConfig, slug
+from corebench.stats import SEEDS_ONLY
 
 # gradient steps per attacked test example for each AutoAttack attack, from the resolved budget
 # (`AutoAttackConfig.resolved`: restarts r, iterations i, target classes t of the C − 1 others);
@@ -105,6 +109,7 @@ class Plan:
     scoring_runs: list[tuple[str, tuple[str, ...], str]]  # (label, signals to make or read, ScoringCache.source)
     probes: list[Probe] = field(default_factory=list)
     estimates: list[Estimate] = field(default_factory=list)
+    power: list[str] = field(default_factory=list)  # one line per declared comparison (`power_lines`)
 
 
 def make_plan(spec: GridSpec, results_dir: str | Path | None = None, cache_dir: str | Path | None = None,
@@ -126,7 +131,7 @@ def make_plan(spec: GridSpec, results_dir: str | Path | None = None, cache_dir: 
         source = scorer.source(k, datasets[k[0]])
         signals = scorer.needs[k] - (scorer.published_part(k, datasets[k[0]])[0] if source == "to make" else set())
         runs.append((run_label(k), tuple(sorted(signals)), source))
-    plan = Plan(spec.name, len(cells), axes, len(work.done), runs)
+    plan = Plan(spec.name, len(cells), axes, len(work.done), runs, power=power_lines(spec, results))
     if not probe:
         return plan
     if devices is None:
@@ -139,6 +144,40 @@ def make_plan(spec: GridSpec, results_dir: str | Path | None = None, cache_dir: 
         plan.probes += probes.values()
         plan.estimates.append(estimate(spec, work, probes, dev, shares))
     return plan
+
+
+def power_lines(spec: GridSpec, results: Path | None) -> list[str]:
+    """Per declared comparison and dataset × architecture: the smallest true difference the
+    grid's seeds and evaluation images detect at 80 % power (α = 0.05, two-sided), from the
+    variance of the grid's records of both rows where the results hold some, from the stated prior
+    otherwise; a comparison with fewer than two seeds is flagged as undecidable."""
+    if not spec.primary:
+        return []
+    boards: dict[tuple[str, str, str], Board] = {}
+    if results is not None:
+        records, _ = scan(results)
+        for board in build_boards([r for r in records if r["grid"]["name"] == spec.name], [], results)[0]:
+            boards.setdefault((board.dataset, board.arch, board.regime), board)
+    seeds, images = len(spec.seeds), spec.evaluation.n_examples
+    out = []
+    for ds in spec.datasets:
+        for arch in spec.architectures:
+            for c in spec.primary:
+                board = boards.get((ds.label, arch.label, c.regime))
+                sides = comparison_sides(board, c.method, c.against, c.fraction, c.eps) if board else None
+                observed = sides is not None and compare(*sides).n >= 2
+                delta = power_of(*sides, seeds=seeds, images=images) if observed else prior_detectable(seeds, images)
+                where = PRIOR_TEXT
+                if observed:
+                    basis = "seeds × images" if compare(*sides).basis != SEEDS_ONLY else "seeds only: a lower bound"
+                    where = f"the variance of the records' {compare(*sides).n} seeds, {basis}"
+                head = f"  {ds.label} × {arch.label}: {c.text()} at ε = {eps_text(c.eps)}: "
+                if not math.isfinite(delta):
+                    out.append(head + f"UNDECIDABLE: {seeds} seed(s) give no interval; declare at least 2 seeds")
+                else:
+                    out.append(head + f"detects {delta:.1f} pp or more at 80% power with {seeds} seeds × {images} "
+                                      f"images ({where})")
+    return out
 
 
 def observed_shares(spec: GridSpec, results: Path | None) -> dict[str, tuple[float, float]]:
@@ -380,6 +419,9 @@ def render(plan: Plan) -> str:
     for label, signals, source in plan.scoring_runs:
         cost = "; ".join(f"≈ {_hours(e.runs_s[label])} on {e.device}" for e in plan.estimates if label in e.runs_s)
         out.append(f"  {label}: {source} ({', '.join(signals)}{'; ' + cost if cost else ''})")
+    if plan.power:
+        out.append("declared comparisons: the smallest true difference detected at 80% power (α = 0.05, two-sided):")
+        out += plan.power
     if plan.probes:
         out.append("throughput probe (this machine; ms per sample):")
         for p in plan.probes:

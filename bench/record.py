@@ -11,12 +11,21 @@ Schema 2 adds `metrics.robust` (robust accuracy at each ε), `training` (what wa
 trained) and `cost` (the scoring runs the selection used, and the training steps and
 seconds); `config.evaluation.eps` becomes the list of ε. Records of schema 1 (no such fields,
 one ε) are still read: the new fields are optional there and required in schema 2.
+
+`per_image_outcomes` (optional; records written before it lack it) keeps, for every evaluated
+test image, whether the model was right on it, and robust at each ε (PGD-k and AutoAttack):
+bit-packed (`pack_bits`: base64 of `numpy.packbits`, 13 bytes for 100 images), and checked
+against the accuracies beside it, so a reader can recompute every number and the boards can
+pair two models image by image (`corebench.stats.paired_components`).
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 from typing import Annotated, Any, Literal
 
+import numpy as np
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -52,9 +61,25 @@ class _Part(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
+class PrimaryRef(_Part):
+    """A comparison the grid declared primary (`spec.Comparison`): method − against."""
+
+    method: NonEmpty
+    against: NonEmpty
+    fraction: Fraction
+    regime: NonEmpty
+    eps: Annotated[float, Field(gt=0, le=1)]
+
+
 class GridRef(_Part):
+    """The grid a record came from, with how its boards test it: the declared primary
+    comparisons and the correction across each board's family (records older than these
+    fields have none and Holm)."""
+
     name: NonEmpty
     source: StrictStr | None = None
+    primary: list[PrimaryRef] = Field(default_factory=list)
+    correction: Literal["holm", "bh"] = "holm"
 
 
 class CellKey(_Part):
@@ -105,6 +130,66 @@ class Metrics(_Part):
     # how many of the n_eval clean predictions fell in each class (absent in older records);
     # `board.degenerate` flags a seed whose model predicts one class for most images
     predicted_histogram: list[Annotated[StrictInt, Field(ge=0)]] | None = None
+
+
+def pack_bits(values: Any) -> str:
+    """A bool array as text: base64 of `numpy.packbits` (big-endian bit order, zero-padded)."""
+    return base64.b64encode(np.packbits(np.asarray(values, dtype=bool))).decode("ascii")
+
+
+def unpack_bits(text: str, n: int) -> np.ndarray:
+    """The first `n` bools packed by `pack_bits`; ValueError when `text` holds fewer."""
+    try:
+        raw = np.frombuffer(base64.b64decode(text, validate=True), dtype=np.uint8)
+    except (binascii.Error, ValueError):
+        raise ValueError("not base64 text") from None
+    if raw.size * 8 < n or raw.size > (n + 7) // 8:
+        raise ValueError(f"holds {raw.size} bytes; {n} images need {(n + 7) // 8}")
+    return np.unpackbits(raw, count=n).astype(bool)
+
+
+class OutcomesAtEps(_Part):
+    """Per image at one ε: robust to PGD-k, and to AutoAttack (None when it is disabled)."""
+
+    eps: Annotated[float, Field(gt=0, le=1)]
+    pgd: StrictStr
+    autoattack: StrictStr | None
+
+
+class PerImageOutcomes(_Part):
+    """Per evaluated test image (the first `n` of the test split, in order), packed by `pack_bits`."""
+
+    n: PositiveInt
+    clean: StrictStr
+    robust: list[OutcomesAtEps]
+
+    def unpacked(self) -> dict[str, Any]:
+        """{'clean': bools, 'robust': {ε: (pgd bools, autoattack bools or None)}}."""
+        return {"clean": unpack_bits(self.clean, self.n),
+                "robust": {r.eps: (unpack_bits(r.pgd, self.n),
+                                   None if r.autoattack is None else unpack_bits(r.autoattack, self.n))
+                           for r in self.robust}}  # fmt: skip
+
+    def check(self, metrics: Metrics) -> None:
+        """The outcomes count to the accuracies beside them (ValueError naming the field)."""
+        if self.n != metrics.n_eval:
+            raise ValueError(f"per_image_outcomes.n: {self.n} is not allowed; allowed: metrics.n_eval ({metrics.n_eval})")
+        try:
+            got = self.unpacked()
+        except ValueError as exc:
+            raise ValueError(f"per_image_outcomes: {exc}") from None
+        expected = {r.eps: (r.pgd_acc, r.autoattack_acc) for r in metrics.robust or ()}
+        if set(got["robust"]) != set(expected):
+            raise ValueError(f"per_image_outcomes.robust: ε {sorted(got['robust'])} is not allowed; "
+                             f"allowed: those of metrics.robust {sorted(expected)}")
+        pairs = [("clean", got["clean"], metrics.clean_acc)]
+        for eps, (pgd, aa) in got["robust"].items():
+            pairs += [(f"robust[{eps:g}].pgd", pgd, expected[eps][0]), (f"robust[{eps:g}].autoattack", aa, expected[eps][1])]
+        for name, bits, acc in pairs:
+            if (bits is None) != (acc is None) or (bits is not None and abs(100.0 * bits.sum() / self.n - acc) > 1e-6):
+                share = None if bits is None else 100.0 * bits.sum() / self.n
+                raise ValueError(f"per_image_outcomes.{name}: {share!r} % correct is not allowed; allowed: the "
+                                 f"accuracy in metrics ({acc!r})")
 
 
 class TrainingDone(_Part):
@@ -234,6 +319,7 @@ class Record(_Part):
     execution: Execution | None = None  # None: the cell failed before training, or an older record
     inputs: Inputs | None = None  # None: the cell failed before selecting, or a record older than the field
     stability: Stability | None = None  # None: full data, random, a failed selection, or an older record
+    per_image_outcomes: PerImageOutcomes | None = None  # None: failed, or a record older than the field
 
     @model_validator(mode="after")
     def _outcome_fits_status(self) -> Record:
@@ -254,6 +340,8 @@ class Record(_Part):
         if self.schema_version >= 2:
             self._schema2_fields()
         self._possible()
+        if self.per_image_outcomes is not None:
+            self.per_image_outcomes.check(self.metrics)
         return self
 
     def _possible(self) -> None:

@@ -37,7 +37,7 @@ from corebench.checkpoint import Checkpoint
 from corebench.claims import holding
 from corebench.data import Dataset, load_dataset
 from corebench.errors import BenchError, GridStopped, MethodError, PathError
-from corebench.evaluate import evaluate
+from corebench.evaluate import EvalResult, evaluate
 from corebench.files import cache_root, confined, writable_folder, write_atomic
 from corebench.guard import Deadline
 from corebench.identity import cell_id as identity_hash
@@ -49,7 +49,7 @@ from corebench.methods.registry import git_commit, method_source, plugin_fingerp
 from corebench.models import create_model, default_scoring_arch
 from corebench.optim import resolve_device, torch_threads
 from corebench.published import Published, folder_for
-from corebench.record import SCHEMA_VERSION, CellConfig, Record
+from corebench.record import SCHEMA_VERSION, CellConfig, Record, pack_bits
 from corebench.results import DONE, MISSING, STALE, record_state, write_indices, write_record
 from corebench.scoring import (
     ScoringResult,
@@ -729,7 +729,7 @@ def run_cell(
         "cell_id": cid,
         "status": "failed",
         "error": None,
-        "grid": {"name": spec.name, "source": spec.source},
+        "grid": grid_ref(spec),
         "cell": cell.key(),
         "method_options": options,
         "config": config,
@@ -791,6 +791,7 @@ def run_cell(
             "robust": robust,
             "predicted_histogram": list(result.predicted_histogram) or None,
         }
+        record["per_image_outcomes"] = per_image_outcomes(result)
         record["training"] = {"budget": trained["budget"], "epochs": trained["epochs"], "steps": trained["steps"],
                               "seconds": round(trained["seconds"], 3)}
         record["cost"] = {"scoring_runs": scoring_runs, "train_steps": trained["steps"], "train_s": round(t1 - t0, 3)}
@@ -824,6 +825,19 @@ def run_cell(
 def failure_log(record: Path) -> Path:
     """A failed cell's traceback, beside its record (`seed0.json` -> `seed0.log`)."""
     return record.with_suffix(".log")
+def grid_ref(spec: GridSpec) -> dict[str, Any]:
+    """The record's `grid`: its name and file, the declared primary comparisons and the correction."""
+    primary = [{"method": c.method, "against": c.against, "fraction": c.fraction, "regime": c.regime, "eps": c.eps}
+               for c in spec.primary]  # fmt: skip
+    return {"name": spec.name, "source": spec.source, "primary": primary, "correction": spec.correction}
+
+
+def per_image_outcomes(result: EvalResult) -> dict[str, Any]:
+    """The evaluation's per-image outcomes as the record keeps them (`record.PerImageOutcomes`)."""
+    robust = [{"eps": r.eps, "pgd": pack_bits(r.pgd_correct),
+               "autoattack": None if r.autoattack_correct is None else pack_bits(r.autoattack_correct)}
+              for r in result.robust]  # fmt: skip
+    return {"n": result.n_eval, "clean": pack_bits(result.clean_correct), "robust": robust}
 
 
 def select_coreset(

@@ -431,9 +431,29 @@ class SlurmConfig:
     array_parallelism: PositiveInt | None = None
 
 
+Correction = Literal["holm", "bh"]  # across a board's family of comparisons (`stats.adjust`)
+
+
+@spec
+class Comparison:
+    """A declared primary comparison: `method` minus `against` (row labels, method ids) at one
+    fraction, regime and ε, on every dataset × architecture of the grid. Declared before the
+    runs, it is reported first on its board and is not corrected for the exploratory family."""
+
+    method: StrictStr
+    fraction: Number
+    regime: Regime
+    eps: Radius
+    against: StrictStr = "random"
+
+    def text(self) -> str:
+        return f"{self.method} − {self.against} at {100 * self.fraction:g} %, {self.regime}"
+
+
 @spec
 class GridSpec:
-    """A whole grid file, validated."""
+    """A whole grid file, validated. `primary` and `correction` say how the boards test the
+    grid's numbers; they are not cell settings (no cell id depends on them)."""
 
     name: StrictStr
     datasets: tuple[DatasetSpec, ...]
@@ -452,6 +472,8 @@ class GridSpec:
     slurm: SlurmConfig = field(default_factory=SlurmConfig)  # cluster resources, not a result setting
     device: Device = "auto"
     threads: Threads = 1  # torch threads per process (each worker): results depend on it on CPU
+    primary: tuple[Comparison, ...] = ()  # declared comparisons, reported first on the boards
+    correction: Correction = "holm"  # across each board's exploratory family
     source: StrictStr = ""  # the grid file it came from
 
     def cells(self) -> list[Cell]:

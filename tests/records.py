@@ -115,6 +115,28 @@ def example_record(
     }  # fmt: skip
 
 
+def with_outcomes(rec: dict[str, Any], clean: Any, robust: Any) -> dict[str, Any]:
+    """`rec` (one ε) with per-image outcomes and its accuracies set from them (PGD = AutoAttack)."""
+    import json
+
+    import numpy as np
+
+    from corebench.record import pack_bits
+
+    clean, robust = np.asarray(clean, dtype=bool), np.asarray(robust, dtype=bool)
+    n = clean.size
+    rec = json.loads(json.dumps(rec))
+    m = rec["metrics"]
+    m.update(n_eval=n, clean_acc=100.0 * clean.sum() / n, pgd_acc=100.0 * robust.sum() / n,
+             autoattack_acc=100.0 * robust.sum() / n, autoattack_per_attack={})
+    m["robust"][0].update(pgd_acc=m["pgd_acc"], autoattack_acc=m["autoattack_acc"], autoattack_per_attack={})
+    rec["config"]["evaluation"]["n_examples"] = n
+    eps = m["robust"][0]["eps"]
+    rec["per_image_outcomes"] = {"n": n, "clean": pack_bits(clean),
+                                 "robust": [{"eps": eps, "pgd": pack_bits(robust), "autoattack": pack_bits(robust)}]}
+    return rec
+
+
 def relpath(record: dict[str, Any]):
     """Where the store keeps a record: `spec.record_relpath` of its grid and cell key."""
     from corebench.spec import record_relpath

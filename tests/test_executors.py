@@ -95,6 +95,20 @@ def test_cached_scoring_runs_and_finished_cells_are_not_submitted(tmp_path):
     assert [t.cell.method.name for t in tasks] == ["easycore"] and params["slurm_additional_parameters"] == {}
 
 
+def test_published_scoring_runs_are_not_submitted(tmp_path):
+    """Slurm reads a grid's published scoring runs first: a fresh cache submits no scoring job."""
+    from corebench.publish import publish_scoring
+    from corebench.runner import run_grid
+
+    spec = parse_grid({**GRID, "methods": ["easycore"], "device": "cpu"})
+    run_grid(spec, tmp_path / "scratch", cache_dir=tmp_path / "cache", progress=False, scoring_only=True)
+    publish_scoring(spec, tmp_path / "res", tmp_path / "cache")
+    ex = FakeExecutor()
+    sub = submit_grid(spec, tmp_path / "res", cache_dir=tmp_path / "fresh", executor=ex)
+    assert (sub.cached_runs, sub.scoring_jobs) == (1, [])
+    assert all("dependency" not in params["slurm_additional_parameters"] for params, _ in ex.arrays)
+
+
 def test_slurm_settings_defaults_and_overrides():
     params = slurm_parameters(SlurmConfig())
     assert params["timeout_min"] == 240 and params["cpus_per_task"] == 1 and "gpus_per_node" not in params

@@ -316,3 +316,15 @@ def test_check_method_command(capsys):
     assert "PASS" in out and "FAIL" not in out and "easycore:" in out
     assert main(["check-method", "nosuchmethod"]) == 2
     assert "method: 'nosuchmethod' is not allowed" in capsys.readouterr().err
+
+
+def test_every_record_keeps_its_per_image_outcomes(finished_run):
+    from corebench.record import parse_record
+
+    tmp, _, _ = finished_run
+    for path in sorted((tmp / "res" / "tiny").rglob("seed0.json")):
+        rec = parse_record(path.read_text())  # checks the outcomes count to the accuracies
+        got = rec.per_image_outcomes.unpacked()
+        assert got["clean"].size == rec.metrics.n_eval == 60
+        for pgd, aa in got["robust"].values():
+            assert not (pgd & ~got["clean"]).any() and not (aa & ~got["clean"]).any()  # robust implies right

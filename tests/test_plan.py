@@ -70,3 +70,41 @@ def test_plan_probes_this_machine_and_estimates_time_and_memory(capsys):
     assert "digits × r18w4 on cpu (1 thread): training step" in text and "(batches 64 and 40," in text
     assert "estimated compute for the cells to run" in text and "cpu (1 thread): scoring" in text
     assert "memory per cell" in text and "activations" in text
+
+
+def test_plan_says_what_each_declared_comparison_can_detect(tmp_path):
+    import numpy as np
+
+    from corebench.plan import power_lines
+    from corebench.results import write_record
+    from corebench.significance import power_of, prior_detectable
+
+    from records import example_record, relpath, with_outcomes
+
+    grid = {"name": "example", "datasets": ["digits"], "architectures": ["resnet18"], "fractions": [0.3],
+            "methods": ["random", "easycore"], "regimes": ["standard"], "seeds": [0, 1, 2],
+            "evaluation": {"n_examples": 100, "eps": "32/255"},
+            "primary": [{"method": "easycore", "fraction": 0.3, "regime": "standard", "eps": "32/255"}]}  # fmt: skip
+    spec = parse_grid(grid)
+    (line,) = power_lines(spec, None)
+    assert line == (f"  digits × resnet18: easycore − random at 30 %, standard at ε = 32/255: detects "
+                    f"{prior_detectable(3, 100):.1f} pp or more at 80% power with 3 seeds × 100 images (prior: seed "
+                    "sd of the difference 4 pp, the models disagreeing on 30% of the images, half of it shared by every seed)")
+    assert prior_detectable(3, 100) > prior_detectable(10, 100) > prior_detectable(10, 1000)
+
+    rng = np.random.default_rng(5)
+    ease = rng.normal(size=100)
+    sides = {"random": [], "easycore": []}
+    for seed in range(3):
+        for method, shift in (("random", 0.0), ("easycore", 0.3)):
+            robust = ease + rng.normal(size=100) + shift > 0
+            sides[method].append((100.0 * robust.mean(), robust))
+            rec = with_outcomes(example_record(method=method, seed=seed, eps=32 / 255), np.ones(100, bool), robust)
+            write_record(tmp_path / relpath(rec), rec)
+    (line,) = power_lines(spec, tmp_path)
+    want = power_of(sides["easycore"], sides["random"], seeds=3, images=100)
+    assert line.endswith(f"detects {want:.1f} pp or more at 80% power with 3 seeds × 100 images "
+                         "(the variance of the records' 3 seeds, seeds × images)")  # fmt: skip
+
+    (line,) = power_lines(parse_grid({**grid, "seeds": [0]}), None)
+    assert line.endswith("UNDECIDABLE: 1 seed(s) give no interval; declare at least 2 seeds")
