@@ -221,13 +221,3 @@ def test_the_shared_copy_splits_and_matches_the_test_subset(tmp_path, cache):
         assert np.array_equal((data.x_test * 255).round().byte().permute(0, 2, 3, 1).numpy(), f["x"])
         assert np.array_equal(data.y_test.numpy(), f["y"])
 
-
-def test_the_split_grid_runs_as_a_smoke_test(tmp_path, cache):
-    """Every kind of cell of configs/cifar10_cpu_split.yaml runs (on a stand-in of its data)."""
-    from conftest import REPO
-
-    from corebench.cli import main
-
-    assert main(["run", str(REPO / "configs" / "cifar10_cpu_split.yaml"), "--smoke", "--no-progress",
-                 "--results", str(tmp_path / "results"), "--cache", str(cache)]) == 0
-    assert len(list((tmp_path / "results").rglob("seed*.json"))) == 10
