@@ -47,7 +47,8 @@ def test_bad_deadlines_are_one_line_errors_naming_the_option(deadline, limit, fi
         deadline_from(deadline, limit)
 
 
-def test_cells_that_would_not_end_in_time_are_deferred_and_a_rerun_finishes_them(tmp_path):
+@pytest.mark.parametrize("workers", [1, 2])
+def test_cells_that_would_not_end_in_time_are_deferred_and_a_rerun_finishes_them(tmp_path, workers):
     spec = load_grid(write_fast_grid(tmp_path, seeds=[0, 1], methods=["random"]))
 
     def estimator(work, device):  # seed 1's cells would take a day
@@ -55,7 +56,7 @@ def test_cells_that_would_not_end_in_time_are_deferred_and_a_rerun_finishes_them
 
     results, cache = tmp_path / "results", tmp_path / "cache"
     summary = run_grid(spec, results, cache_dir=cache, progress=False, deadline=time.time() + 3600,
-                       estimator=estimator)
+                       estimator=estimator, workers=workers)  # with 2, each worker process holds the guard
     assert summary.finished == 2 and summary.failed == 0
     assert len(summary.deferred) == 2
     assert not any(Path(p).exists() for p in summary.deferred)  # never started: no record, no claim left
