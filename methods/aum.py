@@ -53,6 +53,8 @@ class AUM(ScoreBasedMethod):
     """Hardness −AUM: the margin z_y − max_{k≠y} z_k averaged over the scoring epochs."""
 
     reference = "Pleiss et al. 2020, asappresearch/aum"
+    class_balanced_source = 'off: asappresearch/aum ranks every training sample together (one AUM threshold over the whole set)'
+    reference_budget = 'none of its own: Pleiss et al. flag low-AUM samples as mislabeled and retrain on the rest, with no coreset budget'
 
     Params = AUMParams
     signals = ("margin_logits",)

@@ -63,6 +63,8 @@ class Friendly(ScoreBasedMethod):
     """Keep the samples misclassified under PGD in the fewest epochs (Dong et al. 2021)."""
 
     reference = "Dong et al. 2021, shwinshaker/RobustDataProfiling"
+    class_balanced_source = 'off: shwinshaker/RobustDataProfiling ranks globally (its released id_friend_25000_balance.npy is the per-class variant, class_balanced: true)'
+    reference_budget = "UNVERIFIED: Dong et al.'s retraining schedule on the pruned set was not read"
 
     Params = FriendlyParams
     signals = ("adv_correct",)
