@@ -896,16 +896,19 @@ def generate_leaderboards(
     if freeze:
         gc.freeze()
     try:
-        return _generate(results_dir, out_dir, records, problems, strict)
+        return _generate(results_dir, out_dir, records, problems, strict, freeze)
     finally:
         if freeze:
             gc.unfreeze()
 
 
 def _generate(
-    results_dir: Path, out_dir: Path, records: list[dict], problems: list[tuple[Path, str]], strict: bool
+    results_dir: Path, out_dir: Path, records: list[dict], problems: list[tuple[Path, str]], strict: bool,
+    freeze: bool = False,
 ) -> BoardReport:
     boards, problems = build_boards(records, problems, results_dir)
+    if freeze:  # the boards' entries too: statsmodels' Holm runs a full gc.collect() per board
+        gc.freeze()
     if strict and problems:
         path, reason = problems[0]
         raise ResultsError(f"{path}: {reason}")

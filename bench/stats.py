@@ -26,7 +26,6 @@ Benjamini–Hochberg as an option) by statsmodels' `multipletests`, imported onl
 
 from __future__ import annotations
 
-import gc
 import math
 from dataclasses import dataclass
 from functools import lru_cache
@@ -165,17 +164,9 @@ def adjust(pvalues: list[float], method: str = "holm", alpha: float = 1 - CONFID
         return []
     from statsmodels.stats.multitest import multipletests
 
-    # statsmodels' Holm branch ends with a full gc.collect() (statsmodels 0.15, multitest.py):
-    # 0.1-0.3 s per call, all of it spent walking objects that cannot be garbage. Frozen objects
-    # are skipped by the collector, so the call runs with everything frozen; a caller's own freeze
-    # (generate_leaderboards freezes the records) is left as it was, and its unfreeze ends ours.
-    was_frozen = gc.get_freeze_count() > 0
-    gc.freeze()
-    try:
-        adjusted = multipletests(pvalues, alpha=alpha, method=CORRECTIONS[method])[1]
-    finally:
-        if not was_frozen:
-            gc.unfreeze()
+    # statsmodels' Holm branch ends with a full gc.collect() (statsmodels 0.15, multitest.py),
+    # 0.1-0.3 s with many objects alive; generate_leaderboards freezes its records and boards first
+    adjusted = multipletests(pvalues, alpha=alpha, method=CORRECTIONS[method])[1]
     return [float(p) for p in adjusted]
 
 

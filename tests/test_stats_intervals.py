@@ -84,17 +84,3 @@ def test_detectable_difference_shrinks_with_more_seeds_and_images():
     assert 0 < many < few
     assert detectable_difference(1.0, 0.5) == math.inf  # fewer than two seeds: nothing can be decided
 
-
-def test_adjust_leaves_the_garbage_collector_as_it_found_it():
-    import gc
-
-    assert gc.get_freeze_count() == 0
-    adjust([0.01, 0.2])
-    assert gc.get_freeze_count() == 0
-    gc.freeze()
-    try:
-        frozen = gc.get_freeze_count()
-        adjust([0.01, 0.2])
-        assert gc.get_freeze_count() >= frozen  # a caller's freeze stays; its unfreeze ends ours
-    finally:
-        gc.unfreeze()
