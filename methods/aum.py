@@ -55,6 +55,8 @@ class AUM(ScoreBasedMethod):
     reference = "Pleiss et al. 2020, asappresearch/aum"
 
     Params = AUMParams
+    class_balanced_source = "off: asappresearch/aum ranks all samples together"
+    reference_budget = "UNVERIFIED: asappresearch/aum flags mislabelled samples; the budget of its retraining was not read"
     signals = ("margin_logits",)
     in_all = False
 

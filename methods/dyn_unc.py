@@ -78,6 +78,8 @@ class DynUnc(ScoreBasedMethod):
     reference = "He et al. 2023; Nieth et al. 2024, BjoernNieth/LS-Dataset-pruning-in-AT"
 
     Params = DynUncParams
+    class_balanced_source = "off: BjoernNieth/LS-Dataset-pruning-in-AT `keep_class_distribution=False` by default"
+    reference_budget = "UNVERIFIED: not read from BjoernNieth/LS-Dataset-pruning-in-AT"
     signals = ("loss",)
     in_all = False
 

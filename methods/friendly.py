@@ -65,6 +65,8 @@ class Friendly(ScoreBasedMethod):
     reference = "Dong et al. 2021, shwinshaker/RobustDataProfiling"
 
     Params = FriendlyParams
+    class_balanced_source = "off: a global ranking of the counts (UNVERIFIED); the released 25k subsets of shwinshaker/RobustDataProfiling are class-balanced (`_balance`)"
+    reference_budget = "UNVERIFIED: not read from shwinshaker/RobustDataProfiling"
     signals = ("adv_correct",)
     in_all = False
 

@@ -82,6 +82,8 @@ class TDDS(ScoreBasedMethod):
     reference = "Zhang et al. 2024, zhangxin-xd/Dataset-Pruning-TDDS"
 
     Params = TDDSParams
+    class_balanced_source = "off: zhangxin-xd/Dataset-Pruning-TDDS keeps globally"
+    reference_budget = "UNVERIFIED: not read from zhangxin-xd/Dataset-Pruning-TDDS"
     signals = ("logits_train",)
     in_all = False
 
