@@ -53,10 +53,10 @@ class AUM(ScoreBasedMethod):
     """Hardness −AUM: the margin z_y − max_{k≠y} z_k averaged over the scoring epochs."""
 
     reference = "Pleiss et al. 2020, asappresearch/aum"
-    class_balanced_source = 'off: asappresearch/aum ranks every training sample together (one AUM threshold over the whole set)'
-    reference_budget = 'none of its own: Pleiss et al. flag low-AUM samples as mislabeled and retrain on the rest, with no coreset budget'
 
     Params = AUMParams
+    class_balanced_source = "off: asappresearch/aum ranks all samples together"
+    reference_budget = "UNVERIFIED: asappresearch/aum flags mislabelled samples; the budget of its retraining was not read"
     signals = ("margin_logits",)
     in_all = False
 

@@ -76,10 +76,10 @@ class DynUnc(ScoreBasedMethod):
     """Keep the samples whose probability of their label fluctuates most across epochs."""
 
     reference = "He et al. 2023; Nieth et al. 2024, BjoernNieth/LS-Dataset-pruning-in-AT"
-    class_balanced_source = 'off: He et al. 2023 and Nieth et al. rank all samples by dynamic uncertainty (global; a per-class keep is not described, UNVERIFIED)'
-    reference_budget = 'UNVERIFIED: the retraining budget of He et al. / Nieth et al. was not read'
 
     Params = DynUncParams
+    class_balanced_source = "off: BjoernNieth/LS-Dataset-pruning-in-AT `keep_class_distribution=False` by default"
+    reference_budget = "UNVERIFIED: not read from BjoernNieth/LS-Dataset-pruning-in-AT"
     signals = ("loss",)
     in_all = False
 

@@ -63,10 +63,11 @@ class Friendly(ScoreBasedMethod):
     """Keep the samples misclassified under PGD in the fewest epochs (Dong et al. 2021)."""
 
     reference = "Dong et al. 2021, shwinshaker/RobustDataProfiling"
-    class_balanced_source = 'off: shwinshaker/RobustDataProfiling ranks globally (its released id_friend_25000_balance.npy is the per-class variant, class_balanced: true)'
     reference_budget = "UNVERIFIED: Dong et al.'s retraining schedule on the pruned set was not read"
 
     Params = FriendlyParams
+    class_balanced_source = "off: a global ranking of the counts (UNVERIFIED); the released 25k subsets of shwinshaker/RobustDataProfiling are class-balanced (`_balance`)"
+    reference_budget = "UNVERIFIED: not read from shwinshaker/RobustDataProfiling"
     signals = ("adv_correct",)
     in_all = False
 

@@ -80,10 +80,11 @@ class TDDS(ScoreBasedMethod):
     """Keep the samples whose predictions change most unevenly across the training trajectory."""
 
     reference = "Zhang et al. 2024, zhangxin-xd/Dataset-Pruning-TDDS"
-    class_balanced_source = 'off: zhangxin-xd/Dataset-Pruning-TDDS data_subset.py keeps data_mask[subset_rate·N:] over the whole train set'
     reference_budget = "UNVERIFIED: the TDDS reference's retraining schedule on the pruned set was not read"
 
     Params = TDDSParams
+    class_balanced_source = "off: zhangxin-xd/Dataset-Pruning-TDDS keeps globally"
+    reference_budget = "UNVERIFIED: not read from zhangxin-xd/Dataset-Pruning-TDDS"
     signals = ("logits_train",)
     in_all = False
 
