@@ -26,8 +26,9 @@ from corebench.data import load_dataset
 from corebench.grid import load_grid
 from corebench.methods import create_method, run_selection
 from corebench.methods.base import check_scores
+from corebench.optim import torch_threads
 from corebench.runner import ScoringCache
-from corebench.spec import Cell
+from corebench.spec import Cell, DatasetSpec, GridSpec, MethodSpec
 from corebench.stats import kept_overlap, spearman
 
 
@@ -37,24 +38,32 @@ def agreement(grid_path: str, cache: Path, pairs: list[tuple[str, str]], fractio
     by_label = {m.label: m for m in spec.methods}
     scorer = ScoringCache(spec.scoring, cache / "scoring", torch.device("cpu"), progress=False, threads=spec.threads)
     rows = []
-    for ds in spec.datasets:
-        data = load_dataset(ds)
-        for a_label, b_label in pairs:
-            for seed in seeds if seeds is not None else spec.seeds:
-                out = {"dataset": ds.label, "a": a_label, "b": b_label, "seed": seed, "fraction": fraction}
-                scores, kept = [], []
-                for label in (a_label, b_label):
-                    entry = by_label[label]
-                    method = create_method(entry.name, **entry.params)
-                    cell = Cell(ds, spec.architectures[0], spec.scoring_architectures[0] or spec.architectures[0],
-                                spec.regimes[0], entry, fraction, seed)
-                    ctx, _ = scorer.contexts(cell, data, method)
-                    view = ctx.only(method.name, tuple(method.required_signals()))
-                    scores.append(check_scores(method.name, method.hardness(view), ctx.n))
-                    kept.append(run_selection(method, ctx, fraction))
-                out["spearman"] = round(spearman(*scores), 4)
-                out["kept_overlap"] = round(kept_overlap(*kept), 4)
-                rows.append(out)
+    with torch_threads(spec.threads):  # the cache key holds the grid's threads: run with them
+        for ds in spec.datasets:
+            rows += _dataset_rows(spec, ds, by_label, scorer, pairs, fraction, seeds)
+    return rows
+
+
+def _dataset_rows(spec: GridSpec, ds: DatasetSpec, by_label: dict[str, MethodSpec], scorer: ScoringCache,
+                  pairs: list[tuple[str, str]], fraction: float, seeds: list[int] | None) -> list[dict]:
+    """The rows of one dataset: per pair of method entries and seed, ρ of their scores and the
+    overlap of their coresets, each from the scoring run it reads."""
+    rows = []
+    data = load_dataset(ds)
+    scorer_arch = spec.scoring_architectures[0] or spec.architectures[0]
+    for a_label, b_label in pairs:
+        for seed in seeds if seeds is not None else spec.seeds:
+            scores, kept = [], []
+            for label in (a_label, b_label):
+                entry = by_label[label]
+                method = create_method(entry.name, **entry.params)
+                cell = Cell(ds, spec.architectures[0], scorer_arch, spec.regimes[0], entry, fraction, seed)
+                ctx, _ = scorer.contexts(cell, data, method)
+                view = ctx.only(method.name, tuple(method.required_signals()))
+                scores.append(check_scores(method.name, method.hardness(view), ctx.n))
+                kept.append(run_selection(method, ctx, fraction))
+            rows.append({"dataset": ds.label, "a": a_label, "b": b_label, "seed": seed, "fraction": fraction,
+                         "spearman": round(spearman(*scores), 4), "kept_overlap": round(kept_overlap(*kept), 4)})
     return rows
 
 
