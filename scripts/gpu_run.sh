@@ -10,7 +10,8 @@
 #      (no cell starts that would not end in time; finished records are kept);
 #   6. the boards, and everything packed into $OUT: at most 8 files (run.log, env.txt,
 #      checks.log, gpu_bench.json, sizing.json, results.tar.gz).
-# Whatever fails, the later steps still run and what exists is packed.
+# Whatever fails, the later steps still run and what exists is packed. Run again on the same
+# warm machine, it resumes (finished cells are kept in ${TMPDIR:-/tmp}/corebench-gpu).
 #
 #   bash scripts/gpu_run.sh --budget 540     # on the GPU: the whole run ends within 540 s
 #   bash scripts/gpu_run.sh --smoke          # on any CPU: every step on tiny stand-in data
@@ -38,7 +39,11 @@ START=$(date +%s)
 OUT=${OUT:-$PWD/gpu_out}
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/corebench-gpu.XXXXXX")
+# A fixed folder: a second run on the same (still warm) machine resumes there, finished cells
+# and scoring runs kept; a smoke run starts clean.
+WORK="${TMPDIR:-/tmp}/corebench-gpu"
+[ "$SMOKE" = 1 ] && rm -rf "$WORK"
+mkdir -p "$WORK"
 exec > >(tee -a "$OUT/run.log") 2>&1
 if [ -n "${PYTHON:-}" ]; then PY=$PYTHON; elif [ -x .venv/bin/python ]; then PY=.venv/bin/python; else PY=python3; fi
 RESERVE=30  # seconds kept for the boards and the packing
