@@ -122,8 +122,9 @@ def load_dataset(spec: DatasetSpec) -> Dataset:
 
 
 # What a stand-in copies of each dataset without reading its files: image shape (C, H, W),
-# classes, default ε, augmentations and crop padding. Datasets not listed (a user's npz,
-# synthetic) are loaded and cut down instead.
+# classes, default ε, augmentations and crop padding, by name or by the entry's `id` (an npz
+# file labelled `cifar10_jpeg`, whose file is made on the GPU machine). Datasets not listed (a
+# user's npz, synthetic) are loaded and cut down instead.
 STAND_IN_SHAPES: dict[str, tuple[tuple[int, int, int], int, float, tuple[str, ...], int]] = {
     "cifar10": ((3, 32, 32), 10, 8 / 255, ("crop", "flip"), 4),
     "cifar100": ((3, 32, 32), 100, 8 / 255, ("crop", "flip"), 4),
@@ -142,8 +143,9 @@ def stand_in(spec: DatasetSpec) -> Dataset:
     template plus noise, so a one-epoch model learns something and every kind of cell runs.
     Seeded by the name, so a smoke run is deterministic."""
     real = dataclasses.replace(spec, stand_in=False)
-    if spec.name in STAND_IN_SHAPES:
-        shape, classes, eps, augment, padding = STAND_IN_SHAPES[spec.name]
+    known = spec.name if spec.name in STAND_IN_SHAPES else spec.id  # an npz entry labelled as a known dataset
+    if known in STAND_IN_SHAPES:
+        shape, classes, eps, augment, padding = STAND_IN_SHAPES[known]
     else:  # generated or a user's own file: read it once, keep its shape and classes
         full = load_dataset(real)
         i = full.info

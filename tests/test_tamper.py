@@ -120,6 +120,10 @@ def test_verify_re_derives_records_exactly_and_catches_a_hand_edit(copy, capsys)
     path, rec = _record(copy, "easycore")
     edited = rec["metrics"]["pgd_acc"] - 6.25  # one image of 16 fewer: plausible, within every bound
     rec["metrics"]["pgd_acc"] = rec["metrics"]["robust"][-1]["pgd_acc"] = edited
+    path.write_text(json.dumps(rec))  # its per-image outcomes no longer count to the accuracy: refused
+    assert main(["verify", str(copy / "results"), "--cell", str(path), "--no-progress"]) == 2
+    assert "a finished record" in capsys.readouterr().err
+    rec.pop("per_image_outcomes")  # a plausible edit: as a record older than the field
     path.write_text(json.dumps(rec))
     assert main(["verify", str(copy / "results"), "--cell", str(path), "--no-progress"]) == 1
     out = capsys.readouterr().out
