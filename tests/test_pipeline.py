@@ -200,7 +200,7 @@ def test_a_failing_scoring_run_stops_the_grid_with_one_line(tmp_path, capsys, wo
     ("changes", "message"),
     [
         ({"methods": ["easycor"]}, "methods: 'easycor' is not allowed; allowed: aum, ccs, dyn_unc, easycore"),
-        ({"datasets": ["cifar11"]}, "datasets: 'cifar11' is not allowed; allowed: cifar10, cifar100, cifar10_proxy, digits"),
+        ({"datasets": ["cifar11"]}, "datasets: 'cifar11' is not allowed; allowed: cifar10, cifar100, cifar10_jpeg, cifar10_proxy, digits"),
         ({"regimes": ["madry"]}, "regimes: 'madry' is not allowed; allowed: standard, pgd_at, trades"),
         ({"fractions": [0.3, 1.5]}, "fractions: 1.5 is not allowed; allowed: numbers in (0, 1]"),
         ({"architectures": ["resnet1800"]}, "architectures: 'resnet1800' is not a timm architecture"),
