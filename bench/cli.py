@@ -210,6 +210,11 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
           f"{report.n_failed} failed, {len(report.skipped)} malformed files skipped)")
     for path, why in report.skipped[:20]:
         print(f"  skipped {path}: {why}")
+    from corebench.verify import outside_records
+
+    for path, grid in outside_records(args.results)[:20]:
+        print(f"  outside its grid: {path}: no cell of grid {grid} (a seed, fraction or method it does not "
+              f"have); it is on the board")
     return 0
 
 

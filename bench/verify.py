@@ -123,6 +123,26 @@ def _verify_grid(spec: Any, records: list[dict], results_dir: Path, tolerance: f
     return out
 
 
+def outside_records(results_dir: str | Path) -> list[tuple[Path, str]]:
+    """Finished records that are no cell of the grid file they name (a seed, fraction or method
+    the grid does not have), with that grid: a board built from the folder includes them, so
+    `corebench leaderboard` names them. Records whose grid file is not on this machine are not
+    judged."""
+    records, _ = scan(Path(results_dir))
+    by_source: dict[str, list[dict]] = {}
+    for rec in records:
+        source = (rec.get("grid") or {}).get("source") or ""
+        if rec.get("status") == "ok" and source and Path(source).is_file():
+            by_source.setdefault(source, []).append(rec)
+    out = []
+    for source, recs in sorted(by_source.items()):
+        spec = load_grid(source)
+        cells = {_key(spec.name, cell.key()) for cell in spec.cells()}
+        out += [(Path(r["_path"]), f"{spec.name} ({source})") for r in recs
+                if _key(r["grid"]["name"], r["cell"]) not in cells]  # fmt: skip
+    return sorted(out)
+
+
 def _key(grid: str, key: Mapping[str, Any]) -> str:
     return json.dumps([grid, dict(key)], sort_keys=True)
 

@@ -152,3 +152,14 @@ def test_verify_samples_by_seed_and_refuses_bad_input(copy, capsys):
     assert main(["verify", str(copy / "results"), "--cell", str(copy / "nope.json")]) == 2
     err = capsys.readouterr().err
     assert "RESULTS_DIR: " in err and "--cell: " in err
+
+
+def test_the_board_names_a_record_outside_its_grid(copy, capsys):
+    path, rec = _record(copy, "random")
+    fake = path.with_name("seed7.json")
+    fake.write_text(json.dumps({**rec, "cell": {**rec["cell"], "seed": 7}, "grid": {**rec["grid"], "source": str(copy / "fast.yaml")}}))
+    capsys.readouterr()
+    assert main(["leaderboard", str(copy / "results"), "--out", str(copy / "boards")]) == 0
+    out = capsys.readouterr().out
+    assert f"outside its grid: {fake}: no cell of grid fast" in out
+    assert out.count("outside its grid") == 1  # the grid's own records are not named
