@@ -34,3 +34,16 @@ def test_the_smoke_grid_keeps_every_kind_of_cell_and_cuts_the_rest():
     assert smoke.seeds == spec.seeds[:1] and all(d.stand_in for d in smoke.datasets)
     assert all(m.params.get("n_runs", 1) == 1 for m in smoke.methods)
     assert smoke.evaluation.eps == (max(spec.evaluation.eps),) and smoke.evaluation.n_examples <= 8
+
+
+@pytest.mark.parametrize("grid", GRIDS, ids=[p.stem for p in GRIDS])
+def test_a_grid_s_shared_data_path_resolves_from_its_folder(grid):
+    """Relative data paths are read from the grid file's folder: one written from the repository
+    root instead points nowhere (the smoke run's stand-ins would not notice)."""
+    shared = ROOT.parent / "shared" / "data"
+    for ds in load_grid(grid).datasets:
+        where = ds.path or ds.root
+        if where and "shared/data" in where:
+            if not shared.is_dir():
+                pytest.skip("the shared data folder is not on this machine")
+            assert Path(where).exists(), f"{grid.name}: {ds.name} at {where} (read from {grid.parent})"
