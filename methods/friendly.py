@@ -63,7 +63,6 @@ class Friendly(ScoreBasedMethod):
     """Keep the samples misclassified under PGD in the fewest epochs (Dong et al. 2021)."""
 
     reference = "Dong et al. 2021, shwinshaker/RobustDataProfiling"
-    reference_budget = "UNVERIFIED: Dong et al.'s retraining schedule on the pruned set was not read"
 
     Params = FriendlyParams
     class_balanced_source = "off: a global ranking of the counts (UNVERIFIED); the released 25k subsets of shwinshaker/RobustDataProfiling are class-balanced (`_balance`)"

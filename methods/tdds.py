@@ -80,7 +80,6 @@ class TDDS(ScoreBasedMethod):
     """Keep the samples whose predictions change most unevenly across the training trajectory."""
 
     reference = "Zhang et al. 2024, zhangxin-xd/Dataset-Pruning-TDDS"
-    reference_budget = "UNVERIFIED: the TDDS reference's retraining schedule on the pruned set was not read"
 
     Params = TDDSParams
     class_balanced_source = "off: zhangxin-xd/Dataset-Pruning-TDDS keeps globally"
