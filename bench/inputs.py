@@ -4,7 +4,7 @@ A finished record carries `inputs` (issue 23):
 
 - `indices`: the digest of its kept-indices file (`seedS.indices.npy` beside it);
 - `scoring_runs`: for each scoring run its selection read, the run's cache key, the epochs of
-  the run the method was served (`scoring.until`), and the digest of every array served.
+  the run the method was served (`signals.until`), and the digest of every array served.
 
 The data itself is bound by the cell id (its content hash, `Dataset.fingerprint`, is part of the
 cell's settings). `changed_inputs` recomputes the digests from the files now on disk: a
@@ -22,6 +22,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from corebench.signals import until
 
 SCORING = "scoring"  # the cache's sub-folder of scoring runs (runner.plan_work: cache / "scoring")
 
@@ -77,7 +79,6 @@ def changed_inputs(record: Mapping[str, Any], path: Path, cache_dir: Path | None
 
 def _run_changed(run: Mapping[str, Any], npz: Path) -> str:
     """Why the cached scoring run no longer serves what the record was selected from ('' if it does)."""
-    from corebench.scoring import until  # torch: only when a cache is checked
 
     if not npz.is_file():
         return ""

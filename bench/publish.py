@@ -19,8 +19,8 @@ from corebench.files import writable_folder
 from corebench.identity import dataset_identity
 from corebench.published import LIMIT_MB, folder_for, write_published
 from corebench.runner import default_cache_dir, plan_work, run_label, versions
-from corebench.scoring import execution, needed_epochs, read_entry, until
-from corebench.signals import companions
+from corebench.scoring import execution, needed_epochs, read_entry
+from corebench.signals import companions, until
 from corebench.spec import GridSpec
 
 

@@ -13,7 +13,7 @@ version and commit). The index is `.jsonl`, not `.json`: the record store reads 
 under the results folder.
 
 What is stored is what the grid's methods read: for each run, the union of its methods'
-signals, cut to the epochs they read (`scoring.until`), in the dtype the scoring run records
+signals, cut to the epochs they read (`signals.until`), in the dtype the scoring run records
 (`signals`: float16 logits, bool correctness, float32 otherwise; anything smaller would change
 the selections), compressed. A published file that fails its checksum is an error, never
 silently remade: it is committed, so `git checkout` restores it.
@@ -31,8 +31,8 @@ import numpy as np
 
 from corebench.errors import ConfigError, DataError
 from corebench.files import confined, write_atomic
-from corebench.scoring import checksum, until
-from corebench.signals import companions, get_signal, list_signals
+from corebench.scoring import checksum
+from corebench.signals import companions, get_signal, list_signals, until
 from corebench.spec import slug, to_jsonable
 
 FOLDER = "scoring"  # under <results>/<grid>/

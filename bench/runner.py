@@ -4,7 +4,7 @@ One straight line per cell. Scoring runs are shared by every cell of a dataset Ã
 architecture Ã— seed (and cached on disk), so a grid costs one proxy run per group (n of them
 for a method that averages n runs: run r of seed s is seeded `spec.scoring_seed(s, r)`, never
 s itself, the target model's seed) plus one training per cell. A run trains as many epochs of
-the scoring schedule as the most demanding method sharing it needs (`scoring.until`). Every
+the scoring schedule as the most demanding method sharing it needs (`signals.until`). Every
 finished cell is one JSON record written atomically; a failed cell gets a record with its error
 (its traceback in `seed<N>.log` beside it) and the grid goes on; a failure that is no cell's own
 (a scoring run, the cache) stops the grid with one line (`GridStopped`); re-running skips finished cells, so a
@@ -58,9 +58,8 @@ from corebench.scoring import (
     outdated_signals,
     scoring_key,
     seeded,
-    until,
 )
-from corebench.signals import companions
+from corebench.signals import companions, until
 from corebench.spec import (
     FULL_DATA,
     ArchSpec,
@@ -501,7 +500,7 @@ class ScoringCache:
     A need is the signals a method reads and the epochs of the scoring schedule it needs
     (`CoresetMethod.scoring_epochs`); a run is made for the union of its needs' signals and the
     largest of their epochs, and each method is served its own signals cut to its own epochs
-    (`scoring.until`), so what a method sees does not depend on what else is in the grid.
+    (`signals.until`), so what a method sees does not depend on what else is in the grid.
     """
 
     def __init__(self, cfg: ScoringConfig, cache_dir: Path | None, device: torch.device, progress: bool,

@@ -97,6 +97,7 @@ from corebench.signals import (  # noqa: F401  ALL_SIGNALS, EVAL_PASS, TRAIN_PAS
     signal_code,
     taken_at,
     unimportable_hooks,
+    until,
 )
 from corebench.spec import (
     ArchSpec,
@@ -141,22 +142,6 @@ def needed_epochs(cfg: ScoringConfig, signals: Iterable[str], train_epochs: int 
     if train_epochs is None or taken_at("final", signals):
         return cfg.epochs
     return min(int(train_epochs), cfg.epochs)
-
-
-def until(signals: dict[str, np.ndarray], epochs: int) -> dict[str, np.ndarray]:
-    """The signals a run stopped after `epochs` epochs records: per-epoch rows 1..epochs,
-    snapshots taken at epochs <= `epochs` (a longer run of the same schedule agrees on these)."""
-    out = dict(signals)
-    keep = np.asarray(out[SNAPSHOT_EPOCHS]) <= epochs if SNAPSHOT_EPOCHS in out else None
-    if keep is not None:
-        out[SNAPSHOT_EPOCHS] = np.asarray(out[SNAPSHOT_EPOCHS])[keep]
-    for name in set(out) & set(list_signals()):
-        sig = get_signal(name)
-        if sig.shape[0] == "E":
-            out[name] = out[name][:epochs]
-        elif sig.taken == "snapshot" and keep is not None:
-            out[name] = out[name][keep]
-    return out
 
 
 def scoring_key(dataset: DatasetSpec, data: Dataset, arch: ArchSpec, cfg: ScoringConfig, seed: int,

@@ -32,6 +32,8 @@ from dataclasses import dataclass
 from importlib import metadata
 from typing import Any
 
+import numpy as np
+
 from corebench.codehash import code_fingerprint
 from corebench.errors import ConfigError
 
@@ -304,6 +306,22 @@ def unknown_signals(names: Iterable[str]) -> list[str]:
 def companions(names: Iterable[str]) -> set[str]:
     """What comes along with the signals: the snapshot epochs with any snapshot signal."""
     return {SNAPSHOT_EPOCHS} if any(get_signal(n).taken == "snapshot" for n in set(names)) else set()
+
+
+def until(signals: dict[str, np.ndarray], epochs: int) -> dict[str, np.ndarray]:
+    """The signals a run stopped after `epochs` epochs records: per-epoch rows 1..epochs,
+    snapshots taken at epochs <= `epochs` (a longer run of the same schedule agrees on these)."""
+    out = dict(signals)
+    keep = np.asarray(out[SNAPSHOT_EPOCHS]) <= epochs if SNAPSHOT_EPOCHS in out else None
+    if keep is not None:
+        out[SNAPSHOT_EPOCHS] = np.asarray(out[SNAPSHOT_EPOCHS])[keep]
+    for name in set(out) & set(list_signals()):
+        sig = get_signal(name)
+        if sig.shape[0] == "E":
+            out[name] = out[name][:epochs]
+        elif sig.taken == "snapshot" and keep is not None:
+            out[name] = out[name][keep]
+    return out
 
 
 # The signals read on an adversarial example of each training step (`Signal.cost` says what each costs).

@@ -8,7 +8,8 @@ import torch
 
 from corebench.methods import create_method
 from corebench.models import create_model
-from corebench.scoring import get_signals, input_grad_norms, run_scoring, seeded, until
+from corebench.scoring import get_signals, input_grad_norms, run_scoring, seeded
+from corebench.signals import until
 from corebench.spec import ArchSpec, DatasetSpec, ScoringConfig, scoring_seed
 
 CPU = torch.device("cpu")
