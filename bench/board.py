@@ -23,7 +23,7 @@ A board is one grid × dataset × arch × regime × evaluation protocol. For eve
   the coreset and the largest class's share, from the record's class histogram (a global
   ranking can drop whole classes; a model cannot learn a class it never sees);
 - cost: the scoring runs a method's selection needs (once per seed, however many fractions
-  or methods share them), charged by need (`methods.base.scoring_need`: the epochs and
+  or methods share them), charged by need (`methods.base.scoring_need`, asked through `facts`: the epochs and
   measurement passes its signals need, not the whole run it shares with longer needs), and
   the training steps and seconds, relative to full-data training.
 
@@ -32,7 +32,6 @@ Determinism: everything is a function of the records' contents, iterated in sort
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import math
@@ -43,15 +42,14 @@ from dataclasses import dataclass, field
 from itertools import combinations
 from pathlib import Path
 from typing import Any
+from typing import Protocol as Interface
 
 import numpy as np
 
-from corebench.methods.base import ScoringNeed, scoring_need
-from corebench.methods.registry import create_method, get_method_class
 from corebench.protocol import Protocol
 from corebench.results import read_indices, robust_by_eps
 from corebench.significance import Adjusted, adjust_family, compare, power_of, robust_outcomes
-from corebench.spec import FULL_DATA, ScoringConfig, slug, stable_hash
+from corebench.spec import FULL_DATA, slug, stable_hash
 from corebench.stats import Interval, PairedDiff, jaccard, seeds_interval
 
 log = logging.getLogger(__name__)
@@ -60,6 +58,27 @@ RANDOM = "random"
 COLLAPSE_FACTOR = 1.5  # clean accuracy at most 1.5 × chance (100/K %) marks a collapsed model
 ONE_CLASS_SHARE = 0.5  # more than half the clean predictions in one class marks one too
 MIN_CLASS_SAMPLES = 5  # a class with fewer samples in a coreset is not counted as covered
+
+# What a board reads of a method, beyond its records.
+FACTS = ("reference_budget", "randomness")
+
+
+class ScoringNeedLike(Interface):
+    """The epochs and measurement passes a method's signals need (`methods.base.ScoringNeed`)."""
+
+    epochs: int
+    passes: int
+
+
+class MethodFacts(Interface):
+    """What a board asks about a recorded method. The boards import no method: the caller hands
+    these in (`corebench.methods.facts` answers from the installed registry)."""
+
+    def need(self, method: str, options: str, scoring: str) -> ScoringNeedLike | None:
+        """The method's scoring need under its recorded options and scoring settings (JSON)."""
+
+    def fact(self, method: str, name: str) -> str:
+        """A class fact of the method (one of `FACTS`); "" when it is not installed here."""
 
 
 @dataclass(frozen=True)
@@ -176,6 +195,7 @@ class Board:
     correction: str = "holm"  # the grid's, across the family
     family: Adjusted | None = None  # the exploratory differences to random, keyed (label, fraction, ε)
     primary: list[PrimaryResult] = field(default_factory=list)
+    method_facts: dict[tuple[str, str], str] = field(default_factory=dict)  # (method, fact name)
 
     @property
     def metric_name(self) -> str:
@@ -197,8 +217,9 @@ class Board:
 # --------------------------------------------------------------------------- grouping
 
 
-def entry_of(record: Mapping[str, Any], protocol: Protocol) -> Entry:
-    """The parts of a (validated) record a board uses."""
+def entry_of(record: Mapping[str, Any], protocol: Protocol, facts: MethodFacts) -> Entry:
+    """The parts of a (validated) record a board uses; `facts` rebuilds an older record's
+    scoring need."""
     cell, metrics = record["cell"], record.get("metrics") or {}
     ok = record["status"] == "ok"
     robust = {eps: pair[1 if protocol.autoattack_enabled else 0] for eps, pair in robust_by_eps(record).items()}
@@ -209,7 +230,7 @@ def entry_of(record: Mapping[str, Any], protocol: Protocol) -> Entry:
     training = record.get("training") or {}
     runs = None
     if "scoring_runs" in cost:
-        need = None if all("epochs_needed" in r for r in cost["scoring_runs"]) else need_of(record)
+        need = None if all("epochs_needed" in r for r in cost["scoring_runs"]) else need_of(record, facts)
         runs = tuple(
             (str(r["key"]), float(r.get("epochs") or 0), float(r.get("seconds") or 0),
              float(r["epochs_needed"] if r.get("epochs_needed") is not None else
@@ -246,32 +267,19 @@ def entry_of(record: Mapping[str, Any], protocol: Protocol) -> Entry:
     )
 
 
-def need_of(record: Mapping[str, Any]) -> ScoringNeed | None:
-    """`scoring_need` of a record's method from its options and scoring settings, for records
+def need_of(record: Mapping[str, Any], facts: MethodFacts) -> ScoringNeedLike | None:
+    """The scoring need of a record's method from its options and scoring settings, for records
     older than `cost.scoring_runs[].epochs_needed`; None when the method cannot be rebuilt here
     (a plug-in not installed, options it no longer takes)."""
-    return _need(record["cell"]["method"], json.dumps(record["method_options"], sort_keys=True),
-                 json.dumps(record["config"]["scoring"], sort_keys=True))
-
-
-@functools.lru_cache(maxsize=1024)
-def _need(name: str, options: str, scoring_settings: str) -> ScoringNeed | None:
-    """`need_of` for one method, options and scoring settings (JSON), once per board run."""
-    try:
-        known = set(get_method_class(name).Params.__dataclass_fields__)
-        method = create_method(name, **{k: v for k, v in json.loads(options).items() if k in known})
-        scoring = ScoringConfig(**json.loads(scoring_settings))
-        return scoring_need(method, scoring.epochs, scoring.snapshots())
-    except Exception as exc:  # noqa: BLE001 - any failure means "charge what was trained"
-        log.debug("no scoring need for %s: %s", name, exc)
-        return None
+    return facts.need(record["cell"]["method"], json.dumps(record["method_options"], sort_keys=True),
+                      json.dumps(record["config"]["scoring"], sort_keys=True))
 
 
 def build_boards(
-    records: list[dict], problems: list[tuple[Path, str]], results_dir: Path
+    records: list[dict], problems: list[tuple[Path, str]], results_dir: Path, facts: MethodFacts
 ) -> tuple[list[Board], list[tuple[Path, str]]]:
     """Group valid records (from `results.scan`, which refuses two records of one cell) into
-    boards, one per protocol."""
+    boards, one per protocol; `facts` answers what a board asks about the methods (`MethodFacts`)."""
     groups: dict[tuple[str, str, str, str], dict[str, Board]] = defaultdict(dict)
     problems = list(problems)
     for rec in records:
@@ -282,7 +290,9 @@ def build_boards(
         if board is None:
             board = groups[key][protocol.key] = Board(*key, protocol=protocol)
         board.records.append(rec)
-        board.entries.append(entry_of(rec, protocol))
+        board.entries.append(entry_of(rec, protocol, facts))
+        for name in FACTS:
+            board.method_facts.setdefault((cell["method"], name), facts.fact(cell["method"], name))
     boards: list[Board] = []
     for key in sorted(groups):
         by_proto = groups[key]

@@ -199,13 +199,14 @@ def cmd_methods(args: argparse.Namespace) -> int:
 
 def cmd_leaderboard(args: argparse.Namespace) -> int:
     from corebench.leaderboard import generate_leaderboards
+    from corebench.methods import facts
 
     if not Path(args.results).is_dir():
         raise invalid("RESULTS_DIR", args.results, "an existing results folder")
     out, results = Path(args.out).resolve(), Path(args.results).resolve()
     if out == results or out.is_relative_to(results):  # its exports would be read back as malformed records
         raise invalid("--out", args.out, f"a folder outside RESULTS_DIR {args.results}")
-    report = generate_leaderboards(args.results, args.out, strict=args.strict)
+    report = generate_leaderboards(args.results, args.out, facts, strict=args.strict)
     print(f"{len(report.pages)} boards written to {args.out} ({report.n_ok} finished cells, "
           f"{report.n_failed} failed, {len(report.skipped)} malformed files skipped)")
     for path, why in report.skipped[:20]:

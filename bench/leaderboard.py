@@ -50,6 +50,7 @@ from corebench.board import (
     Board,
     CellStats,
     FairStability,
+    MethodFacts,
     aggregate,
     build_boards,
     expected_random_jaccard,
@@ -58,7 +59,6 @@ from corebench.errors import PathError, ResultsError
 from corebench.faults import fault_point
 from corebench.files import confined, sweep_folder, writable_folder
 from corebench.inputs import unchanged
-from corebench.methods.registry import get_method_class
 from corebench.plots import Panel, PlotSpec, Series, render_svg
 from corebench.protocol import eps_text
 from corebench.results import scan, write_bytes_atomic
@@ -541,7 +541,7 @@ def _budget_section(board: Board, headers: list[str]) -> list[str]:
                 continue
             text = f"{steps:,.0f}" + (f" ({steps / full_steps:.2f}×)" if full_steps else "")
             cells.append(text + f", {_ratio(c, top)}")
-        rows.append([_md(lab), *cells, _md(_method_fact(methods.get(lab, ""), "reference_budget"))])
+        rows.append([_md(lab), *cells, _md(board.method_facts.get((methods.get(lab, ""), "reference_budget"), ""))])
     return out + [_table([*headers, "its reference trains"], rows), ""]
 
 
@@ -549,15 +549,6 @@ def _ratio(c: CellStats, eps: float) -> str:
     """Mean robust accuracy at `eps` over mean clean accuracy, two decimals."""
     robust, clean = c.robust[eps].mean, c.clean.mean
     return MISSING if not clean or robust is None or math.isnan(robust) else f"{robust / clean:.2f}"
-
-
-def _method_fact(method: str, name: str) -> str:
-    """A class fact of a registered method (`reference_budget`, `randomness`); "" for a method
-    not installed where the boards are made."""
-    try:
-        return str(getattr(get_method_class(method), name, ""))
-    except Exception:  # noqa: BLE001 - a plug-in not installed here
-        return ""
 
 
 def _stability_section(board: Board, headers: list[str]) -> list[str]:
@@ -613,7 +604,7 @@ def _fair_stability_section(board: Board, headers: list[str]) -> list[str]:
 
     methods = {e.label: e.method for e in board.entries}
     rows = [[_md(lab)] + [text(board.fair_stability.get((lab, f))) for f in board.fractions]
-            + [_md(_method_fact(methods.get(lab, ""), "randomness"))]
+            + [_md(board.method_facts.get((methods.get(lab, ""), "randomness"), ""))]
             for lab in board.methods if any((lab, f) in board.fair_stability for f in board.fractions)]  # fmt: skip
     return out + [_table([*headers, "its own randomness"], rows), ""]
 
@@ -886,9 +877,10 @@ def _plot_spec(board: Board) -> PlotSpec:
 
 
 def generate_leaderboards(
-    results_dir: str | Path, out_dir: str | Path, *, strict: bool = False
+    results_dir: str | Path, out_dir: str | Path, facts: MethodFacts, *, strict: bool = False
 ) -> BoardReport:
-    """Write every board, its plot and exports, and the index; see the module docstring."""
+    """Write every board, its plot and exports, and the index; see the module docstring. `facts`
+    answers what a board asks about the methods (`board.MethodFacts`; `corebench.methods.facts`)."""
     results_dir, out_dir = Path(results_dir), Path(out_dir)
     records, problems = unchanged(*scan(results_dir))
     # The records live until the end: keep the collector from re-walking them; undone in `finally`.
@@ -896,17 +888,17 @@ def generate_leaderboards(
     if freeze:
         gc.freeze()
     try:
-        return _generate(results_dir, out_dir, records, problems, strict, freeze)
+        return _generate(results_dir, out_dir, records, problems, facts, strict, freeze)
     finally:
         if freeze:
             gc.unfreeze()
 
 
 def _generate(
-    results_dir: Path, out_dir: Path, records: list[dict], problems: list[tuple[Path, str]], strict: bool,
-    freeze: bool = False,
+    results_dir: Path, out_dir: Path, records: list[dict], problems: list[tuple[Path, str]],
+    facts: MethodFacts, strict: bool, freeze: bool = False,
 ) -> BoardReport:
-    boards, problems = build_boards(records, problems, results_dir)
+    boards, problems = build_boards(records, problems, results_dir, facts)
     if freeze:  # the boards' entries too: statsmodels' Holm runs a full gc.collect() per board
         gc.freeze()
     if strict and problems:

@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from corebench.board import Board, build_boards, comparison_sides
 from corebench.data import Dataset
 from corebench.fastpath import autocast, prepare_model, resolve
+from corebench.methods import facts
 from corebench.methods.base import budget_for
 from corebench.models import create_model
 from corebench.optim import make_optimizer, torch_threads
@@ -156,7 +157,7 @@ def power_lines(spec: GridSpec, results: Path | None) -> list[str]:
     boards: dict[tuple[str, str, str], Board] = {}
     if results is not None:
         records, _ = scan(results)
-        for board in build_boards([r for r in records if r["grid"]["name"] == spec.name], [], results)[0]:
+        for board in build_boards([r for r in records if r["grid"]["name"] == spec.name], [], results, facts)[0]:
             boards.setdefault((board.dataset, board.arch, board.regime), board)
     seeds, images = len(spec.seeds), spec.evaluation.n_examples
     out = []

@@ -10,6 +10,7 @@ import pytest
 from corebench.board import aggregate, build_boards, degenerate, entry_of
 from corebench.errors import ResultsError
 from corebench.leaderboard import render_board
+from corebench.methods import facts
 from corebench.protocol import Protocol
 from corebench.record import parse_record
 
@@ -19,7 +20,7 @@ from records import example_record, relpath
 def _board(tmp_path: Path, records: list[dict]):
     for rec in records:
         rec["_path"] = tmp_path / relpath(rec)
-    (board,), _ = build_boards(records, [], tmp_path)
+    (board,), _ = build_boards(records, [], tmp_path, facts)
     aggregate(board)
     return board
 
@@ -39,7 +40,7 @@ def _rec(method: str, seed: int, clean: float, robust: float, fraction: float = 
 
 def _entry(rec: dict):
     rec["_path"] = "/x/" + str(relpath(rec))
-    return entry_of(rec, Protocol.of(rec["config"]["evaluation"]))
+    return entry_of(rec, Protocol.of(rec["config"]["evaluation"]), facts)
 
 
 def test_one_class_predicted_for_most_images_is_degenerate_whatever_the_accuracy() -> None:
@@ -203,7 +204,7 @@ def test_the_board_compares_single_run_selections_across_seeds(tmp_path: Path) -
         rec["_path"] = tmp_path / relpath(rec)
     for seed, rec in enumerate(records):
         write_indices(rec["_path"].with_name(f"seed{seed}.single_run.indices.npy"), np.arange(seed, seed + 4))
-    (board,), _ = build_boards(board_records, [], tmp_path)
+    (board,), _ = build_boards(board_records, [], tmp_path, facts)
     aggregate(board)
     fair = board.fair_stability[("el2n", 0.5)]
     assert fair.jaccard == (3 / 5, 1) and fair.spearman == pytest.approx(0.55) and fair.runs_averaged == 3

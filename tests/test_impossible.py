@@ -15,6 +15,7 @@ import pytest
 from corebench.cli import main
 from corebench.errors import ResultsError
 from corebench.leaderboard import generate_leaderboards
+from corebench.methods import facts
 from corebench.record import parse_record
 from corebench.results import write_record
 
@@ -64,7 +65,7 @@ def test_an_impossible_record_is_not_ranked(tmp_path):
     results = tmp_path / "results"
     rec = _with_top(example_record(grid="g"), autoattack_acc=99.0)
     write_record(results / relpath(rec), rec)
-    report = generate_leaderboards(results, tmp_path / "out")
+    report = generate_leaderboards(results, tmp_path / "out", facts)
     assert report.n_ok == 0 and "99.00" not in "".join(p.read_text() for p in report.pages)
     assert "at most the clean accuracy" in report.skipped[0][1]
 

@@ -17,6 +17,7 @@ from corebench.cli import main
 from corebench.errors import PathError
 from corebench.files import confined, orphans_in, sweep_orphans, write_atomic
 from corebench.leaderboard import MANIFEST, generate_leaderboards
+from corebench.methods import facts
 from corebench.results import write_record
 from corebench.spec import Cell, record_relpath, slug
 
@@ -56,31 +57,31 @@ def test_confined_refuses_absolute_parent_and_symlinked_paths(tmp_path):
 
 def test_an_absolute_path_in_the_manifest_deletes_nothing(board_dirs):
     results, out, victim = board_dirs
-    generate_leaderboards(results, out)
+    generate_leaderboards(results, out, facts)
     with (out / MANIFEST).open("a") as f:
         f.write(f"{victim / 'precious.txt'}\n")
-    generate_leaderboards(results, out)
+    generate_leaderboards(results, out, facts)
     assert (victim / "precious.txt").read_text() == "keep me"
     assert str(victim) not in (out / MANIFEST).read_text()
 
 
 def test_dotdot_in_the_manifest_deletes_nothing(board_dirs):
     results, out, victim = board_dirs
-    generate_leaderboards(results, out)
+    generate_leaderboards(results, out, facts)
     with (out / MANIFEST).open("a") as f:
         f.write("../victim/precious.txt\ng/../../victim/precious.txt\n")
-    generate_leaderboards(results, out)
+    generate_leaderboards(results, out, facts)
     assert (victim / "precious.txt").read_text() == "keep me"
 
 
 def test_a_manifest_line_through_a_symlink_deletes_nothing(board_dirs):
     results, out, victim = board_dirs
-    generate_leaderboards(results, out)
+    generate_leaderboards(results, out, facts)
     (out / "escape").symlink_to(victim)
     (out / "file-link.md").symlink_to(victim / "precious.txt")
     with (out / MANIFEST).open("a") as f:
         f.write("escape/precious.txt\nfile-link.md\n")
-    generate_leaderboards(results, out)
+    generate_leaderboards(results, out, facts)
     assert (victim / "precious.txt").read_text() == "keep me"
 
 
@@ -90,7 +91,7 @@ def test_a_record_whose_grid_name_is_dotdot_writes_boards_inside_out(tmp_path, b
     assert slug("..") == "__" and relpath(rec).parts[0] == "__"
     write_record(results / relpath(rec), rec)
     before = _tree(tmp_path)
-    report = generate_leaderboards(results, out)
+    report = generate_leaderboards(results, out, facts)
     assert all(p.resolve().is_relative_to(out.resolve()) for p in report.files)
     new = set(_tree(tmp_path)) - set(before)
     assert new and all(p.startswith("out/") for p in new), sorted(new)

@@ -13,6 +13,7 @@ import yaml
 
 from corebench.board import aggregate, build_boards, comparison_sides
 from corebench.checked import number
+from corebench.methods import facts
 from corebench.results import scan
 from corebench.significance import adjust_family, compare, prior_detectable
 
@@ -30,7 +31,7 @@ def claims_block() -> str:
 def boards() -> dict:
     records, problems = scan(ROOT / "results")
     out = {}
-    for board in build_boards([r for r in records if r["grid"]["name"] == CLAIMS["grid"]], [], ROOT / "results")[0]:
+    for board in build_boards([r for r in records if r["grid"]["name"] == CLAIMS["grid"]], [], ROOT / "results", facts)[0]:
         aggregate(board)
         out[board.regime] = board
     return out
