@@ -1,6 +1,6 @@
 """The signal registry: what a scoring run can record, declared in one torch-free place.
 
-A signal is one per-sample array the scoring run (`corebench.scoring`) records while it trains
+A signal is one per-sample array the scoring run (`corebench.compute.scoring`) records while it trains
 the proxy model on the full train set. Each is declared here, like a method in the method
 registry: its name, its shape, when it is taken, its dtype (so its memory), and one line on
 what it is. The scoring run records exactly the union of the signals a grid's methods declare;
@@ -34,8 +34,8 @@ from typing import Any
 
 import numpy as np
 
-from corebench.codehash import code_fingerprint
-from corebench.errors import ConfigError
+from corebench.core.codehash import code_fingerprint
+from corebench.core.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +120,7 @@ def _builtin(name: str, shape: str, taken: str, dtype: str, what: str, cost: str
                   cost=cost or COST[taken])
 
 
-# The built-in signals, in the order the docs list them. Their computation is corebench.scoring's.
+# The built-in signals, in the order the docs list them. Their computation is corebench.compute.scoring's.
 BUILTINS: tuple[Signal, ...] = (
     _builtin("input_grad_norm", "[E, N]", "train_pass", "float32",
              "‖∇ₓ CE‖₂ from the training step's own backward (with train-mode BatchNorm the batch couples "

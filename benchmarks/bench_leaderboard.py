@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from corebench.leaderboard import generate_leaderboards
+from corebench.boards.leaderboard import generate_leaderboards
 from corebench.methods import facts
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))

@@ -1,6 +1,6 @@
 """What a board asks about a recorded method, answered from the installed registry.
 
-The boards (`corebench.board`, `corebench.leaderboard`) import no method: a board is made from
+The boards (`corebench.boards.board`, `corebench.boards.leaderboard`) import no method: a board is made from
 records, and what it needs to know about a method is handed in by its caller as `facts`, an
 object with the two functions below (this module is one). Both answer for a method that is
 not installed here (a plug-in made the records elsewhere) too: None and "".
@@ -12,9 +12,9 @@ import functools
 import json
 import logging
 
+from corebench.core.spec import ScoringConfig
 from corebench.methods.base import ScoringNeed, scoring_need
 from corebench.methods.registry import create_method, get_method_class
-from corebench.spec import ScoringConfig
 
 log = logging.getLogger(__name__)
 

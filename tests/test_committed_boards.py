@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from corebench.leaderboard import generate_leaderboards
+from corebench.boards.leaderboard import generate_leaderboards
 from corebench.methods import facts
 
 REPO = Path(__file__).resolve().parents[1]

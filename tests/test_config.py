@@ -9,12 +9,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from corebench.checked import build
-from corebench.errors import ConfigError
-from corebench.grid import load_grid, parse_grid
-from corebench.methods import list_methods
-from corebench.methods.registry import all_methods
-from corebench.spec import (
+from corebench.cells.grid import load_grid, parse_grid
+from corebench.core.checked import build
+from corebench.core.errors import ConfigError
+from corebench.core.spec import (
     FULL_DATA,
     ArchSpec,
     AttackConfig,
@@ -24,6 +22,8 @@ from corebench.spec import (
     TrainingConfig,
     stable_hash,
 )
+from corebench.methods import list_methods
+from corebench.methods.registry import all_methods
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from corebench.board import aggregate, build_boards, degenerate, entry_of
-from corebench.errors import ResultsError
-from corebench.leaderboard import render_board
+from corebench.boards.board import aggregate, build_boards, degenerate, entry_of
+from corebench.boards.leaderboard import render_board
+from corebench.core.errors import ResultsError
+from corebench.core.protocol import Protocol
 from corebench.methods import facts
-from corebench.protocol import Protocol
-from corebench.record import parse_record
+from corebench.store.record import parse_record
 
 from records import example_record, relpath
 
@@ -81,7 +81,7 @@ def test_one_degenerate_seed_in_three_marks_the_cell_though_the_mean_is_above_ch
 
 
 def test_classes_covered_counts_classes_with_five_samples_and_the_largest_share(tmp_path: Path) -> None:
-    from corebench.board import classes_covered
+    from corebench.boards.board import classes_covered
 
     assert classes_covered((46, 30, 20, 4, 0, 0, 0, 0, 0, 0)) == (3, 0.46)
     records = [_rec("random", s, 30.0, 20.0) for s in range(2)]
@@ -159,7 +159,7 @@ def _stability(name: str, fraction: float = 0.3, **params):
 
     from corebench.methods import create_method, run_selection
     from corebench.methods.testing import fake_context
-    from corebench.stability import selection_stability
+    from corebench.selection.stability import selection_stability
 
     method = create_method(name, **params)
     ctx = fake_context(method, n=400, seed=5)
@@ -190,7 +190,7 @@ def test_ties_and_draws_by_design_show_as_own_randomness() -> None:
 def test_the_board_compares_single_run_selections_across_seeds(tmp_path: Path) -> None:
     import numpy as np
 
-    from corebench.results import write_indices
+    from corebench.store.results import write_indices
 
     records = []
     for seed in range(2):

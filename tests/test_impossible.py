@@ -12,12 +12,12 @@ import json
 
 import pytest
 
+from corebench.boards.leaderboard import generate_leaderboards
 from corebench.cli import main
-from corebench.errors import ResultsError
-from corebench.leaderboard import generate_leaderboards
+from corebench.core.errors import ResultsError
 from corebench.methods import facts
-from corebench.record import parse_record
-from corebench.results import write_record
+from corebench.store.record import parse_record
+from corebench.store.results import write_record
 
 from records import example_record, relpath
 

@@ -19,13 +19,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from corebench.board import _average_ranks
-from corebench.errors import ResultsError
-from corebench.leaderboard import generate_leaderboards, render_summary
+from corebench.boards.board import _average_ranks
+from corebench.boards.leaderboard import generate_leaderboards, render_summary
+from corebench.boards.plots import Panel, PlotSpec, Series, render_svg
+from corebench.boards.stats import (
+    binomial_interval,
+    jaccard,
+    paired_diff,
+    seeds_interval,
+    t_critical,
+)
+from corebench.core.errors import ResultsError
 from corebench.methods import facts
-from corebench.plots import Panel, PlotSpec, Series, render_svg
-from corebench.results import load, read_indices, write_indices, write_record
-from corebench.stats import binomial_interval, jaccard, paired_diff, seeds_interval, t_critical
+from corebench.store.results import load, read_indices, write_indices, write_record
 
 from records import example_record, relpath
 
@@ -408,8 +414,8 @@ def _several_eps(rec: dict, accs: tuple[float, float], scoring: list[dict], step
 
 
 def test_a_board_has_a_column_group_per_eps_and_counts_shared_scoring_runs_once(tmp_path: Path) -> None:
-    from corebench.board import aggregate, build_boards
-    from corebench.leaderboard import render_board
+    from corebench.boards.board import aggregate, build_boards
+    from corebench.boards.leaderboard import render_board
 
     runs = [{"key": "run-a", "seed": 0, "epochs": 10, "seconds": 30.0}, {"key": "run-b", "seed": 1000, "epochs": 10, "seconds": 30.0}]
     records = []
@@ -442,7 +448,7 @@ def test_a_board_has_a_column_group_per_eps_and_counts_shared_scoring_runs_once(
 
 
 def _csv_lines(board) -> list[str]:
-    from corebench.leaderboard import _csv
+    from corebench.boards.leaderboard import _csv
 
     return _csv(board).splitlines()
 
@@ -450,7 +456,7 @@ def _csv_lines(board) -> list[str]:
 def test_regeneration_sweeps_temp_files_of_killed_runs_once(golden_run, tmp_path: Path) -> None:
     """A board run killed between writing a temp file and renaming it leaves the temp behind;
     the next run removes it (a dead process of this host), but never a live writer's."""
-    from corebench.files import _HOST
+    from corebench.core.files import _HOST
 
     results, _, _ = golden_run
     out = tmp_path / "out"
@@ -467,8 +473,8 @@ def test_regeneration_sweeps_temp_files_of_killed_runs_once(golden_run, tmp_path
 
 
 def test_the_data_caveats_open_the_board(tmp_path: Path) -> None:
-    from corebench.board import aggregate, build_boards
-    from corebench.leaderboard import render_board
+    from corebench.boards.board import aggregate, build_boards
+    from corebench.boards.leaderboard import render_board
 
     data = {"name": "cifar10_proxy", "source": "copy.npz (sha256 abc, JPEG copy)", "fingerprint": "f", "n_train": 5000,
             "n_test": 1000, "num_classes": 10, "notes": ["Trained on the test set: a proxy.", "A JPEG copy."]}
@@ -485,8 +491,8 @@ def test_the_data_caveats_open_the_board(tmp_path: Path) -> None:
 
 
 def _rendered(tmp_path: Path, records: list[dict]) -> str:
-    from corebench.board import aggregate, build_boards
-    from corebench.leaderboard import render_board
+    from corebench.boards.board import aggregate, build_boards
+    from corebench.boards.leaderboard import render_board
 
     for rec in records:
         rec["_path"] = tmp_path / relpath(rec)

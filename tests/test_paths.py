@@ -13,13 +13,13 @@ from pathlib import Path
 
 import pytest
 
+from corebench.boards.leaderboard import MANIFEST, generate_leaderboards
 from corebench.cli import main
-from corebench.errors import PathError
-from corebench.files import confined, orphans_in, sweep_orphans, write_atomic
-from corebench.leaderboard import MANIFEST, generate_leaderboards
+from corebench.core.errors import PathError
+from corebench.core.files import confined, orphans_in, sweep_orphans, write_atomic
+from corebench.core.spec import Cell, record_relpath, slug
 from corebench.methods import facts
-from corebench.results import write_record
-from corebench.spec import Cell, record_relpath, slug
+from corebench.store.results import write_record
 
 from helpers import write_fast_grid
 from records import example_record, relpath
@@ -155,7 +155,7 @@ def test_a_symlink_out_of_results_or_cache_is_refused_before_compute(tmp_path, c
 
 def test_orphaned_temp_files_of_dead_processes_are_swept(tmp_path):
     target = tmp_path / "seed0.json"
-    from corebench.files import _HOST as host
+    from corebench.core.files import _HOST as host
     dead = tmp_path / f".seed0.json.{host}.999999999.abcd1234.tmp"  # no such pid
     live = tmp_path / f".seed0.json.{host}.{os.getpid()}.abcd1234.tmp"
     other_host = tmp_path / ".seed0.json.elsewhere.1.abcd1234.tmp"
@@ -167,7 +167,7 @@ def test_orphaned_temp_files_of_dead_processes_are_swept(tmp_path):
 
 
 def test_cells_never_share_or_escape_a_path():
-    from corebench.spec import ArchSpec, DatasetSpec, MethodSpec
+    from corebench.core.spec import ArchSpec, DatasetSpec, MethodSpec
 
     cell = Cell(DatasetSpec("digits", id=".."), ArchSpec("resnet18", id="/abs"), ArchSpec("resnet18", id="/abs"),
                 "standard", MethodSpec("random", id="../../x"), 0.3, 0)  # fmt: skip
