@@ -9,7 +9,7 @@ scoring cache the grid's run made (a run not in the cache is made, which takes i
     python scripts/regime_agreement.py configs/cifar10_adversarial.yaml --cache /tmp/cache \
         --pair easycore friendly_pgd_at --pair easycore easycore_trades --fraction 0.1
 
-Prints a markdown table (the figures README.md and docs/DESIGN.md quote) and, with --json, writes them.
+Prints a markdown table (the figures README.md and docs/PROTOCOL.md quote) and, with --json, writes them.
 """
 
 from __future__ import annotations
