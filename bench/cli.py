@@ -13,8 +13,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from corebench.errors import BenchError, invalid
-from corebench.guard import deadline_from
+from corebench.core.errors import BenchError, invalid
+from corebench.drivers.guard import deadline_from
 
 log = logging.getLogger("corebench")
 
@@ -37,7 +37,7 @@ def _positive_int(text: str) -> int:
 
 def _params(pairs: list[str], option: str = "--param") -> dict[str, Any]:
     """KEY=VALUE pairs; values parsed as YAML scalars (true, 0.5, [1, 2]), without aliases."""
-    from corebench.checked import load_yaml
+    from corebench.core.checked import load_yaml
 
     out = {}
     for pair in pairs or []:
@@ -49,8 +49,8 @@ def _params(pairs: list[str], option: str = "--param") -> dict[str, Any]:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from corebench.grid import load_grid
-    from corebench.runner import run_grid
+    from corebench.cells.grid import load_grid
+    from corebench.drivers.runner import run_grid
 
     if args.executor == "slurm":
         return _submit(args)
@@ -87,7 +87,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def _estimator(results: str):
     """Each cell's expected seconds for the deadline guard: `plan.cell_seconds`'s probe."""
     def estimate(work, device):
-        from corebench.plan import cell_seconds
+        from corebench.drivers.plan import cell_seconds
 
         return cell_seconds(work, device, Path(results))
     return estimate
@@ -106,8 +106,8 @@ def _smoke(args: argparse.Namespace, spec: Any, deadline: float | None = None) -
     given; exit 1 when any cell failed."""
     import tempfile
 
-    from corebench.runner import run_grid
-    from corebench.smoke import smoke_grid
+    from corebench.drivers.runner import run_grid
+    from corebench.drivers.smoke import smoke_grid
 
     smoke = smoke_grid(spec)
     with tempfile.TemporaryDirectory(prefix="corebench-smoke-") as scratch:
@@ -127,8 +127,8 @@ def _smoke(args: argparse.Namespace, spec: Any, deadline: float | None = None) -
 def _submit(args: argparse.Namespace) -> int:
     import dataclasses
 
-    from corebench.executors import require_submitit, submit_grid, with_overrides
-    from corebench.grid import load_grid
+    from corebench.cells.grid import load_grid
+    from corebench.drivers.executors import require_submitit, submit_grid, with_overrides
 
     require_submitit()  # before anything else: the one thing a user must install
     spec = load_grid(args.grid)
@@ -147,8 +147,8 @@ def _n(count: int, noun: str) -> str:
 
 
 def _print_summary(results: Path) -> None:
-    from corebench.leaderboard import render_summary
-    from corebench.results import load
+    from corebench.boards.leaderboard import render_summary
+    from corebench.store.results import load
 
     if results.is_dir():
         df = load(results)
@@ -157,8 +157,8 @@ def _print_summary(results: Path) -> None:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    from corebench.grid import load_grid
-    from corebench.plan import make_plan, render
+    from corebench.cells.grid import load_grid
+    from corebench.drivers.plan import make_plan, render
 
     spec = load_grid(args.grid)
     print(render(make_plan(spec, args.results, args.cache, probe=not args.no_probe)))
@@ -166,8 +166,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def cmd_publish_scoring(args: argparse.Namespace) -> int:
-    from corebench.grid import load_grid
-    from corebench.publish import publish_scoring
+    from corebench.cells.grid import load_grid
+    from corebench.drivers.publish import publish_scoring
 
     spec = load_grid(args.grid)
     out = publish_scoring(spec, args.results, args.cache, limit_mb=args.max_mb)
@@ -198,19 +198,20 @@ def cmd_methods(args: argparse.Namespace) -> int:
 
 
 def cmd_leaderboard(args: argparse.Namespace) -> int:
-    from corebench.leaderboard import generate_leaderboards
+    from corebench.boards.leaderboard import generate_leaderboards
+    from corebench.methods import facts
 
     if not Path(args.results).is_dir():
         raise invalid("RESULTS_DIR", args.results, "an existing results folder")
     out, results = Path(args.out).resolve(), Path(args.results).resolve()
     if out == results or out.is_relative_to(results):  # its exports would be read back as malformed records
         raise invalid("--out", args.out, f"a folder outside RESULTS_DIR {args.results}")
-    report = generate_leaderboards(args.results, args.out, strict=args.strict)
+    report = generate_leaderboards(args.results, args.out, facts, strict=args.strict)
     print(f"{len(report.pages)} boards written to {args.out} ({report.n_ok} finished cells, "
           f"{report.n_failed} failed, {len(report.skipped)} malformed files skipped)")
     for path, why in report.skipped[:20]:
         print(f"  skipped {path}: {why}")
-    from corebench.verify import outside_records
+    from corebench.drivers.verify import outside_records
 
     for path, grid in outside_records(args.results)[:20]:
         print(f"  outside its grid: {path}: no cell of grid {grid} (a seed, fraction or method it does not "
@@ -221,14 +222,14 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     import time
 
-    from corebench.status import progress
+    from corebench.drivers.status import progress
 
     if not Path(args.results).is_dir():
         raise invalid("RESULTS_DIR", args.results, "an existing results folder")
     grid = None
     if args.grid:
-        from corebench.grid import load_grid
-        from corebench.runner import grid_states, stale_reason
+        from corebench.cells.grid import load_grid
+        from corebench.drivers.runner import grid_states, stale_reason
 
         spec = load_grid(args.grid)
         grid = (spec.name, [(s.path, s.state, stale_reason(s)) for s in grid_states(spec, args.results)])
@@ -271,7 +272,7 @@ def _shown(path: Path, results: str) -> str:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from corebench.verify import verify
+    from corebench.drivers.verify import verify
 
     if not Path(args.results).is_dir():
         raise invalid("RESULTS_DIR", args.results, "an existing results folder")
@@ -305,12 +306,12 @@ def cmd_check_method(args: argparse.Namespace) -> int:
 def cmd_select(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from corebench.checked import build
-    from corebench.data import list_datasets
-    from corebench.files import writable_folder
+    from corebench.compute.data import list_datasets
+    from corebench.core.checked import build
+    from corebench.core.files import writable_folder
+    from corebench.core.spec import ArchSpec, DatasetSpec, MethodSpec, ScoringConfig
+    from corebench.drivers.runner import select_coreset
     from corebench.methods import create_method
-    from corebench.runner import select_coreset
-    from corebench.spec import ArchSpec, DatasetSpec, MethodSpec, ScoringConfig
 
     if not 0.0 < args.fraction <= 1.0:
         raise invalid("--fraction", args.fraction, "a number in (0, 1]")
@@ -363,8 +364,8 @@ def _from_grid(args: argparse.Namespace, params: dict[str, Any]):
     """Dataset, scoring architecture, method, scoring settings, seed and threads taken from a
     grid file, so `select` reuses the grid's cached scoring run (`--dataset`, `--arch`, `--seed`
     choose among the grid's entries; `--method` may name one of its method rows)."""
-    from corebench.grid import load_grid
-    from corebench.spec import MethodSpec
+    from corebench.cells.grid import load_grid
+    from corebench.core.spec import MethodSpec
 
     grid = load_grid(args.grid)
     for flag, value in (("--root", args.root), ("--path", args.path), ("--arch-kwargs", args.arch_kwargs),

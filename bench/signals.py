@@ -1,6 +1,6 @@
 """The signal registry: what a scoring run can record, declared in one torch-free place.
 
-A signal is one per-sample array the scoring run (`corebench.scoring`) records while it trains
+A signal is one per-sample array the scoring run (`corebench.compute.scoring`) records while it trains
 the proxy model on the full train set. Each is declared here, like a method in the method
 registry: its name, its shape, when it is taken, its dtype (so its memory), and one line on
 what it is. The scoring run records exactly the union of the signals a grid's methods declare;
@@ -32,8 +32,10 @@ from dataclasses import dataclass
 from importlib import metadata
 from typing import Any
 
-from corebench.codehash import code_fingerprint
-from corebench.errors import ConfigError
+import numpy as np
+
+from corebench.core.codehash import code_fingerprint
+from corebench.core.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +120,7 @@ def _builtin(name: str, shape: str, taken: str, dtype: str, what: str, cost: str
                   cost=cost or COST[taken])
 
 
-# The built-in signals, in the order the docs list them. Their computation is corebench.scoring's.
+# The built-in signals, in the order the docs list them. Their computation is corebench.compute.scoring's.
 BUILTINS: tuple[Signal, ...] = (
     _builtin("input_grad_norm", "[E, N]", "train_pass", "float32",
              "‖∇ₓ CE‖₂ from the training step's own backward (with train-mode BatchNorm the batch couples "
@@ -304,6 +306,22 @@ def unknown_signals(names: Iterable[str]) -> list[str]:
 def companions(names: Iterable[str]) -> set[str]:
     """What comes along with the signals: the snapshot epochs with any snapshot signal."""
     return {SNAPSHOT_EPOCHS} if any(get_signal(n).taken == "snapshot" for n in set(names)) else set()
+
+
+def until(signals: dict[str, np.ndarray], epochs: int) -> dict[str, np.ndarray]:
+    """The signals a run stopped after `epochs` epochs records: per-epoch rows 1..epochs,
+    snapshots taken at epochs <= `epochs` (a longer run of the same schedule agrees on these)."""
+    out = dict(signals)
+    keep = np.asarray(out[SNAPSHOT_EPOCHS]) <= epochs if SNAPSHOT_EPOCHS in out else None
+    if keep is not None:
+        out[SNAPSHOT_EPOCHS] = np.asarray(out[SNAPSHOT_EPOCHS])[keep]
+    for name in set(out) & set(list_signals()):
+        sig = get_signal(name)
+        if sig.shape[0] == "E":
+            out[name] = out[name][:epochs]
+        elif sig.taken == "snapshot" and keep is not None:
+            out[name] = out[name][keep]
+    return out
 
 
 # The signals read on an adversarial example of each training step (`Signal.cost` says what each costs).

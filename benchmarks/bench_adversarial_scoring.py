@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from bench_scoring import _data, _say, _time
 
-from corebench.spec import ArchSpec, AttackConfig, ScoringConfig
+from corebench.core.spec import ArchSpec, AttackConfig, ScoringConfig
 
 ARCH = ArchSpec("resnet10t", {"channels": [8, 16, 32, 64], "stem_width": 8, "zero_init_last": False})
 ATTACK = AttackConfig(eps=8 / 255, step_size=4 / 255, steps=2)

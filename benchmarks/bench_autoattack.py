@@ -9,7 +9,7 @@ attacks=[...], seed=0).run_standard_evaluation(x, y)` on the model in eval mode,
 backward then also computes the parameters' gradients) and, the judged one, with the
 parameters' `requires_grad` switched off as the adapter does (so the ratio is the adapter's
 own overhead, not a saving it makes). The adapter
-(`corebench.autoattack_adapter.run_autoattack`) isolates the package's global state and runs
+(`corebench.compute.autoattack_adapter.run_autoattack`) isolates the package's global state and runs
 the same cascade one attack at a time to record each attack's robust accuracy; both must end
 at the same robust accuracy, which the benchmark checks, so the ratio compares the same work.
 
@@ -30,11 +30,17 @@ import logging
 import numpy as np
 import torch
 
-from corebench.autoattack_adapter import AA_LOGGER, run_autoattack
-from corebench.data import load_dataset
-from corebench.models import create_model
-from corebench.spec import ArchSpec, AttackConfig, AutoAttackConfig, DatasetSpec, TrainingConfig
-from corebench.train import train_model
+from corebench.compute.autoattack_adapter import AA_LOGGER, run_autoattack
+from corebench.compute.data import load_dataset
+from corebench.compute.models import create_model
+from corebench.compute.train import train_model
+from corebench.core.spec import (
+    ArchSpec,
+    AttackConfig,
+    AutoAttackConfig,
+    DatasetSpec,
+    TrainingConfig,
+)
 
 from common import alternate, paired_ratio
 

@@ -68,10 +68,10 @@ def child(n: int, epochs: int) -> dict:
     """The measurement, in this (fresh) process."""
     import torch
 
+    from corebench.compute.models import create_model
+    from corebench.compute.scoring import get_signals
+    from corebench.core.spec import ArchSpec, DatasetSpec, ScoringConfig
     from corebench.methods import create_method, list_methods
-    from corebench.models import create_model
-    from corebench.scoring import get_signals
-    from corebench.spec import ArchSpec, DatasetSpec, ScoringConfig
 
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from common import random_cifar

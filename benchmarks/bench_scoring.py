@@ -28,11 +28,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from corebench.data import Dataset, DatasetInfo, load_dataset
+from corebench.compute.data import Dataset, DatasetInfo, load_dataset
+from corebench.compute.models import create_model
+from corebench.compute.scoring import FINAL, TRAIN_PASS, input_grad_norms, run_scoring, seeded
+from corebench.core.spec import ArchSpec, DatasetSpec, ScoringConfig, scoring_seed
 from corebench.methods import create_method
-from corebench.models import create_model
-from corebench.scoring import FINAL, TRAIN_PASS, input_grad_norms, run_scoring, seeded
-from corebench.spec import ArchSpec, DatasetSpec, ScoringConfig, scoring_seed
 
 TARGET = 1.3
 # Every signal but full-parameter GraNd and the per-epoch eval-mode input gradient (an option

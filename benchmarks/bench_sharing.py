@@ -26,10 +26,10 @@ import time
 
 import torch
 
+from corebench.compute.scoring import run_scoring
+from corebench.core.spec import ArchSpec, ScoringConfig
 from corebench.methods import SelectionContext, create_method, run_selection
 from corebench.methods.registry import all_methods
-from corebench.scoring import run_scoring
-from corebench.spec import ArchSpec, ScoringConfig
 
 from common import cifar_subset
 

@@ -26,9 +26,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from corebench.models import create_model
-from corebench.spec import ArchSpec, AttackConfig, TrainingConfig
-from corebench.train import train_model
+from corebench.compute.models import create_model
+from corebench.compute.train import train_model
+from corebench.core.spec import ArchSpec, AttackConfig, TrainingConfig
 
 from common import alternate, cifar_subset, paired_ratio
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from corebench.data import Dataset, DatasetInfo
+from corebench.compute.data import Dataset, DatasetInfo
 
 REPO = Path(__file__).resolve().parents[1]
 

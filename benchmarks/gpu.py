@@ -12,7 +12,7 @@ each against a reference in the same run: a torchvision DataLoader over the imag
 usual RandomCrop(32, padding=4), RandomHorizontalFlip, ToTensor; 8 worker processes, pinned
 memory), fp32, the default memory format, torch's default SGD, a loop that reads the loss
 with `.item()` every step as the PyTorch tutorials do; for AutoAttack, `pyautoattack` called
-directly on the fp32 model. The fast path is `corebench.train.train_model` with the settings
+directly on the fp32 model. The fast path is `corebench.compute.train.train_model` with the settings
 `auto` resolves to on CUDA (bf16 autocast incl. the attack steps, channels_last, fused SGD, the
 uint8 train split and its augmentation on the device); AutoAttack goes through the adapter in
 fp32 (evaluation stays fp32) on the channels_last model. Target: at least 2× faster training.
@@ -45,11 +45,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from corebench.attacks import pgd_attack, trades_loss
-from corebench.data import Dataset, DatasetInfo
-from corebench.models import create_model
-from corebench.spec import ArchSpec, AttackConfig, TrainingConfig
-from corebench.train import train_model
+from corebench.compute.attacks import pgd_attack, trades_loss
+from corebench.compute.data import Dataset, DatasetInfo
+from corebench.compute.models import create_model
+from corebench.compute.train import train_model
+from corebench.core.spec import ArchSpec, AttackConfig, TrainingConfig
 
 BUDGET_S = 7 * 60  # start no section after this: the whole run stays under 8 minutes
 TARGET = 2.0
@@ -181,8 +181,8 @@ def time_autoattack(data: Dataset, sizes: Sizes, device: torch.device, smoke: bo
     on the channels_last model (the fast path's layout; fp32)."""
     from pyautoattack import AutoAttack
 
-    from corebench.autoattack_adapter import run_autoattack
-    from corebench.spec import AutoAttackConfig
+    from corebench.compute.autoattack_adapter import run_autoattack
+    from corebench.core.spec import AutoAttackConfig
 
     attacks = ("apgd-ce",) if smoke else None
     cfg = AutoAttackConfig(version="custom", attacks=attacks) if smoke else AutoAttackConfig()

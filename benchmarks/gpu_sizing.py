@@ -32,11 +32,11 @@ import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
-from corebench.data import Dataset, DatasetInfo
-from corebench.grid import load_grid
-from corebench.methods.base import budget_for
-from corebench.models import create_model
-from corebench.plan import (
+from corebench.cells.grid import load_grid
+from corebench.compute.data import Dataset, DatasetInfo
+from corebench.compute.models import create_model
+from corebench.core.spec import GridSpec
+from corebench.drivers.plan import (
     Probe,
     _activation_bytes,
     estimate,
@@ -44,8 +44,8 @@ from corebench.plan import (
     observed_shares,
     probe_model,
 )
-from corebench.runner import plan_work
-from corebench.spec import GridSpec
+from corebench.drivers.runner import plan_work
+from corebench.methods.base import budget_for
 
 # The card (issue 21; /work/.library/device/KINDS.md, measured there on an H200: 788-798 TFLOP/s
 # for an 8192³ bf16 matrix product, 4.3 TB/s device-to-device). Evaluation runs in fp32, whose

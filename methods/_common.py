@@ -6,7 +6,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from corebench.errors import MethodError
+from corebench.core.errors import MethodError
 
 
 def class_budgets(labels: np.ndarray, budget: int) -> dict[int, int]:

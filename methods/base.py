@@ -17,9 +17,9 @@ from typing import Annotated, Any, ClassVar, Literal
 import numpy as np
 from pydantic import Field
 
-from corebench.errors import MethodError
+from corebench.core.errors import MethodError
+from corebench.core.spec import to_jsonable
 from corebench.signals import companions, list_signals, taken_at, unknown_signals
-from corebench.spec import to_jsonable
 
 Direction = Literal["hardest", "easiest"]
 # Which scoring run a method reads: "grid" = the grid's `scoring.regime`, or one regime of its own.

@@ -61,7 +61,7 @@ from typing import Annotated, Literal
 import numpy as np
 from pydantic import Field
 
-from corebench.errors import ConfigError, MethodError
+from corebench.core.errors import ConfigError, MethodError
 from corebench.methods._common import class_budgets, forgetting_counts, mean_over_runs, rank
 from corebench.methods.base import (
     CoresetMethod,

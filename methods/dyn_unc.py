@@ -35,7 +35,7 @@ from typing import Literal
 
 import numpy as np
 
-from corebench.errors import MethodError
+from corebench.core.errors import MethodError
 from corebench.methods._common import mean_over_runs
 from corebench.methods.base import (
     Direction,

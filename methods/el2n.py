@@ -33,11 +33,11 @@ from typing import Annotated, Literal
 import numpy as np
 from pydantic import Field
 
-from corebench.errors import MethodError
+from corebench.core.errors import MethodError
+from corebench.core.spec import default_snapshot_epoch
 from corebench.methods._common import mean_over_runs, snapshot_epochs, snapshot_row
 from corebench.methods.base import Direction, RunCount, ScoreBasedMethod, SelectionContext
 from corebench.methods.registry import register_method
-from corebench.spec import default_snapshot_epoch
 
 
 @dataclass(frozen=True)

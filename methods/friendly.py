@@ -23,7 +23,7 @@ Options, and where corebench and the reference differ (default first):
   averages 10).
 - The reference counts on the training forward's outputs (train mode) under PGD-AT, with its
   attack made in eval mode; corebench's PGD-AT attacks in train mode (Rice et al., as
-  `corebench.train`) and reads the example in eval mode (as the reference does under TRADES,
+  `corebench.compute.train`) and reads the example in eval mode (as the reference does under TRADES,
   `__get_pgd_ad`). Under TRADES the reference re-attacks with PGD for the count; corebench
   reads TRADES's own adversary. How much either changes the ranking is UNVERIFIED.
 """

@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from corebench.errors import MethodError
+from corebench.core.errors import MethodError
 from corebench.methods._common import class_budgets
 from corebench.methods.base import CoresetMethod, PositiveCount, SelectionContext
 from corebench.methods.registry import register_method

@@ -27,7 +27,7 @@ from typing import Literal
 
 import numpy as np
 
-from corebench.errors import MethodError
+from corebench.core.errors import MethodError
 from corebench.methods._common import class_budgets, rank
 from corebench.methods.base import CoresetMethod, SelectionContext, check_scores
 from corebench.methods.registry import register_method

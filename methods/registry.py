@@ -17,12 +17,12 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from corebench.checked import build
-from corebench.codehash import code_fingerprint
-from corebench.errors import ConfigError, invalid
+from corebench.core.checked import build
+from corebench.core.codehash import code_fingerprint
+from corebench.core.errors import ConfigError, invalid
+from corebench.core.spec import FULL_DATA
 from corebench.methods.base import CoresetMethod
 from corebench.signals import loaded_entry_points
-from corebench.spec import FULL_DATA
 
 ENTRY_POINT_GROUP = "corebench.methods"
 _REGISTRY: dict[str, type[CoresetMethod]] = {}

@@ -32,7 +32,7 @@ from typing import Annotated
 import numpy as np
 from pydantic import Field
 
-from corebench.errors import MethodError
+from corebench.core.errors import MethodError
 from corebench.methods._common import mean_over_runs, softmax
 from corebench.methods.base import (
     Direction,

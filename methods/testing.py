@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from corebench.errors import MethodError
+from corebench.core.errors import MethodError
 from corebench.methods._common import class_budgets, softmax
 from corebench.methods.base import (
     CoresetMethod,

@@ -1,6 +1,6 @@
 """Rewrite the `cell_id` of committed records to the canonical identity (issue 17, one-off).
 
-A record's id is the hash of its canonical settings (`corebench.identity`); records made
+A record's id is the hash of its canonical settings (`corebench.cells.identity`); records made
 before the canonical rule carry a hash of every setting, defaults included, so a setting added
 since (with a default that reproduces the old behaviour) made them all stale. This recomputes
 each record's id from the record itself, with the same function a grid uses, and rewrites
@@ -13,7 +13,7 @@ import json
 import sys
 from pathlib import Path
 
-from corebench.identity import cell_id, record_settings
+from corebench.cells.identity import cell_id, record_settings
 
 
 def migrate(root: Path) -> int:

@@ -12,8 +12,8 @@ import json
 import sys
 from pathlib import Path
 
-from corebench.grid import load_grid
-from corebench.runner import grid_ref
+from corebench.cells.grid import load_grid
+from corebench.drivers.runner import grid_ref
 
 
 def migrate(root: Path) -> int:

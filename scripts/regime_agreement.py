@@ -9,7 +9,7 @@ scoring cache the grid's run made (a run not in the cache is made, which takes i
     python scripts/regime_agreement.py configs/cifar10_adversarial.yaml --cache /tmp/cache \
         --pair easycore friendly_pgd_at --pair easycore easycore_trades --fraction 0.1
 
-Prints a markdown table (the figures README.md and docs/DESIGN.md quote) and, with --json, writes them.
+Prints a markdown table (the figures README.md and docs/PROTOCOL.md quote) and, with --json, writes them.
 """
 
 from __future__ import annotations
@@ -22,14 +22,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from corebench.data import load_dataset
-from corebench.grid import load_grid
+from corebench.boards.stats import kept_overlap, spearman
+from corebench.cells.grid import load_grid
+from corebench.compute.data import load_dataset
+from corebench.compute.optim import torch_threads
+from corebench.core.spec import Cell, DatasetSpec, GridSpec, MethodSpec
+from corebench.drivers.runner import ScoringCache
 from corebench.methods import create_method, run_selection
 from corebench.methods.base import check_scores
-from corebench.optim import torch_threads
-from corebench.runner import ScoringCache
-from corebench.spec import Cell, DatasetSpec, GridSpec, MethodSpec
-from corebench.stats import kept_overlap, spearman
 
 
 def agreement(grid_path: str, cache: Path, pairs: list[tuple[str, str]], fraction: float,

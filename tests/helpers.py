@@ -8,8 +8,8 @@ import torch
 import yaml
 from torch import nn
 
-from corebench.data import DatasetInfo
-from corebench.models import NormalizedModel
+from corebench.compute.data import DatasetInfo
+from corebench.compute.models import NormalizedModel
 
 
 def tiny_model(info: DatasetInfo, seed: int = 0, num_classes: int | None = None) -> NormalizedModel:
@@ -25,7 +25,7 @@ def tiny_model(info: DatasetInfo, seed: int = 0, num_classes: int | None = None)
 
 def final_scoring_model(data, arch, cfg, seed: int) -> NormalizedModel:
     """The final model of a scoring run (re-run with the same seed, kept), in eval mode."""
-    from corebench import scoring
+    from corebench.compute import scoring
 
     captured = {}
     original = scoring._final

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from corebench.record import SCHEMA_VERSION
-from corebench.spec import stable_hash
+from corebench.core.spec import stable_hash
+from corebench.store.record import SCHEMA_VERSION
 
 
 def example_record(
@@ -121,7 +121,7 @@ def with_outcomes(rec: dict[str, Any], clean: Any, robust: Any) -> dict[str, Any
 
     import numpy as np
 
-    from corebench.record import pack_bits
+    from corebench.store.record import pack_bits
 
     clean, robust = np.asarray(clean, dtype=bool), np.asarray(robust, dtype=bool)
     n = clean.size
@@ -139,6 +139,6 @@ def with_outcomes(rec: dict[str, Any], clean: Any, robust: Any) -> dict[str, Any
 
 def relpath(record: dict[str, Any]):
     """Where the store keeps a record: `spec.record_relpath` of its grid and cell key."""
-    from corebench.spec import record_relpath
+    from corebench.core.spec import record_relpath
 
     return record_relpath(record["grid"]["name"], record["cell"])

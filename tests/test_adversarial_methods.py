@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from corebench.errors import MethodError
+from corebench.core.errors import MethodError
 from corebench.methods import SelectionContext, create_method, run_selection
 from corebench.methods.dyn_unc import dynamic_uncertainty
 from corebench.methods.friendly import misclassified_epochs
@@ -145,7 +145,7 @@ def test_tdds_reads_its_trajectory_only():
 
 
 def test_spearman_and_kept_overlap_by_hand():
-    from corebench.stats import kept_overlap, spearman
+    from corebench.boards.stats import kept_overlap, spearman
 
     assert spearman([1, 2, 3, 4], [10, 20, 30, 40]) == pytest.approx(1.0)
     assert spearman([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)

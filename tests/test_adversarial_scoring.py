@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from corebench.models import create_model
-from corebench.scoring import run_scoring, scoring_key, seeded
-from corebench.spec import (
+from corebench.compute.models import create_model
+from corebench.compute.scoring import run_scoring, scoring_key, seeded
+from corebench.compute.train import train_model
+from corebench.core.spec import (
     ArchSpec,
     AttackConfig,
     DatasetSpec,
@@ -17,7 +18,6 @@ from corebench.spec import (
     TrainingConfig,
     stable_hash,
 )
-from corebench.train import train_model
 
 CPU = torch.device("cpu")
 TINY = ArchSpec("resnet18", {"channels": [4, 8, 16, 32]})
@@ -27,7 +27,7 @@ ATTACK = AttackConfig(eps=8 / 255, steps=2)
 
 @pytest.fixture(scope="module")
 def small(digits):
-    from corebench.data import Dataset
+    from corebench.compute.data import Dataset
 
     return Dataset(digits.info, digits.x_train[:128], digits.y_train[:128], digits.x_test, digits.y_test)
 
@@ -49,7 +49,7 @@ def test_the_regime_is_part_of_the_key(digits):
 
 @pytest.mark.parametrize("regime", ["pgd_at", "trades"])
 def test_an_adversarial_run_trains_as_the_regime_trains(small, regime):
-    """The scoring run's proxy is the model `corebench.train` trains under that regime (same
+    """The scoring run's proxy is the model `corebench.compute.train` trains under that regime (same
     steps, same generator draws), whatever adversarial signals it records."""
     cfg = ScoringConfig(epochs=1, batch_size=64, augment=False, regime=regime, attack=ATTACK)
     out = run_scoring(small, TINY, cfg, 3, {"loss"} | ADV, device=CPU, progress=False)
@@ -115,9 +115,9 @@ def test_logits_train_are_the_training_pass_logits(small):
 
 
 def test_scoring_runs_are_keyed_by_the_regime_each_method_reads():
+    from corebench.core.spec import Cell, MethodSpec
+    from corebench.drivers.runner import ScoringCache, run_label
     from corebench.methods import create_method
-    from corebench.runner import ScoringCache, run_label
-    from corebench.spec import Cell, MethodSpec
 
     scorer = ScoringCache(ScoringConfig(epochs=2), None, CPU, progress=False)
     cell = Cell(DatasetSpec("digits"), TINY, TINY, "trades", MethodSpec("friendly"), 0.1, 0)
@@ -132,8 +132,8 @@ def test_scoring_runs_are_keyed_by_the_regime_each_method_reads():
 
 
 def test_the_smoke_scoring_run_covers_the_longest_window():
-    from corebench.grid import load_grid
-    from corebench.smoke import smoke_grid
+    from corebench.cells.grid import load_grid
+    from corebench.drivers.smoke import smoke_grid
 
     grid = load_grid("configs/cifar10_adversarial.yaml")
     assert smoke_grid(grid).scoring.epochs == 6  # windows of 5 epochs

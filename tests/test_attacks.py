@@ -8,14 +8,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from corebench.attacks import (
+from corebench.compute.attacks import (
     pgd_attack,
     trades_adversary,
     trades_loss,
 )
-from corebench.checked import build
-from corebench.errors import ConfigError
-from corebench.spec import AttackConfig
+from corebench.core.checked import build
+from corebench.core.errors import ConfigError
+from corebench.core.spec import AttackConfig
 
 from helpers import tiny_model
 

@@ -22,13 +22,14 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from corebench import runner, scoring
+from corebench.cells.grid import parse_grid
 from corebench.cli import main
-from corebench.data import load_dataset
-from corebench.errors import MAX_MESSAGE_CHARS, SHOWN_CHARS, BenchError
-from corebench.grid import parse_grid
-from corebench.record import parse_record
-from corebench.spec import DatasetSpec
+from corebench.compute import scoring
+from corebench.compute.data import load_dataset
+from corebench.core.errors import MAX_MESSAGE_CHARS, SHOWN_CHARS, BenchError
+from corebench.core.spec import DatasetSpec
+from corebench.drivers import runner
+from corebench.store.record import parse_record
 
 from helpers import FAST_GRID
 
@@ -431,7 +432,7 @@ def test_a_full_disk_is_one_line_and_keeps_the_checkpoint(tmp_path, capsys, monk
     import errno
     import os
 
-    from corebench import files
+    from corebench.core import files
 
     grid, results, cache = _fast_random_grid(tmp_path), tmp_path / "r", tmp_path / "c"
     real_replace = os.replace

@@ -9,11 +9,12 @@ import numpy as np
 import pytest
 import yaml
 
-from corebench.board import aggregate, build_boards
-from corebench.errors import ConfigError
-from corebench.grid import parse_grid
-from corebench.leaderboard import _csv, render_board
-from corebench.stats import paired_components
+from corebench.boards.board import aggregate, build_boards
+from corebench.boards.leaderboard import _csv, render_board
+from corebench.boards.stats import paired_components
+from corebench.cells.grid import parse_grid
+from corebench.core.errors import ConfigError
+from corebench.methods import facts
 
 from records import example_record, relpath, with_outcomes
 
@@ -23,7 +24,7 @@ METHODS = ("random", "easycore", "moderate", "grand", "el2n", "ccs")
 def board_of(records, tmp_path):
     for rec in records:
         rec["_path"] = str(tmp_path / relpath(rec))
-    (board,), _ = build_boards(records, [], tmp_path)
+    (board,), _ = build_boards(records, [], tmp_path, facts)
     aggregate(board)
     return board
 

@@ -17,10 +17,10 @@ from conftest import shared_data_file
 from PIL import Image
 from test_data import md5, one_line, pickle_py2
 
-from corebench import jpeg_copy
-from corebench.data import JPEG_TRAIN_NOTE, VALIDATION_NOTE, load_dataset
-from corebench.errors import ConfigError, DataError
-from corebench.spec import DatasetSpec
+from corebench.compute import jpeg_copy
+from corebench.compute.data import JPEG_TRAIN_NOTE, VALIDATION_NOTE, load_dataset
+from corebench.core.errors import ConfigError, DataError
+from corebench.core.spec import DatasetSpec
 
 PER_CLASS = {"train": 6, "test": 3}
 

@@ -15,11 +15,19 @@ from pathlib import Path
 import pytest
 import yaml
 
-from corebench.claims import Claim, Outcome, claim_path, holding, read_claim, release, try_claim
+from corebench.cells.grid import parse_grid
 from corebench.cli import main
-from corebench.grid import parse_grid
-from corebench.results import DONE, FAILED, MISSING, STALE, write_record
-from corebench.status import progress
+from corebench.drivers.status import progress
+from corebench.store.claims import (
+    Claim,
+    Outcome,
+    claim_path,
+    holding,
+    read_claim,
+    release,
+    try_claim,
+)
+from corebench.store.results import DONE, FAILED, MISSING, STALE, write_record
 
 from records import example_record, relpath
 
@@ -140,8 +148,8 @@ GRID = {"name": "shared", "datasets": ["digits"], "architectures": ["resnet18"],
 
 
 def test_status_reports_done_running_failed_and_pending_across_workers(tmp_path, capsys):
-    from corebench.data import load_dataset
-    from corebench.runner import cell_id
+    from corebench.compute.data import load_dataset
+    from corebench.drivers.runner import cell_id
 
     spec = parse_grid(GRID)
     res = tmp_path / "res"

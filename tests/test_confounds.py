@@ -7,11 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from corebench.board import aggregate, build_boards, degenerate, entry_of
-from corebench.errors import ResultsError
-from corebench.leaderboard import render_board
-from corebench.protocol import Protocol
-from corebench.record import parse_record
+from corebench.boards.board import aggregate, build_boards, degenerate, entry_of
+from corebench.boards.leaderboard import render_board
+from corebench.core.errors import ResultsError
+from corebench.core.protocol import Protocol
+from corebench.methods import facts
+from corebench.store.record import parse_record
 
 from records import example_record, relpath
 
@@ -19,7 +20,7 @@ from records import example_record, relpath
 def _board(tmp_path: Path, records: list[dict]):
     for rec in records:
         rec["_path"] = tmp_path / relpath(rec)
-    (board,), _ = build_boards(records, [], tmp_path)
+    (board,), _ = build_boards(records, [], tmp_path, facts)
     aggregate(board)
     return board
 
@@ -39,7 +40,7 @@ def _rec(method: str, seed: int, clean: float, robust: float, fraction: float = 
 
 def _entry(rec: dict):
     rec["_path"] = "/x/" + str(relpath(rec))
-    return entry_of(rec, Protocol.of(rec["config"]["evaluation"]))
+    return entry_of(rec, Protocol.of(rec["config"]["evaluation"]), facts)
 
 
 def test_one_class_predicted_for_most_images_is_degenerate_whatever_the_accuracy() -> None:
@@ -80,7 +81,7 @@ def test_one_degenerate_seed_in_three_marks_the_cell_though_the_mean_is_above_ch
 
 
 def test_classes_covered_counts_classes_with_five_samples_and_the_largest_share(tmp_path: Path) -> None:
-    from corebench.board import classes_covered
+    from corebench.boards.board import classes_covered
 
     assert classes_covered((46, 30, 20, 4, 0, 0, 0, 0, 0, 0)) == (3, 0.46)
     records = [_rec("random", s, 30.0, 20.0) for s in range(2)]
@@ -158,7 +159,7 @@ def _stability(name: str, fraction: float = 0.3, **params):
 
     from corebench.methods import create_method, run_selection
     from corebench.methods.testing import fake_context
-    from corebench.stability import selection_stability
+    from corebench.selection.stability import selection_stability
 
     method = create_method(name, **params)
     ctx = fake_context(method, n=400, seed=5)
@@ -189,7 +190,7 @@ def test_ties_and_draws_by_design_show_as_own_randomness() -> None:
 def test_the_board_compares_single_run_selections_across_seeds(tmp_path: Path) -> None:
     import numpy as np
 
-    from corebench.results import write_indices
+    from corebench.store.results import write_indices
 
     records = []
     for seed in range(2):
@@ -203,7 +204,7 @@ def test_the_board_compares_single_run_selections_across_seeds(tmp_path: Path) -
         rec["_path"] = tmp_path / relpath(rec)
     for seed, rec in enumerate(records):
         write_indices(rec["_path"].with_name(f"seed{seed}.single_run.indices.npy"), np.arange(seed, seed + 4))
-    (board,), _ = build_boards(board_records, [], tmp_path)
+    (board,), _ = build_boards(board_records, [], tmp_path, facts)
     aggregate(board)
     fair = board.fair_stability[("el2n", 0.5)]
     assert fair.jaccard == (3 / 5, 1) and fair.spearman == pytest.approx(0.55) and fair.runs_averaged == 3

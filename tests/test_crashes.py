@@ -3,7 +3,7 @@
 Each run is a child process (forked from the test, so it skips the imports a fresh interpreter
 would repeat: the test stays well under a minute) running the `corebench` command with
 `COREBENCH_FAULT` naming where it kills itself
-(`corebench.faults`): in a scoring run, in a cell's training (after an epoch's checkpoint),
+(`corebench.core.faults`): in a scoring run, in a cell's training (after an epoch's checkpoint),
 just before AutoAttack, between writing a record's temp file and renaming it, and in the middle
 of writing the boards. After the reruns every cell has exactly one record, written once and
 never rewritten, equal to an uninterrupted run's byte for byte (timings aside), and no temp
@@ -21,7 +21,7 @@ import traceback
 from pathlib import Path
 
 from corebench.cli import main
-from corebench.files import orphans_in
+from corebench.core.files import orphans_in
 
 from helpers import without_seconds, write_fast_grid
 

@@ -16,7 +16,7 @@ import torch
 from conftest import shared_data_file
 from sklearn.linear_model import LogisticRegression
 
-from corebench.data import (
+from corebench.compute.data import (
     CIFAR10_CLASSES,
     JPEG_NOTE,
     PROXY_NOTE,
@@ -26,8 +26,8 @@ from corebench.data import (
     load_dataset,
     make_synthetic,
 )
-from corebench.errors import BenchError, ConfigError, DataError
-from corebench.spec import DatasetSpec
+from corebench.core.errors import BenchError, ConfigError, DataError
+from corebench.core.spec import DatasetSpec
 
 
 def one_line(exc: pytest.ExceptionInfo) -> str:

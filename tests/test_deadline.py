@@ -1,4 +1,4 @@
-"""The wall-clock guard (`corebench run --deadline / --time-limit`, `corebench.guard`): no cell
+"""The wall-clock guard (`corebench run --deadline / --time-limit`, `corebench.drivers.guard`): no cell
 starts that would not end in time, running cells finish, the rest are deferred and a later run
 picks them up. No test here depends on how fast the machine is: estimates are given."""
 
@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
+from corebench.cells.grid import load_grid
 from corebench.cli import main
-from corebench.errors import ConfigError
-from corebench.grid import load_grid
-from corebench.guard import Deadline, deadline_from
-from corebench.runner import run_grid
+from corebench.core.errors import ConfigError
+from corebench.drivers.guard import Deadline, deadline_from
+from corebench.drivers.runner import run_grid
 
 from helpers import write_fast_grid
 

@@ -12,19 +12,19 @@ import numpy as np
 import pytest
 import torch
 
-from corebench.autoattack_adapter import run_autoattack
-from corebench.checked import build
-from corebench.errors import BenchError, ConfigError
-from corebench.evaluate import EvalResult, evaluate
-from corebench.robustbench_adapter import load_reference_model
-from corebench.spec import (
+from corebench.compute.autoattack_adapter import run_autoattack
+from corebench.compute.evaluate import EvalResult, evaluate
+from corebench.compute.robustbench_adapter import load_reference_model
+from corebench.compute.train import train_model
+from corebench.core.checked import build
+from corebench.core.errors import BenchError, ConfigError
+from corebench.core.spec import (
     AUTOATTACK_ATTACKS,
     AttackConfig,
     AutoAttackConfig,
     EvaluationConfig,
     TrainingConfig,
 )
-from corebench.train import train_model
 
 from helpers import tiny_model
 
@@ -226,7 +226,7 @@ def test_autoattack_budget_is_applied_and_equals_pyautoattack_set_the_same_way(m
 
 
 def test_the_autoattack_budget_is_part_of_the_protocol():
-    from corebench.protocol import Protocol
+    from corebench.core.protocol import Protocol
 
     def protocol(**budget) -> Protocol:
         aa = AutoAttackConfig(version="custom", attacks=("apgd-ce", "apgd-t"), **budget)

@@ -11,10 +11,10 @@ import sys
 import pytest
 import yaml
 
+from corebench.cells.grid import parse_grid
 from corebench.cli import main
-from corebench.executors import slurm_parameters, submit_grid, with_overrides
-from corebench.grid import parse_grid
-from corebench.spec import SlurmConfig, scoring_seed
+from corebench.core.spec import SlurmConfig, scoring_seed
+from corebench.drivers.executors import slurm_parameters, submit_grid, with_overrides
 
 GRID = {
     "name": "sub",
@@ -79,7 +79,7 @@ def test_scoring_runs_first_and_only_the_cells_that_read_them_wait(tmp_path):
 def test_cached_scoring_runs_and_finished_cells_are_not_submitted(tmp_path):
     import torch
 
-    from corebench.runner import run_grid
+    from corebench.drivers.runner import run_grid
 
     grid = {**GRID, "methods": ["easycore"], "training": {"epochs": 1},
             "evaluation": {"n_examples": 20, "pgd_steps": 1, "autoattack": {"enabled": False}}}  # fmt: skip
@@ -97,8 +97,8 @@ def test_cached_scoring_runs_and_finished_cells_are_not_submitted(tmp_path):
 
 def test_published_scoring_runs_are_not_submitted(tmp_path):
     """Slurm reads a grid's published scoring runs first: a fresh cache submits no scoring job."""
-    from corebench.publish import publish_scoring
-    from corebench.runner import run_grid
+    from corebench.drivers.publish import publish_scoring
+    from corebench.drivers.runner import run_grid
 
     spec = parse_grid({**GRID, "methods": ["easycore"], "device": "cpu"})
     run_grid(spec, tmp_path / "scratch", cache_dir=tmp_path / "cache", progress=False, scoring_only=True)
@@ -136,7 +136,7 @@ def test_bad_slurm_settings_are_one_line(tmp_path, capsys, monkeypatch, args, me
 
 
 def test_a_bad_slurm_block_in_the_grid_file_is_one_line():
-    from corebench.errors import ConfigError
+    from corebench.core.errors import ConfigError
 
     with pytest.raises(ConfigError, match=r"^slurm\.memory: 'memory' is not allowed; allowed: keys partition"):
         parse_grid({**GRID, "slurm": {"memory": "16G"}})

@@ -11,10 +11,9 @@ import pytest
 import torch
 from torch import nn
 
-from corebench import fastpath
-from corebench.data import DatasetInfo, augment_batch
-from corebench.errors import ConfigError
-from corebench.fastpath import (
+from corebench.compute import fastpath
+from corebench.compute.data import DatasetInfo, augment_batch
+from corebench.compute.fastpath import (
     LEVELS,
     DeviceData,
     Execution,
@@ -23,7 +22,8 @@ from corebench.fastpath import (
     prepare_model,
     resolve,
 )
-from corebench.optim import make_optimizer
+from corebench.compute.optim import make_optimizer
+from corebench.core.errors import ConfigError
 
 CIFAR = DatasetInfo("c", 10, (3, 32, 32), (0.5, 0.5, 0.5), (0.25, 0.25, 0.25), 8 / 255)
 CPU = torch.device("cpu")
@@ -245,8 +245,8 @@ def test_execution_is_frozen():
 
 
 def _train(data, regime="standard", indices=None, epochs=1, checkpoint=None, **settings):
-    from corebench.spec import AttackConfig, TrainingConfig
-    from corebench.train import train_model
+    from corebench.compute.train import train_model
+    from corebench.core.spec import AttackConfig, TrainingConfig
 
     from helpers import tiny_model
 
@@ -266,7 +266,7 @@ def _conv_dtypes(model):
 
 @pytest.fixture(scope="module")
 def cifar_like():
-    from corebench.data import Dataset
+    from corebench.compute.data import Dataset
 
     x = images(128, seed=4)
     y = torch.arange(128) % 10
@@ -294,9 +294,9 @@ def test_uint8_storage_trains_the_same_weights_as_float_storage(cifar_like, monk
 def test_bf16_covers_the_training_step_and_its_attack_steps_and_evaluation_stays_fp32(digits, regime, forwards):
     """Every forward pass of a training step (the PGD-AT / TRADES attack steps included) runs
     in bf16; the evaluation afterwards (clean, PGD, AutoAttack) runs in fp32."""
-    from corebench.evaluate import evaluate
-    from corebench.spec import AttackConfig, AutoAttackConfig, EvaluationConfig, TrainingConfig
-    from corebench.train import train_model
+    from corebench.compute.evaluate import evaluate
+    from corebench.compute.train import train_model
+    from corebench.core.spec import AttackConfig, AutoAttackConfig, EvaluationConfig, TrainingConfig
 
     from helpers import tiny_model
 
@@ -314,8 +314,8 @@ def test_bf16_covers_the_training_step_and_its_attack_steps_and_evaluation_stays
 
 
 def test_evaluation_runs_in_bf16_only_when_asked(digits):
-    from corebench.evaluate import evaluate
-    from corebench.spec import AutoAttackConfig, EvaluationConfig
+    from corebench.compute.evaluate import evaluate
+    from corebench.core.spec import AutoAttackConfig, EvaluationConfig
 
     from helpers import tiny_model
 
@@ -327,8 +327,8 @@ def test_evaluation_runs_in_bf16_only_when_asked(digits):
 
 
 def test_channels_last_and_bf16_training_resumes_to_the_same_weights(digits, tmp_path, monkeypatch):
-    from corebench import train as train_module
-    from corebench.checkpoint import Checkpoint
+    from corebench.compute import train as train_module
+    from corebench.compute.checkpoint import Checkpoint
 
     settings = {"precision": "bf16", "channels_last": True}
     reference, ref_info = _train(digits, regime="pgd_at", epochs=2, **settings)
@@ -356,7 +356,7 @@ def test_channels_last_and_bf16_training_resumes_to_the_same_weights(digits, tmp
 def test_a_compiled_step_trains_the_eager_weights_and_checkpoints_plain_names(digits, tmp_path, monkeypatch):
     """torch.compile (here with its eager backend: the plumbing, not inductor) wraps the step
     only: the same weights as without it, and checkpoints keyed by the model's own names."""
-    from corebench.checkpoint import Checkpoint
+    from corebench.compute.checkpoint import Checkpoint
 
     calls = []
     real = torch.compile
@@ -376,8 +376,8 @@ def test_a_compiled_step_trains_the_eager_weights_and_checkpoints_plain_names(di
 
 
 def test_scoring_runs_with_the_fast_settings_and_keys_them_apart(digits):
-    from corebench.scoring import run_scoring, scoring_key
-    from corebench.spec import ArchSpec, DatasetSpec, ScoringConfig
+    from corebench.compute.scoring import run_scoring, scoring_key
+    from corebench.core.spec import ArchSpec, DatasetSpec, ScoringConfig
 
     arch = ArchSpec("resnet10t", {"channels": [4, 8, 16, 32], "stem_width": 4})
     small = type(digits)(digits.info, digits.x_train[:64], digits.y_train[:64], digits.x_test, digits.y_test)
@@ -393,8 +393,8 @@ def test_scoring_runs_with_the_fast_settings_and_keys_them_apart(digits):
 
 
 def test_auto_scoring_settings_key_a_gpu_run_apart_from_a_cpu_run(digits, monkeypatch):
-    from corebench.scoring import scoring_key
-    from corebench.spec import ArchSpec, DatasetSpec, ScoringConfig
+    from corebench.compute.scoring import scoring_key
+    from corebench.core.spec import ArchSpec, DatasetSpec, ScoringConfig
 
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
     args = (DatasetSpec("digits"), digits, ArchSpec("resnet10t"), ScoringConfig(), 0, 1)
@@ -406,7 +406,7 @@ def test_auto_scoring_settings_key_a_gpu_run_apart_from_a_cpu_run(digits, monkey
 
 
 def test_one_local_worker_per_gpu_by_default_and_each_takes_its_own(monkeypatch):
-    from corebench.runner import default_workers, worker_devices
+    from corebench.drivers.runner import default_workers, worker_devices
 
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
     cuda = torch.device("cuda")

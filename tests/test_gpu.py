@@ -9,7 +9,7 @@
   (`fastpath.deterministic`: torch names any kernel without a deterministic form), and in the
   default mode (cuDNN may pick non-deterministic algorithms, e.g. atomics in the convolution
   weight gradient) agrees within one evaluated image;
-- torch's CUDA RNG state saved and restored for resume (`corebench.checkpoint`) replays the
+- torch's CUDA RNG state saved and restored for resume (`corebench.compute.checkpoint`) replays the
   same draws, and a training killed after an epoch resumes to the uninterrupted run's weights.
 
 No GPU figure or tolerance here has been checked on a GPU yet (benchmarks/README.md says so);
@@ -41,15 +41,15 @@ def cuda():
 
 @pytest.fixture(scope="module")
 def quickstart():
-    from corebench.grid import load_grid
+    from corebench.cells.grid import load_grid
 
     return load_grid(os.path.join(REPO, "configs", "quickstart.yaml"))
 
 
 def _train(data, arch, training, attack, regime, seed, device, checkpoint=None):
-    from corebench.models import create_model
-    from corebench.scoring import seeded
-    from corebench.train import train_model
+    from corebench.compute.models import create_model
+    from corebench.compute.scoring import seeded
+    from corebench.compute.train import train_model
 
     with seeded(seed, device):
         model = create_model(arch, data.info).to(device)
@@ -59,8 +59,8 @@ def _train(data, arch, training, attack, regime, seed, device, checkpoint=None):
 
 
 def test_device_batches_equal_the_cpu_batches_bit_for_bit(cuda):
-    from corebench.data import DatasetInfo
-    from corebench.fastpath import DeviceData
+    from corebench.compute.data import DatasetInfo
+    from corebench.compute.fastpath import DeviceData
 
     info = DatasetInfo("c", 10, (3, 32, 32), (0.5,) * 3, (0.25,) * 3, 8 / 255)
     x = torch.randint(0, 256, (256, 3, 32, 32), dtype=torch.uint8).float().div_(255)
@@ -76,10 +76,10 @@ def test_device_batches_equal_the_cpu_batches_bit_for_bit(cuda):
 
 @pytest.mark.parametrize("regime, forwards", [("standard", 1), ("pgd_at", 3), ("trades", 5)])
 def test_bf16_covers_every_training_forward_and_evaluation_stays_fp32(cuda, digits, quickstart, regime, forwards):
-    from corebench.evaluate import evaluate
-    from corebench.models import create_model
-    from corebench.spec import AttackConfig, TrainingConfig
-    from corebench.train import train_model
+    from corebench.compute.evaluate import evaluate
+    from corebench.compute.models import create_model
+    from corebench.compute.train import train_model
+    from corebench.core.spec import AttackConfig, TrainingConfig
 
     torch.manual_seed(0)
     model = create_model(quickstart.architectures[0], digits.info).to(cuda)
@@ -101,7 +101,7 @@ def test_bf16_training_reaches_fp32_clean_accuracy_within_the_seed_spread(cuda, 
     of the fp32 mean."""
     import dataclasses
 
-    from corebench.evaluate import evaluate
+    from corebench.compute.evaluate import evaluate
 
     arch = quickstart.architectures[0]
     attack = quickstart.attack.resolved(digits.info.eps)
@@ -127,8 +127,8 @@ def _cell_twice(tmp_path, name):
     """The same one-cell grid run twice into two folders on the GPU; both records."""
     import json
 
-    from corebench.grid import parse_grid
-    from corebench.runner import run_grid
+    from corebench.cells.grid import parse_grid
+    from corebench.drivers.runner import run_grid
 
     from helpers import FAST_GRID
 
@@ -143,7 +143,7 @@ def _cell_twice(tmp_path, name):
 
 
 def test_a_cell_twice_on_the_same_gpu_in_deterministic_mode_gives_the_same_record(tmp_path):
-    from corebench.fastpath import deterministic
+    from corebench.compute.fastpath import deterministic
 
     with deterministic():  # raises naming the op if a kernel of the path has no deterministic form
         a, b = _cell_twice(tmp_path, "det")
@@ -165,7 +165,7 @@ def test_a_cell_twice_in_default_mode_agrees_within_the_stated_tolerance(tmp_pat
 
 
 def test_cuda_rng_state_saved_and_restored_replays_the_same_draws(cuda):
-    from corebench.checkpoint import rng_state, set_rng_state
+    from corebench.compute.checkpoint import rng_state, set_rng_state
 
     torch.cuda.manual_seed(123)
     state = rng_state(cuda)
@@ -179,9 +179,9 @@ def test_a_gpu_training_killed_after_an_epoch_resumes_to_the_same_weights(cuda, 
                                                                             monkeypatch):
     import dataclasses
 
-    from corebench import train as train_module
-    from corebench.checkpoint import Checkpoint
-    from corebench.fastpath import deterministic
+    from corebench.compute import train as train_module
+    from corebench.compute.checkpoint import Checkpoint
+    from corebench.compute.fastpath import deterministic
 
     arch = quickstart.architectures[0]
     training = dataclasses.replace(quickstart.training, epochs=3)

@@ -111,7 +111,7 @@ def test_bad_arguments_are_one_line_and_exit_2():
 def test_sizing_counts_every_cell_of_one_seed_and_says_it_is_an_estimate(tmp_path):
     import gpu_sizing
 
-    from corebench.grid import load_grid
+    from corebench.cells.grid import load_grid
 
     spec = load_grid(REPO / "configs" / "cifar10_gpu.yaml")
     sizing = gpu_sizing.size(spec, 100_000, n_train=5_000, n_test=1_000, measure=False)

@@ -1,9 +1,9 @@
-"""A cell's identity (bench/identity.py): defaults dropped, data by content, execution left out."""
+"""A cell's identity (bench/cells/identity.py): defaults dropped, data by content, execution left out."""
 
 import dataclasses
 
-from corebench.grid import parse_grid
-from corebench.identity import (
+from corebench.cells.grid import parse_grid
+from corebench.cells.identity import (
     canonical,
     canonical_options,
     cell_id,
@@ -11,8 +11,8 @@ from corebench.identity import (
     differences,
     record_settings,
 )
-from corebench.runner import cell_config, cell_options, methods_of, plan_work
-from corebench.spec import TrainingConfig
+from corebench.core.spec import TrainingConfig
+from corebench.drivers.runner import cell_config, cell_options, methods_of, plan_work
 
 from helpers import FAST_GRID
 
@@ -87,7 +87,7 @@ def test_a_grid_cell_s_settings_are_built_in_one_place():
 
 
 def _data(spec):
-    from corebench.data import load_dataset
+    from corebench.compute.data import load_dataset
 
     return load_dataset(spec.datasets[0])
 

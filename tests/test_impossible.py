@@ -12,11 +12,12 @@ import json
 
 import pytest
 
+from corebench.boards.leaderboard import generate_leaderboards
 from corebench.cli import main
-from corebench.errors import ResultsError
-from corebench.leaderboard import generate_leaderboards
-from corebench.record import parse_record
-from corebench.results import write_record
+from corebench.core.errors import ResultsError
+from corebench.methods import facts
+from corebench.store.record import parse_record
+from corebench.store.results import write_record
 
 from records import example_record, relpath
 
@@ -64,7 +65,7 @@ def test_an_impossible_record_is_not_ranked(tmp_path):
     results = tmp_path / "results"
     rec = _with_top(example_record(grid="g"), autoattack_acc=99.0)
     write_record(results / relpath(rec), rec)
-    report = generate_leaderboards(results, tmp_path / "out")
+    report = generate_leaderboards(results, tmp_path / "out", facts)
     assert report.n_ok == 0 and "99.00" not in "".join(p.read_text() for p in report.pages)
     assert "at most the clean accuracy" in report.skipped[0][1]
 

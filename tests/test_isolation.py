@@ -13,9 +13,9 @@ import pytest
 import yaml
 
 import corebench.signals as signals
+from corebench.cells.grid import parse_grid
 from corebench.cli import main
-from corebench.errors import ConfigError
-from corebench.grid import parse_grid
+from corebench.core.errors import ConfigError
 from corebench.methods import CoresetMethod, ScoreBasedMethod
 from corebench.methods.base import Direction
 from corebench.methods.registry import _REGISTRY, register_method
@@ -173,7 +173,7 @@ CCS_BETA = {"name": "ccs", "hard_cutoff": 0.1, "id": "ccs"}  # digits has no CCS
 
 
 def test_all_keeps_a_method_with_an_unknown_signal_and_only_its_cells_fail(plugins, caplog):
-    with caplog.at_level(logging.WARNING, logger="corebench.grid"):
+    with caplog.at_level(logging.WARNING, logger="corebench.cells.grid"):
         spec = parse_grid({**GRID, "methods": ["all", CCS_BETA]})
     assert "p_unknown" in {m.name for m in spec.methods}
     assert "methods: all: method 'p_unknown' declares signal 'entropy_of_everything'" in caplog.text

@@ -19,12 +19,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from corebench.board import _average_ranks
-from corebench.errors import ResultsError
-from corebench.leaderboard import generate_leaderboards, render_summary
-from corebench.plots import Panel, PlotSpec, Series, render_svg
-from corebench.results import load, read_indices, write_indices, write_record
-from corebench.stats import binomial_interval, jaccard, paired_diff, seeds_interval, t_critical
+from corebench.boards.board import _average_ranks
+from corebench.boards.leaderboard import generate_leaderboards, render_summary
+from corebench.boards.plots import Panel, PlotSpec, Series, render_svg
+from corebench.boards.stats import (
+    binomial_interval,
+    jaccard,
+    paired_diff,
+    seeds_interval,
+    t_critical,
+)
+from corebench.core.errors import ResultsError
+from corebench.methods import facts
+from corebench.store.results import load, read_indices, write_indices, write_record
 
 from records import example_record, relpath
 
@@ -112,7 +119,7 @@ def golden_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, ob
     root = tmp_path_factory.mktemp("golden")
     results, out = root / "results", root / "boards"
     write_golden_results(results)
-    report = generate_leaderboards(results, out)
+    report = generate_leaderboards(results, out, facts)
     return results, out, report
 
 
@@ -211,10 +218,10 @@ def test_index_lists_every_board_with_best_methods(golden_run) -> None:
 def test_regeneration_is_byte_identical(golden_run, tmp_path: Path) -> None:
     results, out, _ = golden_run
     first = _all_files(out)
-    generate_leaderboards(results, tmp_path / "again")
+    generate_leaderboards(results, tmp_path / "again", facts)
     assert _all_files(tmp_path / "again") == first  # plots included
     mtimes = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()}
-    generate_leaderboards(results, out)  # into the same folder: nothing changes
+    generate_leaderboards(results, out, facts)  # into the same folder: nothing changes
     assert _all_files(out) == first
     assert {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()} == mtimes
 
@@ -251,7 +258,7 @@ def test_protocols_are_never_mixed(tmp_path: Path) -> None:
             narrow = example_record(grid="p", method=method, seed=seed, autoattack_acc=acc + 20, eps=8 / 255)
             write_record(results / "eps32" / relpath(wide), wide)  # one cell, two runs: two folders
             write_record(results / "eps8" / relpath(narrow), narrow)
-    report = generate_leaderboards(results, tmp_path / "out")
+    report = generate_leaderboards(results, tmp_path / "out", facts)
     names = sorted(p.name for p in report.pages)
     assert names == [
         "digits__resnet18__standard__linf-eps32_255-aa-custom-apgd-ce+apgd-t-n450.md",
@@ -271,7 +278,7 @@ def test_single_seed_claims_no_significance(tmp_path: Path) -> None:
     for method, acc in (("random", 30.0), ("easycore", 40.0)):
         rec = example_record(grid="one", method=method, autoattack_acc=acc)
         write_record(results / relpath(rec), rec)
-    page = generate_leaderboards(results, tmp_path / "out").pages[0].read_text()
+    page = generate_leaderboards(results, tmp_path / "out", facts).pages[0].read_text()
     assert "Every comparison here has a single seed: no significance is claimed." in page
     assert "| easycore | +10.00 (n=1) |" in page
     assert "**Full-data reference**: none in the results." in page
@@ -280,7 +287,7 @@ def test_single_seed_claims_no_significance(tmp_path: Path) -> None:
 def test_strict_raises_naming_the_malformed_file(tmp_path: Path) -> None:
     bad = write_golden_results(tmp_path / "results")
     with pytest.raises(ResultsError, match=rf"^{bad}: metrics\.clean_acc"):
-        generate_leaderboards(tmp_path / "results", tmp_path / "out", strict=True)
+        generate_leaderboards(tmp_path / "results", tmp_path / "out", facts, strict=True)
     assert not (tmp_path / "out").exists()
 
 
@@ -293,13 +300,13 @@ def test_a_copied_record_is_skipped_and_a_duplicate_cell_is_an_error(tmp_path: P
     robust = [*rec["metrics"]["robust"][:-1], {**rec["metrics"]["robust"][-1], "autoattack_acc": 89.0}]
     edited = {**rec, "metrics": {**rec["metrics"], "autoattack_acc": 89.0, "robust": robust}}
     write_record((results / relpath(rec)).with_name("seed0 copy.json"), edited)
-    report = generate_leaderboards(results, tmp_path / "out")
+    report = generate_leaderboards(results, tmp_path / "out", facts)
     assert report.n_ok == 1 and "89.00" not in report.pages[0].read_text()
     ((path, reason),) = report.skipped
     assert path.name == "seed0 copy.json" and "belong at .../d/digits/resnet18/standard/random/f0.3/seed0.json" in reason
     write_record(results / "again" / relpath(rec), edited)
     with pytest.raises(ResultsError, match="a second record of the cell in") as err:
-        generate_leaderboards(results, tmp_path / "out")
+        generate_leaderboards(results, tmp_path / "out", facts)
     assert str(results / relpath(rec)) in str(err.value) and str(results / "again" / relpath(rec)) in str(err.value)
 
 
@@ -310,11 +317,11 @@ def test_stale_generated_files_are_removed_and_others_kept(tmp_path: Path) -> No
     write_record(results / relpath(rec), rec)
     other_path = results / "other" / relpath(other)
     write_record(other_path, other)
-    first = generate_leaderboards(results, out)
+    first = generate_leaderboards(results, out, facts)
     assert len(first.pages) == 2
     (out / "notes.txt").write_text("mine")
     other_path.unlink()
-    second = generate_leaderboards(results, out)
+    second = generate_leaderboards(results, out, facts)
     assert [p.name for p in second.pages] == ["digits__resnet18__standard.md"]
     assert sorted(p.name for p in out.joinpath("s").glob("*.md")) == ["digits__resnet18__standard.md"]
     assert (out / "notes.txt").read_text() == "mine"
@@ -322,7 +329,7 @@ def test_stale_generated_files_are_removed_and_others_kept(tmp_path: Path) -> No
 
 def test_empty_results_give_an_index_only(tmp_path: Path) -> None:
     (tmp_path / "results").mkdir()
-    report = generate_leaderboards(tmp_path / "results", tmp_path / "out")
+    report = generate_leaderboards(tmp_path / "results", tmp_path / "out", facts)
     assert report.pages == [] and "No result records found." in report.index.read_text()
     assert render_summary(load(tmp_path / "results")) == "No result records."
 
@@ -407,8 +414,8 @@ def _several_eps(rec: dict, accs: tuple[float, float], scoring: list[dict], step
 
 
 def test_a_board_has_a_column_group_per_eps_and_counts_shared_scoring_runs_once(tmp_path: Path) -> None:
-    from corebench.board import aggregate, build_boards
-    from corebench.leaderboard import render_board
+    from corebench.boards.board import aggregate, build_boards
+    from corebench.boards.leaderboard import render_board
 
     runs = [{"key": "run-a", "seed": 0, "epochs": 10, "seconds": 30.0}, {"key": "run-b", "seed": 1000, "epochs": 10, "seconds": 30.0}]
     records = []
@@ -421,7 +428,7 @@ def test_a_board_has_a_column_group_per_eps_and_counts_shared_scoring_runs_once(
             rec = example_record(grid="e", method=method, fraction=f, seed=seed, autoattack_acc=accs[1], clean_acc=80.0)
             rec["_path"] = tmp_path / relpath(rec)
             records.append(_several_eps(rec, accs, [{**r, "key": f"{r['key']}{seed}"} for r in scoring], steps))
-    (board,), problems = build_boards(records, [], tmp_path)
+    (board,), problems = build_boards(records, [], tmp_path, facts)
     aggregate(board)
     page = render_board(board, plot_name="p.svg", csv_name="p.csv", model_info_dir="m")
     assert not problems and board.protocol.eps == (1 / 255, 8 / 255)
@@ -441,7 +448,7 @@ def test_a_board_has_a_column_group_per_eps_and_counts_shared_scoring_runs_once(
 
 
 def _csv_lines(board) -> list[str]:
-    from corebench.leaderboard import _csv
+    from corebench.boards.leaderboard import _csv
 
     return _csv(board).splitlines()
 
@@ -449,11 +456,11 @@ def _csv_lines(board) -> list[str]:
 def test_regeneration_sweeps_temp_files_of_killed_runs_once(golden_run, tmp_path: Path) -> None:
     """A board run killed between writing a temp file and renaming it leaves the temp behind;
     the next run removes it (a dead process of this host), but never a live writer's."""
-    from corebench.files import _HOST
+    from corebench.core.files import _HOST
 
     results, _, _ = golden_run
     out = tmp_path / "out"
-    generate_leaderboards(results, out)
+    generate_leaderboards(results, out, facts)
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
     folder = out / "golden"
@@ -461,13 +468,13 @@ def test_regeneration_sweeps_temp_files_of_killed_runs_once(golden_run, tmp_path
     live = folder / f".digits__resnet18__standard.md.{_HOST}.{os.getpid()}.0123abcd.tmp"
     orphan.write_text("half")
     live.write_text("being written")
-    generate_leaderboards(results, out)
+    generate_leaderboards(results, out, facts)
     assert not orphan.exists() and live.exists()
 
 
 def test_the_data_caveats_open_the_board(tmp_path: Path) -> None:
-    from corebench.board import aggregate, build_boards
-    from corebench.leaderboard import render_board
+    from corebench.boards.board import aggregate, build_boards
+    from corebench.boards.leaderboard import render_board
 
     data = {"name": "cifar10_proxy", "source": "copy.npz (sha256 abc, JPEG copy)", "fingerprint": "f", "n_train": 5000,
             "n_test": 1000, "num_classes": 10, "notes": ["Trained on the test set: a proxy.", "A JPEG copy."]}
@@ -476,7 +483,7 @@ def test_the_data_caveats_open_the_board(tmp_path: Path) -> None:
         rec = example_record(grid="d", method=method, autoattack_acc=30.0)
         rec["_path"], rec["data"] = tmp_path / relpath(rec), data
         records.append(rec)
-    (board,), _ = build_boards(records, [], tmp_path)
+    (board,), _ = build_boards(records, [], tmp_path, facts)
     aggregate(board)
     lines = render_board(board, plot_name=None, csv_name="c.csv", model_info_dir="m").splitlines()
     assert lines[2:6] == ["> **Trained on the test set: a proxy.**", "> A JPEG copy.", ">",
@@ -484,12 +491,12 @@ def test_the_data_caveats_open_the_board(tmp_path: Path) -> None:
 
 
 def _rendered(tmp_path: Path, records: list[dict]) -> str:
-    from corebench.board import aggregate, build_boards
-    from corebench.leaderboard import render_board
+    from corebench.boards.board import aggregate, build_boards
+    from corebench.boards.leaderboard import render_board
 
     for rec in records:
         rec["_path"] = tmp_path / relpath(rec)
-    (board,), _ = build_boards(records, [], tmp_path)
+    (board,), _ = build_boards(records, [], tmp_path, facts)
     aggregate(board)
     return render_board(board, plot_name=None, csv_name="c.csv", model_info_dir="m")
 

@@ -235,7 +235,7 @@ def test_a_plugin_fake_of_the_wrong_shape_fails_signals_known(plugin_signal, tmp
 def test_kit_checks_a_method_reading_a_signal_another_method_records(kit_methods):
     """Isolation: even when the run holds el2n (here: every signal), an undeclared read fails."""
     ctx = fake_context(create_method("kit_undeclared"), n=60, signals=ALL_SIGNALS)
-    from corebench.errors import MethodError
+    from corebench.core.errors import MethodError
     from corebench.methods import run_selection
 
     with pytest.raises(MethodError, match=r"method 'kit_undeclared' reads signal 'el2n', which it did not declare \(declared: loss\)"):

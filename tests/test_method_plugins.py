@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import corebench.methods.registry as registry
-from corebench.errors import ConfigError
+from corebench.core.errors import ConfigError
 from corebench.methods import (
     CoresetMethod,
     create_method,
@@ -143,7 +143,7 @@ def test_invalid_method_names_are_rejected(bad):
 
 
 def test_a_plugin_that_fails_to_import_under_all_is_an_error_naming_it(plugin_env):
-    from corebench.grid import parse_grid
+    from corebench.cells.grid import parse_grid
 
     install_fake_distribution(
         plugin_env,
@@ -157,7 +157,7 @@ def test_a_plugin_that_fails_to_import_under_all_is_an_error_naming_it(plugin_en
 
 
 def test_plugin_fingerprint_follows_the_plugin_source_and_is_none_for_builtins(plugin_env):
-    from corebench.codehash import code_fingerprint
+    from corebench.core.codehash import code_fingerprint
 
     install_fake_distribution(
         plugin_env, f"[corebench.methods]\nplugin_last_loss = {PLUGIN_MODULE}\n", {f"{PLUGIN_MODULE}.py": PLUGIN_SOURCE}

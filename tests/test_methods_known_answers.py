@@ -6,12 +6,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from corebench.errors import ConfigError, MethodError
+from corebench.core.errors import ConfigError, MethodError
+from corebench.core.spec import default_snapshot_epoch as default_epoch
 from corebench.methods import SelectionContext, budget_for, create_method, run_selection
 from corebench.methods._common import class_budgets, forgetting_counts
 from corebench.methods.ccs import BETA_CIFAR10, allocate, default_hard_cutoff, strata_of
 from corebench.methods.moderate import class_distances
-from corebench.spec import default_snapshot_epoch as default_epoch
 
 # --------------------------------------------------------------------------- a two-class world
 

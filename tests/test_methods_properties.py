@@ -11,7 +11,7 @@ from dataclasses import dataclass, fields
 import numpy as np
 import pytest
 
-from corebench.errors import ConfigError, MethodError
+from corebench.core.errors import ConfigError, MethodError
 from corebench.methods import (
     CoresetMethod,
     ScoreBasedMethod,
@@ -230,7 +230,7 @@ def test_a_non_finite_signal_value_is_named_in_the_error():
     method with an error naming the signal and the run, not only the scores."""
     import dataclasses
 
-    from corebench.errors import MethodError
+    from corebench.core.errors import MethodError
     from corebench.methods import create_method, run_selection
     from corebench.methods.testing import fake_context
 

@@ -6,10 +6,10 @@ import pytest
 import torch
 from torch import nn
 
-from corebench.data import DatasetInfo
-from corebench.errors import ConfigError
-from corebench.models import NormalizedModel, create_model
-from corebench.spec import ArchSpec
+from corebench.compute.data import DatasetInfo
+from corebench.compute.models import NormalizedModel, create_model
+from corebench.core.errors import ConfigError
+from corebench.core.spec import ArchSpec
 
 NARROW = {"channels": [8, 16, 32, 64]}
 DIGITS = DatasetInfo("digits", 10, (1, 8, 8), (0.3047,), (0.3835,), 32 / 255, augment=("crop",), crop_padding=1)
@@ -127,9 +127,9 @@ def test_small_input_stem_is_initialised_like_timm_resnets():
     """kaiming_normal(fan_out, relu), as timm's ResNet.init_weights does for every conv."""
     import math
 
-    from corebench.data import DatasetInfo
-    from corebench.models import create_model
-    from corebench.spec import ArchSpec
+    from corebench.compute.data import DatasetInfo
+    from corebench.compute.models import create_model
+    from corebench.core.spec import ArchSpec
 
     info = DatasetInfo("cifar_like", 10, (3, 32, 32), (0.5,) * 3, (0.25,) * 3, 8 / 255)
     torch.manual_seed(0)

@@ -13,12 +13,13 @@ from pathlib import Path
 
 import pytest
 
+from corebench.boards.leaderboard import MANIFEST, generate_leaderboards
 from corebench.cli import main
-from corebench.errors import PathError
-from corebench.files import confined, orphans_in, sweep_orphans, write_atomic
-from corebench.leaderboard import MANIFEST, generate_leaderboards
-from corebench.results import write_record
-from corebench.spec import Cell, record_relpath, slug
+from corebench.core.errors import PathError
+from corebench.core.files import confined, orphans_in, sweep_orphans, write_atomic
+from corebench.core.spec import Cell, record_relpath, slug
+from corebench.methods import facts
+from corebench.store.results import write_record
 
 from helpers import write_fast_grid
 from records import example_record, relpath
@@ -56,31 +57,31 @@ def test_confined_refuses_absolute_parent_and_symlinked_paths(tmp_path):
 
 def test_an_absolute_path_in_the_manifest_deletes_nothing(board_dirs):
     results, out, victim = board_dirs
-    generate_leaderboards(results, out)
+    generate_leaderboards(results, out, facts)
     with (out / MANIFEST).open("a") as f:
         f.write(f"{victim / 'precious.txt'}\n")
-    generate_leaderboards(results, out)
+    generate_leaderboards(results, out, facts)
     assert (victim / "precious.txt").read_text() == "keep me"
     assert str(victim) not in (out / MANIFEST).read_text()
 
 
 def test_dotdot_in_the_manifest_deletes_nothing(board_dirs):
     results, out, victim = board_dirs
-    generate_leaderboards(results, out)
+    generate_leaderboards(results, out, facts)
     with (out / MANIFEST).open("a") as f:
         f.write("../victim/precious.txt\ng/../../victim/precious.txt\n")
-    generate_leaderboards(results, out)
+    generate_leaderboards(results, out, facts)
     assert (victim / "precious.txt").read_text() == "keep me"
 
 
 def test_a_manifest_line_through_a_symlink_deletes_nothing(board_dirs):
     results, out, victim = board_dirs
-    generate_leaderboards(results, out)
+    generate_leaderboards(results, out, facts)
     (out / "escape").symlink_to(victim)
     (out / "file-link.md").symlink_to(victim / "precious.txt")
     with (out / MANIFEST).open("a") as f:
         f.write("escape/precious.txt\nfile-link.md\n")
-    generate_leaderboards(results, out)
+    generate_leaderboards(results, out, facts)
     assert (victim / "precious.txt").read_text() == "keep me"
 
 
@@ -90,7 +91,7 @@ def test_a_record_whose_grid_name_is_dotdot_writes_boards_inside_out(tmp_path, b
     assert slug("..") == "__" and relpath(rec).parts[0] == "__"
     write_record(results / relpath(rec), rec)
     before = _tree(tmp_path)
-    report = generate_leaderboards(results, out)
+    report = generate_leaderboards(results, out, facts)
     assert all(p.resolve().is_relative_to(out.resolve()) for p in report.files)
     new = set(_tree(tmp_path)) - set(before)
     assert new and all(p.startswith("out/") for p in new), sorted(new)
@@ -154,7 +155,7 @@ def test_a_symlink_out_of_results_or_cache_is_refused_before_compute(tmp_path, c
 
 def test_orphaned_temp_files_of_dead_processes_are_swept(tmp_path):
     target = tmp_path / "seed0.json"
-    from corebench.files import _HOST as host
+    from corebench.core.files import _HOST as host
     dead = tmp_path / f".seed0.json.{host}.999999999.abcd1234.tmp"  # no such pid
     live = tmp_path / f".seed0.json.{host}.{os.getpid()}.abcd1234.tmp"
     other_host = tmp_path / ".seed0.json.elsewhere.1.abcd1234.tmp"
@@ -166,7 +167,7 @@ def test_orphaned_temp_files_of_dead_processes_are_swept(tmp_path):
 
 
 def test_cells_never_share_or_escape_a_path():
-    from corebench.spec import ArchSpec, DatasetSpec, MethodSpec
+    from corebench.core.spec import ArchSpec, DatasetSpec, MethodSpec
 
     cell = Cell(DatasetSpec("digits", id=".."), ArchSpec("resnet18", id="/abs"), ArchSpec("resnet18", id="/abs"),
                 "standard", MethodSpec("random", id="../../x"), 0.3, 0)  # fmt: skip

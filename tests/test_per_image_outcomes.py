@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from corebench.errors import ResultsError
-from corebench.record import pack_bits, parse_record, unpack_bits
+from corebench.core.errors import ResultsError
+from corebench.store.record import pack_bits, parse_record, unpack_bits
 
 from records import example_record, with_outcomes
 

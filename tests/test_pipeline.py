@@ -10,10 +10,10 @@ import pytest
 import yaml
 
 from corebench.cli import main
+from corebench.core.spec import scoring_seed
 from corebench.methods import CoresetMethod, SelectionContext
 from corebench.methods.registry import _REGISTRY, register_method
-from corebench.record import SCHEMA_VERSION
-from corebench.spec import scoring_seed
+from corebench.store.record import SCHEMA_VERSION
 
 TINY_GRID = {
     "name": "tiny",
@@ -257,10 +257,10 @@ def test_scoring_cache_serves_methods_requested_one_at_a_time(tmp_path):
     """A worker process learns its cells' needs one by one: each new need is served."""
     import torch
 
-    from corebench.data import load_dataset
+    from corebench.compute.data import load_dataset
+    from corebench.core.spec import ArchSpec, Cell, DatasetSpec, MethodSpec, ScoringConfig
+    from corebench.drivers.runner import ScoringCache
     from corebench.methods import create_method
-    from corebench.runner import ScoringCache
-    from corebench.spec import ArchSpec, Cell, DatasetSpec, MethodSpec, ScoringConfig
 
     data = load_dataset(DatasetSpec("digits"))
     arch = ArchSpec("resnet18", {"channels": [4, 8, 16, 32]})
@@ -291,10 +291,10 @@ def test_the_scoring_architecture_is_its_own_axis(tmp_path):
 def test_averaging_over_scoring_runs_reuses_cached_runs(tmp_path):
     import torch
 
-    from corebench.data import load_dataset
+    from corebench.compute.data import load_dataset
+    from corebench.core.spec import ArchSpec, Cell, DatasetSpec, MethodSpec, ScoringConfig
+    from corebench.drivers.runner import ScoringCache
     from corebench.methods import create_method
-    from corebench.runner import ScoringCache
-    from corebench.spec import ArchSpec, Cell, DatasetSpec, MethodSpec, ScoringConfig
 
     data = load_dataset(DatasetSpec("digits"))
     arch = ArchSpec("resnet18", {"channels": [4, 8, 16, 32]})
@@ -319,7 +319,7 @@ def test_check_method_command(capsys):
 
 
 def test_every_record_keeps_its_per_image_outcomes(finished_run):
-    from corebench.record import parse_record
+    from corebench.store.record import parse_record
 
     tmp, _, _ = finished_run
     for path in sorted((tmp / "res" / "tiny").rglob("seed0.json")):

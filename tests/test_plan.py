@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import yaml
 
+from corebench.cells.grid import parse_grid
 from corebench.cli import main
-from corebench.grid import parse_grid
-from corebench.plan import make_plan
-from corebench.spec import scoring_seed
+from corebench.core.spec import scoring_seed
+from corebench.drivers.plan import make_plan
 
 GRID = {
     "name": "planned",
@@ -27,7 +27,7 @@ GRID = {
 
 
 def test_plan_counts_cells_and_reuses_cached_scoring_runs(tmp_path, capsys):
-    from corebench.runner import run_grid
+    from corebench.drivers.runner import run_grid
 
     spec = parse_grid(GRID)
     easy_same = [c for c in spec.cells() if c.method.name == "easycore" and c.scoring_arch.label == "r18w4"]
@@ -63,7 +63,7 @@ def test_plan_probes_this_machine_and_estimates_time_and_memory(capsys):
 
     path_out = make_plan(spec, None, None, probe=False)
     assert not path_out.probes and not path_out.estimates
-    from corebench.plan import render
+    from corebench.drivers.plan import render
 
     text = render(plan)
     assert "throughput probe (this machine; ms per sample):" in text
@@ -75,9 +75,9 @@ def test_plan_probes_this_machine_and_estimates_time_and_memory(capsys):
 def test_plan_says_what_each_declared_comparison_can_detect(tmp_path):
     import numpy as np
 
-    from corebench.plan import power_lines
-    from corebench.results import write_record
-    from corebench.significance import power_of, prior_detectable
+    from corebench.boards.significance import power_of, prior_detectable
+    from corebench.drivers.plan import power_lines
+    from corebench.store.results import write_record
 
     from records import example_record, relpath, with_outcomes
 

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from corebench.claims import claim_path, lock_path, try_claim
 from corebench.cli import main
-from corebench.errors import PathError
-from corebench.files import confined, inside
-from corebench.results import (
+from corebench.core.errors import PathError
+from corebench.core.files import confined, inside
+from corebench.store.claims import claim_path, lock_path, try_claim
+from corebench.store.results import (
     DONE,
     path_matches_key,
     record_state,

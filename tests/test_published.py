@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from corebench.cli import main
-from corebench.published import INDEX, Published
+from corebench.selection.published import INDEX, Published
 
 from helpers import write_fast_grid
 

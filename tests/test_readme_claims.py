@@ -1,6 +1,6 @@
 """The README's reading of the CIFAR CPU boards cannot drift: every figure between its claims
 markers is listed in tests/readme_claims.yaml with where it comes from, and recomputed here from
-the committed records (`corebench.board`, the boards' own numbers)."""
+the committed records (`corebench.boards.board`, the boards' own numbers)."""
 
 from __future__ import annotations
 
@@ -11,10 +11,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from corebench.board import aggregate, build_boards, comparison_sides
-from corebench.checked import number
-from corebench.results import scan
-from corebench.significance import adjust_family, compare, prior_detectable
+from corebench.boards.board import aggregate, build_boards, comparison_sides
+from corebench.boards.significance import adjust_family, compare, prior_detectable
+from corebench.core.checked import number
+from corebench.methods import facts
+from corebench.store.results import scan
 
 ROOT = Path(__file__).resolve().parents[1]
 BLOCKS = yaml.safe_load((Path(__file__).parent / "readme_claims.yaml").read_text())["blocks"]
@@ -32,7 +33,7 @@ def claims_block(grid: str) -> str:
 def boards(grid: str) -> dict:
     records, problems = scan(ROOT / "results")
     out = {}
-    for board in build_boards([r for r in records if r["grid"]["name"] == grid], [], ROOT / "results")[0]:
+    for board in build_boards([r for r in records if r["grid"]["name"] == grid], [], ROOT / "results", facts)[0]:
         aggregate(board)
         out[board.regime] = board
     return out

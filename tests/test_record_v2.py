@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from corebench.errors import ResultsError
-from corebench.protocol import Protocol
-from corebench.record import SCHEMA_VERSION, parse_record
+from corebench.core.errors import ResultsError
+from corebench.core.protocol import Protocol
+from corebench.store.record import SCHEMA_VERSION, parse_record
 
 from records import example_record
 

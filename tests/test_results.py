@@ -11,10 +11,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from corebench.errors import DiskError, ResultsError
-from corebench.protocol import Protocol
-from corebench.record import SCHEMA_VERSION
-from corebench.results import (
+from corebench.core.errors import DiskError, ResultsError
+from corebench.core.protocol import Protocol
+from corebench.core.spec import AUTOATTACK_VERSION_ATTACKS
+from corebench.store.record import SCHEMA_VERSION
+from corebench.store.results import (
     COLUMNS,
     is_done,
     load,
@@ -24,7 +25,6 @@ from corebench.results import (
     write_indices,
     write_record,
 )
-from corebench.spec import AUTOATTACK_VERSION_ATTACKS
 
 from records import example_record, relpath
 

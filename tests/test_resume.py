@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from corebench import train as train_module
-from corebench.checkpoint import Checkpoint
-from corebench.spec import AttackConfig, TrainingConfig
-from corebench.train import train_model
+from corebench.compute import train as train_module
+from corebench.compute.checkpoint import Checkpoint
+from corebench.compute.train import train_model
+from corebench.core.spec import AttackConfig, TrainingConfig
 
 from helpers import tiny_model
 
@@ -90,8 +90,8 @@ def test_checkpoints_hold_no_pickled_objects(digits, tmp_path):
 
 
 def test_a_killed_scoring_run_resumes_to_the_same_signals(digits, tmp_path, monkeypatch):
-    from corebench import scoring
-    from corebench.spec import ArchSpec, ScoringConfig
+    from corebench.compute import scoring
+    from corebench.core.spec import ArchSpec, ScoringConfig
 
     arch = ArchSpec("resnet10t", {"channels": [4, 8, 16, 32], "stem_width": 4})
     cfg = ScoringConfig(epochs=3, batch_size=64, snapshot_epochs=(0, 2))

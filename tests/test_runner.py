@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from corebench.grid import load_grid, parse_grid
-from corebench.runner import DONE, plan_work, run_grid
-from corebench.smoke import smoke_grid
+from corebench.cells.grid import load_grid, parse_grid
+from corebench.drivers.runner import DONE, plan_work, run_grid
+from corebench.drivers.smoke import smoke_grid
 
 from helpers import FAST_GRID
 

@@ -7,10 +7,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from corebench.data import load_dataset
-from corebench.errors import ConfigError
-from corebench.models import create_model
-from corebench.scoring import (
+from corebench.compute.data import load_dataset
+from corebench.compute.models import create_model
+from corebench.compute.scoring import (
     ALL_SIGNALS,
     TRAIN_PASS,
     el2n,
@@ -19,7 +18,8 @@ from corebench.scoring import (
     run_scoring,
     seeded,
 )
-from corebench.spec import ArchSpec, DatasetSpec, ScoringConfig
+from corebench.core.errors import ConfigError
+from corebench.core.spec import ArchSpec, DatasetSpec, ScoringConfig
 
 from helpers import final_scoring_model
 
@@ -132,7 +132,7 @@ def test_unknown_signal_is_a_config_error(digits, tmp_path):
 def test_a_cached_plugin_signal_made_by_older_code_is_outdated(monkeypatch):
     """Plug-in signal values are keyed by their code's hash (`signals.signal_code`): a cache
     entry made by other code is not served (and `--force` remakes every scoring run)."""
-    import corebench.scoring as scoring
+    import corebench.compute.scoring as scoring
 
     codes = {"loss": None, "mine": "new"}
     monkeypatch.setattr(scoring, "signal_code", codes.get)

@@ -6,10 +6,11 @@ import numpy as np
 import pytest
 import torch
 
+from corebench.compute.models import create_model
+from corebench.compute.scoring import get_signals, input_grad_norms, run_scoring, seeded
+from corebench.core.spec import ArchSpec, DatasetSpec, ScoringConfig, scoring_seed
 from corebench.methods import create_method
-from corebench.models import create_model
-from corebench.scoring import get_signals, input_grad_norms, run_scoring, seeded, until
-from corebench.spec import ArchSpec, DatasetSpec, ScoringConfig, scoring_seed
+from corebench.signals import until
 
 CPU = torch.device("cpu")
 TINY = ArchSpec("resnet18", {"channels": [4, 8, 16, 32]})
@@ -18,7 +19,7 @@ SPEC = DatasetSpec("digits")
 
 @pytest.fixture(scope="module")
 def small(digits):
-    from corebench.data import Dataset
+    from corebench.compute.data import Dataset
 
     return Dataset(digits.info, digits.x_train[:200], digits.y_train[:200], digits.x_test, digits.y_test)
 

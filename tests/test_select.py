@@ -8,9 +8,9 @@ import pytest
 import yaml
 
 from corebench.cli import main
-from corebench.data import load_dataset
-from corebench.models import default_scoring_arch
-from corebench.spec import DatasetSpec
+from corebench.compute.data import load_dataset
+from corebench.compute.models import default_scoring_arch
+from corebench.core.spec import DatasetSpec
 
 GRID = {
     "name": "sel",

@@ -15,9 +15,10 @@ import torch
 import torch.nn.functional as F
 
 import corebench.signals as signals
-from corebench.errors import ConfigError
+from corebench.compute.scoring import get_signals, run_scoring
+from corebench.core.errors import ConfigError
+from corebench.core.spec import ArchSpec, DatasetSpec, ScoringConfig
 from corebench.methods import list_methods
-from corebench.scoring import get_signals, run_scoring
 from corebench.signals import (
     BUILTINS,
     TAKEN,
@@ -27,7 +28,6 @@ from corebench.signals import (
     markdown_table,
     register_signal,
 )
-from corebench.spec import ArchSpec, DatasetSpec, ScoringConfig
 
 from helpers import final_scoring_model
 
@@ -237,10 +237,10 @@ def test_parsing_a_grid_checks_plugin_hooks_without_the_scoring_module():
     import subprocess
     import sys
 
-    code = ("import sys; from corebench.grid import parse_grid; "
+    code = ("import sys; from corebench.cells.grid import parse_grid; "
             "parse_grid({'name': 'g', 'datasets': ['digits'], 'architectures': ['resnet10t'], 'fractions': [0.5], "
             "'methods': ['easycore'], 'regimes': ['standard'], 'seeds': [0]}); "
-            "print('corebench.scoring' in sys.modules)")
+            "print('corebench.compute.scoring' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
 

@@ -24,9 +24,9 @@ from pathlib import Path
 
 import pytest
 
+from corebench.cells.grid import parse_grid
 from corebench.cli import main
-from corebench.executors import submit_grid
-from corebench.grid import parse_grid
+from corebench.drivers.executors import submit_grid
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "scripts" / "slurm-cluster.sh"
@@ -110,7 +110,7 @@ def stamp(value: str) -> float:
 
 
 def test_a_grid_runs_as_job_arrays_scoring_first_and_status_agrees(slurm, tmp_path, capsys):
-    from corebench.status import progress
+    from corebench.drivers.status import progress
 
     grid = {**TINY, "name": "arrays", "methods": ["random", "easycore", "moderate"], "full_data_reference": False}
     spec = parse_grid(grid)
@@ -159,7 +159,7 @@ def interrupted(slurm, tmp_path_factory):
     """One cell submitted twice (own results and cache each), both paused after epoch 1 of 3:
     one is requeued with `scontrol requeue`, the other preempted with USR2; meanwhile the same
     cell runs uninterrupted here."""
-    from corebench.runner import run_grid
+    from corebench.drivers.runner import run_grid
 
     tmp = tmp_path_factory.mktemp("requeue")
     spec = parse_grid({**TINY, "name": "requeue", "methods": ["random"], "full_data_reference": False,

@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
+from corebench.cells.grid import load_grid
 from corebench.cli import main
-from corebench.grid import load_grid
-from corebench.smoke import smoke_grid
+from corebench.drivers.smoke import smoke_grid
 
 ROOT = Path(__file__).resolve().parents[1]
 GRIDS = sorted((ROOT / "configs").glob("*.yaml"))

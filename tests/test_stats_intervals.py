@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy.stats import norm
 
-from corebench.stats import (
+from corebench.boards.stats import (
     adjust,
     components,
     detectable_difference,

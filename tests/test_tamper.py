@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 from corebench.cli import main
-from corebench.inputs import changed_inputs, file_digest
-from corebench.results import scan
+from corebench.store.inputs import changed_inputs, file_digest
+from corebench.store.results import scan
 
 from helpers import write_fast_grid
 
@@ -75,7 +75,7 @@ def test_a_replaced_indices_file_is_named_by_status_leaderboard_and_run(copy, ca
 
 
 def test_signals_edited_with_their_checksum_recomputed_are_caught(copy, capsys):
-    from corebench import scoring
+    from corebench.compute import scoring
 
     path, rec = _record(copy, "easycore")
     key = rec["inputs"]["scoring_runs"][0]["key"]
@@ -144,7 +144,7 @@ def test_verify_catches_a_replaced_indices_file_and_a_record_outside_the_grid(co
 
 
 def test_verify_samples_by_seed_and_refuses_bad_input(copy, capsys):
-    from corebench.verify import choose
+    from corebench.drivers.verify import choose
 
     first = [r["_path"] for r in choose(copy / "results", 1, seed=3)]
     assert first == [r["_path"] for r in choose(copy / "results", 1, seed=3)]

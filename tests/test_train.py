@@ -7,9 +7,9 @@ import pytest
 import torch
 from torch import nn
 
-from corebench.models import create_model
-from corebench.spec import REGIMES, ArchSpec, AttackConfig, TrainingConfig
-from corebench.train import train_model
+from corebench.compute.models import create_model
+from corebench.compute.train import train_model
+from corebench.core.spec import REGIMES, ArchSpec, AttackConfig, TrainingConfig
 
 from helpers import tiny_model
 
@@ -75,7 +75,7 @@ def test_standard_training_learns_digits(digits, attack):
 def test_a_last_batch_of_one_joins_the_batch_before(digits, attack):
     """BatchNorm cannot train on one sample (the ResNet's last stage is 1×1 on 8×8 digits);
     129 samples at batch 128 make one step of 129 per epoch, and every sample is seen."""
-    from corebench.optim import batch_order
+    from corebench.compute.optim import batch_order
 
     batches = list(batch_order(np.arange(129), 128, torch.Generator().manual_seed(0)))
     assert [len(b) for b in batches] == [129]

@@ -12,9 +12,9 @@ import pytest
 import torch
 
 from corebench.cli import main
-from corebench.data import load_dataset
-from corebench.scoring import get_signals
-from corebench.spec import ArchSpec, DatasetSpec, ScoringConfig
+from corebench.compute.data import load_dataset
+from corebench.compute.scoring import get_signals
+from corebench.core.spec import ArchSpec, DatasetSpec, ScoringConfig
 
 from helpers import FAST_GRID, without_seconds, write_fast_grid
 
@@ -124,7 +124,7 @@ def test_a_damaged_cache_entry_is_reported_once_removed_and_remade(tmp_path, dig
 
 def test_a_record_off_its_path_is_rejected_by_name(tmp_path, capsys):
     """`cp seed0.json "seed0 copy.json"` plus an edit: status names the copy, boards skip it."""
-    from corebench.results import write_record
+    from corebench.store.results import write_record
 
     from records import example_record, relpath
 
@@ -144,9 +144,9 @@ def test_a_record_off_its_path_is_rejected_by_name(tmp_path, capsys):
 def test_a_plugin_code_hash_enters_only_its_own_cells_id_and_status_names_it():
     """`method_code` (a plug-in's source hash) is in the id when given and left out when None,
     so the ids of corebench's own methods do not change; a record keeps it and reproduces it."""
-    from corebench.identity import cell_id, cell_settings, differences, record_settings
-    from corebench.record import CellConfig
-    from corebench.spec import AttackConfig, EvaluationConfig, TrainingConfig
+    from corebench.cells.identity import cell_id, cell_settings, differences, record_settings
+    from corebench.core.spec import AttackConfig, EvaluationConfig, TrainingConfig
+    from corebench.store.record import CellConfig
 
     config = CellConfig(dataset=DatasetSpec("digits"), arch=ArchSpec("resnet10t"), scoring_arch=ArchSpec("resnet10t"),
                         scoring=ScoringConfig(), training=TrainingConfig(), attack=AttackConfig(),
@@ -165,8 +165,8 @@ def test_a_plugin_code_hash_enters_only_its_own_cells_id_and_status_names_it():
 def test_relative_paths_are_read_from_the_grid_folder_and_name_no_cell(tmp_path, digits, monkeypatch):
     """`path: ../data/mine.npz` in configs/g.yaml reads data/mine.npz from any working
     directory; spelled absolute instead, every cell id and scoring run key stays the same."""
-    from corebench.grid import load_grid
-    from corebench.runner import plan_work
+    from corebench.cells.grid import load_grid
+    from corebench.drivers.runner import plan_work
 
     (tmp_path / "data").mkdir()
     (tmp_path / "configs").mkdir()

@@ -1,0 +1,1 @@
+"""Records into boards: statistics, significance, plots, one board's numbers, the rendered leaderboards."""

@@ -1,0 +1,1 @@
+"""What runs a grid: the runner, Slurm executors, plan, status, verify, publish, smoke, the wall-clock guard."""

@@ -1,0 +1,1 @@
+"""What a selection reads and how stable it is: published scoring runs, selection stability."""

@@ -1,0 +1,111 @@
+"""What fed a record, bound by checksums: a record can show that its files were not swapped.
+
+A finished record carries `inputs` (issue 23):
+
+- `indices`: the digest of its kept-indices file (`seedS.indices.npy` beside it);
+- `scoring_runs`: for each scoring run its selection read, the run's cache key, the epochs of
+  the run the method was served (`signals.until`), and the digest of every array served.
+
+The data itself is bound by the cell id (its content hash, `Dataset.fingerprint`, is part of the
+cell's settings). `changed_inputs` recomputes the digests from the files now on disk: a
+replaced indices file, or cache signals edited with their own checksum recomputed, no longer
+match the record that was derived from them. Digests of served arrays (not of the cache file)
+stay valid when a cache entry is remade with more signals or epochs: the first epochs of a
+scoring run are the same bit for bit whatever else it records (tests/test_scoring_runs.py).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from corebench.signals import until
+
+SCORING = "scoring"  # the cache's sub-folder of scoring runs (runner.plan_work: cache / "scoring")
+
+
+def digest(blob: bytes | memoryview) -> str:
+    """A 128-bit BLAKE2b digest in hex (the scoring cache's checksum function)."""
+    return hashlib.blake2b(blob, digest_size=16).hexdigest()
+
+
+def array_digest(arr: np.ndarray) -> str:
+    """A digest of an array's dtype, shape and bytes (so a reshaped or recast array differs)."""
+    arr = np.ascontiguousarray(arr)
+    return digest(f"{arr.dtype.str}{arr.shape}".encode() + arr.tobytes())
+
+
+def served_digests(arrays: Mapping[str, np.ndarray]) -> dict[str, str]:
+    """The digest of each signal array a method was served."""
+    return {name: array_digest(np.asarray(a)) for name, a in sorted(arrays.items())}
+
+
+def file_digest(path: Path) -> str | None:
+    """The digest of a file's bytes; None when it cannot be read."""
+    try:
+        return digest(Path(path).read_bytes())
+    except OSError:
+        return None
+
+
+def changed_inputs(record: Mapping[str, Any], path: Path, cache_dir: Path | None = None) -> list[str]:
+    """What no longer matches the record's `inputs` (empty when all match, or it has none).
+
+    The indices file is checked always; the scoring runs only when `cache_dir` is given and
+    still holds the run (an entry removed from the cache cannot be checked, and is no change).
+    """
+    inputs = record.get("inputs")
+    if not inputs or record.get("status") != "ok":
+        return []
+    problems = []
+    coreset = record.get("coreset") or {}
+    if coreset.get("indices_file") and inputs.get("indices"):
+        index_file = Path(path).with_name(coreset["indices_file"])
+        now = file_digest(index_file)
+        if now != inputs["indices"]:
+            problems.append(f"its kept indices {index_file.name} were {'removed' if now is None else 'changed'} "
+                            "after the record was written")
+    if cache_dir is not None:
+        for run in inputs.get("scoring_runs") or ():
+            why = _run_changed(run, Path(cache_dir) / SCORING / f"{run['key']}.npz")
+            if why:
+                problems.append(why)
+    return problems
+
+
+def _run_changed(run: Mapping[str, Any], npz: Path) -> str:
+    """Why the cached scoring run no longer serves what the record was selected from ('' if it does)."""
+
+    if not npz.is_file():
+        return ""
+    try:
+        with np.load(npz, allow_pickle=False) as f:
+            arrays = {k: f[k] for k in run["signals"] if k in f.files}
+    except (OSError, ValueError, KeyError):
+        return f"scoring run {run['key']}: its cache entry cannot be read"
+    if set(arrays) != set(run["signals"]):
+        return ""  # remade without these signals: nothing to compare
+    served = served_digests(until(arrays, int(run["epochs"])))
+    changed = sorted(k for k, d in run["signals"].items() if served.get(k) != d)
+    if changed:
+        return (f"scoring run {run['key']}: signal {changed[0]} in the cache differs from the one the coreset "
+                "was selected from")
+    return ""
+
+
+def unchanged(records: list[dict], problems: list[tuple[Path, str]], cache_dir: Path | None = None
+              ) -> tuple[list[dict], list[tuple[Path, str]]]:
+    """`results.scan`'s records less those whose inputs changed, which join the problems with
+    what changed (a board never ranks a record whose files were swapped)."""
+    kept, problems = [], list(problems)
+    for rec in records:
+        changed = changed_inputs(rec, rec["_path"], cache_dir)
+        if changed:
+            problems.append((Path(rec["_path"]), "inputs changed: " + "; ".join(changed)))
+        else:
+            kept.append(rec)
+    return kept, problems
