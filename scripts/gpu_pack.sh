@@ -16,7 +16,7 @@ PY=${PYTHON:-.venv/bin/python}
 SRC=${CIFAR10_JPEG:-../shared/data/cifar10_jpeg.npz}
 CARRY=${GPU_CARRY:-gpu_carry}  # another folder only for tests: gpu_run.sh reads gpu_carry/
 LIMIT=$((64 * 1024 * 1024))
-N_TEST=2000
+N_TEST=1000  # the GPU grid evaluates the first 1,000 test images (configs/cifar10_gpu.yaml)
 WHEELS=1
 # Packages the device's image lacks (/work/.library/device/KINDS.md lists what it has).
 # typing_extensions too: pydantic needs a recent one, and the image's version is not known.
