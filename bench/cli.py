@@ -505,6 +505,31 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+# The library names a bad value by its parameter (`results_dir: ...`); the command line says the
+# flag the user typed. One table, used only when printing the error.
+# (Names no grid key spells: a grid's own `device:` or `slurm.time:` error stays as it is.)
+FLAGS = {"results_dir": "--results", "cache_dir": "--cache", "out_dir": "--out", "deadline": "--deadline",
+         "time_limit": "--time-limit", "cell": "--cell", "executor": "--executor", "slurm_overrides": "--slurm",
+         "select_device": "--device", "limit_mb": "--max-mb"}
+HINTS = {"scoring-only run of the grid": "(`corebench run GRID --scoring-only --results <an empty folder> --cache DIR`)"}
+
+
+def as_typed(message: str) -> str:
+    """A library error as the user typed it: its leading parameter name (`slurm.time: ...`)
+    becomes the flag (`--slurm.time: ...`), a parameter named in brackets too, and a step the
+    library describes gets the command that does it."""
+    field, sep, rest = message.partition(": ")
+    head, dot, tail = field.partition(".")
+    if sep and head in FLAGS:
+        message = f"{FLAGS[head]}{dot}{tail}{sep}{rest}"
+    for name, flag in FLAGS.items():
+        message = message.replace(f"({name})", f"({flag})")
+    for step, command in HINTS.items():
+        if step in message:
+            message += f" {command}"
+    return message
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -517,7 +542,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.fn(args)
     except BenchError as exc:
-        print(f"corebench: error: {exc}", file=sys.stderr)
+        print(f"corebench: error: {as_typed(str(exc))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("corebench: interrupted; finished cells are kept, re-run to continue", file=sys.stderr)

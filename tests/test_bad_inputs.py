@@ -416,7 +416,7 @@ def test_slurm_absent_is_one_line(tmp_path, capsys, monkeypatch, tripwires):
     _write_cli_files(tmp_path)
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))
     code = main(["run", str(tmp_path / "ok.yaml"), "--executor", "slurm", "--results", str(tmp_path / "r")])
-    _one_line_exit_2(capsys, code, "--executor slurm: no Slurm here (sbatch is not on PATH)")
+    _one_line_exit_2(capsys, code, "--executor: 'slurm' is not allowed; allowed: the slurm executor on a Slurm login node (sbatch is not on PATH here)")
 
 
 def _fast_random_grid(tmp: Path) -> Path:

@@ -64,3 +64,42 @@ def test_status_counts_the_committed_quickstart_records(capsys):
     assert main(["status", str(REPO / "results"), "--grid", str(QUICKSTART)]) == 0
     first = capsys.readouterr().out.splitlines()[0]
     assert first.startswith("grid quickstart: 58 of 58 cells done, 0 pending (0 stale, 0 failed"), first
+
+
+def _library_messages() -> list[tuple[str, int, str]]:
+    """Every string literal inside a `raise` or an `invalid`/`writable_folder`/`resolve_device`
+    call in the package, the command-line module left out: (file, line, text)."""
+    import ast
+
+    found = []
+    for path in sorted((REPO / "bench").rglob("*.py")):
+        if path.name == "cli.py":
+            continue
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            call = node.exc if isinstance(node, ast.Raise) else node
+            if isinstance(call, ast.Call) and (isinstance(node, ast.Raise) or getattr(call.func, "id", "") in
+                                               ("invalid", "writable_folder", "resolve_device")):
+                for part in ast.walk(call):
+                    if isinstance(part, ast.Constant) and isinstance(part.value, str):
+                        found.append((path.relative_to(REPO).as_posix(), part.lineno, part.value))
+    return found
+
+
+def test_library_messages_name_no_command_line_flag():
+    """The library names a value by its parameter; only the CLI knows the flags (issue 17, item 7)."""
+    flagged = [m for m in _library_messages() if re.search(r"(^|[\s(`'])--[a-z][a-z-]+", m[2])]
+    assert flagged == []
+
+
+def test_the_cli_prints_the_flag_for_a_library_parameter_and_leaves_grid_keys_alone(tmp_path, capsys):
+    from corebench.cli import as_typed
+
+    assert as_typed("results_dir: '/x' is not allowed; allowed: a folder") == "--results: '/x' is not allowed; allowed: a folder"
+    assert as_typed("slurm_overrides.partiton: 'p' is not allowed") == "--slurm.partiton: 'p' is not allowed"
+    assert as_typed("slurm.time: 'soon' is not allowed") == "slurm.time: 'soon' is not allowed"  # the grid's key
+    assert as_typed("device: 'tpu' is not allowed") == "device: 'tpu' is not allowed"  # the grid's key
+    # end to end: the library raises `time_limit: ...`, the user reads the flag they typed
+    assert main(["run", str(QUICKSTART), "--results", str(tmp_path / "r"), "--time-limit", "soon", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("corebench: error: --time-limit: 'soon' is not allowed") and err.count("\n") == 1

@@ -904,7 +904,7 @@ def _generate(
     if strict and problems:
         path, reason = problems[0]
         raise ResultsError(f"{path}: {reason}")
-    out_dir = writable_folder(out_dir, "--out")
+    out_dir = writable_folder(out_dir, "out_dir")
     files: dict[str, bytes] = {}
     pages: list[Path] = []
     for board in boards:

@@ -26,7 +26,7 @@ from itertools import groupby
 from pathlib import Path
 from typing import Any
 
-from corebench.core.errors import BenchError
+from corebench.core.errors import invalid
 from corebench.core.spec import FULL_DATA, Cell, GridSpec, SlurmConfig
 
 log = logging.getLogger(__name__)
@@ -40,11 +40,11 @@ def require_submitit() -> Any:
     try:
         import submitit
     except ImportError:
-        raise BenchError("--executor slurm: submitit is not installed; "
-                         "allowed: pip install 'corebench[slurm]' (installs submitit)") from None  # fmt: skip
+        raise invalid("executor", "slurm", "the slurm executor with submitit installed "
+                      "(pip install 'corebench[slurm]'), or the local executor") from None
     if shutil.which("sbatch") is None:
-        raise BenchError("--executor slurm: no Slurm here (sbatch is not on PATH); allowed: a Slurm login node, "
-                         "or --executor local")
+        raise invalid("executor", "slurm", "the slurm executor on a Slurm login node (sbatch is not on PATH "
+                      "here), or the local executor")
     return submitit
 
 
@@ -208,4 +208,4 @@ def with_overrides(cfg: SlurmConfig, overrides: dict[str, Any]) -> SlurmConfig:
     """The grid's `slurm:` block with `--slurm KEY=VALUE` settings on top (checked as the block is)."""
     from corebench.core.checked import build
 
-    return build(SlurmConfig, {**dataclasses.asdict(cfg), **overrides}, "--slurm")
+    return build(SlurmConfig, {**dataclasses.asdict(cfg), **overrides}, "slurm_overrides")

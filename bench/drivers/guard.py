@@ -56,20 +56,20 @@ def deadline_from(deadline: str | None, time_limit: str | None, now: float | Non
     `--time-limit SECONDS` (from now), as seconds since the epoch; None without either."""
     now = time.time() if now is None else now
     if deadline is not None and time_limit is not None:
-        raise invalid("--deadline", deadline, "either --deadline or --time-limit, not both")
+        raise invalid("deadline", deadline, "either a deadline or a time limit, not both")
     if time_limit is not None:
         try:
             seconds = float(time_limit)
         except ValueError:
             seconds = -1.0
         if not seconds >= 0 or seconds == float("inf"):
-            raise invalid("--time-limit", time_limit, "a number of seconds >= 0, e.g. 540")
+            raise invalid("time_limit", time_limit, "a number of seconds >= 0, e.g. 540")
         return now + seconds
     if deadline is None:
         return None
     match = re.fullmatch(r"(\d{1,2}):(\d{2})", deadline.strip())
     if not match or int(match[1]) > 23 or int(match[2]) > 59:
-        raise invalid("--deadline", deadline, "a local time HH:MM (00:00 to 23:59), e.g. 08:35")
+        raise invalid("deadline", deadline, "a local time HH:MM (00:00 to 23:59), e.g. 08:35")
     today = dt.datetime.fromtimestamp(now)
     at = today.replace(hour=int(match[1]), minute=int(match[2]), second=0, microsecond=0)
     if at.timestamp() <= now:

@@ -34,7 +34,7 @@ class PublishSummary:
 def publish_scoring(spec: GridSpec, results_dir: str | Path, cache_dir: str | Path | None = None, *,
                     limit_mb: float = LIMIT_MB) -> PublishSummary:
     """Write the grid's scoring runs into `<results>/<grid>/scoring/` (replacing what was there)."""
-    results = writable_folder(results_dir, "--results")
+    results = writable_folder(results_dir, "results_dir")
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     work = plan_work(spec, None, cache=cache, published=None)  # every cell's runs, from the cache only
     scorer = work.scorer
@@ -49,9 +49,8 @@ def publish_scoring(spec: GridSpec, results_dir: str | Path, cache_dir: str | Pa
         entry = read_entry(path, name, data) if path is not None else None
         if entry is None or not wanted <= set(entry[0]) or entry[1].get("trained_epochs", cfg.epochs) < epochs:
             raise ConfigError(f"publish-scoring: scoring run {run_label(key)} is not in the cache {cache} with "
-                              f"{', '.join(sorted(wanted))} for {epochs} epochs; make it first with "
-                              f"`corebench run {spec.source or spec.name} --scoring-only --results <an empty folder> "
-                              f"--cache {cache}`")
+                              f"{', '.join(sorted(wanted))} for {epochs} epochs; make it first with a scoring-only run "
+                              f"of the grid into that cache")
         arrays, meta = entry
         kept = until({k: v for k, v in arrays.items() if k in wanted | companions(wanted)}, epochs)
         made_by = {"grid": spec.name, "dataset": dataset_identity(key[0]), "data": meta.get("data"), "arch": key[1],

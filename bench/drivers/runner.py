@@ -273,8 +273,8 @@ def run_grid(
     cells not started are `summary.deferred`. `estimator(work, device)` gives each cell's
     expected seconds by cell id (the CLI passes `plan.cell_seconds`).
     """
-    results_dir = writable_folder(results_dir, "--results")
-    cache = writable_folder(Path(cache_dir) if cache_dir is not None else default_cache_dir(), "--cache")
+    results_dir = writable_folder(results_dir, "results_dir")
+    cache = writable_folder(Path(cache_dir) if cache_dir is not None else default_cache_dir(), "cache_dir")
     for sub in ("scoring", CHECKPOINTS):  # a link out of the cache fails now, not after compute
         confined(cache, sub)
     device = resolve_device(spec.device)
@@ -861,8 +861,8 @@ def select_coreset(
     device, the method's parameters and that the architecture builds for the dataset."""
     from corebench.cells.grid import check_builds
 
-    cache = writable_folder(cache_dir or default_cache_dir(), "--cache")
-    dev = resolve_device(device, "--device")
+    cache = writable_folder(cache_dir or default_cache_dir(), "cache_dir")
+    dev = resolve_device(device, "select_device")
     impl = None if method.name == FULL_DATA else create_method(method.name, **method.params)
     with torch_threads(threads):
         data = load_dataset(dataset)

@@ -65,7 +65,7 @@ def choose(results_dir: Path, sample: int, seed: int, named: Sequence[str] = ())
         for name in named:
             rec = by_path.get(Path(name).resolve())
             if rec is None:
-                raise invalid("--cell", name, f"a finished record under {results_dir}")
+                raise invalid("cell", name, f"a finished record under {results_dir}")
             out.append(rec)
         return out
     return random.Random(seed).sample(ok, min(sample, len(ok)))

@@ -124,7 +124,7 @@ def write_published(folder: Path, root: Path, runs: list[tuple[dict[str, np.ndar
     total = sum(len(b) for b in blobs)
     if total > limit_mb * 2**20:
         raise ConfigError(f"publish-scoring: the runs take {total / 2**20:.1f} MB compressed, over the limit of "
-                          f"{limit_mb:g} MB per board (--max-mb); nothing was written")
+                          f"{limit_mb:g} MB per board (limit_mb); nothing was written")
     rows = []
     for (arrays, row), blob in zip(runs, blobs, strict=True):
         name = f"{row['key']}.npz"
