@@ -512,3 +512,23 @@ def test_the_board_states_the_model_settings_that_differ_from_timm_and_the_train
     plain = [example_record(grid="p", method=m) for m in ("random", "easycore")]
     text = _rendered(tmp_path / "plain", plain)
     assert "Model: timm `resnet18` with timm's defaults." in text and "Training attack: " not in text
+
+
+def test_agreement_with_easycore_is_the_same_seed_jaccard_of_the_kept_indices(golden_run):
+    """Each method's row is the mean over shared finished seeds of |A ∩ B| / |A ∪ B| with
+    EasyCore's coreset of that seed (issue 22, item 6), recomputed here from the kept indices."""
+    from corebench.boards.board import AGREEMENT_WITH, aggregate, build_boards
+    from corebench.store.results import scan
+
+    results, _, _ = golden_run
+    records, _ = scan(results)
+    (board,) = build_boards(records, [], results, facts)[0]
+    aggregate(board)
+    ok = {(r["cell"]["method"], r["cell"]["fraction"], r["cell"]["seed"]) for r in golden_records() if r["status"] == "ok"}
+    assert board.agreement, "the golden board has EasyCore rows and others"
+    for (label, f), (mean, n) in board.agreement.items():
+        seeds = sorted(s for (m, ff, s) in ok if m == label and ff == f and (AGREEMENT_WITH, f, s) in ok)
+        want = [jaccard(golden_indices(label, f, s), golden_indices(AGREEMENT_WITH, f, s)) for s in seeds]
+        assert n == len(want) and mean == pytest.approx(sum(want) / len(want), abs=1e-12), (label, f)
+    assert board.agreement[("moderate", 0.1)][0] == 1.0  # same-length names: the same fixed core and draws
+    assert board.agreement[("random", 0.1)][0] < 0.2

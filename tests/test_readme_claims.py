@@ -63,6 +63,8 @@ def value_of(grid: str, fig: dict) -> float:
         return max(rows)[1]
     if kind == "prior":
         return prior_detectable(fig["seeds"], fig["images"])
+    if kind == "agreement":
+        return b.agreement[(fig["method"], fig["fraction"])][0]
     if kind == "stability":
         return b.stability[(fig["method"], fig["fraction"])][0]
     if kind == "cell":

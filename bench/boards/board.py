@@ -61,6 +61,9 @@ from corebench.store.results import read_indices, robust_by_eps
 log = logging.getLogger(__name__)
 
 RANDOM = "random"
+# Whose coreset every other method's is compared with at the same seed: does "easy" mean the same
+# thing to another score, or under an adversarial scoring run (issue 22)? The suite starts from it.
+AGREEMENT_WITH = "easycore"
 COLLAPSE_FACTOR = 1.5  # clean accuracy at most 1.5 × chance (100/K %) marks a collapsed model
 ONE_CLASS_SHARE = 0.5  # more than half the clean predictions in one class marks one too
 MIN_CLASS_SAMPLES = 5  # a class with fewer samples in a coreset is not counted as covered
@@ -194,6 +197,7 @@ class Board:
     best_clean: dict[float, str | None] = field(default_factory=dict)
     stability: dict[tuple[str, float], tuple[float, int]] = field(default_factory=dict)  # (label, f)
     scorer_stability: dict[tuple[str, float], tuple[float, int]] = field(default_factory=dict)  # (base, f)
+    agreement: dict[tuple[str, float], tuple[float, int]] = field(default_factory=dict)  # (label, f): with AGREEMENT_WITH
     cost: dict[str, Cost] = field(default_factory=dict)
     degenerate_seeds: list[tuple[str, float, int, str]] = field(default_factory=list)  # label, f, seed, why
     coverage: dict[tuple[str, float], list[tuple[int, float]]] = field(default_factory=dict)  # per seed
@@ -542,6 +546,14 @@ def _stability(board: Board) -> None:
         pairs = [jaccard(a, b) for a, b in combinations(_load_all(paths.values(), cache), 2)]
         if pairs:
             board.stability[key] = (math.fsum(pairs) / len(pairs), len(pairs))
+    for (lab, f), paths in sorted(chosen.items()):  # same seed, against the reference method's coreset
+        ref = chosen.get((AGREEMENT_WITH, f), {})
+        if lab == AGREEMENT_WITH or not ref:
+            continue
+        pairs = [jaccard(*both) for s in sorted(paths.keys() & ref.keys())
+                 if len(both := _load_all([paths[s], ref[s]], cache)) == 2]  # fmt: skip
+        if pairs:
+            board.agreement[(lab, f)] = (math.fsum(pairs) / len(pairs), len(pairs))
     across: dict[tuple[str, float], list[float]] = defaultdict(list)
     for (base, f, _), paths in sorted(by_scorer.items()):
         across[(base, f)] += [jaccard(a, b) for a, b in combinations(_load_all(paths.values(), cache), 2)]

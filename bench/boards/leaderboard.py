@@ -45,6 +45,7 @@ import pandas as pd
 from tabulate import tabulate
 
 from corebench.boards.board import (
+    AGREEMENT_WITH,
     MIN_CLASS_SAMPLES,
     RANDOM,
     Board,
@@ -572,6 +573,15 @@ def _stability_section(board: Board, headers: list[str]) -> list[str]:
         out.append("")
         bases = sorted({base for base, _ in board.scorer_stability})
         rows = [[_md(b)] + [_jaccard_text(board.scorer_stability.get((b, f))) for f in board.fractions] for b in bases]
+        out += [_table(headers, rows), ""]
+    if board.agreement:
+        out.append(f"Agreement with `{AGREEMENT_WITH}`: the mean Jaccard overlap of each method's coreset with "
+                   f"`{AGREEMENT_WITH}`'s at the same seed (pairs = seeds), the same measure as above: does "
+                   "another score, or a scoring run under another regime, keep the same samples? Random "
+                   "subsets give f / (2 − f).")  # fmt: skip
+        out.append("")
+        rows = [[_md(lab)] + [_jaccard_text(board.agreement.get((lab, f))) for f in board.fractions]
+                for lab in board.methods if any((lab, f) in board.agreement for f in board.fractions)]  # fmt: skip
         out += [_table(headers, rows), ""]
     return out
 
