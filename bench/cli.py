@@ -200,20 +200,22 @@ def cmd_methods(args: argparse.Namespace) -> int:
 def cmd_leaderboard(args: argparse.Namespace) -> int:
     from corebench.boards.leaderboard import generate_leaderboards
     from corebench.methods import facts
+    from corebench.store.results import scan
 
     if not Path(args.results).is_dir():
         raise invalid("RESULTS_DIR", args.results, "an existing results folder")
     out, results = Path(args.out).resolve(), Path(args.results).resolve()
     if out == results or out.is_relative_to(results):  # its exports would be read back as malformed records
         raise invalid("--out", args.out, f"a folder outside RESULTS_DIR {args.results}")
-    report = generate_leaderboards(args.results, args.out, facts, strict=args.strict)
+    scanned = scan(Path(args.results))  # read once: the boards and the check below share them
+    report = generate_leaderboards(args.results, args.out, facts, strict=args.strict, scanned=scanned)
     print(f"{len(report.pages)} boards written to {args.out} ({report.n_ok} finished cells, "
           f"{report.n_failed} failed, {len(report.skipped)} malformed files skipped)")
     for path, why in report.skipped[:20]:
         print(f"  skipped {path}: {why}")
     from corebench.drivers.verify import outside_records
 
-    for path, grid in outside_records(args.results)[:20]:
+    for path, grid in outside_records(args.results, scanned[0])[:20]:
         print(f"  outside its grid: {path}: no cell of grid {grid} (a seed, fraction or method it does not "
               f"have); it is on the board")
     return 0

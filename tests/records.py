@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 from corebench.core.spec import stable_hash
-from corebench.store.record import SCHEMA_VERSION
+from corebench.store.record import SCHEMA_VERSION, parse_record
+from corebench.store.results import Stored, stored
 
 
 def example_record(
@@ -142,3 +145,10 @@ def relpath(record: dict[str, Any]):
     from corebench.core.spec import record_relpath
 
     return record_relpath(record["grid"]["name"], record["cell"])
+
+
+def as_stored(record: dict[str, Any], root: str | Path | None = None) -> Stored:
+    """A hand-made record as `results.scan` yields it: parsed (strictly, from its JSON text) and
+    placed at `root / relpath(record)` (its path need not exist)."""
+    path = Path(root if root is not None else "/x") / relpath(record)
+    return stored(path, parse_record(json.dumps(record)))

@@ -16,15 +16,13 @@ from corebench.cells.grid import parse_grid
 from corebench.core.errors import ConfigError
 from corebench.methods import facts
 
-from records import example_record, relpath, with_outcomes
+from records import as_stored, example_record, with_outcomes
 
 METHODS = ("random", "easycore", "moderate", "grand", "el2n", "ccs")
 
 
 def board_of(records, tmp_path):
-    for rec in records:
-        rec["_path"] = str(tmp_path / relpath(rec))
-    (board,), _ = build_boards(records, [], tmp_path, facts)
+    (board,), _ = build_boards([as_stored(rec, tmp_path) for rec in records], [], tmp_path, facts)
     aggregate(board)
     return board
 

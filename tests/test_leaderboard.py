@@ -33,7 +33,7 @@ from corebench.core.errors import ResultsError
 from corebench.methods import facts
 from corebench.store.results import load, read_indices, write_indices, write_record
 
-from records import example_record, relpath
+from records import as_stored, example_record, relpath
 
 GOLDEN = Path(__file__).parent / "golden" / "leaderboards"
 REGEN = os.environ.get("COREBENCH_REGEN_GOLDEN") == "1"
@@ -409,6 +409,7 @@ def _several_eps(rec: dict, accs: tuple[float, float], scoring: list[dict], step
     if rec["status"] == "ok":
         rec["metrics"]["robust"] = [{"eps": 1 / 255, "pgd_acc": accs[0] + 1, "autoattack_acc": accs[0]},
                                     {"eps": 8 / 255, "pgd_acc": accs[1] + 1, "autoattack_acc": accs[1]}]  # fmt: skip
+        rec["metrics"].update(pgd_acc=accs[1] + 1, autoattack_per_attack={})  # the largest ε's, as the schema says
     rec["cost"] = {"scoring_runs": scoring, "train_steps": steps, "train_s": steps / 100}
     return rec
 
@@ -426,9 +427,8 @@ def test_a_board_has_a_column_group_per_eps_and_counts_shared_scoring_runs_once(
             ("easycore", 0.1, (44.0 + seed, 3.0), runs, 100), ("easycore", 0.5, (52.0, 2.5), runs, 500),
         ):  # fmt: skip
             rec = example_record(grid="e", method=method, fraction=f, seed=seed, autoattack_acc=accs[1], clean_acc=80.0)
-            rec["_path"] = tmp_path / relpath(rec)
             records.append(_several_eps(rec, accs, [{**r, "key": f"{r['key']}{seed}"} for r in scoring], steps))
-    (board,), problems = build_boards(records, [], tmp_path, facts)
+    (board,), problems = build_boards([as_stored(rec, tmp_path) for rec in records], [], tmp_path, facts)
     aggregate(board)
     page = render_board(board, plot_name="p.svg", csv_name="p.csv", model_info_dir="m")
     assert not problems and board.protocol.eps == (1 / 255, 8 / 255)
@@ -481,9 +481,9 @@ def test_the_data_caveats_open_the_board(tmp_path: Path) -> None:
     records = []
     for method in ("random", "easycore"):
         rec = example_record(grid="d", method=method, autoattack_acc=30.0)
-        rec["_path"], rec["data"] = tmp_path / relpath(rec), data
+        rec["data"] = data
         records.append(rec)
-    (board,), _ = build_boards(records, [], tmp_path, facts)
+    (board,), _ = build_boards([as_stored(rec, tmp_path) for rec in records], [], tmp_path, facts)
     aggregate(board)
     lines = render_board(board, plot_name=None, csv_name="c.csv", model_info_dir="m").splitlines()
     assert lines[2:6] == ["> **Trained on the test set: a proxy.**", "> A JPEG copy.", ">",
@@ -494,9 +494,7 @@ def _rendered(tmp_path: Path, records: list[dict]) -> str:
     from corebench.boards.board import aggregate, build_boards
     from corebench.boards.leaderboard import render_board
 
-    for rec in records:
-        rec["_path"] = tmp_path / relpath(rec)
-    (board,), _ = build_boards(records, [], tmp_path, facts)
+    (board,), _ = build_boards([as_stored(rec, tmp_path) for rec in records], [], tmp_path, facts)
     aggregate(board)
     return render_board(board, plot_name=None, csv_name="c.csv", model_info_dir="m")
 
@@ -532,3 +530,24 @@ def test_agreement_with_easycore_is_the_same_seed_jaccard_of_the_kept_indices(go
         assert n == len(want) and mean == pytest.approx(sum(want) / len(want), abs=1e-12), (label, f)
     assert board.agreement[("moderate", 0.1)][0] == 1.0  # same-length names: the same fixed core and draws
     assert board.agreement[("random", 0.1)][0] < 0.2
+
+
+def test_the_leaderboard_command_reads_the_records_once(golden_run, tmp_path: Path, monkeypatch) -> None:
+    """The boards and the check for records outside their grid share one scan of the folder."""
+    import corebench.boards.leaderboard as leaderboard
+    import corebench.drivers.verify as verify
+    import corebench.store.results as results
+    from corebench.cli import main
+
+    results_dir, _, _ = golden_run
+    calls = []
+    real = results.scan
+
+    def counting(*args, **kwargs):
+        calls.append(args)
+        return real(*args, **kwargs)
+
+    for module in (results, leaderboard, verify):
+        monkeypatch.setattr(module, "scan", counting)
+    assert main(["leaderboard", str(results_dir), "--out", str(tmp_path / "out")]) == 0
+    assert len(calls) == 1

@@ -16,6 +16,7 @@ from corebench.cli import main
 from corebench.core.errors import PathError
 from corebench.core.files import confined, inside
 from corebench.store.claims import claim_path, lock_path, try_claim
+from corebench.store.record import parse_record
 from corebench.store.results import (
     DONE,
     path_matches_key,
@@ -84,16 +85,17 @@ def test_results_dot_sees_its_records(tmp_path, monkeypatch, spelling):
     write_record(tmp_path / relpath(rec), rec)
     monkeypatch.chdir(tmp_path)
     path = Path(spelling) / relpath(rec)
-    assert path_matches_key(path, rec)
+    assert path_matches_key(path, parse_record(json.dumps(rec)))
     assert record_state(path) == DONE
     records, problems = scan(Path(spelling))
     assert len(records) == 1 and problems == []
 
 
 def test_path_matches_key_compares_whole_parts():
-    rec = example_record(grid="g")
-    assert path_matches_key(Path("/x") / relpath(rec), rec)
-    assert not path_matches_key(Path("/x/xg") / Path(*relpath(rec).parts[1:]), rec)
+    raw = example_record(grid="g")
+    rec = parse_record(json.dumps(raw))
+    assert path_matches_key(Path("/x") / relpath(raw), rec)
+    assert not path_matches_key(Path("/x/xg") / Path(*relpath(raw).parts[1:]), rec)
 
 
 def test_run_with_relative_results_and_cache_then_rerun_skips(workdir, capsys):

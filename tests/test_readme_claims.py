@@ -33,7 +33,7 @@ def claims_block(grid: str) -> str:
 def boards(grid: str) -> dict:
     records, problems = scan(ROOT / "results")
     out = {}
-    for board in build_boards([r for r in records if r["grid"]["name"] == grid], [], ROOT / "results", facts)[0]:
+    for board in build_boards([s for s in records if s.record.grid.name == grid], [], ROOT / "results", facts)[0]:
         aggregate(board)
         out[board.regime] = board
     return out

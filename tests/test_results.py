@@ -14,7 +14,7 @@ import pytest
 from corebench.core.errors import DiskError, ResultsError
 from corebench.core.protocol import Protocol
 from corebench.core.spec import AUTOATTACK_VERSION_ATTACKS
-from corebench.store.record import SCHEMA_VERSION
+from corebench.store.record import SCHEMA_VERSION, Record, parse_record
 from corebench.store.results import (
     COLUMNS,
     is_done,
@@ -40,7 +40,7 @@ def test_write_record_round_trips_with_sorted_keys_and_creates_folders(tmp_path:
     rec = example_record(method="easycore", fraction=0.3, seed=1, autoattack_acc=38.7)
     path = tmp_path / "a" / "b" / "seed1.json"
     write_record(path, rec)
-    assert read_record(path) == rec
+    assert read_record(path) == parse_record(json.dumps(rec))
     text = path.read_text()
     assert text == json.dumps(rec, sort_keys=True, indent=1) + "\n"
     assert _files(tmp_path) == ["a/b/seed1.json"]
@@ -137,7 +137,7 @@ def test_failed_record_needs_an_error_line(tmp_path: Path) -> None:
     rec = example_record(error="RuntimeError: boom")
     path = tmp_path / "seed0.json"
     write_record(path, rec)
-    assert read_record(path)["status"] == "failed"
+    assert read_record(path).status == "failed"
     path.write_text(json.dumps(_mutate(rec, "error", None)))
     with pytest.raises(ResultsError, match="error: a one-line error message is required when status is failed"):
         read_record(path)
@@ -200,7 +200,7 @@ def test_scan_returns_sorted_records_with_path_and_problems(tmp_path: Path) -> N
     bad.write_text("{")
     (bad.parent / ".seed8.json.123.abcd.tmp").write_text("{")  # a crashed write: ignored
     records, problems = scan(tmp_path)
-    paths = [r["_path"] for r in records]
+    paths = [s.path for s in records]
     assert paths == sorted(paths) and len(paths) == 4
     assert [(p, reason.split(" (")[0]) for p, reason in problems] == [(bad, "not valid JSON")]
 
@@ -262,4 +262,52 @@ def test_example_record_is_valid_and_current_schema(tmp_path: Path) -> None:
     rec = example_record(method="full", fraction=1.0)
     assert rec["schema_version"] == SCHEMA_VERSION
     write_record(tmp_path / "r.json", rec)
-    assert read_record(tmp_path / "r.json")["cell"]["method"] == "full"
+    assert read_record(tmp_path / "r.json").cell.method == "full"
+
+
+def test_scan_yields_typed_records_with_their_path_and_protocol(tmp_path: Path) -> None:
+    recs = _populate(tmp_path)
+    records, problems = scan(tmp_path)
+    assert problems == [] and len(records) == len(recs)
+    by_path = {tmp_path / relpath(rec): rec for rec in recs}
+    for path, record, protocol in records:
+        rec = by_path[path]
+        assert isinstance(record, Record) and record == parse_record(json.dumps(rec))
+        assert (record.grid.name, record.cell.method, record.cell.seed, record.status) == (
+            rec["grid"]["name"], rec["cell"]["method"], rec["cell"]["seed"], rec["status"])
+        assert protocol == Protocol.of(record.config.evaluation) == Protocol.of(rec["config"]["evaluation"])
+    # `config_written`: the settings as the file spells them, never written back
+    path, record, _ = records[0]
+    assert record.config_written == by_path[path]["config"]
+    assert "config_written" not in record.model_dump()
+
+
+def test_scan_parses_each_file_once_with_pydantic_and_never_with_json_loads(tmp_path: Path, monkeypatch) -> None:
+    import corebench.store.results as results
+
+    _populate(tmp_path)
+    parsed = []
+
+    def once(data: bytes) -> Record:
+        parsed.append(data)
+        return parse_record(data)
+
+    def no_json_loads(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a record was parsed a second time, by json.loads")
+
+    monkeypatch.setattr(results, "parse_record", once)
+    monkeypatch.setattr(json, "loads", no_json_loads)
+    records, _ = scan(tmp_path)
+    df = results.frame(records)  # the DataFrame comes from the typed records too
+    assert len(parsed) == len(records) == 4 and len(df) == 4
+
+
+def test_records_written_from_the_model_are_the_bytes_of_their_json_form(tmp_path: Path) -> None:
+    """A `Record` and the dict it was made from are written as the same bytes (`run_cell` writes
+    the model; records on disk do not change)."""
+    rec = example_record(method="easycore", seed=1)
+    model = parse_record(json.dumps(rec))
+    write_record(tmp_path / "a.json", model)
+    write_record(tmp_path / "b.json", model.model_dump(mode="json"))
+    assert (tmp_path / "a.json").read_bytes() == (tmp_path / "b.json").read_bytes()
+    assert read_record(tmp_path / "a.json").model_dump() == model.model_dump()

@@ -14,6 +14,7 @@ import pytest
 
 from corebench.cli import main
 from corebench.store.inputs import changed_inputs, file_digest
+from corebench.store.record import parse_record
 from corebench.store.results import scan
 
 from helpers import write_fast_grid
@@ -53,7 +54,7 @@ def test_a_record_carries_the_digests_of_its_inputs(copy):
     assert inputs["indices"] == file_digest(path.with_name("seed0.indices.npy"))
     (run,) = inputs["scoring_runs"]
     assert run["key"] == rec["cost"]["scoring_runs"][0]["key"] and "input_grad_norm_eval" in run["signals"]
-    assert changed_inputs(rec, path, copy / "cache") == []
+    assert changed_inputs(parse_record(json.dumps(rec)), path, copy / "cache") == []
     _, random_rec = _record(copy, "random")
     assert random_rec["inputs"]["scoring_runs"] == []
 
@@ -85,8 +86,8 @@ def test_signals_edited_with_their_checksum_recomputed_are_caught(copy, capsys):
     arrays["input_grad_norm_eval"] = -arrays["input_grad_norm_eval"]  # the hardest become the easiest
     meta = json.loads(npz.with_suffix(".json").read_text())
     scoring._save(npz, arrays, {k: v for k, v in meta.items() if k != "checksum"}, copy / "cache")  # checksum redone
-    assert changed_inputs(rec, path) == []  # the indices alone cannot tell
-    (why,) = changed_inputs(rec, path, copy / "cache")
+    assert changed_inputs(parse_record(json.dumps(rec)), path) == []  # the indices alone cannot tell
+    (why,) = changed_inputs(parse_record(json.dumps(rec)), path, copy / "cache")
     assert f"scoring run {key}: signal input_grad_norm_eval in the cache differs" in why
     capsys.readouterr()
     assert main(["status", str(copy / "results"), "--grid", str(copy / "fast.yaml"), "--cache", str(copy / "cache")]) == 0
@@ -146,8 +147,8 @@ def test_verify_catches_a_replaced_indices_file_and_a_record_outside_the_grid(co
 def test_verify_samples_by_seed_and_refuses_bad_input(copy, capsys):
     from corebench.drivers.verify import choose
 
-    first = [r["_path"] for r in choose(copy / "results", 1, seed=3)]
-    assert first == [r["_path"] for r in choose(copy / "results", 1, seed=3)]
+    first = [s.path for s in choose(copy / "results", 1, seed=3)]
+    assert first == [s.path for s in choose(copy / "results", 1, seed=3)]
     assert main(["verify", str(copy / "nowhere")]) == 2
     assert main(["verify", str(copy / "results"), "--cell", str(copy / "nope.json")]) == 2
     err = capsys.readouterr().err

@@ -56,7 +56,8 @@ from corebench.boards.significance import (
 from corebench.boards.stats import Interval, PairedDiff, jaccard, seeds_interval
 from corebench.core.protocol import Protocol
 from corebench.core.spec import FULL_DATA, slug, stable_hash
-from corebench.store.results import read_indices, robust_by_eps
+from corebench.store.record import Record, Stability
+from corebench.store.results import Stored, read_indices, robust_by_eps
 
 log = logging.getLogger(__name__)
 
@@ -108,9 +109,9 @@ class Entry:
     num_classes: int | None
     class_histogram: tuple[int, ...] | None  # the coreset's samples per class
     predicted_histogram: tuple[int, ...] | None  # clean predictions per class (None: not recorded)
-    indices: Path | None
-    stability: Mapping[str, Any] | None  # the record's `stability` block (None: not recorded)
-    single_run: Path | None  # the selection from one scoring run (`stability.single_run_indices_file`)
+    indices: str | None  # the kept-indices file (a string: boards handle thousands)
+    stability: Stability | None  # the record's `stability` block (None: not recorded)
+    single_run: str | None  # the selection from one scoring run (`stability.single_run_indices_file`)
     # (key, epochs trained, seconds, epochs needed, passes needed or None); None: not recorded
     scoring_runs: tuple[tuple[str, float, float, float, int | None], ...] | None
     scoring_s: float | None  # the cell's scoring seconds (what schema-1 records have instead)
@@ -180,7 +181,7 @@ class Board:
     protocol: Protocol
     name: str = ""
     tag: str = ""  # protocol tag when the group has several protocols
-    records: list[dict[str, Any]] = field(default_factory=list)
+    records: list[Record] = field(default_factory=list)
     entries: list[Entry] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)
     # filled by aggregate()
@@ -227,82 +228,83 @@ class Board:
 # --------------------------------------------------------------------------- grouping
 
 
-def entry_of(record: Mapping[str, Any], protocol: Protocol, facts: MethodFacts) -> Entry:
-    """The parts of a (validated) record a board uses; `facts` rebuilds an older record's
+def entry_of(stored: Stored, facts: MethodFacts) -> Entry:
+    """The parts of a stored (validated) record a board uses; `facts` rebuilds an older record's
     scoring need."""
-    cell, metrics = record["cell"], record.get("metrics") or {}
-    ok = record["status"] == "ok"
-    robust = {eps: pair[1 if protocol.autoattack_enabled else 0] for eps, pair in robust_by_eps(record).items()}
-    coreset = record.get("coreset") or {}
-    path = Path(record["_path"])
-    cost = record.get("cost") or {}
-    timings = record.get("timings") or {}
-    training = record.get("training") or {}
+    path, record, protocol = stored
+    cell, metrics, coreset = record.cell, record.metrics, record.coreset
+    ok = record.status == "ok"
+    which = 1 if protocol.autoattack_enabled else 0
+    robust = {eps: pair[which] for eps, pair in robust_by_eps(record, protocol).items()}
+    cost, training = record.cost, record.training
     runs = None
-    if "scoring_runs" in cost:
-        need = None if all("epochs_needed" in r for r in cost["scoring_runs"]) else need_of(record, facts)
+    if cost is not None:
+        recorded = cost.scoring_runs
+        need = None if all("epochs_needed" in r.model_fields_set for r in recorded) else need_of(record, facts)
         runs = tuple(
-            (str(r["key"]), float(r.get("epochs") or 0), float(r.get("seconds") or 0),
-             float(r["epochs_needed"] if r.get("epochs_needed") is not None else
-                   need.epochs if need else r.get("epochs") or 0),
-             r["passes_needed"] if r.get("passes_needed") is not None else need.passes if need else None)
-            for r in cost["scoring_runs"]
+            (r.key, float(r.epochs or 0), float(r.seconds or 0),
+             float(r.epochs_needed if r.epochs_needed is not None else need.epochs if need else r.epochs or 0),
+             r.passes_needed if r.passes_needed is not None else need.passes if need else None)
+            for r in recorded
         )  # fmt: skip
-    scorer = cell["scoring_arch"]
-    label = cell["method_label"]
+    scorer = cell.scoring_arch
+    label = cell.method_label
+    hist = coreset.class_histogram if coreset is not None else None
+    stability = record.stability if ok else None
+    folder = os.path.dirname(path)
     return Entry(
         label=label,
-        method=cell["method"],
+        method=cell.method,
         base_label=label.removesuffix(f"@{scorer}"),
         scoring_arch=scorer,
-        fraction=float(cell["fraction"]),
-        seed=int(cell["seed"]),
+        fraction=float(cell.fraction),
+        seed=int(cell.seed),
         ok=ok,
-        error=record.get("error"),
-        clean=metrics.get("clean_acc") if ok else None,
-        n_eval=metrics.get("n_eval") if ok else None,
+        error=record.error,
+        clean=metrics.clean_acc if ok and metrics else None,
+        n_eval=metrics.n_eval if ok and metrics else None,
         robust=robust,
-        num_classes=len(coreset["class_histogram"]) if coreset.get("class_histogram") else None,
-        class_histogram=tuple(coreset["class_histogram"]) if coreset.get("class_histogram") else None,
-        predicted_histogram=tuple(h) if ok and (h := metrics.get("predicted_histogram")) else None,
-        indices=path.with_name(coreset["indices_file"]) if coreset.get("indices_file") else None,
-        stability=record.get("stability") if ok else None,
-        single_run=path.with_name(st["single_run_indices_file"]) if ok and (st := record.get("stability")) else None,
+        num_classes=len(hist) if hist else None,
+        class_histogram=tuple(hist) if hist else None,
+        predicted_histogram=tuple(h) if ok and metrics and (h := metrics.predicted_histogram) else None,
+        indices=os.path.join(folder, coreset.indices_file) if coreset is not None and coreset.indices_file else None,
+        stability=stability,
+        single_run=os.path.join(folder, stability.single_run_indices_file) if stability is not None else None,
         scoring_runs=runs,
-        scoring_s=timings.get("scoring_s"),
-        train_steps=cost.get("train_steps", training.get("steps")),
-        train_s=cost.get("train_s", timings.get("train_s")),
+        scoring_s=record.timings.get("scoring_s"),
+        train_steps=cost.train_steps if cost is not None else training.steps if training is not None else None,
+        train_s=cost.train_s if cost is not None else record.timings.get("train_s"),
         path=path,
         outcomes=robust_outcomes(record, protocol.autoattack_enabled) if ok else None,
     )
 
 
-def need_of(record: Mapping[str, Any], facts: MethodFacts) -> ScoringNeedLike | None:
+def need_of(record: Record, facts: MethodFacts) -> ScoringNeedLike | None:
     """The scoring need of a record's method from its options and scoring settings, for records
     older than `cost.scoring_runs[].epochs_needed`; None when the method cannot be rebuilt here
     (a plug-in not installed, options it no longer takes)."""
-    return facts.need(record["cell"]["method"], json.dumps(record["method_options"], sort_keys=True),
-                      json.dumps(record["config"]["scoring"], sort_keys=True))
+    return facts.need(record.cell.method, json.dumps(record.method_options, sort_keys=True),
+                      json.dumps(record.config_written.get("scoring", {}), sort_keys=True))
 
 
 def build_boards(
-    records: list[dict], problems: list[tuple[Path, str]], results_dir: Path, facts: MethodFacts
+    records: list[Stored], problems: list[tuple[Path, str]], results_dir: Path, facts: MethodFacts
 ) -> tuple[list[Board], list[tuple[Path, str]]]:
     """Group valid records (from `results.scan`, which refuses two records of one cell) into
     boards, one per protocol; `facts` answers what a board asks about the methods (`MethodFacts`)."""
     groups: dict[tuple[str, str, str, str], dict[str, Board]] = defaultdict(dict)
     problems = list(problems)
-    for rec in records:
-        cell = rec["cell"]
-        key = (rec["grid"]["name"], cell["dataset"], cell["arch"], cell["regime"])
-        protocol = Protocol.of(rec["config"]["evaluation"])
+    for stored in records:
+        rec, protocol = stored.record, stored.protocol
+        cell = rec.cell
+        key = (rec.grid.name, cell.dataset, cell.arch, cell.regime)
         board = groups[key].get(protocol.key)
         if board is None:
             board = groups[key][protocol.key] = Board(*key, protocol=protocol)
         board.records.append(rec)
-        board.entries.append(entry_of(rec, protocol, facts))
+        board.entries.append(entry_of(stored, facts))
         for name in FACTS:
-            board.method_facts.setdefault((cell["method"], name), facts.fact(cell["method"], name))
+            board.method_facts.setdefault((cell.method, name), facts.fact(cell.method, name))
     boards: list[Board] = []
     for key in sorted(groups):
         by_proto = groups[key]
@@ -332,11 +334,12 @@ def _attribute_skipped(boards: list[Board], problems: list[tuple[Path, str]], re
         for parent in Path(path).parents:
             if parent in folders:
                 for board in folders[parent]:
-                    board.skipped.append((_rel(path, results_dir), reason))
+                    board.skipped.append((rel_text(path, results_dir), reason))
                 break
 
 
-def _rel(path: Path, root: Path) -> str:
+def rel_text(path: Path, root: Path) -> str:
+    """`path` relative to `root`, '/'-separated (as boards show paths); as given when outside it."""
     try:
         return Path(path).relative_to(root).as_posix()
     except ValueError:
@@ -431,11 +434,10 @@ def _significance(board: Board) -> None:
     """The exploratory family (every difference to random with an interval, neither row
     collapsed, not declared primary) adjusted by the grid's correction; the declared primary
     comparisons of this board's regime apart, with their power."""
-    corrections = sorted({(r.get("grid") or {}).get("correction") or "holm" for r in board.records})
+    corrections = sorted({r.grid.correction or "holm" for r in board.records})
     board.correction = corrections[0] if len(corrections) == 1 else "holm"
-    declared = {(c["method"], c["against"], float(c["fraction"]), float(c["eps"]))
-                for r in board.records for c in (r.get("grid") or {}).get("primary") or ()
-                if c["regime"] == board.regime}  # fmt: skip
+    declared = {(c.method, c.against, float(c.fraction), float(c.eps))
+                for r in board.records for c in r.grid.primary if c.regime == board.regime}  # fmt: skip
     eps_of = {round(e, 9): e for e in board.protocol.eps}
     results = []
     for method, against, f, eps in sorted(declared):
@@ -534,14 +536,14 @@ def class_coverage(entries: list[Entry]) -> dict[tuple[str, float], list[tuple[i
 
 def _stability(board: Board) -> None:
     """Mean Jaccard overlap of the coresets across seeds (same label) and across scorers."""
-    chosen: dict[tuple[str, float], dict[int, Path]] = defaultdict(dict)
-    by_scorer: dict[tuple[str, float, int], dict[str, Path]] = defaultdict(dict)
+    chosen: dict[tuple[str, float], dict[int, str]] = defaultdict(dict)
+    by_scorer: dict[tuple[str, float, int], dict[str, str]] = defaultdict(dict)
     for e in board.entries:
         if e.method == FULL_DATA or e.indices is None:
             continue
         chosen[(e.label, e.fraction)][e.seed] = e.indices
         by_scorer[(e.base_label, e.fraction, e.seed)][e.scoring_arch] = e.indices
-    cache: dict[Path, np.ndarray | None] = {}
+    cache: dict[str, np.ndarray | None] = {}
     for key, paths in sorted(chosen.items()):
         pairs = [jaccard(a, b) for a, b in combinations(_load_all(paths.values(), cache), 2)]
         if pairs:
@@ -566,14 +568,14 @@ def fair_stability(entries: list[Entry]) -> dict[tuple[str, float], FairStabilit
     for e in entries:
         if e.ok and e.stability is not None and e.method != FULL_DATA:
             groups[(e.label, e.fraction)].append(e)
-    cache: dict[Path, np.ndarray | None] = {}
+    cache: dict[str, np.ndarray | None] = {}
     out = {}
     for key, group in sorted(groups.items()):
         group.sort(key=lambda e: e.seed)
         pairs = [jaccard(a, b) for a, b in combinations(_load_all([e.single_run for e in group], cache), 2)]
 
         def mean(field_name: str, group: list[Entry] = group) -> float | None:
-            values = [v for e in group if (v := e.stability.get(field_name)) is not None]
+            values = [v for e in group if (v := getattr(e.stability, field_name)) is not None]
             return math.fsum(values) / len(values) if values else None
 
         out[key] = FairStability((math.fsum(pairs) / len(pairs), len(pairs)) if pairs else None,
@@ -582,10 +584,10 @@ def fair_stability(entries: list[Entry]) -> dict[tuple[str, float], FairStabilit
     return out
 
 
-def _load_all(paths: Any, cache: dict[Path, np.ndarray | None]) -> list[np.ndarray]:
-    """The readable index arrays among `paths` (sorted, as written by the store)."""
+def _load_all(paths: Any, cache: dict[str, np.ndarray | None]) -> list[np.ndarray]:
+    """The readable index arrays among `paths` (sorted as `Path`s sort, by parts; as written by the store)."""
     out = []
-    for p in sorted(paths):
+    for p in sorted(paths, key=lambda p: p.split(os.sep)):
         if p not in cache:
             cache[p] = read_indices(p)
         if cache[p] is not None:

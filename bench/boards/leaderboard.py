@@ -35,6 +35,7 @@ import gc
 import json
 import logging
 import math
+import os
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -55,17 +56,19 @@ from corebench.boards.board import (
     aggregate,
     build_boards,
     expected_random_jaccard,
+    rel_text,
 )
 from corebench.boards.plots import Panel, PlotSpec, Series, render_svg
 from corebench.boards.significance import ALPHA
 from corebench.boards.stats import CORRECTION_NAMES, SEEDS_ONLY, Interval
 from corebench.core.errors import PathError, ResultsError
 from corebench.core.faults import fault_point
-from corebench.core.files import confined, sweep_folder, writable_folder
+from corebench.core.files import confined, confiner, sweep_folder, writable_folder
 from corebench.core.protocol import eps_text
 from corebench.core.spec import FULL_DATA, slug
 from corebench.store.inputs import unchanged
-from corebench.store.results import scan, write_bytes_atomic
+from corebench.store.record import Record
+from corebench.store.results import Stored, gc_paused, scan, write_bytes_atomic
 
 log = logging.getLogger(__name__)
 
@@ -286,11 +289,11 @@ def render_board(board: Board, *, plot_name: str | None, csv_name: str, model_in
 
 def _data_lines(board: Board) -> list[str]:
     """The data's caveats first (a proxy dataset, a lossy copy), then where it came from."""
-    refs = [r["data"] for r in board.records if r.get("data")]
+    refs = [r.data for r in board.records if r.data is not None]
     if not refs:
         return []
-    notes = list(dict.fromkeys(n for ref in refs for n in ref.get("notes") or ()))  # the dataset's order
-    sources = sorted({f"{ref['source'] or ref['name']}: {ref['n_train']:,} train / {ref['n_test']:,} test images"
+    notes = list(dict.fromkeys(n for ref in refs for n in ref.notes))  # the dataset's order
+    sources = sorted({f"{ref.source or ref.name}: {ref.n_train:,} train / {ref.n_test:,} test images"
                       for ref in refs})  # fmt: skip
     out = [f"> **{_md(note)}**" if i == 0 else f"> {_md(note)}" for i, note in enumerate(notes)]
     if out:
@@ -314,8 +317,8 @@ def _full_text(board: Board) -> str:
 def _model_text(board: Board) -> str:
     """The model as timm builds it and what the grid changed; the training attack of an
     adversarial regime (both decide what a board can be compared with)."""
-    archs = {(a["name"], json.dumps(a.get("kwargs") or {}, sort_keys=True)) for r in board.records
-             if (a := r["config"].get("arch"))}  # fmt: skip
+    archs = {(a.name, json.dumps(dict(a.kwargs), sort_keys=True)) for r in board.records
+             if (a := r.config.arch)}  # fmt: skip
     if len(archs) != 1:
         text = "Model: **several architecture settings on this board** (see the records)."
     else:
@@ -324,8 +327,8 @@ def _model_text(board: Board) -> str:
         text = (f"Model: timm `{_md(name)}` with " + changed + ", where timm's defaults differ." if changed
                 else f"Model: timm `{_md(name)}` with timm's defaults.")
     if board.regime != "standard":
-        attacks = {(a["eps"], a["step_size"], a["steps"], a.get("trades_beta")) for r in board.records
-                   if (a := r["config"].get("attack"))}  # fmt: skip
+        attacks = {(a.eps, a.step_size, a.steps, a.trades_beta) for r in board.records
+                   if (a := r.config.attack)}  # fmt: skip
         if len(attacks) == 1:
             eps, step, steps, beta = next(iter(attacks))
             text += (f" Training attack: {steps} PGD steps of {eps_text(step)} within "
@@ -336,8 +339,7 @@ def _model_text(board: Board) -> str:
 
 def _budget_text(board: Board) -> str:
     """How much training each fraction got: the same epochs, or the same SGD steps."""
-    budgets = sorted({(t.get("budget", "epochs"), t.get("epochs"), t.get("steps"))
-                      for r in board.records if (t := r["config"].get("training"))})  # fmt: skip
+    budgets = sorted({(t.budget, t.epochs, t.steps) for r in board.records if (t := r.config.training)})
     if len(budgets) != 1:
         return "**several budgets on this board** (see Provenance)"
     kind, epochs, steps = budgets[0]
@@ -667,25 +669,27 @@ def _cost_section(board: Board, headers: list[str]) -> list[str]:
 
 def _provenance(board: Board) -> list[str]:
     recs = board.records
-    grids = sorted({f"`{r['grid']['name']}` from `{r['grid'].get('source') or '?'}`" for r in recs})
+    grids = sorted({f"`{r.grid.name}` from `{r.grid.source or '?'}`" for r in recs})
     lines = [f"- Grid file: {', '.join(grids)}"]
-    n_eval = sorted({r["metrics"]["n_eval"] for r in recs if r["status"] == "ok" and r["metrics"]})
+    n_eval = sorted({r.metrics.n_eval for r in recs if r.status == "ok" and r.metrics})
     evaluated = f"; examples actually evaluated: {', '.join(str(n) for n in n_eval)}" if n_eval else ""
     lines.append(f"- Attack (evaluation): {board.protocol.text()}{evaluated}")
-    lines += _settings_lines("Evaluation settings", (r["config"]["evaluation"] for r in recs))
+    # the settings as each record spells them (`Record.config_written`): a record written before
+    # a setting existed does not claim its default
+    lines += _settings_lines("Evaluation settings", (r.config_written["evaluation"] for r in recs))
     lines += _settings_lines(
-        f"Training (regime `{board.regime}`)", (r["config"].get("training") for r in recs)
+        f"Training (regime `{board.regime}`)", (r.config_written.get("training") for r in recs)
     )
     unused = " (used by pgd_at and trades; unused by standard training)" if board.regime == "standard" else ""
-    lines += _settings_lines(f"Training attack{unused}", (r["config"].get("attack") for r in recs))
-    lines += _settings_lines("Scoring run", (r["config"].get("scoring") for r in recs))
-    scorers = sorted({r["cell"]["scoring_arch"] for r in recs if r["cell"]["method"] != FULL_DATA})
+    lines += _settings_lines(f"Training attack{unused}", (r.config_written.get("attack") for r in recs))
+    lines += _settings_lines("Scoring run", (r.config_written.get("scoring") for r in recs))
+    scorers = sorted({r.cell.scoring_arch for r in recs if r.cell.method != FULL_DATA})
     if scorers:
         lines.append(f"- Scoring architectures: {', '.join(_md(s) for s in scorers)}")
     by_method: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
     for r in recs:
-        if r["cell"]["method"] != FULL_DATA:
-            by_method[r["cell"]["method_label"]].append(r["method_options"])
+        if r.cell.method != FULL_DATA:
+            by_method[r.cell.method_label].append(r.method_options)
     if by_method:
         lines.append("- Method options:")
         for lab in sorted(by_method):
@@ -693,18 +697,18 @@ def _provenance(board: Board) -> list[str]:
             text = "; ".join(t if len(distinct) == 1 else f"{t} ({n} records)" for n, t in distinct)
             lines.append(f"  - `{_md(lab)}`: {_md(text)}")
     lines += _method_packages(recs)
-    distinct = _settings((r["versions"] for r in recs), drop=("git_commit",))
+    distinct = _settings((r.versions for r in recs), drop=("git_commit",))
     if len(distinct) == 1:
         lines.append(f"- Package versions: {_md(distinct[0][1])}")
     else:
         lines.append("- Package versions:")
         lines += [f"  - {n} records: {_md(t)}" for n, t in distinct]
-    commits = Counter(str((r["versions"] or {}).get("git_commit")) for r in recs)
+    commits = Counter(str(r.versions.get("git_commit")) for r in recs)
     lines.append(
         "- Git commit(s): "
         + ", ".join(f"`{c}` ({n} records)" for c, n in sorted(commits.items(), key=lambda t: (-t[1], t[0])))
     )
-    devices = Counter(str(r.get("device")) for r in recs)
+    devices = Counter(str(r.device) for r in recs)
     lines.append(
         "- Devices: " + ", ".join(f"{_md(d)} ({n})" for d, n in sorted(devices.items(), key=lambda t: (-t[1], t[0])))
     )
@@ -722,10 +726,10 @@ def _footnotes(board: Board) -> list[str]:
     """Settings a reader must not take as verified: CCS's hard cutoff β read off the paper."""
     unverified: dict[str, set[str]] = defaultdict(set)
     for r in board.records:
-        opts = r.get("method_options") or {}
+        opts = r.method_options
         source = str(opts.get("hard_cutoff_source") or "")
         if "unverified" in source:
-            unverified[r["cell"]["method_label"]].add(f"{_pct(r['cell']['fraction'])}: β = {opts.get('hard_cutoff')}")
+            unverified[r.cell.method_label].add(f"{_pct(r.cell.fraction)}: β = {opts.get('hard_cutoff')}")
     if not unverified:
         return []
     out = ["", "## Unverified settings", ""]
@@ -736,19 +740,19 @@ def _footnotes(board: Board) -> list[str]:
     return out
 
 
-def _method_packages(recs: Sequence[Mapping[str, Any]]) -> list[str]:
+def _method_packages(recs: Sequence[Record]) -> list[str]:
     """Which installed package provided each row's method; plug-in rows are marked as such.
     Nothing when no record names its method's package (records older than the field)."""
     by_package: dict[str, set[str]] = defaultdict(set)
     for r in recs:
-        src = r.get("method_source")
+        src = r.method_source
         if src:
-            where = f"`{src.get('distribution') or src['module']}` {src.get('version') or '?'}"
-            if src.get("editable"):
-                where += f", editable at commit `{src.get('git_commit') or '?'}`"
-            if (src.get("distribution") or "") != "corebench":
+            where = f"`{src.distribution or src.module}` {src.version or '?'}"
+            if src.editable:
+                where += f", editable at commit `{src.git_commit or '?'}`"
+            if (src.distribution or "") != "corebench":
                 where += " — plug-in"
-            by_package[where].add(r["cell"]["method_label"])
+            by_package[where].add(r.cell.method_label)
     if not by_package:
         return []
     lines = ["- Method packages:"]
@@ -887,16 +891,22 @@ def _plot_spec(board: Board) -> PlotSpec:
 
 
 def generate_leaderboards(
-    results_dir: str | Path, out_dir: str | Path, facts: MethodFacts, *, strict: bool = False
+    results_dir: str | Path, out_dir: str | Path, facts: MethodFacts, *, strict: bool = False,
+    scanned: tuple[list[Stored], list[tuple[Path, str]]] | None = None,
 ) -> BoardReport:
     """Write every board, its plot and exports, and the index; see the module docstring. `facts`
-    answers what a board asks about the methods (`board.MethodFacts`; `corebench.methods.facts`)."""
+    answers what a board asks about the methods (`board.MethodFacts`; `corebench.methods.facts`).
+
+    `scanned`: `results.scan(results_dir)`'s answer when the caller has read the records already
+    (`corebench leaderboard` hands the same records to `verify.outside_records`)."""
     results_dir, out_dir = Path(results_dir), Path(out_dir)
-    records, problems = unchanged(*scan(results_dir))
-    # The records live until the end: keep the collector from re-walking them; undone in `finally`.
+    # The records live until the end: keep the collector from re-walking them (frozen before the
+    # collector runs again, so the scan's millions of objects are never walked); undone in `finally`.
     freeze = gc.get_freeze_count() == 0  # never unfreeze what someone else froze
-    if freeze:
-        gc.freeze()
+    with gc_paused():
+        records, problems = unchanged(*(scanned if scanned is not None else scan(results_dir)))
+        if freeze:
+            gc.freeze()
     try:
         return _generate(results_dir, out_dir, records, problems, facts, strict, freeze)
     finally:
@@ -905,11 +915,11 @@ def generate_leaderboards(
 
 
 def _generate(
-    results_dir: Path, out_dir: Path, records: list[dict], problems: list[tuple[Path, str]],
+    results_dir: Path, out_dir: Path, records: list[Stored], problems: list[tuple[Path, str]],
     facts: MethodFacts, strict: bool, freeze: bool = False,
 ) -> BoardReport:
     boards, problems = build_boards(records, problems, results_dir, facts)
-    if freeze:  # the boards' entries too: statsmodels' Holm runs a full gc.collect() per board
+    if freeze:  # the boards' entries too: no collection walks them either
         gc.freeze()
     if strict and problems:
         path, reason = problems[0]
@@ -955,13 +965,14 @@ def _previous_files(out_dir: Path) -> set[str]:
     if not manifest.is_file():
         return set()
     names = set()
+    check = confiner(out_dir)
     for line in manifest.read_text(errors="replace").splitlines():
         if not line or line.startswith("#"):
             continue
         try:
-            if Path(line).is_absolute() or ".." in Path(line).parts:
+            if os.path.isabs(line) or ".." in line.split("/"):
                 raise PathError(f"{line}: not a relative path inside the folder")
-            confined(out_dir, line)
+            check(line)
         except (PathError, OSError, ValueError) as exc:
             log.warning("%s: ignoring the line %r (%s)", manifest, line, exc)
             continue
@@ -972,7 +983,8 @@ def _previous_files(out_dir: Path) -> set[str]:
 def _write_files(out_dir: Path, files: Mapping[str, bytes], previous: set[str]) -> None:
     """Write the files that changed; identical ones are left alone (and keep their mtime).
     Every path must resolve inside `out_dir` (`files.confined`)."""
-    paths = {rel: confined(out_dir, rel) for rel in files}
+    check = confiner(out_dir)
+    paths = {rel: check(rel) for rel in files}
     for folder in sorted({path.parent for path in paths.values()}):
         folder.mkdir(parents=True, exist_ok=True)
     for rel in sorted(files):
@@ -1048,7 +1060,7 @@ def render_index(boards: list[Board], problems: list[tuple[Path, str]], results_
         out += [_table(headers, rows), ""]
     if problems:
         out += ["## Skipped files", ""]
-        out += [f"- `{_md(_rel(p, results_dir))}`: {_md(reason)}" for p, reason in problems]
+        out += [f"- `{_md(rel_text(p, results_dir))}`: {_md(reason)}" for p, reason in problems]
         out.append("")
     return "\n".join(out)
 
@@ -1069,13 +1081,6 @@ def _top_text(b: Board) -> str:
             at = f"ε = {eps_text(eps)}: " if len(b.protocol.eps) > 1 else ""
             parts.append(at + "; ".join(tops))
     return " / ".join(parts)
-
-
-def _rel(path: Path, root: Path) -> str:
-    try:
-        return Path(path).relative_to(root).as_posix()
-    except ValueError:
-        return Path(path).as_posix()
 
 
 # --------------------------------------------------------------------------- CLI summary

@@ -34,7 +34,7 @@ from corebench.boards.stats import (
     paired_components,
     paired_diff,
 )
-from corebench.store.record import unpack_bits
+from corebench.store.record import Record, unpack_bits
 
 ALPHA = 1 - CONFIDENCE
 # The prior `corebench plan` uses before a grid has records of a declared comparison, in
@@ -47,18 +47,18 @@ PRIOR_TEXT = ("prior: seed sd of the difference 4 pp, the models disagreeing on 
               "half of it shared by every seed")
 
 
-def robust_outcomes(record: Mapping[str, Any], autoattack: bool) -> dict[float, np.ndarray] | None:
+def robust_outcomes(record: Record, autoattack: bool) -> dict[float, np.ndarray] | None:
     """ε -> per image, robust under the protocol's attack (AutoAttack or PGD-k); None when the
     record keeps no per-image outcomes (written before the field, or failed)."""
-    po = record.get("per_image_outcomes") if record.get("status") == "ok" else None
-    if not po:
+    po = record.per_image_outcomes if record.status == "ok" else None
+    if po is None:
         return None
     out = {}
-    for r in po["robust"]:
-        bits = r["autoattack"] if autoattack else r["pgd"]
+    for r in po.robust:
+        bits = r.autoattack if autoattack else r.pgd
         if bits is None:
             return None
-        out[float(r["eps"])] = unpack_bits(bits, int(po["n"]))
+        out[float(r.eps)] = unpack_bits(bits, int(po.n))
     return out
 
 

@@ -28,7 +28,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from corebench.core.spec import FULL_DATA, DatasetSpec, stable_hash, to_jsonable
-from corebench.store.record import CellConfig
+from corebench.store.record import CellConfig, Record
 
 # Where the data came from, not what it is: the content hash stands for these.
 DATA_LOCATION_FIELDS = ("path", "root", "download")
@@ -108,12 +108,18 @@ def cell_id(settings: Mapping[str, Any]) -> str:
     return stable_hash(settings)
 
 
-def record_settings(record: Mapping[str, Any]) -> dict[str, Any]:
-    """The canonical settings a stored record was made under (the same function as a grid's)."""
-    config = CellConfig.model_validate(record["config"])
-    fingerprint = (record.get("data") or {}).get("fingerprint", "")
-    code = (record.get("method_source") or {}).get("code")
-    return cell_settings(record["cell"], record.get("method_options") or {}, config, fingerprint, code)
+def record_settings(record: Record | Mapping[str, Any]) -> dict[str, Any]:
+    """The canonical settings a stored record was made under (the same function as a grid's):
+    of a `Record`, or of a record's JSON form (scripts that migrate files; it needs `cell`,
+    `config` and what it has of `method_options`, `data` and `method_source`)."""
+    if isinstance(record, Mapping):
+        config = CellConfig.model_validate(record["config"])
+        fingerprint = (record.get("data") or {}).get("fingerprint", "")
+        code = (record.get("method_source") or {}).get("code")
+        return cell_settings(record["cell"], record.get("method_options") or {}, config, fingerprint, code)
+    data, source = record.data, record.method_source
+    return cell_settings(record.cell.model_dump(), record.method_options, record.config,
+                         data.fingerprint if data is not None else "", source.code if source is not None else None)
 
 
 def differences(made: Mapping[str, Any], wanted: Mapping[str, Any], prefix: str = "") -> list[str]:

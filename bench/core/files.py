@@ -56,6 +56,28 @@ def confined(root: str | Path, relpath: str | Path) -> Path:
     return inside(root, Path(root) / relpath)
 
 
+def confiner(root: str | Path) -> Callable[[str], Path]:
+    """`confined(root, ·)` for many files (a board run writes thousands): the same rule and
+    answer, with `root` and each folder resolved once; a name that is a symlink, `..` or leads
+    out of `root` goes through `inside` itself (which refuses it with its message)."""
+    root = Path(root)
+    real_root = os.path.realpath(root)
+    prefix = real_root.rstrip(os.sep) + os.sep
+    real_dirs: dict[str, str] = {}
+
+    def check(rel: str) -> Path:
+        path = root / rel
+        folder, name = os.path.split(os.fspath(path))
+        if folder not in real_dirs:
+            real_dirs[folder] = os.path.realpath(folder)
+        real = os.path.join(real_dirs[folder], name)
+        if name in ("", ".", "..") or not (real == real_root or real.startswith(prefix)) or os.path.islink(path):
+            inside(root, path)
+        return path
+
+    return check
+
+
 def cache_root() -> Path:
     """The cache folder (scoring signals, checkpoints, decoded images): $COREBENCH_CACHE, else
     $XDG_CACHE_HOME/corebench, else ~/.cache/corebench."""

@@ -14,13 +14,22 @@ metrics are those of the largest ε (`headline_eps`).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from corebench.core.spec import AUTOATTACK_VERSION_ATTACKS, AUTOATTACK_VERSION_SETTINGS, slug
+from pydantic import TypeAdapter
+
+from corebench.core.spec import (
+    AUTOATTACK_VERSION_ATTACKS,
+    AUTOATTACK_VERSION_SETTINGS,
+    EvaluationConfig,
+    slug,
+)
 
 STANDARD_BUDGET = AUTOATTACK_VERSION_SETTINGS["standard"]
+_EVALUATION = TypeAdapter(EvaluationConfig)
 ATTACK_TITLES = {"apgd-ce": "APGD-CE", "apgd-dlr": "APGD-DLR", "apgd-t": "APGD-T", "fab": "FAB", "fab-t": "FAB-T",
                  "square": "Square"}  # how titles spell pyautoattack's attack names
 
@@ -39,21 +48,31 @@ class Protocol:
     target_classes: int = STANDARD_BUDGET["target_classes"]
 
     @classmethod
-    def of(cls, evaluation: Mapping[str, Any]) -> Protocol:
-        """The protocol of a record's (resolved) `config.evaluation`."""
-        aa = evaluation.get("autoattack") or {}
-        version = aa.get("version", "standard")
-        attacks = aa.get("attacks") or AUTOATTACK_VERSION_ATTACKS.get(version, ())
-        budget = {k: int(aa.get(k) or v) for k, v in AUTOATTACK_VERSION_SETTINGS.get(version, STANDARD_BUDGET).items()}
-        eps = evaluation["eps"]
+    def of(cls, evaluation: EvaluationConfig | Mapping[str, Any]) -> Protocol:
+        """The protocol of a record's (resolved) `config.evaluation`: the typed settings
+        (`Record.config.evaluation`), or their JSON form, read through the same type. Equal
+        settings give the same (cached) object: 10,000 records hold a handful of protocols."""
+        if isinstance(evaluation, Mapping):
+            evaluation = _EVALUATION.validate_python(dict(evaluation))
+        return _protocol_of(evaluation)
+
+    @classmethod
+    def _of(cls, evaluation: EvaluationConfig) -> Protocol:
+        aa = evaluation.autoattack
+        version = aa.version
+        attacks = aa.attacks or AUTOATTACK_VERSION_ATTACKS.get(version, ())
+        budget = {k: int(getattr(aa, k) or v)
+                  for k, v in AUTOATTACK_VERSION_SETTINGS.get(version, STANDARD_BUDGET).items()}  # fmt: skip
+        if evaluation.eps is None:
+            raise ValueError("evaluation.eps: None; a record's evaluation settings are resolved (ε filled in)")
         return cls(
-            norm=evaluation["norm"],
-            eps=tuple(sorted(float(e) for e in eps)) if isinstance(eps, (list, tuple)) else (float(eps),),
-            autoattack_enabled=bool(aa.get("enabled", True)),
+            norm=evaluation.norm,
+            eps=tuple(sorted(float(e) for e in evaluation.eps)),
+            autoattack_enabled=bool(aa.enabled),
             autoattack_version=version,
             autoattack_attacks=tuple(attacks),
-            n_examples=int(evaluation["n_examples"]),
-            pgd_steps=int(evaluation.get("pgd_steps") or 0),
+            n_examples=int(evaluation.n_examples),
+            pgd_steps=int(evaluation.pgd_steps or 0),
             **budget,
         )
 
@@ -67,7 +86,7 @@ class Protocol:
         row's own ε, set by the caller)."""
         return {**asdict(self), "autoattack_attacks": ",".join(self.autoattack_attacks)}
 
-    @property
+    @functools.cached_property
     def key(self) -> str:
         """A canonical string for grouping: equal exactly when the protocols are equal."""
         if self.autoattack_enabled:
@@ -153,6 +172,12 @@ class Protocol:
         else:
             attack = f"pgd{self.pgd_steps}"
         return slug(f"{self.norm.lower()}-eps{eps}-{attack}-n{self.n_examples}")
+
+
+@functools.lru_cache(maxsize=256)
+def _protocol_of(evaluation: EvaluationConfig) -> Protocol:
+    """`Protocol.of` of typed settings (frozen, so hashable), once per distinct settings."""
+    return Protocol._of(evaluation)
 
 
 def eps_text(eps: float) -> str:

@@ -540,15 +540,22 @@ def slug(text: str) -> str:
     return _UNSAFE.sub("_", str(text)) or "_"
 
 
-def record_relpath(grid_name: str, key: Mapping[str, Any]) -> Path:
-    """Where a cell's record lives under the results folder: the path spells its key."""
+def record_relpath(grid_name: str, key: Any) -> Path:
+    """Where a cell's record lives under the results folder: the path spells its key (a mapping,
+    or an object with the key's attributes such as `record.CellKey`)."""
     return Path(record_relstr(grid_name, key))
 
 
-def record_relstr(grid_name: str, key: Mapping[str, Any]) -> str:
+def record_relstr(grid_name: str, key: Any) -> str:
     """`record_relpath` as a '/'-joined string (cheap to compare for thousands of records)."""
-    return "/".join((slug(grid_name), slug(key["dataset"]), slug(key["arch"]), slug(key["regime"]),
-                     slug(key["method_label"]), f"f{float(key['fraction']):g}", f"seed{int(key['seed'])}.json"))
+    if isinstance(key, Mapping):
+        dataset, arch, regime, label, fraction, seed = (key["dataset"], key["arch"], key["regime"],
+                                                        key["method_label"], key["fraction"], key["seed"])
+    else:
+        dataset, arch, regime, label, fraction, seed = (key.dataset, key.arch, key.regime, key.method_label,
+                                                        key.fraction, key.seed)
+    return "/".join((slug(grid_name), slug(dataset), slug(arch), slug(regime), slug(label),
+                     f"f{float(fraction):g}", f"seed{int(seed)}.json"))
 
 
 def stable_hash(obj: Any, length: int = 16) -> str:

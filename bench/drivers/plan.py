@@ -157,7 +157,7 @@ def power_lines(spec: GridSpec, results: Path | None) -> list[str]:
     boards: dict[tuple[str, str, str], Board] = {}
     if results is not None:
         records, _ = scan(results)
-        for board in build_boards([r for r in records if r["grid"]["name"] == spec.name], [], results, facts)[0]:
+        for board in build_boards([s for s in records if s.record.grid.name == spec.name], [], results, facts)[0]:
             boards.setdefault((board.dataset, board.arch, board.regime), board)
     seeds, images = len(spec.seeds), spec.evaluation.n_examples
     out = []
@@ -188,13 +188,13 @@ def observed_shares(spec: GridSpec, results: Path | None) -> dict[str, tuple[flo
     if results is None or not (results / slug(spec.name)).is_dir():
         return shares
     seen: dict[str, list[tuple[float, float]]] = {}
-    for record in scan(results / slug(spec.name))[0]:
-        m = record.get("metrics")
-        if record["status"] != "ok" or not m or m.get("autoattack_acc") is None or not m["clean_acc"]:
+    for _, record, _ in scan(results / slug(spec.name))[0]:
+        m = record.metrics
+        if record.status != "ok" or m is None or m.autoattack_acc is None or not m.clean_acc:
             continue
-        first = (m.get("robust") or [m])[0]
-        aa = first.get("autoattack_acc") or 0.0
-        seen.setdefault(record["cell"]["regime"], []).append((m["clean_acc"] / 100, aa / m["clean_acc"]))
+        first = (m.robust or [m])[0]
+        aa = first.autoattack_acc or 0.0
+        seen.setdefault(record.cell.regime, []).append((m.clean_acc / 100, aa / m.clean_acc))
     for regime, pairs in seen.items():
         shares[regime] = (sum(p[0] for p in pairs) / len(pairs), sum(p[1] for p in pairs) / len(pairs))
     return shares

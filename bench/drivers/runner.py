@@ -49,7 +49,7 @@ from corebench.compute.scoring import (
     seeded,
 )
 from corebench.compute.train import train_model
-from corebench.core.errors import BenchError, GridStopped, MethodError, PathError
+from corebench.core.errors import BenchError, GridStopped, MethodError, PathError, ResultsError
 from corebench.core.files import cache_root, confined, writable_folder, write_atomic
 from corebench.core.spec import (
     FULL_DATA,
@@ -72,7 +72,15 @@ from corebench.signals import companions, until
 from corebench.store.claims import holding
 from corebench.store.inputs import changed_inputs, file_digest, served_digests
 from corebench.store.record import SCHEMA_VERSION, CellConfig, Record, pack_bits
-from corebench.store.results import DONE, MISSING, STALE, record_state, write_indices, write_record
+from corebench.store.results import (
+    DONE,
+    MISSING,
+    STALE,
+    read_record,
+    record_state,
+    write_indices,
+    write_record,
+)
 
 log = logging.getLogger(__name__)
 CHECKPOINTS = "checkpoints"  # per-epoch training checkpoints, under the cache folder
@@ -227,8 +235,8 @@ def stale_reason(state: CellState, limit: int = 3) -> str:
     if state.state != STALE:
         return ""
     try:
-        made = record_settings(json.loads(state.path.read_text()))
-    except (OSError, ValueError, KeyError) as exc:
+        made = record_settings(read_record(state.path))
+    except (ResultsError, OSError, ValueError, KeyError) as exc:
         return f"its settings cannot be read ({type(exc).__name__})"
     changed = differences(made, state.settings)
     if not changed:  # same settings, another id: made by an older identity rule
@@ -319,7 +327,7 @@ def audit(spec: GridSpec, states: list[CellState], results_dir: Path, cache: Pat
     changed = []
     for s in states:
         if s.state == DONE:
-            why = changed_inputs(json.loads(s.path.read_bytes()), s.path, cache)
+            why = changed_inputs(read_record(s.path), s.path, cache)
             if why:
                 changed.append((str(s.path), "; ".join(why)))
     cells = {s.path.resolve() for s in states}
@@ -391,7 +399,7 @@ def run_claimed(spec: GridSpec, state: CellState, data: Dataset, method: Coreset
             return claim.state, str(state.path), holder and f"{holder.host} pid {holder.pid} {holder.job}".strip()
         record = run_cell(spec, state.cell, data, method, scorer, device, state.path, progress,
                           results_dir=results_dir, cache_dir=cache, state=state)
-    return record["status"], str(state.path), record["error"]
+    return record.status, str(state.path), record.error
 
 
 # --------------------------------------------------------------------------- worker processes
@@ -710,8 +718,9 @@ def run_cell(
     results_dir: Path | None = None,
     cache_dir: Path | None = None,
     state: CellState | None = None,
-) -> dict[str, Any]:
-    """Select, train, evaluate one cell and write its record (a failed one on any error).
+) -> Record:
+    """Select, train, evaluate one cell and write its record (a failed one on any error); the
+    record written, as the `Record` model.
 
     The record and the kept indices are written inside `results_dir` (when given; `path` must
     resolve inside it); training resumes from and checkpoints to the cell's checkpoint under
@@ -812,13 +821,13 @@ def run_cell(
             log.debug("cell %s: traceback", path, exc_info=True)  # -v: a plug-in's traceback too
         write_atomic(failure_log(path), lambda f: f.write(traceback.format_exc().encode()), root=results_dir)
     record["timings"]["total_s"] = round(time.perf_counter() - start, 3)
-    record = Record.model_validate(record).model_dump(mode="json")  # the schema the store reads back
-    write_record(path, record, root=results_dir)
-    if record["status"] == "ok":
+    built = Record.model_validate(record)  # the model the store reads back; written as its JSON form
+    write_record(path, built, root=results_dir)
+    if built.status == "ok":
         failure_log(path).unlink(missing_ok=True)  # an earlier failure's log
     if checkpoint is not None:
         checkpoint.delete()
-    return {**record, "_path": str(path)}
+    return built
 
 
 def failure_log(record: Path) -> Path:

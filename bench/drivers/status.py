@@ -14,6 +14,7 @@ from pathlib import Path
 
 from corebench.store.claims import Claim, claims_under
 from corebench.store.inputs import unchanged
+from corebench.store.record import Record
 from corebench.store.results import DONE, FAILED, MALFORMED, STALE, scan
 
 
@@ -55,7 +56,7 @@ def progress(results_dir: Path, grid: tuple[str, list[tuple[Path, str, str]]] | 
     records, problems = scan(results_dir)
     records, changed = unchanged(records, [], cache_dir)
     problems += changed
-    by_path = {Path(r["_path"]).resolve(): r for r in records}
+    by_path = {s.path.resolve(): s.record for s in records}
     claims = {rec.resolve(): (claim, gone) for rec, claim, gone in claims_under(results_dir)}
     if grid is not None:
         name, states = grid
@@ -73,7 +74,7 @@ def progress(results_dir: Path, grid: tuple[str, list[tuple[Path, str, str]]] | 
             elif _running(g, path, claims):
                 continue
             elif state == FAILED:
-                g.failed.append((path, by_path[path]["error"] or "") if path in by_path else (path, ""))
+                g.failed.append((path, by_path[path].error or "") if path in by_path else (path, ""))
             elif state == STALE:
                 g.stale_records.append((path, why))
             elif state == MALFORMED:
@@ -86,10 +87,10 @@ def progress(results_dir: Path, grid: tuple[str, list[tuple[Path, str, str]]] | 
         record = by_path.get(path)
         g = grids.setdefault(_grid_of(path, results_dir.resolve(), record), GridProgress(""))
         g.name = _grid_of(path, results_dir.resolve(), record)
-        if record is not None and record["status"] == "ok":
+        if record is not None and record.status == "ok":
             g.done += 1
         elif not _running(g, path, claims) and record is not None:
-            g.failed.append((path, record["error"] or ""))
+            g.failed.append((path, record.error or ""))
     for path, why in problems:
         name = _grid_of(path.resolve(), results_dir.resolve(), None)
         grids.setdefault(name, GridProgress(name)).malformed.append((path, why))
@@ -108,9 +109,9 @@ def _running(g: GridProgress, path: Path, claims: dict[Path, tuple[Claim, str | 
     return False
 
 
-def _grid_of(path: Path, results_dir: Path, record: dict | None) -> str:
+def _grid_of(path: Path, results_dir: Path, record: Record | None) -> str:
     if record is not None:
-        return record["grid"]["name"]
+        return record.grid.name
     try:
         return path.relative_to(results_dir).parts[0]
     except (ValueError, IndexError):

@@ -36,7 +36,8 @@ from corebench.compute.optim import resolve_device, torch_threads
 from corebench.core.errors import invalid
 from corebench.core.spec import FULL_DATA
 from corebench.drivers.runner import plan_work, run_cell, stale_reason
-from corebench.store.results import scan
+from corebench.store.record import CellKey, Record
+from corebench.store.results import Stored, scan
 
 TOLERANCE_PP = 2.0  # accuracy points off the CPU (UNVERIFIED: not measured across GPUs)
 
@@ -55,18 +56,18 @@ class Verdict:
         return not self.mismatches
 
 
-def choose(results_dir: Path, sample: int, seed: int, named: Sequence[str] = ()) -> list[dict]:
+def choose(results_dir: Path, sample: int, seed: int, named: Sequence[str] = ()) -> list[Stored]:
     """The finished records to verify: those named (paths), else `sample` drawn with `seed`."""
     records, _ = scan(results_dir)
-    ok = sorted((r for r in records if r["status"] == "ok"), key=lambda r: str(r["_path"]))
+    ok = sorted((s for s in records if s.record.status == "ok"), key=lambda s: str(s.path))
     if named:
-        by_path = {Path(r["_path"]).resolve(): r for r in ok}
+        by_path = {s.path.resolve(): s for s in ok}
         out = []
         for name in named:
-            rec = by_path.get(Path(name).resolve())
-            if rec is None:
+            stored = by_path.get(Path(name).resolve())
+            if stored is None:
                 raise invalid("cell", name, f"a finished record under {results_dir}")
-            out.append(rec)
+            out.append(stored)
         return out
     return random.Random(seed).sample(ok, min(sample, len(ok)))
 
@@ -76,28 +77,28 @@ def verify(results_dir: str | Path, *, sample: int = 3, seed: int = 0, named: Se
     """Re-derive the chosen records (see the module doc); one `Verdict` each, in path order."""
     results_dir = Path(results_dir)
     chosen = choose(results_dir, sample, seed, named)
-    by_grid: dict[str, list[dict]] = {}
-    for rec in chosen:
-        source = str(grid) if grid is not None else rec["grid"].get("source") or ""
-        by_grid.setdefault(source, []).append(rec)
+    by_grid: dict[str, list[Stored]] = {}
+    for stored in chosen:
+        source = str(grid) if grid is not None else stored.record.grid.source or ""
+        by_grid.setdefault(source, []).append(stored)
     verdicts = []
     for source, records in sorted(by_grid.items()):
         if not source:
-            verdicts += [Verdict(Path(r["_path"]), ["names no grid file; give --grid"]) for r in records]
+            verdicts += [Verdict(s.path, ["names no grid file; give --grid"]) for s in records]
             continue
         verdicts += _verify_grid(load_grid(source), records, results_dir, tolerance, progress)
     return sorted(verdicts, key=lambda v: str(v.path))
 
 
-def _verify_grid(spec: Any, records: list[dict], results_dir: Path, tolerance: float | None,
+def _verify_grid(spec: Any, records: list[Stored], results_dir: Path, tolerance: float | None,
                  progress: bool) -> list[Verdict]:
     """Re-run the grid's cells of `records` in a scratch folder and compare each (a record is
     matched to its cell by grid name and cell key, wherever the results folder is rooted)."""
     cells = {_key(spec.name, cell.key()): cell for cell in spec.cells()}
-    wanted = {_key(r["grid"]["name"], r["cell"]): r for r in records}
-    out = [Verdict(Path(r["_path"]), [f"no cell of grid {spec.name} ({spec.source}): a seed, fraction or method it "
-                                      "does not have; it cannot be re-derived"])
-           for k, r in wanted.items() if k not in cells]  # fmt: skip
+    wanted = {_key(s.record.grid.name, s.record.cell): s for s in records}
+    out = [Verdict(s.path, [f"no cell of grid {spec.name} ({spec.source}): a seed, fraction or method it "
+                            "does not have; it cannot be re-derived"])
+           for k, s in wanted.items() if k not in cells]  # fmt: skip
     todo = [cells[k] for k in wanted if k in cells]
     if not todo:
         return out
@@ -107,9 +108,9 @@ def _verify_grid(spec: Any, records: list[dict], results_dir: Path, tolerance: f
         work = plan_work(spec, fresh, cells=todo, cache=cache, force=True, device=device, progress=progress)
         for state in work.states:
             stored = wanted[_key(spec.name, state.cell.key())]
-            verdict = Verdict(Path(stored["_path"]), exact=_exact(stored, device, tolerance))
+            verdict = Verdict(stored.path, exact=_exact(stored.record, device, tolerance))
             out.append(verdict)
-            if state.cell_id != stored["cell_id"]:
+            if state.cell_id != stored.record.cell_id:
                 verdict.mismatches.append(f"made under other settings than the grid's ({stale_reason(state)}); "
                                           "it cannot be re-derived from this grid")
                 continue
@@ -119,74 +120,75 @@ def _verify_grid(spec: Any, records: list[dict], results_dir: Path, tolerance: f
                            state.path, progress, results_dir=fresh, cache_dir=cache, state=state)
             verdict.seconds = time.perf_counter() - start
             limit = 0.0 if verdict.exact else (TOLERANCE_PP if tolerance is None else tolerance)
-            verdict.mismatches += compare(stored, new, verdict.path, state.path, limit, exact=verdict.exact)
+            verdict.mismatches += compare(stored.record, new, verdict.path, state.path, limit, exact=verdict.exact)
     return out
 
 
-def outside_records(results_dir: str | Path) -> list[tuple[Path, str]]:
+def outside_records(results_dir: str | Path, records: list[Stored] | None = None) -> list[tuple[Path, str]]:
     """Finished records that are no cell of the grid file they name (a seed, fraction or method
     the grid does not have), with that grid: a board built from the folder includes them, so
     `corebench leaderboard` names them. Records whose grid file is not on this machine are not
-    judged."""
-    records, _ = scan(Path(results_dir))
-    by_source: dict[str, list[dict]] = {}
-    for rec in records:
-        source = (rec.get("grid") or {}).get("source") or ""
-        if rec.get("status") == "ok" and source and Path(source).is_file():
-            by_source.setdefault(source, []).append(rec)
+    judged. `records`: `results.scan(results_dir)`'s, when the caller has read them already."""
+    if records is None:
+        records, _ = scan(Path(results_dir))
+    by_source: dict[str, list[Stored]] = {}
+    for stored in records:
+        source = stored.record.grid.source or ""
+        if stored.record.status == "ok" and source and Path(source).is_file():
+            by_source.setdefault(source, []).append(stored)
     out = []
-    for source, recs in sorted(by_source.items()):
+    for source, found in sorted(by_source.items()):
         spec = load_grid(source)
         cells = {_key(spec.name, cell.key()) for cell in spec.cells()}
-        out += [(Path(r["_path"]), f"{spec.name} ({source})") for r in recs
-                if _key(r["grid"]["name"], r["cell"]) not in cells]  # fmt: skip
+        out += [(s.path, f"{spec.name} ({source})") for s in found
+                if _key(s.record.grid.name, s.record.cell) not in cells]  # fmt: skip
     return sorted(out)
 
 
-def _key(grid: str, key: Mapping[str, Any]) -> str:
-    return json.dumps([grid, dict(key)], sort_keys=True)
+def _key(grid: str, key: Mapping[str, Any] | CellKey) -> str:
+    plain = key.model_dump() if isinstance(key, CellKey) else dict(key)
+    return json.dumps([grid, plain], sort_keys=True)
 
 
-def _exact(stored: Mapping[str, Any], device: torch.device, tolerance: float | None) -> bool:
+def _exact(stored: Record, device: torch.device, tolerance: float | None) -> bool:
     """Exact comparison: made on a CPU and re-derived on a CPU, unless a tolerance is asked for."""
-    return tolerance is None and device.type == "cpu" and str(stored.get("device") or "").startswith("cpu")
+    return tolerance is None and device.type == "cpu" and str(stored.device or "").startswith("cpu")
 
 
-def compare(stored: Mapping[str, Any], new: Mapping[str, Any], stored_path: Path, new_path: Path,
+def compare(stored: Record, new: Record, stored_path: Path, new_path: Path,
             tolerance: float, *, exact: bool) -> list[str]:
     """What differs between a stored record and its re-derivation, one 'field: stored X, re-derived Y' each."""
-    if new["status"] != "ok":
-        return [f"re-deriving it failed: {new['error']}"]
+    if new.status != "ok":
+        return [f"re-deriving it failed: {new.error}"]
     out = []
-    s, n = stored["metrics"], new["metrics"]
-    pairs: list[tuple[str, Any, Any]] = [("metrics.clean_acc", s["clean_acc"], n["clean_acc"])]
-    for i, (a, b) in enumerate(zip(s.get("robust") or [s], n.get("robust") or [n], strict=False)):
-        where = f"metrics.robust[{i}]" if s.get("robust") else "metrics"
-        pairs += [(f"{where}.pgd_acc", a.get("pgd_acc"), b.get("pgd_acc")),
-                  (f"{where}.autoattack_acc", a.get("autoattack_acc"), b.get("autoattack_acc"))]
-        for k in sorted(set(a.get("autoattack_per_attack") or {}) | set(b.get("autoattack_per_attack") or {})):
-            pairs.append((f"{where}.autoattack_per_attack.{k}", (a.get("autoattack_per_attack") or {}).get(k),
-                          (b.get("autoattack_per_attack") or {}).get(k)))
-    for where, a, b in pairs:
-        if (a is None) != (b is None) or (a is not None and abs(a - b) > tolerance + 1e-9):
-            out.append(f"{where}: stored {a}, re-derived {b}")
-    same = [("metrics.n_eval", s["n_eval"], n["n_eval"]),
-            ("coreset.size", stored["coreset"]["size"], new["coreset"]["size"]),
-            ("training.steps", (stored.get("training") or {}).get("steps"), new["training"]["steps"])]
+    s, n = stored.metrics, new.metrics
+    pairs: list[tuple[str, Any, Any]] = [("metrics.clean_acc", s.clean_acc, n.clean_acc)]
+    for i, (a, b) in enumerate(zip(s.robust or [s], n.robust or [n], strict=False)):
+        where = f"metrics.robust[{i}]" if s.robust else "metrics"
+        pairs += [(f"{where}.pgd_acc", a.pgd_acc, b.pgd_acc), (f"{where}.autoattack_acc", a.autoattack_acc, b.autoattack_acc)]
+        for k in sorted(set(a.autoattack_per_attack) | set(b.autoattack_per_attack)):
+            pairs.append((f"{where}.autoattack_per_attack.{k}", a.autoattack_per_attack.get(k),
+                          b.autoattack_per_attack.get(k)))
+    for where, x, y in pairs:
+        if (x is None) != (y is None) or (x is not None and abs(x - y) > tolerance + 1e-9):
+            out.append(f"{where}: stored {x}, re-derived {y}")
+    same = [("metrics.n_eval", s.n_eval, n.n_eval),
+            ("coreset.size", stored.coreset.size, new.coreset.size),
+            ("training.steps", stored.training.steps if stored.training else None, new.training.steps)]
     if exact:
-        same += [("coreset.class_histogram", stored["coreset"]["class_histogram"], new["coreset"]["class_histogram"]),
+        same += [("coreset.class_histogram", stored.coreset.class_histogram, new.coreset.class_histogram),
                  ("kept indices", _bytes(stored_path, stored), _bytes(new_path, new))]
-        if stored.get("inputs"):
-            same.append(("inputs", json.dumps(stored["inputs"], sort_keys=True), json.dumps(new["inputs"], sort_keys=True)))
-    for where, a, b in same:
-        if a != b:
-            shown = "differ" if where in ("kept indices", "inputs") else f"stored {a}, re-derived {b}"
+        if stored.inputs is not None:
+            same.append(("inputs", stored.inputs, new.inputs))
+    for where, x, y in same:
+        if x != y:
+            shown = "differ" if where in ("kept indices", "inputs") else f"stored {x}, re-derived {y}"
             out.append(f"{where}: {shown}")
     return out
 
 
-def _bytes(path: Path, record: Mapping[str, Any]) -> bytes | None:
+def _bytes(path: Path, record: Record) -> bytes | None:
     try:
-        return Path(path).with_name(record["coreset"]["indices_file"]).read_bytes()
+        return Path(path).with_name(record.coreset.indices_file).read_bytes()
     except OSError:
         return None

@@ -19,11 +19,12 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from corebench.signals import until
+from corebench.store.record import BoundRun, Record
+from corebench.store.results import Stored
 
 SCORING = "scoring"  # the cache's sub-folder of scoring runs (runner.plan_work: cache / "scoring")
 
@@ -52,60 +53,60 @@ def file_digest(path: Path) -> str | None:
         return None
 
 
-def changed_inputs(record: Mapping[str, Any], path: Path, cache_dir: Path | None = None) -> list[str]:
+def changed_inputs(record: Record, path: Path, cache_dir: Path | None = None) -> list[str]:
     """What no longer matches the record's `inputs` (empty when all match, or it has none).
 
     The indices file is checked always; the scoring runs only when `cache_dir` is given and
     still holds the run (an entry removed from the cache cannot be checked, and is no change).
     """
-    inputs = record.get("inputs")
-    if not inputs or record.get("status") != "ok":
+    inputs = record.inputs
+    if inputs is None or record.status != "ok":
         return []
     problems = []
-    coreset = record.get("coreset") or {}
-    if coreset.get("indices_file") and inputs.get("indices"):
-        index_file = Path(path).with_name(coreset["indices_file"])
+    coreset = record.coreset
+    if coreset is not None and coreset.indices_file and inputs.indices:
+        index_file = Path(path).with_name(coreset.indices_file)
         now = file_digest(index_file)
-        if now != inputs["indices"]:
+        if now != inputs.indices:
             problems.append(f"its kept indices {index_file.name} were {'removed' if now is None else 'changed'} "
                             "after the record was written")
     if cache_dir is not None:
-        for run in inputs.get("scoring_runs") or ():
-            why = _run_changed(run, Path(cache_dir) / SCORING / f"{run['key']}.npz")
+        for run in inputs.scoring_runs:
+            why = _run_changed(run, Path(cache_dir) / SCORING / f"{run.key}.npz")
             if why:
                 problems.append(why)
     return problems
 
 
-def _run_changed(run: Mapping[str, Any], npz: Path) -> str:
+def _run_changed(run: BoundRun, npz: Path) -> str:
     """Why the cached scoring run no longer serves what the record was selected from ('' if it does)."""
 
     if not npz.is_file():
         return ""
     try:
         with np.load(npz, allow_pickle=False) as f:
-            arrays = {k: f[k] for k in run["signals"] if k in f.files}
+            arrays = {k: f[k] for k in run.signals if k in f.files}
     except (OSError, ValueError, KeyError):
-        return f"scoring run {run['key']}: its cache entry cannot be read"
-    if set(arrays) != set(run["signals"]):
+        return f"scoring run {run.key}: its cache entry cannot be read"
+    if set(arrays) != set(run.signals):
         return ""  # remade without these signals: nothing to compare
-    served = served_digests(until(arrays, int(run["epochs"])))
-    changed = sorted(k for k, d in run["signals"].items() if served.get(k) != d)
+    served = served_digests(until(arrays, int(run.epochs)))
+    changed = sorted(k for k, d in run.signals.items() if served.get(k) != d)
     if changed:
-        return (f"scoring run {run['key']}: signal {changed[0]} in the cache differs from the one the coreset "
+        return (f"scoring run {run.key}: signal {changed[0]} in the cache differs from the one the coreset "
                 "was selected from")
     return ""
 
 
-def unchanged(records: list[dict], problems: list[tuple[Path, str]], cache_dir: Path | None = None
-              ) -> tuple[list[dict], list[tuple[Path, str]]]:
+def unchanged(records: list[Stored], problems: list[tuple[Path, str]], cache_dir: Path | None = None
+              ) -> tuple[list[Stored], list[tuple[Path, str]]]:
     """`results.scan`'s records less those whose inputs changed, which join the problems with
     what changed (a board never ranks a record whose files were swapped)."""
     kept, problems = [], list(problems)
-    for rec in records:
-        changed = changed_inputs(rec, rec["_path"], cache_dir)
+    for stored in records:
+        changed = changed_inputs(stored.record, stored.path, cache_dir)
         if changed:
-            problems.append((Path(rec["_path"]), "inputs changed: " + "; ".join(changed)))
+            problems.append((stored.path, "inputs changed: " + "; ".join(changed)))
         else:
-            kept.append(rec)
+            kept.append(stored)
     return kept, problems

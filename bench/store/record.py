@@ -28,6 +28,7 @@ from typing import Annotated, Any, Literal
 import numpy as np
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StrictBool,
@@ -36,6 +37,7 @@ from pydantic import (
     ValidationError,
     model_validator,
 )
+from pydantic.json_schema import SkipJsonSchema
 
 from corebench.core.checked import PositiveInt, describe
 from corebench.core.errors import ResultsError
@@ -47,6 +49,7 @@ from corebench.core.spec import (
     Regime,
     ScoringConfig,
     TrainingConfig,
+    to_jsonable,
 )
 
 SCHEMA_VERSION = 2
@@ -298,7 +301,22 @@ class Execution(_Part):
     data: Literal["uint8", "float32"]
 
 
+def _as_plain(value: Any) -> Any:
+    """A `CellConfig` handed in from Python (the runner) as the plain JSON it is written as."""
+    return to_jsonable(value) if isinstance(value, BaseModel) else value
+
+
+# `config` as its writer wrote it: the same JSON key read a second time, untyped, in the one
+# parse (not a second parse of the bytes). The boards print a record's settings from it, so a
+# record written before a setting existed does not claim that setting's default (pydantic
+# dataclasses, unlike models, do not remember which fields were given). Never serialised.
+ConfigAsWritten = SkipJsonSchema[Annotated[dict[str, Any], BeforeValidator(_as_plain)]]
+
+
 class Record(_Part):
+    # One cell's result. Read it with `parse_record` (strict, from the file's bytes) and its fields
+    # as attributes; `config_written` is `config` as the file spells it (see above). (A comment,
+    # not a docstring: a docstring would enter docs/record.schema.json.)
     schema_version: Literal[1, 2]
     cell_id: NonEmpty
     status: Literal["ok", "failed"]
@@ -320,6 +338,7 @@ class Record(_Part):
     inputs: Inputs | None = None  # None: the cell failed before selecting, or a record older than the field
     stability: Stability | None = None  # None: full data, random, a failed selection, or an older record
     per_image_outcomes: PerImageOutcomes | None = None  # None: failed, or a record older than the field
+    config_written: ConfigAsWritten = Field(default_factory=dict, validation_alias="config", exclude=True, repr=False)
 
     @model_validator(mode="after")
     def _outcome_fits_status(self) -> Record:

@@ -6,9 +6,10 @@ the way in and on the way out:
 - `write_record` serialises first (sorted keys, `allow_nan=False`), then writes a temp file in
   the same folder and `os.replace`s it, so a crash or an unserialisable value never leaves a
   half-written or stale-looking record behind.
-- `read_record` validates it through the `Record` model (`corebench.store.record`) and names the file
-  and the field in its error, because a malformed record found among 10,000 is only fixable if
-  the message says which and why.
+- `read_record` parses it once, from the file's bytes, into the `Record` model
+  (`corebench.store.record`), and names the file and the field in its error, because a malformed
+  record found among 10,000 is only fixable if the message says which and why. Everything that
+  reads records reads the model's attributes: a field is spelled in one place.
 - `scan`/`load` skip malformed files by default (reporting each) so one bad file does not hide
   a whole board; `strict=True` turns the first problem into a `ResultsError`.
 
@@ -22,11 +23,12 @@ import gc
 import io
 import json
 import logging
+import os
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
@@ -34,7 +36,7 @@ from corebench.core.errors import ResultsError
 from corebench.core.files import write_atomic, write_bytes_atomic  # noqa: F401  (the store's writers)
 from corebench.core.protocol import Protocol
 from corebench.core.spec import METRICS, record_relpath, record_relstr, to_jsonable
-from corebench.store.record import parse_record
+from corebench.store.record import Record, parse_record
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -69,15 +71,18 @@ COLUMNS = (
 # --------------------------------------------------------------------------- writing
 
 
-def write_record(path: Path, record: dict, *, root: str | Path | None = None) -> None:
+def write_record(path: Path, record: Record | dict, *, root: str | Path | None = None) -> None:
     """Write one record atomically: serialise, write a temp file beside it, `os.replace`.
 
-    Serialising before touching the disk means a NaN accuracy or an odd object raises
-    `ResultsError` and leaves neither the record nor a temp file.
+    A `Record` is written as its JSON form (`model_dump(mode="json")`), sorted keys, one space
+    of indent; a dict (tests' hand-made records) as it is. Serialising before touching the disk
+    means a NaN accuracy or an odd object raises `ResultsError` and leaves neither the record
+    nor a temp file.
     """
     path = Path(path)
     try:
-        text = json.dumps(to_jsonable(record), sort_keys=True, indent=1, allow_nan=False)
+        plain = record.model_dump(mode="json") if isinstance(record, Record) else to_jsonable(record)
+        text = json.dumps(plain, sort_keys=True, indent=1, allow_nan=False)
     except (TypeError, ValueError) as exc:
         raise ResultsError(f"{path}: record cannot be written as JSON ({exc})") from None
     write_atomic(path, lambda f: f.write((text + "\n").encode()), root=root)
@@ -99,14 +104,15 @@ def write_indices(path: Path, indices: np.ndarray, *, root: str | Path | None = 
 _INDICES_HEADER = re.compile(rb"\{'descr': '<i8', 'fortran_order': False, 'shape': \((\d+),\), \} *\n")
 
 
-def read_indices(path: Path) -> np.ndarray | None:
+def read_indices(path: str | Path) -> np.ndarray | None:
     """Kept indices as `write_indices` saved them (sorted int64), or None if unreadable.
 
     Boards read thousands of these; parsing the `.npy` header of our own files directly is
     ~10× faster than `np.load`, which is the fallback for any other valid layout.
     """
     try:
-        data = Path(path).read_bytes()
+        with open(path, "rb") as f:
+            data = f.read()
     except OSError:
         return None
     if data[:8] == b"\x93NUMPY\x01\x00" and len(data) >= 10:
@@ -122,18 +128,33 @@ def read_indices(path: Path) -> np.ndarray | None:
 
 
 
-def read_record(path: Path) -> dict:
-    """Parse and validate one record; `ResultsError("<path>: <what is wrong>")` otherwise."""
-    path = Path(path)
+class Stored(NamedTuple):
+    """A record as the store holds it: the file it was read from, the typed record, and its
+    evaluation protocol.
+
+    A pair of path and `Record` rather than a path attribute on the record: a `Record` is the
+    file's content (the runner builds one before any file exists, and equal records at two paths
+    are two cells), so where it was found stays beside it, not in it. The protocol is worked out
+    once here, when the record is read, because grouping, the duplicate check and every board
+    need it."""
+
+    path: Path
+    record: Record
+    protocol: Protocol
+
+
+def read_record(path: Path) -> Record:
+    """Parse and validate one record (one pydantic parse of the file's bytes);
+    `ResultsError("<path>: <what is wrong>")` otherwise."""
     try:
-        data = path.read_bytes()
+        with open(path, "rb") as f:
+            data = f.read()
     except FileNotFoundError:
         raise ResultsError(f"{path}: no such file") from None
     except OSError as exc:
         raise ResultsError(f"{path}: cannot be read ({exc})") from None
     try:
-        parse_record(data)
-        return json.loads(data)
+        return parse_record(data)
     except ResultsError as exc:
         raise ResultsError(f"{path}: {exc}") from None
     except UnicodeDecodeError as exc:
@@ -157,9 +178,9 @@ def record_state(path: Path, cell_id: str | None = None) -> str:
         return MALFORMED
     if not path_matches_key(path, record):
         return MALFORMED
-    if record["status"] != "ok":
+    if record.status != "ok":
         return FAILED
-    return DONE if cell_id is None or record["cell_id"] == cell_id else STALE
+    return DONE if cell_id is None or record.cell_id == cell_id else STALE
 
 
 def is_done(path: Path, cell_id: str | None = None) -> bool:
@@ -167,18 +188,18 @@ def is_done(path: Path, cell_id: str | None = None) -> bool:
     return record_state(path, cell_id) == DONE
 
 
-def path_matches_key(path: Path, record: Mapping[str, Any]) -> bool:
+def path_matches_key(path: str | Path, record: Record) -> bool:
     """A record lives where its grid name and cell key say (`spec.record_relpath`), under any root
     (`.`, `""` and other relative roots included: the comparison is of whole path parts)."""
-    want = record_relstr(record["grid"]["name"], record["cell"]).split("/")
-    parts = Path(path).as_posix().split("/")
+    want = record_relstr(record.grid.name, record.cell).split("/")
+    parts = os.fspath(path).replace(os.sep, "/").split("/")
     return parts[-len(want):] == want
 
 
-def scan(results_dir: Path) -> tuple[list[dict], list[tuple[Path, str]]]:
-    """Every `*.json` record under `results_dir` in sorted path order.
+def scan(results_dir: Path) -> tuple[list[Stored], list[tuple[Path, str]]]:
+    """Every `*.json` record under `results_dir`, in sorted path order (that of `Path`s: part by part).
 
-    Returns the valid records, each with `_path` (the file) added, and the problems as
+    Returns the valid records as `Stored` (path, `Record`, protocol), and the problems as
     `(path, reason)` with the reason not repeating the path. A record whose path does not
     spell its grid and cell is a problem; two records of one cell (same grid, key and
     evaluation protocol, under different sub-folders) are a `ResultsError` naming both, since
@@ -187,43 +208,59 @@ def scan(results_dir: Path) -> tuple[list[dict], list[tuple[Path, str]]]:
     results_dir = Path(results_dir)
     if not results_dir.is_dir():
         raise ResultsError(f"{results_dir}: no such results directory")
-    records: list[dict] = []
+    records: list[Stored] = []
     problems: list[tuple[Path, str]] = []
     with gc_paused():
-        paths = sorted(results_dir.rglob("*.json"))
-        for path in paths:
-            _read_into(path, records, problems)
+        for name in _json_files(os.fspath(results_dir)):
+            _read_into(name, records, problems)
     refuse_duplicates(records)
     return records, problems
 
 
-def refuse_duplicates(records: list[dict]) -> None:
+def _json_files(root: str) -> list[str]:
+    """The `*.json` files under `root` (following no link to a folder, as `Path.rglob`), sorted
+    as `Path`s sort: by their parts, so `a/x` comes before `a-b/x`."""
+    found = []
+    for folder, dirs, files in os.walk(root):
+        dirs.sort()
+        found += [os.path.join(folder, f) for f in files if f.endswith(".json")]
+    return sorted(found, key=lambda p: p.split(os.sep))
+
+
+def refuse_duplicates(records: list[Stored]) -> None:
     """`ResultsError` naming both files when two records have one grid, cell key and protocol."""
     seen: dict[tuple, Path] = {}
-    for rec in records:
-        cell = rec["cell"]
-        key = (rec["grid"]["name"], *(cell[k] for k in KEY_COLUMNS), Protocol.of(rec["config"]["evaluation"]).key)
-        first = seen.setdefault(key, rec["_path"])
-        if first is not rec["_path"]:
-            raise ResultsError(f"{rec['_path']}: a second record of the cell in {first} (same grid, cell and "
+    for path, rec, protocol in records:
+        cell = rec.cell
+        key = (rec.grid.name, cell.dataset, cell.arch, cell.scoring_arch, cell.regime, cell.method,
+               cell.method_label, cell.fraction, cell.seed, protocol.key)  # fmt: skip
+        first = seen.setdefault(key, path)
+        if first is not path:
+            raise ResultsError(f"{path}: a second record of the cell in {first} (same grid, cell and "
                                "evaluation protocol); keep one of the two files")
 
 
-def _read_into(path: Path, records: list[dict], problems: list[tuple[Path, str]]) -> None:
-    if path.is_file():
-        try:
-            record = read_record(path)
-            if not path_matches_key(path, record):
-                expected = record_relpath(record["grid"]["name"], record["cell"]).as_posix()
-                raise ResultsError(f"{path}: its grid and cell belong at .../{expected}; a moved, copied or "
-                                   "renamed record is not read (move it back or delete it)")
-        except ResultsError as exc:
-            reason = str(exc).removeprefix(f"{path}: ")
-            log.warning("skipping %s: %s", path, reason)
-            problems.append((path, reason))
-            return
-        record["_path"] = path
-        records.append(record)
+def _read_into(name: str, records: list[Stored], problems: list[tuple[Path, str]]) -> None:
+    if not os.path.isfile(name):
+        return
+    path = Path(name)
+    try:
+        record = read_record(path)
+        if not path_matches_key(name, record):
+            expected = record_relpath(record.grid.name, record.cell).as_posix()
+            raise ResultsError(f"{path}: its grid and cell belong at .../{expected}; a moved, copied or "
+                               "renamed record is not read (move it back or delete it)")
+    except ResultsError as exc:
+        reason = str(exc).removeprefix(f"{path}: ")
+        log.warning("skipping %s: %s", path, reason)
+        problems.append((path, reason))
+        return
+    records.append(stored(path, record))
+
+
+def stored(path: str | Path, record: Record) -> Stored:
+    """`record` as found at `path`, with its protocol (what `scan` yields for each record)."""
+    return Stored(path if isinstance(path, Path) else Path(path), record, Protocol.of(record.config.evaluation))
 
 
 @contextmanager
@@ -257,11 +294,11 @@ def load(results_dir: str | Path, *, strict: bool = False) -> pd.DataFrame:
     return frame(records)
 
 
-def frame(records: list[dict]) -> pd.DataFrame:
+def frame(records: list[Stored]) -> pd.DataFrame:
     """Records (as returned by `scan`) flattened into the `load()` DataFrame."""
     import pandas as pd  # here, not at import: the runner and `corebench select` never need it (~1 s)
 
-    rows = [row for r in records for row in flatten(r)]
+    rows = [row for stored in records for row in flatten(stored)]
     df = pd.DataFrame(rows, columns=list(COLUMNS))
     if df.empty:
         return df
@@ -274,41 +311,39 @@ def frame(records: list[dict]) -> pd.DataFrame:
     return df
 
 
-def flatten(record: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """One validated record as `load()` rows: one per evaluation ε (dicts with the keys of `COLUMNS`)."""
-    cell = record["cell"]
-    metrics = record.get("metrics") or {}
-    timings = record.get("timings") or {}
-    proto = Protocol.of(record["config"]["evaluation"])
-    row: dict[str, Any] = {"grid": record["grid"]["name"]}
-    row.update({k: cell[k] for k in KEY_COLUMNS})
-    row["status"] = record["status"]
-    row["error"] = record.get("error")
-    row["clean_acc"] = metrics.get("clean_acc")
-    row["n_eval"] = metrics.get("n_eval")
+def flatten(stored: Stored) -> list[dict[str, Any]]:
+    """One stored record as `load()` rows: one per evaluation ε (dicts with the keys of `COLUMNS`)."""
+    path, record, proto = stored
+    cell, metrics, timings = record.cell, record.metrics, record.timings
+    row: dict[str, Any] = {"grid": record.grid.name}
+    row.update({k: getattr(cell, k) for k in KEY_COLUMNS})
+    row["status"] = record.status
+    row["error"] = record.error
+    row["clean_acc"] = metrics.clean_acc if metrics else None
+    row["n_eval"] = metrics.n_eval if metrics else None
     row.update(proto.as_row())
     row["protocol"] = proto.key
-    row["grid_source"] = record["grid"].get("source") or ""
-    row["cell_id"] = record["cell_id"]
+    row["grid_source"] = record.grid.source or ""
+    row["cell_id"] = record.cell_id
     for k in TIMING_COLUMNS:
         row[k] = timings.get(k)
-    row["device"] = record.get("device")
-    row["git_commit"] = (record.get("versions") or {}).get("git_commit")
-    row["path"] = str(record.get("_path", ""))
-    robust = robust_by_eps(record)
+    row["device"] = record.device
+    row["git_commit"] = record.versions.get("git_commit")
+    row["path"] = str(path)
+    robust = robust_by_eps(record, proto)
     return [{**row, "eps": eps, "pgd_acc": robust[eps][0], "autoattack_acc": robust[eps][1]} for eps in proto.eps]
 
 
-def robust_by_eps(record: Mapping[str, Any]) -> dict[float, tuple[float | None, float | None]]:
+def robust_by_eps(record: Record, protocol: Protocol | None = None) -> dict[float, tuple[float | None, float | None]]:
     """ε -> (PGD-k accuracy, AutoAttack accuracy) of a record; None where not measured or failed.
 
     A record attacked at several ε lists them in `metrics.robust`; one attacked at a single ε
-    (schema 1) keeps them at the top of `metrics`.
+    (schema 1) keeps them at the top of `metrics`. `protocol`: the record's, when known.
     """
-    eps_list = Protocol.of(record["config"]["evaluation"]).eps
-    metrics = record.get("metrics") if record["status"] == "ok" else None
-    if not metrics:
+    eps_list = (protocol or Protocol.of(record.config.evaluation)).eps
+    metrics = record.metrics if record.status == "ok" else None
+    if metrics is None:
         return {eps: (None, None) for eps in eps_list}
-    entries = metrics.get("robust") or [{"eps": eps_list[-1], "pgd_acc": metrics.get("pgd_acc"),
-                                         "autoattack_acc": metrics.get("autoattack_acc")}]  # fmt: skip
-    return {float(e["eps"]): (e.get("pgd_acc"), e.get("autoattack_acc")) for e in entries}
+    if not metrics.robust:
+        return {eps_list[-1]: (metrics.pgd_acc, metrics.autoattack_acc)}
+    return {float(e.eps): (e.pgd_acc, e.autoattack_acc) for e in metrics.robust}
