@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -76,7 +77,7 @@ def test_a_replaced_indices_file_is_named_by_status_leaderboard_and_run(copy, ca
 
 
 def test_signals_edited_with_their_checksum_recomputed_are_caught(copy, capsys):
-    from corebench.compute import scoring
+    from corebench.store.cache_entry import write_entry
 
     path, rec = _record(copy, "easycore")
     key = rec["inputs"]["scoring_runs"][0]["key"]
@@ -85,7 +86,7 @@ def test_signals_edited_with_their_checksum_recomputed_are_caught(copy, capsys):
         arrays = {k: f[k] for k in f.files}
     arrays["input_grad_norm_eval"] = -arrays["input_grad_norm_eval"]  # the hardest become the easiest
     meta = json.loads(npz.with_suffix(".json").read_text())
-    scoring._save(npz, arrays, {k: v for k, v in meta.items() if k != "checksum"}, copy / "cache")  # checksum redone
+    write_entry(npz, arrays, {k: v for k, v in meta.items() if k != "checksum"}, copy / "cache")  # checksum redone
     assert changed_inputs(parse_record(json.dumps(rec)), path) == []  # the indices alone cannot tell
     (why,) = changed_inputs(parse_record(json.dumps(rec)), path, copy / "cache")
     assert f"scoring run {key}: signal input_grad_norm_eval in the cache differs" in why
@@ -164,3 +165,31 @@ def test_the_board_names_a_record_outside_its_grid(copy, capsys):
     out = capsys.readouterr().out
     assert f"outside its grid: {fake}: no cell of grid fast" in out
     assert out.count("outside its grid") == 1  # the grid's own records are not named
+
+
+def test_a_cache_entry_reads_back_only_with_its_key_and_checksum(tmp_path: Path) -> None:
+    """The one home of the scoring cache's format (`store.cache_entry`): what is written reads
+    back exactly; another key, or an npz changed after its metadata, is refused."""
+    from corebench.store.cache_entry import (
+        read_arrays,
+        read_checked,
+        remove_entry,
+        signal_names,
+        write_entry,
+    )
+
+    npz = tmp_path / "k.npz"
+    arrays = {"loss": np.arange(6, dtype=np.float32).reshape(2, 3), "correct": np.array([[True, False, True]] * 2)}
+    write_entry(npz, arrays, {"key": "k", "seconds": 1.5}, tmp_path)
+    got, meta = read_checked(npz, "k")
+    assert set(got) == set(arrays) and all(np.array_equal(got[k], arrays[k]) and got[k].dtype == arrays[k].dtype
+                                           for k in arrays)
+    assert meta["seconds"] == 1.5 and len(meta["checksum"]) == 32
+    assert signal_names(npz) == {"loss", "correct"} and set(read_arrays(npz, ["loss", "absent"])) == {"loss"}
+    with pytest.raises(ValueError, match="another key"):
+        read_checked(npz, "other")
+    np.savez(npz, loss=np.zeros((2, 3), np.float32))  # replaced without its metadata
+    with pytest.raises(ValueError, match="checksum"):
+        read_checked(npz, "k")
+    remove_entry(npz)
+    assert not npz.exists() and not npz.with_suffix(".json").exists()

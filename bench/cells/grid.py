@@ -26,8 +26,6 @@ from corebench.compute.models import create_model, list_architectures
 from corebench.core.checked import build, load_yaml, number, suggest
 from corebench.core.errors import ConfigError, invalid, shown
 from corebench.core.spec import (
-    AUTOATTACK_ATTACKS,
-    AUTOATTACK_MIN_CLASSES,
     REGIMES,
     SAME_AS_TARGET,
     ArchSpec,
@@ -41,6 +39,7 @@ from corebench.core.spec import (
     ScoringConfig,
     SlurmConfig,
     TrainingConfig,
+    check_attacks_fit,
     slug,
 )
 from corebench.methods import create_method, list_methods
@@ -218,12 +217,7 @@ def check_against_data(spec: GridSpec, datasets: Mapping[DatasetSpec, Dataset]) 
             if budget_for(f, n) < MIN_CORESET:
                 raise invalid("fractions", f, f"fractions keeping at least {MIN_CORESET} of the {n} training samples "
                               f"of {ds.label} (at least {(MIN_CORESET - 0.5) / n:.3g})")
-        for name in aa.run_list() if aa.enabled else ():
-            need = AUTOATTACK_MIN_CLASSES.get(name, 2)
-            if classes < need:
-                fits = [a for a in AUTOATTACK_ATTACKS if AUTOATTACK_MIN_CLASSES.get(a, 2) <= classes]
-                raise ConfigError(f"evaluation.autoattack.attacks: {name!r} is not allowed with dataset {ds.label} "
-                                  f"({classes} classes; {name} needs at least {need}); allowed: {', '.join(fits)}")
+        check_attacks_fit(aa.run_list() if aa.enabled else (), classes, ds.label)
         for arch in dict.fromkeys([*spec.architectures, *scorers]):
             check_builds(arch, data)
 

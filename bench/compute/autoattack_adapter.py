@@ -31,8 +31,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from corebench.core.errors import ConfigError
-from corebench.core.spec import AUTOATTACK_ATTACKS, AUTOATTACK_MIN_CLASSES, AutoAttackConfig
+from corebench.core.spec import AutoAttackConfig, check_attacks_fit
 
 log = logging.getLogger(__name__)
 
@@ -129,14 +128,7 @@ def run_autoattack_per_image(
         with torch.no_grad():
             predicted, num_classes = _predict(model, x, batch_size)
             robust = predicted == y
-        for name in to_run:
-            need = AUTOATTACK_MIN_CLASSES.get(name, 2)
-            if num_classes < need:
-                raise ConfigError(
-                    f"evaluation.autoattack.attacks: {name!r} is not allowed with {num_classes} classes "
-                    f"(needs at least {need}); allowed: "
-                    + ", ".join(a for a in AUTOATTACK_ATTACKS if AUTOATTACK_MIN_CLASSES.get(a, 2) <= num_classes)
-                )
+        check_attacks_fit(to_run, num_classes)
         if aa.version == "custom":
             adversary = AutoAttack(model, attacks=list(to_run), device=device, eps=eps, norm=norm,
                                    seed=aa.seed, version="custom")

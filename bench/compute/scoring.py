@@ -56,9 +56,6 @@ declared there names a `compute` hook that this module imports and calls (`_hook
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import io
-import json
 import logging
 import time
 from collections.abc import Callable, Iterable
@@ -79,7 +76,7 @@ from corebench.compute.fastpath import DeviceData, Execution, autocast, prepare_
 from corebench.compute.models import NormalizedModel, create_model
 from corebench.compute.optim import batch_order, make_optimizer, steps_per_epoch
 from corebench.core.faults import fault_point
-from corebench.core.files import confined, write_atomic
+from corebench.core.files import confined
 from corebench.core.spec import (
     ArchSpec,
     AttackConfig,
@@ -87,7 +84,6 @@ from corebench.core.spec import (
     ScoringConfig,
     scoring_seed,
     stable_hash,
-    to_jsonable,
 )
 from corebench.signals import (  # noqa: F401  ALL_SIGNALS, EVAL_PASS, TRAIN_PASS: re-exported
     ADVERSARIAL,
@@ -108,6 +104,7 @@ from corebench.signals import (  # noqa: F401  ALL_SIGNALS, EVAL_PASS, TRAIN_PAS
     unimportable_hooks,
     until,
 )
+from corebench.store.cache_entry import meta_file, read_checked, remove_entry, write_entry
 
 log = logging.getLogger(__name__)
 
@@ -211,7 +208,7 @@ def get_signals(
     outdated: set[str] = set()  # plug-in signals cached by code that has changed since
     entry = _load(path, key, data, outdated) if path is not None else None
     if entry is not None:
-        have, seconds, trained = entry
+        have, seconds, trained, _ = entry
         have = {k: v for k, v in have.items() if k not in outdated}
         if trained < 0:
             trained = cfg.epochs  # entries written before stopped runs trained the whole schedule
@@ -231,7 +228,7 @@ def get_signals(
                        checkpoint=checkpoint, train_epochs=run_for)
     seconds = time.perf_counter() - start
     if path is not None:
-        _save(path, made, {"key": key, "dataset": dataset, "data": data.fingerprint("train"), "arch": arch,
+        write_entry(path, made, {"key": key, "dataset": dataset, "data": data.fingerprint("train"), "arch": arch,
                            "scoring": cfg, "seed": seed, "threads": threads, "signals": sorted(made),
                            "execution": execution(cfg, device).record(), "device": device.type,
                            "seconds": round(seconds, 3), "trained_epochs": run_for,
@@ -254,21 +251,6 @@ def outdated_signals(meta: dict) -> set[str]:
     return {name for name in meta.get("signals", ()) if name in list_signals() and made.get(name) != signal_code(name)}
 
 
-def checksum(blob: bytes | memoryview) -> str:
-    return hashlib.blake2b(blob, digest_size=16).hexdigest()
-
-
-def _save(path: Path, arrays: dict[str, np.ndarray], meta: dict, root: Path) -> None:
-    """Atomic writes, the npz first: an entry counts only once its metadata (with the npz's
-    checksum) is written, so a crashed job never leaves a half entry that is read."""
-    buf = io.BytesIO()
-    np.savez(buf, **arrays)
-    blob = buf.getbuffer()
-    write_atomic(path, lambda f: f.write(blob), root=root)
-    text = json.dumps(to_jsonable({**meta, "checksum": checksum(blob)}), indent=1, sort_keys=True)
-    write_atomic(path.with_suffix(".json"), lambda f: f.write(text.encode()), root=root)
-
-
 def read_entry(path: Path, key: str, data: Dataset) -> tuple[dict[str, np.ndarray], dict[str, Any]] | None:
     """A cache entry's arrays (without plug-in signals made by older code) and its metadata;
     None when there is none or it is damaged (`_load`: reported and removed)."""
@@ -276,29 +258,21 @@ def read_entry(path: Path, key: str, data: Dataset) -> tuple[dict[str, np.ndarra
     entry = _load(path, key, data, outdated)
     if entry is None:
         return None
-    meta = json.loads(path.with_suffix(".json").read_text())
-    return {k: v for k, v in entry[0].items() if k not in outdated}, meta
+    return {k: v for k, v in entry[0].items() if k not in outdated}, entry[3]
 
 
 def _load(path: Path, key: str, data: Dataset, outdated: set[str] | None = None
-          ) -> tuple[dict[str, np.ndarray], float, int] | None:
-    """A cache entry's arrays, the seconds its run took and the epochs it trained (-1: not
-    recorded); None when there is none, or when it is damaged (then it is reported and removed).
-    The plug-in signals whose code changed since (`outdated_signals`) are added to `outdated`."""
-    meta_path = path.with_suffix(".json")
-    if not path.exists() and not meta_path.exists():
+          ) -> tuple[dict[str, np.ndarray], float, int, dict[str, Any]] | None:
+    """A cache entry's arrays, the seconds its run took, the epochs it trained (-1: not
+    recorded) and its metadata; None when there is none, or when it is damaged (then it is
+    reported and removed; the format: `store.cache_entry`). The plug-in signals whose code
+    changed since (`outdated_signals`) are added to `outdated`."""
+    if not path.exists() and not meta_file(path).exists():
         return None
     problem = ""
     for _ in range(2):  # a second look: another process may have replaced the entry meanwhile
         try:
-            meta = json.loads(meta_path.read_text())
-            blob = path.read_bytes()
-            if not isinstance(meta, dict) or meta.get("key") != key:
-                raise ValueError("its metadata names another key")
-            if meta.get("checksum") != checksum(blob):
-                raise ValueError("checksum mismatch")
-            with np.load(io.BytesIO(blob), allow_pickle=False) as f:
-                arrays = {k: f[k] for k in f.files}
+            arrays, meta = read_checked(path, key)
             n = data.x_train.shape[0]
             for name, arr in arrays.items():
                 if name in list_signals():
@@ -307,13 +281,12 @@ def _load(path: Path, key: str, data: Dataset, outdated: set[str] | None = None
                         raise ValueError(f"signal {name} has shape {arr.shape} for {n} samples")
             if outdated is not None:
                 outdated |= outdated_signals(meta)
-            return arrays, float(meta.get("seconds", 0.0)), int(meta.get("trained_epochs", -1))
+            return arrays, float(meta.get("seconds", 0.0)), int(meta.get("trained_epochs", -1)), meta
         except Exception as exc:  # unreadable, truncated, tampered, half written
             problem = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
     log.warning("scoring cache entry %s is damaged or incomplete (%s); removed, its signals are made again",
                 path, problem)
-    path.unlink(missing_ok=True)
-    meta_path.unlink(missing_ok=True)
+    remove_entry(path)
     return None
 
 

@@ -20,7 +20,7 @@ import hashlib
 import json
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import field
 from functools import cache
 from pathlib import Path
@@ -47,6 +47,7 @@ from corebench.core.checked import (
     WeightDecay,
     not_allowed,
 )
+from corebench.core.errors import ConfigError
 
 # --------------------------------------------------------------------------- vocabulary
 
@@ -76,6 +77,20 @@ AUTOATTACK_VERSION_SETTINGS: dict[str, dict[str, int]] = {
     "custom": {"apgd_restarts": 5, "apgd_iterations": 100, "target_classes": 9},
 }
 AUTOATTACK_MIN_CLASSES: dict[str, int] = {"apgd-dlr": 3, "apgd-t": 4}
+
+
+def check_attacks_fit(attacks: Iterable[str], classes: int, dataset: str | None = None) -> None:
+    """Raise a one-line ConfigError when an AutoAttack attack needs more classes than there are
+    (`AUTOATTACK_MIN_CLASSES`: the DLR loss reads the third-largest logit, the targeted attacks
+    aim at 3 other classes); `dataset` names it when known. The one check the grid parser (before any
+    compute) and the AutoAttack adapter (a model's own classes) both make."""
+    for name in attacks:
+        need = AUTOATTACK_MIN_CLASSES.get(name, 2)
+        if classes < need:
+            fits = [a for a in AUTOATTACK_ATTACKS if AUTOATTACK_MIN_CLASSES.get(a, 2) <= classes]
+            why = f"dataset {dataset} ({classes} classes; {name} needs" if dataset else f"{classes} classes (needs"
+            raise ConfigError(f"evaluation.autoattack.attacks: {name!r} is not allowed with {why} at least {need}); "
+                              f"allowed: {', '.join(fits)}")
 AutoAttackName = Literal[AUTOATTACK_ATTACKS]  # type: ignore[valid-type]
 AutoAttackVersion = Literal[AUTOATTACK_VERSIONS]  # type: ignore[valid-type]
 

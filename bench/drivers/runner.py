@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import logging
 import os
 import platform
@@ -69,6 +68,7 @@ from corebench.methods.registry import git_commit, method_source, plugin_fingerp
 from corebench.selection.published import Published, folder_for
 from corebench.selection.stability import selection_stability
 from corebench.signals import companions, until
+from corebench.store.cache_entry import read_meta, remove_entry, signal_names
 from corebench.store.claims import holding
 from corebench.store.inputs import changed_inputs, file_digest, served_digests
 from corebench.store.record import SCHEMA_VERSION, CellConfig, Record, pack_bits
@@ -582,9 +582,7 @@ class ScoringCache:
         if path is None or not path.is_file():
             return "to make"
         try:
-            with np.load(path, allow_pickle=False) as f:
-                names = set(f.files)
-            meta = json.loads(path.with_suffix(".json").read_text())
+            names, meta = signal_names(path), read_meta(path)
         except (OSError, ValueError):  # unreadable: get_signals makes it again
             return "to make"
         names -= outdated_signals(meta)
@@ -599,8 +597,7 @@ class ScoringCache:
         """Remove this run's cache entry, so it is made again (`--force`)."""
         path = self.cache_file(key, data)
         if path is not None:
-            path.unlink(missing_ok=True)
-            path.with_suffix(".json").unlink(missing_ok=True)
+            remove_entry(path)
 
     def make(self, key: tuple, data: Dataset) -> ScoringResult:
         """The signals requested of one run: those its published run holds from there, the rest

@@ -6,7 +6,7 @@ beside its records, so a method added to that board is scored from exactly those
 (`runner.ScoringCache`). The folder holds one `<key>.npz` per run, named by the scoring cache's
 key (`scoring.scoring_key`: data content, architecture, scoring settings, seed, threads,
 execution; never where the data's files live), and `runs.jsonl`, one line per run: the key,
-the file, its checksum (`scoring.checksum`, as the cache's) and size, the signals, the epochs
+the file, its checksum (`cache_entry.checksum`, as the cache's) and size, the signals, the epochs
 trained, the seconds the run took, and what made it (dataset entry without its location, data
 content hash, architecture, scoring settings, seed, threads, execution, device, corebench's
 version and commit). The index is `.jsonl`, not `.json`: the record store reads every `*.json`
@@ -29,11 +29,11 @@ from typing import Any
 
 import numpy as np
 
-from corebench.compute.scoring import checksum
 from corebench.core.errors import ConfigError, DataError
 from corebench.core.files import confined, write_atomic
 from corebench.core.spec import slug, to_jsonable
 from corebench.signals import companions, get_signal, list_signals, until
+from corebench.store.cache_entry import checksum
 
 FOLDER = "scoring"  # under <results>/<grid>/
 INDEX = "runs.jsonl"

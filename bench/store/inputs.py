@@ -16,22 +16,20 @@ scoring run are the same bit for bit whatever else it records (tests/test_scorin
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 
 from corebench.signals import until
+from corebench.store.cache_entry import checksum, read_arrays
 from corebench.store.record import BoundRun, Record
 from corebench.store.results import Stored
 
 SCORING = "scoring"  # the cache's sub-folder of scoring runs (runner.plan_work: cache / "scoring")
 
 
-def digest(blob: bytes | memoryview) -> str:
-    """A 128-bit BLAKE2b digest in hex (the scoring cache's checksum function)."""
-    return hashlib.blake2b(blob, digest_size=16).hexdigest()
+digest = checksum  # a 128-bit BLAKE2b digest in hex, the scoring cache's checksum function
 
 
 def array_digest(arr: np.ndarray) -> str:
@@ -84,8 +82,7 @@ def _run_changed(run: BoundRun, npz: Path) -> str:
     if not npz.is_file():
         return ""
     try:
-        with np.load(npz, allow_pickle=False) as f:
-            arrays = {k: f[k] for k in run.signals if k in f.files}
+        arrays = read_arrays(npz, run.signals)
     except (OSError, ValueError, KeyError):
         return f"scoring run {run.key}: its cache entry cannot be read"
     if set(arrays) != set(run.signals):
