@@ -31,8 +31,8 @@ from pathlib import Path
 
 import numpy as np
 import statsmodels.stats.multitest  # noqa: F401  imported up front like pandas (leaderboard's import): a
-# fixed cost per process (about 0.9 s), not one that grows with the records; `stats.adjust` imports it lazily
 
+# fixed cost per process (about 0.9 s), not one that grows with the records; `stats.adjust` imports it lazily
 from corebench.boards.leaderboard import generate_leaderboards
 from corebench.methods import facts
 

@@ -10,7 +10,8 @@ import pytest
 import yaml
 
 from corebench.boards.board import aggregate, build_boards
-from corebench.boards.leaderboard import _csv, render_board
+from corebench.boards.exports import csv_text
+from corebench.boards.page import render_board
 from corebench.boards.stats import paired_components
 from corebench.cells.grid import parse_grid
 from corebench.core.errors import ConfigError
@@ -59,7 +60,7 @@ def test_daggers_only_after_holm_and_bh_as_the_grids_option(tmp_path):
 
 def test_the_csv_keeps_the_raw_and_the_adjusted_p(tmp_path):
     board = board_of(seed_only_records(), tmp_path)
-    header, *rows = _csv(board).splitlines()
+    header, *rows = csv_text(board).splitlines()
     cols = header.split(",")
     row = dict(zip(cols, next(r for r in rows if ",easycore," in r).split(","), strict=False))
     assert (row["diff_basis"], row["correction"], row["family_size"], row["significant"]) == ("seeds", "holm", "5", "false")

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from corebench.boards.board import aggregate, build_boards, degenerate, entry_of
-from corebench.boards.leaderboard import render_board
+from corebench.boards.page import render_board
 from corebench.core.errors import ResultsError
 from corebench.core.protocol import Protocol
 from corebench.methods import facts

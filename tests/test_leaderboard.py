@@ -416,7 +416,7 @@ def _several_eps(rec: dict, accs: tuple[float, float], scoring: list[dict], step
 
 def test_a_board_has_a_column_group_per_eps_and_counts_shared_scoring_runs_once(tmp_path: Path) -> None:
     from corebench.boards.board import aggregate, build_boards
-    from corebench.boards.leaderboard import render_board
+    from corebench.boards.page import render_board
 
     runs = [{"key": "run-a", "seed": 0, "epochs": 10, "seconds": 30.0}, {"key": "run-b", "seed": 1000, "epochs": 10, "seconds": 30.0}]
     records = []
@@ -448,9 +448,9 @@ def test_a_board_has_a_column_group_per_eps_and_counts_shared_scoring_runs_once(
 
 
 def _csv_lines(board) -> list[str]:
-    from corebench.boards.leaderboard import _csv
+    from corebench.boards.exports import csv_text
 
-    return _csv(board).splitlines()
+    return csv_text(board).splitlines()
 
 
 def test_regeneration_sweeps_temp_files_of_killed_runs_once(golden_run, tmp_path: Path) -> None:
@@ -474,7 +474,7 @@ def test_regeneration_sweeps_temp_files_of_killed_runs_once(golden_run, tmp_path
 
 def test_the_data_caveats_open_the_board(tmp_path: Path) -> None:
     from corebench.boards.board import aggregate, build_boards
-    from corebench.boards.leaderboard import render_board
+    from corebench.boards.page import render_board
 
     data = {"name": "cifar10_proxy", "source": "copy.npz (sha256 abc, JPEG copy)", "fingerprint": "f", "n_train": 5000,
             "n_test": 1000, "num_classes": 10, "notes": ["Trained on the test set: a proxy.", "A JPEG copy."]}
@@ -492,7 +492,7 @@ def test_the_data_caveats_open_the_board(tmp_path: Path) -> None:
 
 def _rendered(tmp_path: Path, records: list[dict]) -> str:
     from corebench.boards.board import aggregate, build_boards
-    from corebench.boards.leaderboard import render_board
+    from corebench.boards.page import render_board
 
     (board,), _ = build_boards([as_stored(rec, tmp_path) for rec in records], [], tmp_path, facts)
     aggregate(board)
