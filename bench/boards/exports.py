@@ -14,7 +14,6 @@ from corebench.boards.text import pct
 from corebench.core.protocol import eps_text
 from corebench.core.spec import FULL_DATA, slug
 
-
 CSV_COLUMNS = (
     "grid", "dataset", "arch", "regime", "protocol", "method", "fraction", "eps", "n", "n_failed",
     "robust_metric", "robust_mean", "robust_low", "robust_high", "robust_std", "clean_mean", "clean_low",
