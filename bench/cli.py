@@ -231,7 +231,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     grid = None
     if args.grid:
         from corebench.cells.grid import load_grid
-        from corebench.drivers.runner import grid_states, stale_reason
+        from corebench.drivers.work import grid_states, stale_reason
 
         spec = load_grid(args.grid)
         grid = (spec.name, [(s.path, s.state, stale_reason(s)) for s in grid_states(spec, args.results)])
@@ -308,11 +308,11 @@ def cmd_check_method(args: argparse.Namespace) -> int:
 def cmd_select(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from corebench.compute.data import list_datasets
+    from corebench.compute.datasets import list_datasets
     from corebench.core.checked import build
     from corebench.core.files import writable_folder
     from corebench.core.spec import ArchSpec, DatasetSpec, MethodSpec, ScoringConfig
-    from corebench.drivers.runner import select_coreset
+    from corebench.drivers.cell import select_coreset
     from corebench.methods import create_method
 
     if not 0.0 < args.fraction <= 1.0:

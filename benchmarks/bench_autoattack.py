@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from corebench.compute.autoattack_adapter import AA_LOGGER, run_autoattack
-from corebench.compute.data import load_dataset
+from corebench.compute.datasets import load_dataset
 from corebench.compute.models import create_model
 from corebench.compute.train import train_model
 from corebench.core.spec import (

@@ -28,7 +28,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from corebench.compute.data import Dataset, DatasetInfo, load_dataset
+from corebench.compute.data import Dataset, DatasetInfo
+from corebench.compute.datasets import load_dataset
 from corebench.compute.models import create_model
 from corebench.compute.scoring import FINAL, TRAIN_PASS, input_grad_norms, run_scoring, seeded
 from corebench.core.spec import ArchSpec, DatasetSpec, ScoringConfig, scoring_seed

@@ -44,7 +44,7 @@ from corebench.drivers.plan import (
     observed_shares,
     probe_model,
 )
-from corebench.drivers.runner import plan_work
+from corebench.drivers.work import plan_work
 from corebench.methods.base import budget_for
 
 # The card (issue 21; /work/.library/device/KINDS.md, measured there on an H200: 788-798 TFLOP/s

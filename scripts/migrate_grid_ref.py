@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from corebench.cells.grid import load_grid
-from corebench.drivers.runner import grid_ref
+from corebench.drivers.cell import grid_ref
 
 
 def migrate(root: Path) -> int:

@@ -24,10 +24,10 @@ import torch
 
 from corebench.boards.stats import kept_overlap, spearman
 from corebench.cells.grid import load_grid
-from corebench.compute.data import load_dataset
+from corebench.compute.datasets import load_dataset
 from corebench.compute.optim import torch_threads
 from corebench.core.spec import Cell, DatasetSpec, GridSpec, MethodSpec
-from corebench.drivers.runner import ScoringCache
+from corebench.drivers.scoring_runs import ScoringCache
 from corebench.methods import create_method, run_selection
 from corebench.methods.base import check_scores
 

@@ -66,7 +66,7 @@ def one_thread():
 @pytest.fixture(scope="module")
 def digits():
     """The digits dataset, loaded once per test module (modules may slice their copy)."""
-    from corebench.compute.data import load_dataset
+    from corebench.compute.datasets import load_dataset
     from corebench.core.spec import DatasetSpec
 
     return load_dataset(DatasetSpec("digits"))

@@ -116,7 +116,7 @@ def test_logits_train_are_the_training_pass_logits(small):
 
 def test_scoring_runs_are_keyed_by_the_regime_each_method_reads():
     from corebench.core.spec import Cell, MethodSpec
-    from corebench.drivers.runner import ScoringCache, run_label
+    from corebench.drivers.scoring_runs import ScoringCache, run_label
     from corebench.methods import create_method
 
     scorer = ScoringCache(ScoringConfig(epochs=2), None, CPU, progress=False)

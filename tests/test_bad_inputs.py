@@ -25,10 +25,10 @@ from hypothesis import strategies as st
 from corebench.cells.grid import parse_grid
 from corebench.cli import main
 from corebench.compute import scoring
-from corebench.compute.data import load_dataset
+from corebench.compute.datasets import load_dataset
 from corebench.core.errors import MAX_MESSAGE_CHARS, SHOWN_CHARS, BenchError
 from corebench.core.spec import DatasetSpec
-from corebench.drivers import runner
+from corebench.drivers import cell as runner_cell
 from corebench.store.record import parse_record
 
 from helpers import FAST_GRID
@@ -48,8 +48,8 @@ def tripwires(monkeypatch):
         return fn
 
     monkeypatch.setattr(scoring, "run_scoring", trip("scoring"))
-    monkeypatch.setattr(runner, "train_model", trip("training"))
-    monkeypatch.setattr(runner, "evaluate", trip("evaluation"))
+    monkeypatch.setattr(runner_cell, "train_model", trip("training"))
+    monkeypatch.setattr(runner_cell, "evaluate", trip("evaluation"))
     return started
 
 

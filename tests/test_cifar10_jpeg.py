@@ -18,7 +18,8 @@ from PIL import Image
 from test_data import md5, one_line, pickle_py2
 
 from corebench.compute import jpeg_copy
-from corebench.compute.data import JPEG_TRAIN_NOTE, VALIDATION_NOTE, load_dataset
+from corebench.compute.data import VALIDATION_NOTE
+from corebench.compute.datasets import JPEG_TRAIN_NOTE, load_dataset
 from corebench.core.errors import ConfigError, DataError
 from corebench.core.spec import DatasetSpec
 

@@ -148,8 +148,8 @@ GRID = {"name": "shared", "datasets": ["digits"], "architectures": ["resnet18"],
 
 
 def test_status_reports_done_running_failed_and_pending_across_workers(tmp_path, capsys):
-    from corebench.compute.data import load_dataset
-    from corebench.drivers.runner import cell_id
+    from corebench.compute.datasets import load_dataset
+    from corebench.drivers.work import cell_id
 
     spec = parse_grid(GRID)
     res = tmp_path / "res"

@@ -16,12 +16,10 @@ import torch
 from conftest import shared_data_file
 from sklearn.linear_model import LogisticRegression
 
-from corebench.compute.data import (
-    CIFAR10_CLASSES,
+from corebench.compute.data import CIFAR10_CLASSES, DatasetInfo, augment_batch
+from corebench.compute.datasets import (
     JPEG_NOTE,
     PROXY_NOTE,
-    DatasetInfo,
-    augment_batch,
     list_datasets,
     load_dataset,
     make_synthetic,

@@ -12,7 +12,7 @@ from corebench.cells.identity import (
     record_settings,
 )
 from corebench.core.spec import TrainingConfig
-from corebench.drivers.runner import cell_config, cell_options, methods_of, plan_work
+from corebench.drivers.work import cell_config, cell_options, methods_of, plan_work
 
 from helpers import FAST_GRID
 
@@ -75,7 +75,7 @@ def test_precision_enters_the_id_and_a_record_gives_back_its_own_settings(tmp_pa
 
 
 def test_a_grid_cell_s_settings_are_built_in_one_place():
-    """Outside `identity` itself, only `runner.settings_of` builds a grid cell's settings."""
+    """Outside `identity` itself, only `work.settings_of` builds a grid cell's settings."""
     import re
     from pathlib import Path
 
@@ -83,11 +83,11 @@ def test_a_grid_cell_s_settings_are_built_in_one_place():
 
     calls = {p.name: len(re.findall(r"(?<![\w.])cell_settings\(", p.read_text()))
              for p in Path(corebench.__file__).parent.rglob("*.py") if p.name != "identity.py"}
-    assert {k: v for k, v in calls.items() if v} == {"runner.py": 1}
+    assert {k: v for k, v in calls.items() if v} == {"work.py": 1}
 
 
 def _data(spec):
-    from corebench.compute.data import load_dataset
+    from corebench.compute.datasets import load_dataset
 
     return load_dataset(spec.datasets[0])
 

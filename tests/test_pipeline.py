@@ -257,9 +257,9 @@ def test_scoring_cache_serves_methods_requested_one_at_a_time(tmp_path):
     """A worker process learns its cells' needs one by one: each new need is served."""
     import torch
 
-    from corebench.compute.data import load_dataset
+    from corebench.compute.datasets import load_dataset
     from corebench.core.spec import ArchSpec, Cell, DatasetSpec, MethodSpec, ScoringConfig
-    from corebench.drivers.runner import ScoringCache
+    from corebench.drivers.scoring_runs import ScoringCache
     from corebench.methods import create_method
 
     data = load_dataset(DatasetSpec("digits"))
@@ -291,9 +291,9 @@ def test_the_scoring_architecture_is_its_own_axis(tmp_path):
 def test_averaging_over_scoring_runs_reuses_cached_runs(tmp_path):
     import torch
 
-    from corebench.compute.data import load_dataset
+    from corebench.compute.datasets import load_dataset
     from corebench.core.spec import ArchSpec, Cell, DatasetSpec, MethodSpec, ScoringConfig
-    from corebench.drivers.runner import ScoringCache
+    from corebench.drivers.scoring_runs import ScoringCache
     from corebench.methods import create_method
 
     data = load_dataset(DatasetSpec("digits"))

@@ -6,8 +6,10 @@ from pathlib import Path
 import pytest
 
 from corebench.cells.grid import load_grid, parse_grid
-from corebench.drivers.runner import DONE, plan_work, run_grid
+from corebench.drivers.runner import run_grid
 from corebench.drivers.smoke import smoke_grid
+from corebench.drivers.work import plan_work
+from corebench.store.results import DONE
 
 from helpers import FAST_GRID
 

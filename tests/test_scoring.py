@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from corebench.compute.data import load_dataset
+from corebench.compute.datasets import load_dataset
 from corebench.compute.models import create_model
 from corebench.compute.scoring import (
     ALL_SIGNALS,

@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from corebench.cli import main
-from corebench.compute.data import load_dataset
+from corebench.compute.datasets import load_dataset
 from corebench.compute.models import default_scoring_arch
 from corebench.core.spec import DatasetSpec
 

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from corebench.cli import main
-from corebench.compute.data import load_dataset
+from corebench.compute.datasets import load_dataset
 from corebench.compute.scoring import get_signals
 from corebench.core.spec import ArchSpec, DatasetSpec, ScoringConfig
 
@@ -166,7 +166,7 @@ def test_relative_paths_are_read_from_the_grid_folder_and_name_no_cell(tmp_path,
     """`path: ../data/mine.npz` in configs/g.yaml reads data/mine.npz from any working
     directory; spelled absolute instead, every cell id and scoring run key stays the same."""
     from corebench.cells.grid import load_grid
-    from corebench.drivers.runner import plan_work
+    from corebench.drivers.work import plan_work
 
     (tmp_path / "data").mkdir()
     (tmp_path / "configs").mkdir()

@@ -21,7 +21,8 @@ from typing import Any
 
 import torch
 
-from corebench.compute.data import Dataset, list_datasets
+from corebench.compute.data import Dataset
+from corebench.compute.datasets import list_datasets
 from corebench.compute.models import create_model, list_architectures
 from corebench.core.checked import build, load_yaml, number, suggest
 from corebench.core.errors import ConfigError, invalid, shown

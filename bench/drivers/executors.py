@@ -84,9 +84,10 @@ class ScoringTask:
     epochs: int | None = None  # epochs the run trains (None: the whole schedule)
 
     def __call__(self) -> str:
-        from corebench.compute.data import load_dataset
+        from corebench.compute.datasets import load_dataset
         from corebench.compute.optim import resolve_device, torch_threads
-        from corebench.drivers.runner import ScoringCache, default_cache_dir
+        from corebench.drivers.cell import default_cache_dir
+        from corebench.drivers.scoring_runs import ScoringCache
 
         _log_to_stderr()
         cache = Path(self.cache_dir) if self.cache_dir else default_cache_dir()
@@ -145,7 +146,8 @@ def submit_grid(spec: GridSpec, results_dir: str | Path, *, cache_dir: str | Pat
                 log_dir: str | Path = "slurm_logs", executor: Any = None) -> Submission:
     """Submit the grid's unfinished cells and the scoring runs they need (see the module doc)."""
     from corebench.core.errors import MethodError
-    from corebench.drivers.runner import default_cache_dir, plan_work
+    from corebench.drivers.cell import default_cache_dir
+    from corebench.drivers.work import plan_work
     from corebench.methods.base import declared_signals
 
     submitit = require_submitit()

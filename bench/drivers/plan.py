@@ -43,7 +43,9 @@ from corebench.compute.optim import make_optimizer, torch_threads
 from corebench.compute.scoring import seeded
 from corebench.core.protocol import eps_text
 from corebench.core.spec import FULL_DATA, AttackConfig, DatasetSpec, GridSpec, TrainingConfig, slug
-from corebench.drivers.runner import Work, default_cache_dir, plan_work, run_label
+from corebench.drivers.cell import default_cache_dir
+from corebench.drivers.scoring_runs import run_label
+from corebench.drivers.work import Work, plan_work
 from corebench.methods import facts
 from corebench.methods.base import budget_for
 from corebench.store.results import scan

@@ -19,7 +19,9 @@ from corebench.compute.scoring import execution, needed_epochs, read_entry
 from corebench.core.errors import ConfigError
 from corebench.core.files import writable_folder
 from corebench.core.spec import GridSpec
-from corebench.drivers.runner import default_cache_dir, plan_work, run_label, versions
+from corebench.drivers.cell import default_cache_dir, versions
+from corebench.drivers.scoring_runs import run_label
+from corebench.drivers.work import plan_work
 from corebench.selection.published import LIMIT_MB, folder_for, write_published
 from corebench.signals import companions, until
 

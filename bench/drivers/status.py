@@ -45,8 +45,8 @@ class GridProgress:
 def progress(results_dir: Path, grid: tuple[str, list[tuple[Path, str, str]]] | None = None,
              cache_dir: Path | None = None) -> list[GridProgress]:
     """Per grid found under `results_dir`; or, given a grid's name and its cells' record paths
-    with their states and, for a stale one, what changed (`runner.grid_states`,
-    `runner.stale_reason`), for that grid alone, counting its pending cells.
+    with their states and, for a stale one, what changed (`work.grid_states`,
+    `work.stale_reason`), for that grid alone, counting its pending cells.
 
     A record whose inputs changed (`inputs.changed_inputs`: its indices file, and its scoring
     runs' signals in `cache_dir` when given) counts as malformed, with what changed. With the

@@ -35,7 +35,8 @@ from corebench.cells.grid import load_grid
 from corebench.compute.optim import resolve_device, torch_threads
 from corebench.core.errors import invalid
 from corebench.core.spec import FULL_DATA
-from corebench.drivers.runner import plan_work, run_cell, stale_reason
+from corebench.drivers.cell import run_cell
+from corebench.drivers.work import plan_work, stale_reason
 from corebench.store.record import CellKey, Record
 from corebench.store.results import Stored, scan
 

@@ -3,7 +3,7 @@ beside its records, so a method added to that board is scored from exactly those
 
 `corebench publish-scoring GRID` (`corebench.drivers.publish`) writes them into
 `<results>/<grid>/scoring/`; `run`, `plan` and Slurm read them before the cache
-(`runner.ScoringCache`). The folder holds one `<key>.npz` per run, named by the scoring cache's
+(`scoring_runs.ScoringCache`). The folder holds one `<key>.npz` per run, named by the scoring cache's
 key (`scoring.scoring_key`: data content, architecture, scoring settings, seed, threads,
 execution; never where the data's files live), and `runs.jsonl`, one line per run: the key,
 the file, its checksum (`cache_entry.checksum`, as the cache's) and size, the signals, the epochs

@@ -26,7 +26,7 @@ from corebench.store.cache_entry import checksum, read_arrays
 from corebench.store.record import BoundRun, Record
 from corebench.store.results import Stored
 
-SCORING = "scoring"  # the cache's sub-folder of scoring runs (runner.plan_work: cache / "scoring")
+SCORING = "scoring"  # the cache's sub-folder of scoring runs (work.plan_work: cache / "scoring")
 
 
 digest = checksum  # a 128-bit BLAKE2b digest in hex, the scoring cache's checksum function
