@@ -48,7 +48,8 @@ def value_of(grid: str, fig: dict) -> float:
     kind, b = fig["kind"], boards(grid).get(fig.get("regime"))
     eps = number(fig["eps"], "eps") if "eps" in fig else None
     if kind == "primary":
-        p = next(p for p in b.primary if (p.method, p.against) == (fig["method"], fig["against"]))
+        p = next(p for p in b.primary if (p.method, p.against) == (fig["method"], fig["against"])
+                 and (eps is None or abs(p.eps - eps) < 1e-9))
         return {"p_adjusted": p.p_adjusted, "detectable": p.detectable}.get(fig["field"]) or getattr(p.diff, fig["field"])
     if kind == "pair":
         return getattr(compare(*comparison_sides(b, fig["method"], fig["against"], fig["fraction"], eps)), fig["field"])
