@@ -95,7 +95,9 @@ def test_pack_stays_under_the_64_mib_that_travel(tmp_path):
                          text=True, timeout=600)
     assert out.returncode == 0, out.stderr
     total = int(re.search(r"= (\d+) KiB of 65536 KiB", out.stdout)[1])
-    assert total < 64 * 1024 - 4 * 1024  # room left for the ~3 MB of wheels
+    # room left for the wheels: 2,806 KiB measured (pydantic_core 2.2 MB of it; 2026-12-05, a full
+    # pack travelled 64,274 KiB of 65,536), so 3 MiB
+    assert total < 64 * 1024 - 3 * 1024
     assert (carry / "COMMIT").read_text().strip()
 
 
