@@ -551,3 +551,24 @@ def test_the_leaderboard_command_reads_the_records_once(golden_run, tmp_path: Pa
         monkeypatch.setattr(module, "scan", counting)
     assert main(["leaderboard", str(results_dir), "--out", str(tmp_path / "out")]) == 0
     assert len(calls) == 1
+
+
+def test_records_written_before_a_setting_existed_show_one_setting_with_those_at_its_default(tmp_path: Path) -> None:
+    """A record made before `evaluation.precision` and `training.compile` existed (the keys absent)
+    and one made after, at their defaults, are one setting on the board; a real difference is two
+    (issue 20, item 2: a new method's row on a committed board shows one protocol)."""
+    old, new, other = (example_record(grid="s", method=m, seed=0) for m in ("random", "easycore", "ccs"))
+    old["config"]["evaluation"].pop("precision", None)
+    old["config"]["training"].pop("compile", None)
+    new["config"]["evaluation"]["precision"] = "fp32"
+    new["config"]["training"]["compile"] = False
+    text = _rendered(tmp_path / "a", [old, new])
+    assert "different settings" not in text
+    assert "- Evaluation settings (beyond corebench's defaults): " in text
+    # the defaults left out are printed once, so the board alone still gives every setting
+    defaults = next(line for line in text.splitlines() if line.startswith("- corebench's defaults"))
+    assert "trades_beta=6.0" in defaults and "precision=fp32" in defaults
+    other["config"]["training"]["lr"] = 0.123
+    text = _rendered(tmp_path / "b", [old, new, other])
+    assert "- Training (regime `standard`; beyond the defaults): **2 different settings on this board**" in text
+    assert "lr=0.123" in text or "lr: 0.123" in text

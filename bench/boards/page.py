@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import math
 from collections import Counter, defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from corebench.boards.board import (
@@ -24,8 +24,11 @@ from corebench.boards.stats import CORRECTION_NAMES, SEEDS_ONLY
 from corebench.boards.text import (
     COLLAPSED,
     DAGGER,
+    DEFAULTS,
     MISSING,
     at_eps,
+    beyond_defaults,
+    defaults_line,
     cell_text,
     counted,
     diff_text,
@@ -510,15 +513,18 @@ def _provenance(board: Board) -> list[str]:
     n_eval = sorted({r.metrics.n_eval for r in recs if r.status == "ok" and r.metrics})
     evaluated = f"; examples actually evaluated: {', '.join(str(n) for n in n_eval)}" if n_eval else ""
     lines.append(f"- Attack (evaluation): {board.protocol.text()}{evaluated}")
-    # the settings as each record spells them (`Record.config_written`): a record written before
-    # a setting existed does not claim its default
-    lines += settings_lines("Evaluation settings", (r.config_written["evaluation"] for r in recs))
-    lines += settings_lines(
-        f"Training (regime `{board.regime}`)", (r.config_written.get("training") for r in recs)
-    )
+    # the settings as each record spells them (`Record.config_written`), less those at corebench's
+    # default: a record written before a setting existed does not claim its default, and one
+    # written after, at the default, reads the same (the cell id's rule: `cells.identity`)
+    def written(section: str) -> Iterator[Mapping[str, Any] | None]:
+        return (beyond_defaults(r.config_written.get(section), DEFAULTS[section]) for r in recs)
+
+    lines += settings_lines("Evaluation settings (beyond corebench's defaults)", written("evaluation"))
+    lines += settings_lines(f"Training (regime `{board.regime}`; beyond the defaults)", written("training"))
     unused = " (used by pgd_at and trades; unused by standard training)" if board.regime == "standard" else ""
-    lines += settings_lines(f"Training attack{unused}", (r.config_written.get("attack") for r in recs))
-    lines += settings_lines("Scoring run", (r.config_written.get("scoring") for r in recs))
+    lines += settings_lines(f"Training attack{unused} (beyond the defaults)", written("attack"))
+    lines += settings_lines("Scoring run (beyond the defaults)", written("scoring"))
+    lines.append(defaults_line())
     scorers = sorted({r.cell.scoring_arch for r in recs if r.cell.method != FULL_DATA})
     if scorers:
         lines.append(f"- Scoring architectures: {', '.join(md_text(s) for s in scorers)}")

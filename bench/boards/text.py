@@ -17,6 +17,13 @@ from corebench.boards.board import (
 )
 from corebench.boards.stats import Interval
 from corebench.core.protocol import eps_text
+from corebench.core.spec import (
+    AttackConfig,
+    EvaluationConfig,
+    ScoringConfig,
+    TrainingConfig,
+    to_jsonable,
+)
 
 DAGGER = "†"
 COLLAPSED = "‡"
@@ -130,3 +137,37 @@ def settings_lines(title: str, values: Iterable[Mapping[str, Any] | None]) -> li
 
 def md_table(headers: list[str], rows: list[list[str]]) -> str:
     return tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)
+
+
+DEFAULTS: dict[str, Mapping[str, Any]] = {
+    name: to_jsonable(kind()) for name, kind in
+    (("evaluation", EvaluationConfig), ("training", TrainingConfig), ("attack", AttackConfig), ("scoring", ScoringConfig))
+}  # what a grid that sets nothing runs, as a record spells it
+
+
+def beyond_defaults(written: Mapping[str, Any] | None, default: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The settings in `written` that differ from `default`, nested sections included (a section
+    left with none is dropped): so records written before and after a setting existed, at its
+    default, show one setting on the board."""
+    if written is None:
+        return None
+    out: dict[str, Any] = {}
+    for key, value in written.items():
+        base = default.get(key, _ABSENT)
+        if isinstance(value, Mapping) and isinstance(base, Mapping):
+            if rest := beyond_defaults(value, base):
+                out[key] = rest
+        elif value != base:
+            out[key] = value
+    return out
+
+
+_ABSENT = object()
+
+
+def defaults_line() -> str:
+    """The defaults the settings lines leave out, once per board, so the board alone still says
+    every setting its cells ran at (TRADES's beta, the attack's random start, ...)."""
+    names = {"evaluation": "evaluation", "training": "training", "attack": "training attack", "scoring": "scoring run"}
+    parts = [f"{names[section]}: {', '.join(_flat_items(values))}" for section, values in DEFAULTS.items()]
+    return f"- corebench's defaults, for every setting not listed above: {md_text('; '.join(parts))}"
