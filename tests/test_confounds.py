@@ -79,7 +79,7 @@ def test_one_degenerate_seed_in_three_marks_the_cell_though_the_mean_is_above_ch
 
 
 def test_classes_covered_counts_classes_with_five_samples_and_the_largest_share(tmp_path: Path) -> None:
-    from corebench.boards.board import classes_covered
+    from corebench.boards.coresets import classes_covered
 
     assert classes_covered((46, 30, 20, 4, 0, 0, 0, 0, 0, 0)) == (3, 0.46)
     records = [_rec("random", s, 30.0, 20.0) for s in range(2)]

@@ -515,7 +515,8 @@ def test_the_board_states_the_model_settings_that_differ_from_timm_and_the_train
 def test_agreement_with_easycore_is_the_same_seed_jaccard_of_the_kept_indices(golden_run):
     """Each method's row is the mean over shared finished seeds of |A ∩ B| / |A ∪ B| with
     EasyCore's coreset of that seed (issue 22, item 6), recomputed here from the kept indices."""
-    from corebench.boards.board import AGREEMENT_WITH, aggregate, build_boards
+    from corebench.boards.board import aggregate, build_boards
+    from corebench.boards.coresets import AGREEMENT_WITH
     from corebench.store.results import scan
 
     results, _, _ = golden_run

@@ -11,11 +11,13 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from corebench.boards.board import (
-    AGREEMENT_WITH,
-    MIN_CLASS_SAMPLES,
     RANDOM,
     Board,
     CellStats,
+)
+from corebench.boards.coresets import (
+    AGREEMENT_WITH,
+    MIN_CLASS_SAMPLES,
     FairStability,
     expected_random_jaccard,
 )
@@ -28,9 +30,9 @@ from corebench.boards.text import (
     MISSING,
     at_eps,
     beyond_defaults,
-    defaults_line,
     cell_text,
     counted,
+    defaults_line,
     diff_text,
     md_table,
     md_text,
