@@ -115,3 +115,16 @@ def test_force_remakes_the_scoring_runs(tmp_path):
     entry.write_text(json.dumps({**made, "seconds": -1.0}))  # a mark: gone once the run is made again
     assert _cli(*args, "--force") == 0
     assert json.loads(Path(entry).read_text())["seconds"] >= 0
+
+
+def test_contributing_names_the_signals_the_split_boards_published_runs_hold():
+    """CONTRIBUTING tells a contributor which signals the committed split board's runs hold (a
+    method reading another one makes new runs): the sentence follows the published index."""
+    repo = Path(__file__).resolve().parents[1]
+    runs = Published(repo / "results" / "cifar10_cpu_split" / "scoring").runs.values()
+    holding = {name: sum(name in run.signals for run in runs) for run in runs for name in run.signals}
+    text = " ".join((repo / "CONTRIBUTING.md").read_text().split())
+    assert f"`input_grad_norm_eval` (all {len(runs)} runs)" in text
+    assert holding["input_grad_norm_eval"] == len(runs)
+    assert f"`margin_probs` ({holding['margin_probs']}, one per seed)" in text
+    assert set(holding) == {"input_grad_norm_eval", "margin_probs"}
