@@ -19,7 +19,7 @@ It is memory that is measured, not speed: the model is a tiny ResNet-10t (4-8-16
 trained one epoch, with one snapshot (at initialisation: a snapshot pass over N holds the same
 memory however many are taken, their rows are allocated up front), so the run takes a few
 minutes of one core. Per-sample gradients for
-full-parameter GraNd are made in chunks of at most 2.5e8 floats (`scoring._grand_all`), so
+full-parameter GraNd are made in chunks of at most 2.5e8 floats (`signal_passes.grand_all`), so
 that pass alone may hold up to 1 GB for a model of ResNet-18's size (GPU memory on a GPU);
 with the tiny model here it holds far less. Measured figures: benchmarks/README.md.
 """

@@ -31,7 +31,8 @@ import torch
 from corebench.compute.data import Dataset, DatasetInfo
 from corebench.compute.datasets import load_dataset
 from corebench.compute.models import create_model
-from corebench.compute.scoring import FINAL, TRAIN_PASS, input_grad_norms, run_scoring, seeded
+from corebench.compute.scoring import FINAL, TRAIN_PASS, run_scoring, seeded
+from corebench.compute.signal_passes import input_grad_norms
 from corebench.core.spec import ArchSpec, DatasetSpec, ScoringConfig, scoring_seed
 from corebench.methods import create_method
 

@@ -25,20 +25,20 @@ def tiny_model(info: DatasetInfo, seed: int = 0, num_classes: int | None = None)
 
 def final_scoring_model(data, arch, cfg, seed: int) -> NormalizedModel:
     """The final model of a scoring run (re-run with the same seed, kept), in eval mode."""
-    from corebench.compute import scoring
+    from corebench.compute import scoring, signal_passes
 
     captured = {}
-    original = scoring._final
+    original = signal_passes.final_pass
 
     def keep(model, data, names, out, device):
         captured["model"] = model
         return original(model, data, names, out, device)
 
-    scoring._final = keep
+    signal_passes.final_pass = keep
     try:
         scoring.run_scoring(data, arch, cfg, seed, {"features"}, device=torch.device("cpu"), progress=False)
     finally:
-        scoring._final = original
+        signal_passes.final_pass = original
     return captured["model"].eval()
 
 

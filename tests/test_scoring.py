@@ -12,12 +12,11 @@ from corebench.compute.models import create_model
 from corebench.compute.scoring import (
     ALL_SIGNALS,
     TRAIN_PASS,
-    el2n,
     get_signals,
-    margin,
     run_scoring,
     seeded,
 )
+from corebench.compute.signal_passes import el2n, margin
 from corebench.core.errors import ConfigError
 from corebench.core.spec import ArchSpec, DatasetSpec, ScoringConfig
 

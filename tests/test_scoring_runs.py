@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from corebench.compute.models import create_model
-from corebench.compute.scoring import get_signals, input_grad_norms, run_scoring, seeded
+from corebench.compute.scoring import get_signals, run_scoring, seeded
+from corebench.compute.signal_passes import input_grad_norms
 from corebench.core.spec import ArchSpec, DatasetSpec, ScoringConfig, scoring_seed
 from corebench.methods import create_method
 from corebench.signals import until

@@ -16,38 +16,18 @@ first k epochs (`until`); a need for more than the entry trained re-runs it long
 union of the signals. A 20-epoch run of a 20-epoch schedule is a different run (another
 learning-rate curve) and has another key.
 
-Signals (E = scoring epochs, row e = epoch e+1, N = train size):
-    input_grad_norm      [E, N]  ‖∇ₓ CE‖₂ in the training pass (train mode, augmented input).
-                                 One backward gives parameter and input gradients; with
-                                 train-mode BatchNorm the batch couples samples, so this is
-                                 ∇ₓᵢ Σⱼ CEⱼ (the cheap reading, ~free).
-    input_grad_norm_eval [E, N]  exact per-sample ‖∇ₓ CE‖₂ in an eval-mode pass over
-                                 un-augmented inputs after each epoch (the faithful, costly one).
-    correct              [E, N]  prediction correct in the training pass (bool).
-    loss                 [E, N]  per-sample CE in the training pass.
-    el2n                 [E, N]  ‖softmax − onehot‖₂ in the training pass.
-    margin_logits        [E, N]  AUM margin logit_y − max_{k≠y} logit_k, training pass.
-    margin_probs         [E, N]  the same margin on softmax probabilities.
-    logits_train         [E, N, C] the training pass's logits, float16 (TDDS).
-    adv_loss, adv_margin, adv_correct, adv_input_grad_norm  [E, N]  eval mode, before the
-                                 update, on the step's adversarial example (`_adversarial_recorder`).
-  the run trains under `cfg.regime` (standard, PGD-AT, TRADES) as `corebench.compute.train` does
-  (`_step`); the training-pass signals read the step's own forward (the PGD example under PGD-AT).
-  snapshots, eval mode on un-augmented inputs at scoring.snapshot_epochs (0 = initialisation):
-    el2n_eval            [K, N]  ‖softmax − onehot‖₂.
-    loss_eval            [K, N]  per-sample CE.
-    logits_eval          [K, N, C] class logits, float16.
-    grand_all            [K, N]  per-sample ‖∇_θ CE‖₂ over all parameters.
-    grand_last           [K, N]  the same over the classifier layer only (closed form).
-    snapshot_epochs      [K]     the epochs the snapshot rows were taken at (int64).
-  the final model, eval mode on un-augmented inputs:
-    features             [N, D]  penultimate features.
-    logits_final         [N, C]  class logits, float16.
-  a run that records final-model signals trains the whole schedule; a run stopped after k
-  epochs has k rows of the [E, N] signals and the snapshots up to epoch k (`until`).
+What it records, and when: each signal is declared once, with its shape, dtype, when it is
+taken and its cost, in `corebench.signals` (`python -m corebench.signals` prints the table).
+The training-pass signals read the step's own forward (the PGD example under PGD-AT) as the
+run trains under `cfg.regime` the way `corebench.compute.train` does (`_step`); the adversarial
+ones read the step's attack in eval mode before the update (`_adversarial_recorder`); the
+eval-mode passes (exact input gradients, snapshots, the final model) are
+`corebench.compute.signal_passes`. A run stopped after k epochs has k rows of the per-epoch
+signals and the snapshots up to epoch k (`until`); one that records final-model signals trains
+the whole schedule.
 
-The declarations (shape, when taken, dtype) live in `corebench.signals`; a plug-in signal
-declared there names a `compute` hook that this module imports and calls (`_hook`):
+A plug-in signal declared in `corebench.signals` names a `compute` hook that this module
+imports and calls (`_hook`):
     train_pass:                    hook(logits [B, C], y [B], losses [B]) -> [B], under no_grad
     eval_pass, snapshot, final:    hook(model, x [B, ...], y [B]) -> [B] or [B, C] / [B, D],
                                    model in eval mode, inputs un-augmented in [0, 1]
@@ -69,6 +49,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from corebench.compute import signal_passes as passes
 from corebench.compute.attacks import pgd_attack, trades_adversary, trades_loss
 from corebench.compute.checkpoint import Checkpoint, resume_run, save_run
 from corebench.compute.data import Dataset, host_to_device
@@ -108,11 +89,6 @@ from corebench.store.cache_entry import meta_file, read_checked, remove_entry, w
 
 log = logging.getLogger(__name__)
 
-EVAL_BATCH = 512
-# Batch of the exact input-gradient pass (activations only, no parameter gradients): large on a
-# GPU; on a CPU large batches run slower (one pass over 2,000 CIFAR images took 0.7 training
-# epochs at 128 and 1.2 at 1,024 on a 2-core machine: benchmarks/README.md).
-INPUT_GRAD_BATCH = {"cuda": 1024, "cpu": 128}
 
 
 @contextmanager
@@ -340,7 +316,7 @@ def run_scoring(
             log.info("resuming the scoring run of %s at epoch %d of %d", arch.label, first, epochs)
         else:
             first = 0
-            _snapshot(model, data, signals, out, snapshot_epochs, epoch=0, device=device)
+            passes.snapshot(model, data, signals, out, snapshot_epochs, epoch=0, device=device)
             if 0 in snapshot_epochs:
                 plugins.model_pass(model, data, "snapshot", out, 0, device)
         bar = tqdm(range(first, epochs), desc=f"scoring {arch.label}", disable=not progress, leave=False)
@@ -369,9 +345,9 @@ def run_scoring(
                         norms = x_in.grad.flatten(1).norm(dim=1) * x_in.shape[0]
                         out["input_grad_norm"][epoch, idx] = norms.cpu().numpy()
             if "input_grad_norm_eval" in signals:
-                _eval_pass(model, data, signals, out, epoch, device)
+                passes.eval_pass(model, data, signals, out, epoch, device)
             plugins.model_pass(model, data, "eval_pass", out, epoch, device)
-            _snapshot(model, data, signals, out, snapshot_epochs, epoch=epoch + 1, device=device)
+            passes.snapshot(model, data, signals, out, snapshot_epochs, epoch=epoch + 1, device=device)
             if epoch + 1 in snapshot_epochs:
                 plugins.model_pass(model, data, "snapshot", out, snapshot_epochs.index(epoch + 1), device)
             save_run(checkpoint, epoch=epoch + 1, model=model, optimizer=opt, scheduler=sched, generator=generator,
@@ -379,7 +355,7 @@ def run_scoring(
                      plugin_failures=dict(plugins.failed))
             fault_point("scoring", f"epoch {epoch + 1}")
         if signals & set(FINAL):
-            _final(model, data, signals, out, device)
+            passes.final_pass(model, data, signals, out, device)
         plugins.model_pass(model, data, "final", out, None, device)
     for name in plugins.failed:
         out.pop(name, None)
@@ -468,7 +444,7 @@ def _adversarial_recorder(out: dict, epoch: int, idx: np.ndarray, signal_attack:
             if "adv_loss" in out:
                 out["adv_loss"][epoch, idx] = losses.detach().cpu().numpy()
             if "adv_margin" in out:
-                out["adv_margin"][epoch, idx] = margin(logits.detach(), y).cpu().numpy()
+                out["adv_margin"][epoch, idx] = passes.margin(logits.detach(), y).cpu().numpy()
             if "adv_correct" in out:
                 out["adv_correct"][epoch, idx] = (logits.argmax(1) == y).cpu().numpy()
 
@@ -498,11 +474,11 @@ def _record_outputs(out: dict, epoch: int, idx: np.ndarray, logits: torch.Tensor
     need_probs = "el2n" in out or "margin_probs" in out
     probs = logits.softmax(1) if need_probs else None
     if "el2n" in out:
-        out["el2n"][epoch, idx] = el2n(probs, y).cpu().numpy()
+        out["el2n"][epoch, idx] = passes.el2n(probs, y).cpu().numpy()
     if "margin_logits" in out:
-        out["margin_logits"][epoch, idx] = margin(logits, y).cpu().numpy()
+        out["margin_logits"][epoch, idx] = passes.margin(logits, y).cpu().numpy()
     if "margin_probs" in out:
-        out["margin_probs"][epoch, idx] = margin(probs, y).cpu().numpy()
+        out["margin_probs"][epoch, idx] = passes.margin(probs, y).cpu().numpy()
 
 
 class Plugins:
@@ -556,137 +532,7 @@ class Plugins:
             return
         model.eval()
         n = data.x_train.shape[0]
-        for sl in _eval_batches(n):
+        for sl in passes.eval_batches(n):
             x, y = data.x_train[sl].to(device), data.y_train[sl].to(device)
             for name in names:
                 self.store(out, name, (row, sl) if row is not None else sl, (model, x, y), n)
-
-
-def el2n(probs: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """‖softmax − onehot(y)‖₂ per sample (Paul et al. 2021)."""
-    return (probs - F.one_hot(y, probs.shape[1]).to(probs.dtype)).norm(dim=1)
-
-
-def margin(scores: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """AUM margin: score of the assigned class minus the largest other score (Pleiss et al. 2020)."""
-    assigned = scores.gather(1, y[:, None]).squeeze(1)
-    others = scores.scatter(1, y[:, None], float("-inf"))
-    return assigned - others.max(1).values
-
-
-def _eval_batches(n: int) -> Iterable[slice]:
-    for start in range(0, n, EVAL_BATCH):
-        yield slice(start, min(n, start + EVAL_BATCH))
-
-
-def _eval_pass(model: NormalizedModel, data: Dataset, signals: set[str], out: dict, epoch: int, device: torch.device) -> None:
-    """Eval-mode, un-augmented: exact per-sample input gradients (samples are independent).
-
-    Eval-mode BatchNorm uses its running statistics, so the gradient of the batch's summed
-    loss with respect to xᵢ is ∇ₓ CE(xᵢ, yᵢ) of sample i alone. Only the input needs a
-    gradient: the parameters' requires_grad is switched off for the pass (and restored), so
-    backward computes no weight gradients, and batches are large on a GPU (`INPUT_GRAD_BATCH`).
-    """
-    out["input_grad_norm_eval"][epoch] = input_grad_norms(model, data.x_train, data.y_train, device)
-
-
-def input_grad_norms(model: NormalizedModel, x_all: torch.Tensor, y_all: torch.Tensor, device: torch.device,
-                     batch_size: int | None = None) -> np.ndarray:
-    """‖∇ₓ CE(f(xᵢ), yᵢ)‖₂ for every sample, model in eval mode, parameters without gradients."""
-    batch_size = batch_size or INPUT_GRAD_BATCH.get(device.type, INPUT_GRAD_BATCH["cpu"])
-    model.eval()
-    params = list(model.parameters())
-    flags = [p.requires_grad for p in params]
-    norms = np.empty(x_all.shape[0], dtype=np.float32)
-    try:
-        for p in params:
-            p.requires_grad_(False)
-        for start in range(0, x_all.shape[0], batch_size):
-            x = x_all[start : start + batch_size].to(device).requires_grad_(True)
-            y = y_all[start : start + batch_size].to(device)
-            losses = F.cross_entropy(model(x), y, reduction="none")
-            (grad,) = torch.autograd.grad(losses.sum(), x)
-            norms[start : start + x.shape[0]] = grad.flatten(1).norm(dim=1).cpu().numpy()
-    finally:
-        for p, flag in zip(params, flags, strict=True):
-            p.requires_grad_(flag)
-    return norms
-
-
-def _snapshot(model: NormalizedModel, data: Dataset, signals: set[str], out: dict, snapshot_epochs: list[int],
-              epoch: int, device: torch.device) -> None:
-    """Built-in snapshot rows at the chosen epochs (0 = before any training step), eval mode."""
-    if epoch not in snapshot_epochs or not signals & set(SNAPSHOT):
-        return
-    row = snapshot_epochs.index(epoch)
-    model.eval()
-    head_signals = {"el2n_eval", "grand_last", "loss_eval", "logits_eval"}
-    if signals & head_signals:
-        for name, values in _head_pass(model, data, device).items():
-            if name in signals:
-                out[name][row] = values
-    if "grand_all" in signals:
-        out["grand_all"][row] = _grand_all(model, data, device)
-
-
-def _head_pass(model: NormalizedModel, data: Dataset, device: torch.device) -> dict[str, np.ndarray]:
-    """EL2N, the loss, the logits and the last layer's gradient norm from one forward pass.
-
-    For a linear classifier the per-sample gradient is (p − y) hᵀ (and p − y for the
-    bias), so ‖∇‖² = ‖p − y‖² (‖h‖² + 1): the EL2N times a feature-norm factor.
-    """
-    head = model.classifier()
-    has_bias = getattr(head, "bias", None) is not None
-    parts: dict[str, list[torch.Tensor]] = {"el2n_eval": [], "grand_last": [], "loss_eval": [], "logits_eval": []}
-    with torch.no_grad():
-        for sl in _eval_batches(data.x_train.shape[0]):
-            h = model.features(data.x_train[sl].to(device))
-            y = data.y_train[sl].to(device)
-            logits = head(h)
-            err = el2n(logits.softmax(1), y)
-            parts["el2n_eval"].append(err.cpu())
-            parts["grand_last"].append((err * (h.pow(2).sum(1) + float(has_bias)).sqrt()).cpu())
-            parts["loss_eval"].append(F.cross_entropy(logits, y, reduction="none").cpu())
-            parts["logits_eval"].append(logits.half().cpu())
-    return {k: torch.cat(v).numpy() for k, v in parts.items()}
-
-
-def _final(model: NormalizedModel, data: Dataset, signals: set[str], out: dict, device: torch.device) -> None:
-    """The final model's penultimate features and logits, eval mode, from one forward pass."""
-    model.eval()
-    head = model.classifier()
-    feats, logits = [], []
-    with torch.no_grad():
-        for sl in _eval_batches(data.x_train.shape[0]):
-            h = model.features(data.x_train[sl].to(device))
-            feats.append(h.float().cpu())
-            if "logits_final" in signals:
-                logits.append(head(h).half().cpu())
-    if "features" in signals:
-        out["features"] = torch.cat(feats).numpy()
-    if "logits_final" in signals:
-        out["logits_final"] = torch.cat(logits).numpy()
-
-
-def _grand_all(model: NormalizedModel, data: Dataset, device: torch.device) -> np.ndarray:
-    """Per-sample gradient norms over every parameter, with torch.func (vmap over grad)."""
-    from torch.func import functional_call, grad, vmap
-
-    params = {k: v.detach() for k, v in model.named_parameters()}
-    buffers = {k: v.detach() for k, v in model.named_buffers()}
-    n_params = sum(p.numel() for p in params.values())
-    chunk = int(max(1, min(256, 2.5e8 // max(1, n_params))))
-
-    def loss_one(p, x, y):
-        logits = functional_call(model, (p, buffers), (x[None],))
-        return F.cross_entropy(logits, y[None])
-
-    per_sample = vmap(grad(loss_one), in_dims=(None, 0, 0))
-    norms = []
-    for start in range(0, data.x_train.shape[0], chunk):
-        x = data.x_train[start : start + chunk].to(device)
-        y = data.y_train[start : start + chunk].to(device)
-        grads = per_sample(params, x, y)
-        sq = sum(g.flatten(1).pow(2).sum(1) for g in grads.values())
-        norms.append(sq.sqrt().cpu())
-    return torch.cat(norms).numpy()
