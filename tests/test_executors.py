@@ -128,6 +128,7 @@ def test_slurm_settings_defaults_and_overrides():
 )
 def test_bad_slurm_settings_are_one_line(tmp_path, capsys, monkeypatch, args, message):
     monkeypatch.setitem(sys.modules, "submitit", type(sys)("submitit"))
+    monkeypatch.setattr("corebench.drivers.executors.shutil.which", lambda name: f"/usr/bin/{name}")  # no Slurm needed
     path = tmp_path / "g.yaml"
     path.write_text(yaml.safe_dump(GRID))
     assert main(["run", str(path), "--executor", "slurm", *args]) == 2

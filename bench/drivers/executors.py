@@ -150,11 +150,10 @@ def submit_grid(spec: GridSpec, results_dir: str | Path, *, cache_dir: str | Pat
     from corebench.drivers.work import plan_work
     from corebench.methods.base import declared_signals
 
-    submitit = require_submitit()
     results = str(Path(results_dir).resolve())
     cache = str(Path(cache_dir).resolve()) if cache_dir is not None else None
-    if executor is None:
-        executor = submitit.AutoExecutor(folder=str(Path(log_dir).resolve() / "%j"), cluster="slurm",
+    if executor is None:  # a handed-in executor (tests, another scheduler) needs neither submitit nor sbatch
+        executor = require_submitit().AutoExecutor(folder=str(Path(log_dir).resolve() / "%j"), cluster="slurm",
                                          slurm_max_num_timeout=MAX_REQUEUES)  # fmt: skip
     base = slurm_parameters(spec.slurm, spec.threads)
     out = Submission()
