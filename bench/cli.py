@@ -283,7 +283,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     verdicts = verify(args.results, sample=args.sample, seed=args.seed, named=args.cell, grid=args.grid,
                       tolerance=args.tolerance, progress=not args.no_progress)
     for v in verdicts:
-        how = "exactly" if v.exact else "within tolerance"
+        how = "exactly" if v.exact else f"within tolerance: {v.not_exact_because}"
         print(f"{'match' if v.matched else 'MISMATCH'}  {_shown(v.path, args.results)} ({how}, {v.seconds:.1f} s)")
         for line in v.mismatches:
             print(f"  {line}")
@@ -467,7 +467,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="also check each record's scoring signals against this cache (its indices are always checked)")
     st.set_defaults(fn=cmd_status)
 
-    ve = sub.add_parser("verify", help="re-derive sampled records from their grid and compare (exactly on the CPU)")
+    ve = sub.add_parser("verify", help="re-derive sampled records from their grid and compare (exactly on the same CPU kernels)")
     ve.add_argument("results", metavar="RESULTS_DIR")
     ve.add_argument("--sample", type=_positive_int, default=3, help="how many records to re-derive (default 3)")
     ve.add_argument("--seed", type=int, default=0, help="which records the sample draws (default 0)")
@@ -475,7 +475,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="re-derive this record (a path under RESULTS_DIR; repeatable) instead of a sample")
     ve.add_argument("--grid", default=None, help="the grid file (default: the one each record names)")
     ve.add_argument("--tolerance", type=float, default=None,
-                    help="accuracy points allowed (default: 0 for a CPU record re-derived on a CPU, else 2)")
+                    help="accuracy points allowed (default: 0 for a record re-derived on the CPU kernels it was made with, else 2)")
     ve.add_argument("--no-progress", action="store_true")
     ve.set_defaults(fn=cmd_verify)
 

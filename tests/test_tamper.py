@@ -133,6 +133,23 @@ def test_verify_re_derives_records_exactly_and_catches_a_hand_edit(copy, capsys)
     assert "verified 1 records: 0 matched, 1 mismatched" in out
 
 
+def test_verify_is_exact_only_on_the_cpu_kernels_a_record_was_made_with(copy, capsys):
+    """Another CPU's kernels round differently (a CI machine of another generation re-derived
+    the quickstart's records 6 points apart): such a record is compared within the tolerance,
+    and the verdict says why; a record older than the kernels field is treated the same."""
+    from corebench.drivers.cell import cpu_kernels
+
+    path, rec = _record(copy, "random")
+    assert rec["device"].endswith(f"; {cpu_kernels()})")
+    capsys.readouterr()
+    for device, why in [("cpu (x86_64, 2 cores; kernels AVX2, cpu 0000abcd)", "made with CPU kernels AVX2, cpu 0000abcd, "),
+                        ("cpu (x86_64, 2 cores)", "made with CPU kernels not recorded, ")]:
+        path.write_text(json.dumps({**rec, "device": device}))
+        assert main(["verify", str(copy / "results"), "--cell", str(path), "--no-progress"]) == 0
+        out = capsys.readouterr().out
+        assert "match  " in out and f"(within tolerance: {why}re-derived with {cpu_kernels()}, " in out
+
+
 def test_verify_catches_a_replaced_indices_file_and_a_record_outside_the_grid(copy, capsys):
     path, rec = _record(copy, "random")
     index_file = path.with_name("seed0.indices.npy")

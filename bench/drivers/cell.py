@@ -3,6 +3,7 @@ its record (a failed record, with the traceback beside it, on any error of the c
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import platform
@@ -255,6 +256,28 @@ def versions() -> dict[str, str | None]:
 
 
 def device_name(device: torch.device) -> str:
+    """The card's name; on a CPU its architecture, cores and `cpu_kernels()` (after the ';')."""
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    return f"cpu ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)"
+    return f"cpu ({platform.processor() or platform.machine()}, {os.cpu_count()} cores; {cpu_kernels()})"
+
+
+@lru_cache(maxsize=1)
+def cpu_kernels() -> str:
+    """Which CPU kernels a run used: torch's vector ISA and a digest of the CPU's model and flags.
+
+    ATen, oneDNN and MKL pick their kernels from the CPU's features, and different kernels round
+    differently: a CPU run is bit-identical only on a CPU with the same features. On the
+    quickstart's TRADES random 10 % cell, limiting the same machine's kernels to AVX2 moved clean
+    accuracy from 58 % to between 43 % and 60 % (docs/PROTOCOL.md, 'Reproducing a record')."""
+    first: dict[str, str] = {}  # the first processor's 'model name' and 'flags' (Features on ARM)
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            first.setdefault(key.strip(), value.strip())
+    except OSError:
+        pass
+    model = first.get("model name") or platform.processor() or platform.machine()
+    flags = " ".join(sorted((first.get("flags") or first.get("Features") or "").split()))
+    digest = hashlib.blake2b(f"{model}|{flags}".encode(), digest_size=4).hexdigest()
+    return f"kernels {torch.backends.cpu.get_cpu_capability()}, cpu {digest}"

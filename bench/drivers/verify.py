@@ -5,13 +5,17 @@ re-derived: the cell is run again from its grid (the grid file the record names,
 `--grid`), in a scratch results folder with a scratch cache, so its scoring runs, selection,
 training and evaluation are all redone, and the new record is compared with the stored one.
 
-- **Exactly on the CPU.** Runs on the CPU are bit-identical (tests/test_resume.py and the crash
-  tests check it), so a record made on a CPU and re-derived on a CPU must agree in every number,
-  in its kept indices (byte for byte) and in its inputs' digests.
-- **Within a tolerance elsewhere.** CUDA kernels are not bit-reproducible across runs and
-  cards, so a coreset may differ by a few samples and the accuracies by a little: then only the
-  accuracies are compared, within `TOLERANCE_PP` percentage points (an UNVERIFIED default, not
-  measured across cards; `--tolerance` sets it), and the coreset's size and steps exactly.
+- **Exactly on the same CPU kernels.** Runs on one CPU are bit-identical (tests/test_resume.py and
+  the crash tests check it), so a record re-derived on a CPU with the same kernels
+  (`cell.cpu_kernels`, recorded in its `device`) must agree in every number, in its kept indices
+  (byte for byte) and in its inputs' digests.
+- **Within a tolerance elsewhere.** Another CPU's kernels round differently, and CUDA kernels are
+  not bit-reproducible across runs and cards, so a coreset may differ by a few samples and the
+  accuracies by more than that: then only the accuracies are compared, within `TOLERANCE_PP`
+  percentage points (an UNVERIFIED default, not measured across cards; `--tolerance` sets it),
+  and the coreset's size and steps exactly. On small runs the difference can exceed any useful
+  tolerance (the quickstart's TRADES random 10 % cell: clean accuracy 43-60 % across kernel
+  sets of one machine), so such a mismatch says "re-derive on the same kernels", not "edited".
 
 A record is sampled at random (seeded: the same `--seed` verifies the same records) among the
 finished records, or named. A record that is no cell of its grid, or was made under other
@@ -35,7 +39,7 @@ from corebench.cells.grid import load_grid
 from corebench.compute.optim import resolve_device, torch_threads
 from corebench.core.errors import invalid
 from corebench.core.spec import FULL_DATA
-from corebench.drivers.cell import run_cell
+from corebench.drivers.cell import cpu_kernels, device_name, run_cell
 from corebench.drivers.work import plan_work, stale_reason
 from corebench.store.record import CellKey, Record
 from corebench.store.results import Stored, scan
@@ -51,6 +55,7 @@ class Verdict:
     mismatches: list[str] = field(default_factory=list)
     seconds: float = 0.0
     exact: bool = True
+    not_exact_because: str = ""  # why it was compared within a tolerance ('' when exactly)
 
     @property
     def matched(self) -> bool:
@@ -109,7 +114,8 @@ def _verify_grid(spec: Any, records: list[Stored], results_dir: Path, tolerance:
         work = plan_work(spec, fresh, cells=todo, cache=cache, force=True, device=device, progress=progress)
         for state in work.states:
             stored = wanted[_key(spec.name, state.cell.key())]
-            verdict = Verdict(stored.path, exact=_exact(stored.record, device, tolerance))
+            why = not_exact_because(stored.record, device, tolerance)
+            verdict = Verdict(stored.path, exact=not why, not_exact_because=why)
             out.append(verdict)
             if state.cell_id != stored.record.cell_id:
                 verdict.mismatches.append(f"made under other settings than the grid's ({stale_reason(state)}); "
@@ -151,9 +157,18 @@ def _key(grid: str, key: Mapping[str, Any] | CellKey) -> str:
     return json.dumps([grid, plain], sort_keys=True)
 
 
-def _exact(stored: Record, device: torch.device, tolerance: float | None) -> bool:
-    """Exact comparison: made on a CPU and re-derived on a CPU, unless a tolerance is asked for."""
-    return tolerance is None and device.type == "cpu" and str(stored.device or "").startswith("cpu")
+def not_exact_because(stored: Record, device: torch.device, tolerance: float | None) -> str:
+    """Why a record cannot be compared exactly here ('' when it can: made on a CPU with the
+    kernels of this one, re-derived on the CPU, and no tolerance asked for)."""
+    made_on = str(stored.device or "")
+    if tolerance is not None:
+        return "--tolerance given"
+    if device.type != "cpu" or not made_on.startswith("cpu"):
+        return f"made on {made_on or 'an unrecorded device'}, re-derived on {device_name(device)}"
+    _, _, kernels = made_on.rstrip(")").partition("; ")
+    if kernels != cpu_kernels():
+        return f"made with CPU {kernels or 'kernels not recorded'}, re-derived with {cpu_kernels()}"
+    return ""
 
 
 def compare(stored: Record, new: Record, stored_path: Path, new_path: Path,
