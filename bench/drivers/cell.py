@@ -269,7 +269,7 @@ def cpu_kernels() -> str:
     ATen, oneDNN and MKL pick their kernels from the CPU's features, and different kernels round
     differently: a CPU run is bit-identical only on a CPU with the same features. On the
     quickstart's TRADES random 10 % cell, limiting the same machine's kernels to AVX2 moved clean
-    accuracy from 58 % to between 43 % and 60 % (docs/PROTOCOL.md, 'Reproducing a record')."""
+    accuracy from 58 % to between 43 % and 60 % (README, 'Checking a board')."""
     first: dict[str, str] = {}  # the first processor's 'model name' and 'flags' (Features on ARM)
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
