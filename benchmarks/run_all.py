@@ -9,7 +9,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 BENCHMARKS = ("bench_training", "bench_scoring", "bench_adversarial_scoring", "bench_sharing", "bench_autoattack",
-              "bench_memory", "bench_selection", "bench_leaderboard")
+              "bench_memory", "bench_selection", "bench_leaderboard", "bench_plan")
 
 
 def within_target(result: dict) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import yaml
 
 from corebench.cells.grid import parse_grid
@@ -56,6 +57,7 @@ def test_plan_probes_this_machine_and_estimates_time_and_memory(capsys):
     assert {(p.arch, p.device) for p in plan.probes} == {("r18w4", "cpu (1 thread)"), ("r18w2", "cpu (1 thread)")}
     for p in plan.probes:
         assert 0 < p.forward and 0 < p.attack_step and 0 < p.train_step and p.batch == (64, 40)
+        assert p.autoattack_step is not None and p.autoattack_step > 0  # measured through pyautoattack
         assert p.memory["data"] > 1347 * 64 * 4 and p.memory["runtime"] > 50e6 and p.memory["activations"] > 0
     r18w4 = next(p for p in plan.probes if p.arch == "r18w4")
     assert r18w4.regime_step("pgd_at", spec.attack) > 3 * r18w4.attack_step
@@ -108,3 +110,45 @@ def test_plan_says_what_each_declared_comparison_can_detect(tmp_path):
 
     (line,) = power_lines(parse_grid({**grid, "seeds": [0]}), None)
     assert line.endswith("UNDECIDABLE: 1 seed(s) give no interval; declare at least 2 seeds")
+
+
+def test_plan_reads_the_robust_share_per_eps_from_the_grids_records(tmp_path):
+    """AutoAttack's later attacks run on the points its first leaves standing, and how many
+    depends on ε (the quickstart's standard models: 77 % at 8/255, 4 % at 32/255): the share
+    comes per regime and ε from the grid's records, and from the prior before any exist."""
+    from corebench.drivers.plan import PRIOR_CLEAN_SHARE, observed_shares
+    from corebench.store.results import write_record
+
+    from records import example_record, relpath
+
+    grid = {"name": "example", "datasets": ["digits"], "architectures": ["resnet18"], "fractions": [0.3],
+            "methods": ["random"], "regimes": ["standard"], "seeds": [0, 1], "evaluation": {"eps": ["8/255", "32/255"]}}
+    spec = parse_grid(grid)
+    assert observed_shares(spec, tmp_path)["standard"] == (PRIOR_CLEAN_SHARE["standard"], {})
+    for seed, (clean, aa) in enumerate([(90.0, 40.0), (80.0, 20.0)]):
+        rec = example_record(seed=seed, clean_acc=clean, autoattack_acc=aa, eps=[8 / 255, 32 / 255])
+        write_record(tmp_path / relpath(rec), rec)
+    clean, robust = observed_shares(spec, tmp_path)["standard"]
+    # at 8/255 the record keeps no per-attack split: its AutoAttack accuracy (aa + 10); at 32/255
+    # APGD-CE's (aa + 1.5, the example's PGD)
+    assert clean == pytest.approx(0.85)
+    assert robust == pytest.approx({0: (50 / 90 + 30 / 80) / 2, 1: (41.5 / 90 + 21.5 / 80) / 2})
+
+
+def test_the_evaluation_estimate_counts_each_attack_at_the_cost_the_probe_measured():
+    """A known answer: clean once, then per ε PGD-k on every point, APGD-CE's iterations on the
+    points classified right and APGD-T's on the share of those still robust at that ε, each
+    AutoAttack iteration at the probe's measured cost (not the bare attack step)."""
+    from corebench.drivers.plan import Probe, _evaluation_s
+
+    spec = parse_grid({**GRID, "evaluation": {"n_examples": 10, "pgd_steps": 2, "eps": ["8/255", "32/255"],
+                                              "autoattack": {"version": "custom", "attacks": ["apgd-ce", "apgd-t"],
+                                                             "apgd_iterations": 5, "apgd_restarts": 1}}})
+    probe = Probe("digits", "r18w4", "cpu", train_step=0.0, attack_step=1.0, forward=0.5, batch=(64, 10), params=1,
+                  memory={}, autoattack_step=3.0)
+    shares = {0: 0.5, 1: 0.1}
+    targets = 9  # apgd-t: the 9 other classes of 10, 5 iterations each
+    per_eps = [2 * 1.0 + 0.8 * (5 + shares[e] * 5 * targets) * 3.0 + 1 * 0.5 for e in (0, 1)]
+    want = 10 * 0.5 + 10 * sum(per_eps)
+    got = _evaluation_s(spec, probe, 10, 450, 0.8, shares.__getitem__, 8 / 255)
+    assert abs(got - want) < 1e-9, (got, want)

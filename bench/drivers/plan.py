@@ -12,8 +12,11 @@ The estimates are per-sample costs times the samples a run touches:
 - scoring: scoring epochs × N training steps (plus the eval-mode input-gradient pass and
   full-parameter GraNd when the grid's methods need them);
 - evaluation: clean + PGD-k + AutoAttack's iterations (pyautoattack's defaults), the first
-  attack on every test point and each later one on the points still robust (5 % after standard
-  training, 50 % after PGD-AT or TRADES); the upper bound attacks every point with every attack.
+  attack on the points classified right and each later one on the points still robust at that
+  ε (the grid's records' shares when it has some, else the prior `PRIOR_ROBUST_SHARE`), each
+  AutoAttack iteration at the cost the probe measures for pyautoattack's APGD (its bookkeeping
+  costs 1.2-2.1× a bare attack step on small models); the upper bound attacks every point with
+  every attack.
 The memory is the Python/torch runtime (this process), the dataset, the model's weights,
 gradients and momentum, and the activations of one training batch (measured on the GPU,
 summed from every layer's output on the CPU).
@@ -60,11 +63,16 @@ AA_GRADIENT_STEPS: dict[str, Callable[[int, int, int, int], float]] = {
 }  # fmt: skip
 AA_FORWARDS = {"square": 5000}
 # Before records exist, the share of evaluated points AutoAttack attacks (those classified right)
-# and of those the share still robust after its first attack, by regime (a stated prior: small
-# models on 10 classes; with records of the grid in the results folder their means are used)
-PRIOR_CLEAN_SHARE = {"standard": 0.5, "pgd_at": 0.4, "trades": 0.4}
-PRIOR_ROBUST_SHARE = {"standard": 0.1, "pgd_at": 0.6, "trades": 0.6}
+# and of those the share still robust after its first attack, by regime: a prior, the mean over
+# the committed boards' records and their ε (2026-12-06: quickstart, cifar10_cpu_split,
+# cifar10_adversarial; robust after the first attack 0.04-0.77 standard, 0.35-0.90 TRADES, by
+# board and ε; PGD-AT, with no committed records, takes TRADES'). With records of the grid in the
+# results folder, their means per regime and ε are used.
+PRIOR_CLEAN_SHARE = {"standard": 0.55, "pgd_at": 0.35, "trades": 0.35}
+PRIOR_ROBUST_SHARE = {"standard": 0.35, "pgd_at": 0.7, "trades": 0.7}
 PROBE_SECONDS = 0.3  # time each measured step at least this long (after a warm-up step)
+AA_PROBE_ITERATIONS = (2, 12)  # APGD-CE timed at both (the faster of two runs): the slope is one iteration, without the fixed cost
+AA_PROBE_FEW_POINTS = 4  # and on this many points: an iteration's cost apart from its points (APGD's bookkeeping)
 
 
 @dataclass
@@ -80,6 +88,10 @@ class Probe:
     batch: tuple[int, int]  # (training, evaluation) batch sizes timed
     params: int
     memory: dict[str, int]  # bytes: runtime, data, model (weights, gradients, momentum), activations
+    # one APGD iteration in pyautoattack: seconds per point, and seconds per iteration whatever its
+    # points (None: `attack_step` and 0); the later attacks iterate on the few points left standing
+    autoattack_step: float | None = None
+    autoattack_iteration: float = 0.0
 
     def regime_step(self, regime: str, attack: AttackConfig) -> float:
         if regime == "standard":
@@ -183,27 +195,34 @@ def power_lines(spec: GridSpec, results: Path | None) -> list[str]:
     return out
 
 
-def observed_shares(spec: GridSpec, results: Path | None) -> dict[str, tuple[float, float]]:
-    """Per regime, (share of evaluated points classified right, share of those still robust
-    after AutoAttack's first attack): the means of the grid's finished records, else the prior."""
-    shares = {r: (PRIOR_CLEAN_SHARE[r], PRIOR_ROBUST_SHARE[r]) for r in PRIOR_CLEAN_SHARE}
+Shares = dict[str, tuple[float, dict[int, float]]]  # regime -> (clean share, ε's index -> robust share)
+
+
+def observed_shares(spec: GridSpec, results: Path | None) -> Shares:
+    """Per regime, the share of evaluated points classified right and, at each ε (by its index
+    in the grid's list), the share of those still robust after AutoAttack's first attack: the
+    means of the grid's finished records, else the prior (the same at every ε)."""
+    shares: Shares = {r: (PRIOR_CLEAN_SHARE[r], {}) for r in PRIOR_CLEAN_SHARE}
     if results is None or not (results / slug(spec.name)).is_dir():
         return shares
-    seen: dict[str, list[tuple[float, float]]] = {}
+    clean: dict[str, list[float]] = {}
+    robust: dict[tuple[str, int], list[float]] = {}
     for _, record, _ in scan(results / slug(spec.name))[0]:
         m = record.metrics
         if record.status != "ok" or m is None or m.autoattack_acc is None or not m.clean_acc:
             continue
-        first = (m.robust or [m])[0]
-        aa = first.autoattack_acc or 0.0
-        seen.setdefault(record.cell.regime, []).append((m.clean_acc / 100, aa / m.clean_acc))
-    for regime, pairs in seen.items():
-        shares[regime] = (sum(p[0] for p in pairs) / len(pairs), sum(p[1] for p in pairs) / len(pairs))
+        clean.setdefault(record.cell.regime, []).append(m.clean_acc / 100)
+        for i, at in enumerate(m.robust or [m]):
+            first = next((at.autoattack_per_attack[a] for a in at.autoattack_per_attack if a != "clean"),
+                         at.autoattack_acc)  # fmt: skip
+            robust.setdefault((record.cell.regime, i), []).append((first or 0.0) / m.clean_acc)
+    for regime, values in clean.items():
+        by_eps = {i: sum(v) / len(v) for (r, i), v in robust.items() if r == regime}
+        shares[regime] = (sum(values) / len(values), by_eps)
     return shares
 
 
-def estimate(spec: GridSpec, work: Work, probes: dict, device: torch.device,
-             shares: dict[str, tuple[float, float]]) -> Estimate:
+def estimate(spec: GridSpec, work: Work, probes: dict, device: torch.device, shares: Shares) -> Estimate:
     """Seconds of compute for the work to do, from per-sample probe timings and the same budget
     arithmetic as training (`budget_for`, `TrainingConfig.total_steps`)."""
     est = Estimate(_device_name(device, spec.threads))
@@ -231,15 +250,15 @@ def run_seconds(spec: GridSpec, work: Work, probes: dict) -> dict[tuple, float]:
     return out
 
 
-def _cell_parts(spec: GridSpec, work: Work, probes: dict, shares: dict[str, tuple[float, float]],
-                cell) -> tuple[float, float, float]:
+def _cell_parts(spec: GridSpec, work: Work, probes: dict, shares: Shares, cell) -> tuple[float, float, float]:
     """A cell's training, evaluation and evaluation-bound seconds."""
     p, data = probes[(cell.dataset, cell.arch)], work.datasets[cell.dataset]
     training_s = training_samples(spec.training, cell, data.x_train.shape[0]) * p.regime_step(cell.regime, spec.attack)
     n_test, classes = len(data.y_test), data.info.num_classes
     clean, robust = shares[cell.regime]
-    return (training_s, _evaluation_s(spec, p, classes, n_test, clean, robust, data.info.eps),
-            _evaluation_s(spec, p, classes, n_test, 1.0, 1.0, data.info.eps))
+    prior = PRIOR_ROBUST_SHARE[cell.regime]
+    return (training_s, _evaluation_s(spec, p, classes, n_test, clean, lambda i: robust.get(i, prior), data.info.eps),
+            _evaluation_s(spec, p, classes, n_test, 1.0, lambda i: 1.0, data.info.eps))
 
 
 def cell_seconds(work: Work, device: torch.device, results_dir: Path | None = None) -> dict[str, float]:
@@ -292,21 +311,24 @@ def training_samples(training: TrainingConfig, cell, n: int) -> int:
     return round(steps * kept / per_epoch)
 
 
-def _evaluation_s(spec: GridSpec, p: Probe, classes: int, n_test: int, clean_share: float, robust_share: float,
-                  default_eps: float) -> float:
+def _evaluation_s(spec: GridSpec, p: Probe, classes: int, n_test: int, clean_share: float,
+                  robust_share: Callable[[int], float], default_eps: float) -> float:
     """Clean once; at each ε PGD-k on every point, AutoAttack's first attack on the points
-    classified right, each later one on the `robust_share` of those still standing."""
+    classified right, each later one on the `robust_share(ε's index)` of those still standing."""
     ev = spec.evaluation.resolved(default_eps)
     n = min(ev.n_examples, n_test)
     aa = ev.autoattack
-    steps, forwards = float(ev.pgd_steps), 1.0
-    if aa.enabled:
-        for i, name in enumerate(aa.run_list()):
-            share = clean_share * (1.0 if i == 0 else robust_share)
-            steps += share * AA_GRADIENT_STEPS[name](aa.apgd_restarts, aa.apgd_iterations, aa.target_classes, classes)
-            forwards += share * AA_FORWARDS.get(name, 0)
-    per_eps = n * (steps * p.attack_step + forwards * p.forward)
-    return n * p.forward + len(ev.eps) * per_eps
+    aa_step = p.autoattack_step if p.autoattack_step is not None else p.attack_step
+    total = n * p.forward
+    for e in range(len(ev.eps)):
+        total += n * (ev.pgd_steps * p.attack_step + p.forward)
+        for i, name in enumerate(aa.run_list() if aa.enabled else ()):
+            points = n * clean_share * (1.0 if i == 0 else robust_share(e))
+            iterations = AA_GRADIENT_STEPS[name](aa.apgd_restarts, aa.apgd_iterations, aa.target_classes, classes)
+            batches = math.ceil(points / ev.batch_size) if points >= 1 else points  # none left: no iterations
+            total += iterations * (points * aa_step + batches * p.autoattack_iteration)
+            total += points * AA_FORWARDS.get(name, 0) * p.forward
+    return total
 
 
 def probe_model(spec: GridSpec, data: Dataset, ds: DatasetSpec, arch, device: torch.device) -> Probe:
@@ -346,6 +368,7 @@ def probe_model(spec: GridSpec, data: Dataset, ds: DatasetSpec, arch, device: to
             torch.cuda.reset_peak_memory_stats(device)
         times = [_timed(train_step, device) / batch, _timed(attack_step, device) / eval_batch,
                  _timed(forward, device) / eval_batch]  # fmt: skip
+        aa_step = _autoattack_step(model, xe, data.info.eps, spec.evaluation.batch_size, device)
         params = sum(p.numel() for p in model.parameters())
         state = sum(p.numel() * p.element_size() for p in model.parameters()) * 3  # weights, grads, momentum
         state += sum(b.numel() * b.element_size() for b in model.buffers())
@@ -355,7 +378,46 @@ def probe_model(spec: GridSpec, data: Dataset, ds: DatasetSpec, arch, device: to
             activations = _activation_bytes(model, x)
     data_bytes = sum(t.numel() * t.element_size() for t in (data.x_train, data.y_train, data.x_test, data.y_test))
     memory = {"runtime": _rss_bytes(), "data": data_bytes, "model": state, "activations": activations}
-    return Probe(ds.label, arch.label, _device_name(device, spec.threads), *times, (batch, eval_batch), params, memory)
+    return Probe(ds.label, arch.label, _device_name(device, spec.threads), *times, (batch, eval_batch), params, memory,
+                 *aa_step)
+
+
+def _autoattack_step(model: torch.nn.Module, x: torch.Tensor, eps: float, batch_size: int,
+                     device: torch.device) -> tuple[float | None, float]:
+    """One APGD-CE iteration as pyautoattack runs it (through the adapter): (seconds per point,
+    seconds per iteration whatever its points). Each is a difference between runs of
+    `AA_PROBE_ITERATIONS`, so the fixed checks drop out, on all of `x` and on
+    `AA_PROBE_FEW_POINTS` of it. Every point is attacked: each is labelled with the model's own
+    prediction. (None, 0) when timing noise leaves no positive cost per point."""
+    from corebench.compute.autoattack_adapter import run_autoattack_per_image
+    from corebench.core.spec import AutoAttackConfig
+
+    model.eval()
+    with torch.no_grad():
+        y = model(x).argmax(1)
+
+    def seconds(iterations: int, points: int) -> float:
+        config = AutoAttackConfig(version="custom", attacks=["apgd-ce"], apgd_iterations=iterations, apgd_restarts=1)
+        start = time.perf_counter()
+        run_autoattack_per_image(model, x[:points], y[:points], eps=eps, autoattack=config, batch_size=batch_size,
+                                 device=device)  # fmt: skip
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        return time.perf_counter() - start
+
+    def per_iteration(points: int) -> float:
+        few, many = AA_PROBE_ITERATIONS
+        return (min(seconds(many, points) for _ in range(2)) - min(seconds(few, points) for _ in range(2))) / (many - few)
+
+    n, small = x.shape[0], min(AA_PROBE_FEW_POINTS, x.shape[0] - 1)
+    seconds(AA_PROBE_ITERATIONS[0], n)  # a warm-up
+    if small < 1:
+        return None, 0.0
+    on_all, on_few = per_iteration(n), per_iteration(small)
+    per_point = (on_all - on_few) / (n - small)
+    if per_point <= 0:
+        return None, 0.0
+    return per_point, max(on_few - small * per_point, 0.0)
 
 
 def _timed(fn: Callable[[], None], device: torch.device) -> float:
@@ -428,8 +490,10 @@ def render(plan: Plan) -> str:
     if plan.probes:
         out.append("throughput probe (this machine; ms per sample):")
         for p in plan.probes:
+            aa = (f", AutoAttack iteration {1e3 * p.autoattack_step:.3g} + {1e3 * p.autoattack_iteration:.3g} ms "
+                  "per iteration" if p.autoattack_step is not None else "")
             out.append(f"  {p.dataset} × {p.arch} on {p.device}: training step {1e3 * p.train_step:.3g}, "
-                       f"attack step {1e3 * p.attack_step:.3g}, forward {1e3 * p.forward:.3g} "
+                       f"attack step {1e3 * p.attack_step:.3g}{aa}, forward {1e3 * p.forward:.3g} "
                        f"(batches {p.batch[0]} and {p.batch[1]}, {p.params:,} parameters)")
         out.append("estimated compute for the cells to run, in one process (divide by the workers or array tasks):")
         for e in plan.estimates:
