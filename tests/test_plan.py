@@ -58,6 +58,7 @@ def test_plan_probes_this_machine_and_estimates_time_and_memory(capsys):
     for p in plan.probes:
         assert 0 < p.forward and 0 < p.attack_step and 0 < p.train_step and p.batch == (64, 40)
         assert p.autoattack_step is not None and p.autoattack_step > 0  # measured through pyautoattack
+        assert p.autoattack_iteration >= 0 and p.pass_overhead > 0  # a checkpoint saved per pass
         assert p.memory["data"] > 1347 * 64 * 4 and p.memory["runtime"] > 50e6 and p.memory["activations"] > 0
     r18w4 = next(p for p in plan.probes if p.arch == "r18w4")
     assert r18w4.regime_step("pgd_at", spec.attack) > 3 * r18w4.attack_step

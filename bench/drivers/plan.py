@@ -7,8 +7,9 @@ machine's CPU (with the grid's `threads`) and on its GPU when one is present, an
 timings into compute estimates and the memory one cell needs.
 
 The estimates are per-sample costs times the samples a run touches:
-- training: epochs × kept samples × (one training step; PGD-AT adds `attack.steps` attack
-  steps, TRADES as many plus a second forward-backward);
+- training: epochs × kept samples × (one training step, on a batch gathered and augmented as
+  training does; PGD-AT adds `attack.steps` attack steps, TRADES as many plus a second
+  forward-backward), plus the checkpoint saved after each pass;
 - scoring: scoring epochs × N training steps (plus the eval-mode input-gradient pass and
   full-parameter GraNd when the grid's methods need them);
 - evaluation: clean + PGD-k + AutoAttack's iterations (pyautoattack's defaults), the first
@@ -27,6 +28,7 @@ from __future__ import annotations
 import math
 import os
 import resource
+import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -39,8 +41,9 @@ import torch.nn.functional as F
 from corebench.boards.board import Board, build_boards, comparison_sides
 from corebench.boards.significance import PRIOR_TEXT, compare, power_of, prior_detectable
 from corebench.boards.stats import SEEDS_ONLY
+from corebench.compute.checkpoint import Checkpoint, save_run
 from corebench.compute.data import Dataset
-from corebench.compute.fastpath import autocast, prepare_model, resolve
+from corebench.compute.fastpath import DeviceData, autocast, prepare_model, resolve
 from corebench.compute.models import create_model
 from corebench.compute.optim import make_optimizer, torch_threads
 from corebench.compute.scoring import seeded
@@ -92,6 +95,7 @@ class Probe:
     # points (None: `attack_step` and 0); the later attacks iterate on the few points left standing
     autoattack_step: float | None = None
     autoattack_iteration: float = 0.0
+    pass_overhead: float = 0.0  # seconds per pass over the coreset beyond its steps: the checkpoint saved
 
     def regime_step(self, regime: str, attack: AttackConfig) -> float:
         if regime == "standard":
@@ -253,7 +257,9 @@ def run_seconds(spec: GridSpec, work: Work, probes: dict) -> dict[tuple, float]:
 def _cell_parts(spec: GridSpec, work: Work, probes: dict, shares: Shares, cell) -> tuple[float, float, float]:
     """A cell's training, evaluation and evaluation-bound seconds."""
     p, data = probes[(cell.dataset, cell.arch)], work.datasets[cell.dataset]
-    training_s = training_samples(spec.training, cell, data.x_train.shape[0]) * p.regime_step(cell.regime, spec.attack)
+    n = data.x_train.shape[0]
+    training_s = training_samples(spec.training, cell, n) * p.regime_step(cell.regime, spec.attack)
+    training_s += training_passes(spec.training, cell, n) * p.pass_overhead
     n_test, classes = len(data.y_test), data.info.num_classes
     clean, robust = shares[cell.regime]
     prior = PRIOR_ROBUST_SHARE[cell.regime]
@@ -302,6 +308,13 @@ def greedy_step_s(n: int, width: int) -> float:
     return (time.perf_counter() - start) / steps
 
 
+def training_passes(training: TrainingConfig, cell, n: int) -> int:
+    """Passes over the coreset the cell's training starts (each ends with a checkpoint)."""
+    kept = n if cell.method.name == FULL_DATA else budget_for(cell.fraction, n)
+    per_epoch = math.ceil(kept / training.batch_size)
+    return math.ceil(training.total_steps(per_epoch, math.ceil(n / training.batch_size)) / per_epoch)
+
+
 def training_samples(training: TrainingConfig, cell, n: int) -> int:
     """Samples the cell's training passes through: its SGD steps (`TrainingConfig.total_steps`,
     with the coreset's size from `budget_for`) times the batch, the last batch of an epoch short."""
@@ -341,18 +354,26 @@ def probe_model(spec: GridSpec, data: Dataset, ds: DatasetSpec, arch, device: to
     with torch_threads(spec.threads), seeded(0, device):
         model = create_model(arch, data.info).to(device)
         prepare_model(model, execution)
-        optimizer, _ = make_optimizer(model, lr=training.lr, momentum=training.momentum, nesterov=training.nesterov,
-                                      weight_decay=training.weight_decay, total_steps=10, sgd=execution.sgd)  # fmt: skip
-        x, y = data.x_train[:batch].to(device), data.y_train[:batch].to(device)
+        optimizer, scheduler = make_optimizer(model, lr=training.lr, momentum=training.momentum,
+                                              nesterov=training.nesterov, weight_decay=training.weight_decay,
+                                              total_steps=10**6, schedule=training.schedule, sgd=execution.sgd)  # fmt: skip
+        # a batch as training draws it: gathered, augmented as the grid says, laid out on the device
+        train_data = DeviceData(data.x_train[:batch], data.y_train[:batch], device, info=data.info,
+                                augment=training.augment and bool(data.info.augment),
+                                channels_last=execution.channels_last)  # fmt: skip
+        index, generator = torch.arange(batch, device=device), torch.Generator().manual_seed(0)
+        x, y = train_data.batch(index, generator)
         xe, ye = data.x_test[:eval_batch].to(device), data.y_test[:eval_batch].to(device)
 
         def train_step() -> None:
             model.train()
+            xb, yb = train_data.batch(index, generator)
             with autocast(device, execution.precision):
-                loss = F.cross_entropy(model(x), y)
+                loss = F.cross_entropy(model(xb), yb)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+            scheduler.step()
 
         def attack_step() -> None:
             model.eval()
@@ -369,6 +390,11 @@ def probe_model(spec: GridSpec, data: Dataset, ds: DatasetSpec, arch, device: to
         times = [_timed(train_step, device) / batch, _timed(attack_step, device) / eval_batch,
                  _timed(forward, device) / eval_batch]  # fmt: skip
         aa_step = _autoattack_step(model, xe, data.info.eps, spec.evaluation.batch_size, device)
+        with tempfile.TemporaryDirectory(prefix="corebench-probe-") as folder:
+            checkpoint = Checkpoint(folder, "probe")
+            pass_overhead = _timed(lambda: save_run(checkpoint, epoch=1, model=model, optimizer=optimizer,
+                                                    scheduler=scheduler, generator=generator, device=device,
+                                                    steps=1, final_loss=0.0), device)  # fmt: skip
         params = sum(p.numel() for p in model.parameters())
         state = sum(p.numel() * p.element_size() for p in model.parameters()) * 3  # weights, grads, momentum
         state += sum(b.numel() * b.element_size() for b in model.buffers())
@@ -379,7 +405,7 @@ def probe_model(spec: GridSpec, data: Dataset, ds: DatasetSpec, arch, device: to
     data_bytes = sum(t.numel() * t.element_size() for t in (data.x_train, data.y_train, data.x_test, data.y_test))
     memory = {"runtime": _rss_bytes(), "data": data_bytes, "model": state, "activations": activations}
     return Probe(ds.label, arch.label, _device_name(device, spec.threads), *times, (batch, eval_batch), params, memory,
-                 *aa_step)
+                 *aa_step, pass_overhead)
 
 
 def _autoattack_step(model: torch.nn.Module, x: torch.Tensor, eps: float, batch_size: int,
@@ -388,7 +414,8 @@ def _autoattack_step(model: torch.nn.Module, x: torch.Tensor, eps: float, batch_
     seconds per iteration whatever its points). Each is a difference between runs of
     `AA_PROBE_ITERATIONS`, so the fixed checks drop out, on all of `x` and on
     `AA_PROBE_FEW_POINTS` of it. Every point is attacked: each is labelled with the model's own
-    prediction. (None, 0) when timing noise leaves no positive cost per point."""
+    prediction. When noise hides the points' share, all of an iteration counts per point; (None,
+    0) when it leaves no positive cost at all."""
     from corebench.compute.autoattack_adapter import run_autoattack_per_image
     from corebench.core.spec import AutoAttackConfig
 
@@ -415,6 +442,8 @@ def _autoattack_step(model: torch.nn.Module, x: torch.Tensor, eps: float, batch_
         return None, 0.0
     on_all, on_few = per_iteration(n), per_iteration(small)
     per_point = (on_all - on_few) / (n - small)
+    if per_point <= 0:  # a small model under load: the points' share is lost in the noise
+        per_point = max(on_all, 0.0) / n
     if per_point <= 0:
         return None, 0.0
     return per_point, max(on_few - small * per_point, 0.0)
@@ -493,7 +522,8 @@ def render(plan: Plan) -> str:
             aa = (f", AutoAttack iteration {1e3 * p.autoattack_step:.3g} + {1e3 * p.autoattack_iteration:.3g} ms "
                   "per iteration" if p.autoattack_step is not None else "")
             out.append(f"  {p.dataset} × {p.arch} on {p.device}: training step {1e3 * p.train_step:.3g}, "
-                       f"attack step {1e3 * p.attack_step:.3g}{aa}, forward {1e3 * p.forward:.3g} "
+                       f"attack step {1e3 * p.attack_step:.3g}{aa}, forward {1e3 * p.forward:.3g}, checkpoint "
+                       f"{1e3 * p.pass_overhead:.3g} ms per pass "
                        f"(batches {p.batch[0]} and {p.batch[1]}, {p.params:,} parameters)")
         out.append("estimated compute for the cells to run, in one process (divide by the workers or array tasks):")
         for e in plan.estimates:
