@@ -40,8 +40,14 @@ def rank(scores: np.ndarray, end: str, rng: np.random.Generator | None = None) -
     """
     keyed = scores if end == "lowest" else -scores
     n = scores.shape[0]
-    tiebreak = np.arange(n) if rng is None else rng.permutation(n)
-    return np.lexsort((tiebreak, keyed))
+    if rng is None:
+        return np.argsort(keyed, kind="stable")
+    tiebreak = rng.permutation(n)
+    # = np.lexsort((tiebreak, keyed)), 2-3x faster: visit the samples in ascending tiebreak and
+    # sort stably by score, so ties keep that order
+    by_tiebreak = np.empty(n, dtype=np.intp)
+    by_tiebreak[tiebreak] = np.arange(n)
+    return by_tiebreak[np.argsort(keyed[by_tiebreak], kind="stable")]
 
 
 def keep_extreme(scores: np.ndarray, budget: int, end: str, labels: np.ndarray | None = None,
@@ -105,7 +111,8 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     probabilities, so tiny probabilities keep their precision and DeepCore's max-logit score
     stays available.
     """
-    z = np.asarray(logits, dtype=np.float64)
-    z = z - z.max(axis=-1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=-1, keepdims=True)
+    z = np.array(logits, dtype=np.float64)  # a copy, worked on in place (the same numbers, fewer arrays)
+    z -= z.max(axis=-1, keepdims=True)
+    np.exp(z, out=z)
+    z /= z.sum(axis=-1, keepdims=True)
+    return z
