@@ -15,9 +15,9 @@ The estimates are per-sample costs times the samples a run touches:
 - evaluation: clean + PGD-k + AutoAttack's iterations (pyautoattack's defaults), the first
   attack on the points classified right and each later one on the points still robust at that
   ε (the grid's records' shares when it has some, else the prior `PRIOR_ROBUST_SHARE`), each
-  AutoAttack iteration at the cost the probe measures for pyautoattack's APGD (its bookkeeping
-  costs 1.2-2.1× a bare attack step on small models); the upper bound attacks every point with
-  every attack.
+  AutoAttack iteration at the cost the probe measures for pyautoattack's APGD, per point and per
+  iteration (its bookkeeping, whatever the points: benchmarks/README.md); the upper bound attacks
+  every point with every attack.
 The memory is the Python/torch runtime (this process), the dataset, the model's weights,
 gradients and momentum, and the activations of one training batch (measured on the GPU,
 summed from every layer's output on the CPU).
@@ -308,19 +308,23 @@ def greedy_step_s(n: int, width: int) -> float:
     return (time.perf_counter() - start) / steps
 
 
-def training_passes(training: TrainingConfig, cell, n: int) -> int:
-    """Passes over the coreset the cell's training starts (each ends with a checkpoint)."""
+def _training_steps(training: TrainingConfig, cell, n: int) -> tuple[int, int, int]:
+    """The cell's coreset size (`budget_for`), steps per pass and SGD steps (`TrainingConfig.total_steps`)."""
     kept = n if cell.method.name == FULL_DATA else budget_for(cell.fraction, n)
     per_epoch = math.ceil(kept / training.batch_size)
-    return math.ceil(training.total_steps(per_epoch, math.ceil(n / training.batch_size)) / per_epoch)
+    return kept, per_epoch, training.total_steps(per_epoch, math.ceil(n / training.batch_size))
+
+
+def training_passes(training: TrainingConfig, cell, n: int) -> int:
+    """Passes over the coreset the cell's training starts (each ends with a checkpoint)."""
+    _, per_epoch, steps = _training_steps(training, cell, n)
+    return math.ceil(steps / per_epoch)
 
 
 def training_samples(training: TrainingConfig, cell, n: int) -> int:
-    """Samples the cell's training passes through: its SGD steps (`TrainingConfig.total_steps`,
-    with the coreset's size from `budget_for`) times the batch, the last batch of an epoch short."""
-    kept = n if cell.method.name == FULL_DATA else budget_for(cell.fraction, n)
-    per_epoch = math.ceil(kept / training.batch_size)
-    steps = training.total_steps(per_epoch, math.ceil(n / training.batch_size))
+    """Samples the cell's training passes through: its SGD steps times the batch, the last batch
+    of an epoch short."""
+    kept, per_epoch, steps = _training_steps(training, cell, n)
     return round(steps * kept / per_epoch)
 
 
