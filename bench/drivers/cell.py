@@ -262,6 +262,11 @@ def device_name(device: torch.device) -> str:
     return f"cpu ({platform.processor() or platform.machine()}, {os.cpu_count()} cores; {cpu_kernels()})"
 
 
+def recorded_kernels(device: str) -> str:
+    """The `cpu_kernels()` part of a CPU record's `device` ('' for a record older than it)."""
+    return device.rstrip(")").partition("; ")[2]
+
+
 @lru_cache(maxsize=1)
 def cpu_kernels() -> str:
     """Which CPU kernels a run used: torch's vector ISA and a digest of the CPU's model and flags.

@@ -39,7 +39,7 @@ from corebench.cells.grid import load_grid
 from corebench.compute.optim import resolve_device, torch_threads
 from corebench.core.errors import invalid
 from corebench.core.spec import FULL_DATA
-from corebench.drivers.cell import cpu_kernels, device_name, run_cell
+from corebench.drivers.cell import cpu_kernels, device_name, recorded_kernels, run_cell
 from corebench.drivers.work import plan_work, stale_reason
 from corebench.store.record import CellKey, Record
 from corebench.store.results import Stored, scan
@@ -165,7 +165,7 @@ def not_exact_because(stored: Record, device: torch.device, tolerance: float | N
         return "--tolerance given"
     if device.type != "cpu" or not made_on.startswith("cpu"):
         return f"made on {made_on or 'an unrecorded device'}, re-derived on {device_name(device)}"
-    _, _, kernels = made_on.rstrip(")").partition("; ")
+    kernels = recorded_kernels(made_on)
     if kernels != cpu_kernels():
         return f"made with CPU {kernels or 'kernels not recorded'}, re-derived with {cpu_kernels()}"
     return ""
