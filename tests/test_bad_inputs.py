@@ -324,7 +324,8 @@ _scalars = st.one_of(st.none(), st.booleans(), st.integers(-10**12, 10**12), st.
 _values = st.recursive(_scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4),
                        max_leaves=12)  # fmt: skip
 _KEYS = ["name", "datasets", "architectures", "fractions", "methods", "regimes", "seeds", "scoring",
-         "training", "attack", "evaluation", "device", "threads", "full_data_reference", "scoring_architectures"]
+         "training", "attack", "evaluation", "device", "threads", "full_data_reference", "scoring_architectures",
+         "regime_seeds", "regime_fractions"]
 _SECTION_KEYS = ["epochs", "lr", "momentum", "weight_decay", "batch_size", "eps", "step_size", "trades_beta",
                  "steps", "snapshot_epochs", "n_examples", "pgd_steps", "autoattack", "augment", "schedule"]
 

@@ -296,6 +296,27 @@ def test_build_checks_keys_and_types():
         build(AttackConfig, {"steps": 2.5}, "attack")
 
 
+def test_regime_seeds_and_reference_seeds_choose_which_seeds_train(tiny_grid):
+    """A regime over its own seeds; the full-data reference at a list of seeds only."""
+    grid = parse_grid({**tiny_grid, "regimes": ["standard", "trades"], "seeds": [0, 1],
+                       "regime_seeds": {"standard": [0, 1, 2, 3]}, "full_data_reference": [1, 0]})
+    seeds = {(c.regime, c.method.name): {x.seed for x in grid.cells() if (x.regime, x.method.name) == (c.regime, c.method.name)}
+             for c in grid.cells()}  # fmt: skip
+    assert seeds[("standard", "random")] == {0, 1, 2, 3} and seeds[("trades", "random")] == {0, 1}
+    assert seeds[("standard", "full")] == {0, 1} and seeds[("trades", "full")] == {0, 1}
+    assert grid.full_data_reference == (0, 1) and grid.seeds_of("standard") == (0, 1, 2, 3)
+    base = {**tiny_grid, "regimes": ["standard", "trades"], "seeds": [0, 1]}
+    assert grid_error({**base, "regime_seeds": {"pgd_at": [0]}}) == (
+        "regime_seeds: 'pgd_at' is not allowed; allowed: a regime of the grid (standard, trades)")
+    assert grid_error({**base, "regime_seeds": {"trades": [0, 0]}}).startswith("regime_seeds.trades: ")
+    assert grid_error({**base, "regime_seeds": {"trades": [-1]}}).startswith(
+        "regime_seeds.trades: -1 is not allowed; allowed: integers in [0, 2^31)")
+    assert grid_error({**base, "full_data_reference": [5]}) == (
+        "full_data_reference: 5 is not allowed; allowed: seeds of the grid (0, 1)")
+    assert grid_error({**base, "full_data_reference": "yes"}).startswith(
+        "full_data_reference: 'yes' is not allowed; allowed: true, false or a list of the grid's seeds")
+
+
 def test_regime_fractions_train_a_regime_at_some_fractions_only(tiny_grid):
     grid = parse_grid({**tiny_grid, "fractions": [0.1, 0.3, 0.5], "regimes": ["standard", "trades"],
                        "regime_fractions": {"trades": [0.5, 0.1]}})

@@ -145,23 +145,20 @@ def parse_grid(data: Mapping[str, Any], source: str = "") -> GridSpec:
             raise invalid("regimes", r, REGIMES)
     _unique(regimes, "regimes")
 
-    seeds = tuple(_entries(data.get("seeds", [0]), "seeds"))
-    for s in seeds:
-        if isinstance(s, bool) or not isinstance(s, int):
-            raise invalid("seeds", s, "an integer")
-        if not 0 <= s < 2**31:
-            raise invalid("seeds", s, "integers in [0, 2^31) (numpy generators reject negative seeds)")
-    _unique(seeds, "seeds")
+    seeds = _seeds(data.get("seeds", [0]), "seeds")
 
     regime_fractions = _regime_fractions(data.get("regime_fractions", {}), regimes, fractions)
+    regime_seeds = _regime_seeds(data.get("regime_seeds", {}), regimes)
+    reference = _reference(data.get("full_data_reference", True), {*seeds, *(s for v in regime_seeds.values() for s in v)})
 
     _method_options_fit(methods, datasets, fractions)
     sections = {key: build(cls, data.get(key), key) for key, cls in SECTIONS}
-    rest = {k: data[k] for k in ("full_data_reference", "device", "threads", "correction") if k in data}
+    rest = {k: data[k] for k in ("device", "threads", "correction") if k in data}
     primary = tuple(build(Comparison, e, f"primary[{i}]") for i, e in enumerate(_entries(data["primary"], "primary"))) if "primary" in data else ()
     top = build(GridSpec, {"name": name, "datasets": datasets, "architectures": architectures, "fractions": fractions,
                            "methods": methods, "regimes": regimes, "seeds": seeds, "scoring_architectures": scorers,
-                           "regime_fractions": regime_fractions, "primary": primary,
+                           "regime_fractions": regime_fractions, "regime_seeds": regime_seeds,
+                           "full_data_reference": reference, "primary": primary,
                            "source": source, **sections, **rest}, "")  # fmt: skip
     _unique_paths(top)
     _primary_fits(top)
@@ -203,6 +200,45 @@ def _regime_fractions(raw: Any, regimes: Sequence[str], fractions: Sequence[floa
         _unique(chosen, where)
         out[regime] = tuple(f for f in fractions if f in chosen)  # the grid's order
     return out
+
+
+def _seeds(raw: Any, where: str) -> tuple[int, ...]:
+    """A list of distinct seeds, each an integer numpy and torch accept."""
+    seeds = tuple(_entries(raw, where))
+    for s in seeds:
+        if isinstance(s, bool) or not isinstance(s, int):
+            raise invalid(where, s, "an integer")
+        if not 0 <= s < 2**31:
+            raise invalid(where, s, "integers in [0, 2^31) (numpy generators reject negative seeds)")
+    _unique(seeds, where)
+    return seeds
+
+
+def _regime_seeds(raw: Any, regimes: Sequence[str]) -> dict[str, tuple[int, ...]]:
+    """`regime_seeds: {standard: [0, ..., 13]}`: a regime trained over its own seeds instead of
+    the grid's `seeds` (a declared comparison whose spread is wider in one regime needs more)."""
+    if not isinstance(raw, Mapping):
+        raise invalid("regime_seeds", raw, "a mapping regime -> list of seeds, e.g. {standard: [0, 1, 2, 3]}")
+    out = {}
+    for regime, entries in raw.items():
+        if regime not in regimes:
+            raise invalid("regime_seeds", regime, f"a regime of the grid ({', '.join(regimes)})")
+        out[regime] = _seeds(entries, f"regime_seeds.{regime}")
+    return out
+
+
+def _reference(raw: Any, seeds: set[int]) -> bool | tuple[int, ...]:
+    """`full_data_reference`: true (at every seed), false (none) or a list of the grid's seeds
+    (the reference row is exploratory: fewer seeds leave the CPU to the declared comparisons)."""
+    if isinstance(raw, bool):
+        return raw
+    if isinstance(raw, (int, float, str, Mapping)) or not isinstance(raw, Sequence):
+        raise invalid("full_data_reference", raw, "true, false or a list of the grid's seeds")
+    chosen = _seeds(raw, "full_data_reference")
+    for s in chosen:
+        if s not in seeds:
+            raise invalid("full_data_reference", s, f"seeds of the grid ({', '.join(map(str, sorted(seeds)))})")
+    return tuple(sorted(chosen))
 
 
 def check_against_data(spec: GridSpec, datasets: Mapping[DatasetSpec, Dataset]) -> None:

@@ -479,7 +479,8 @@ class GridSpec:
     seeds: tuple[Seed, ...]
     scoring_architectures: tuple[ArchSpec | None, ...] = (None,)  # None: same as target
     regime_fractions: dict[Regime, tuple[Number, ...]] = field(default_factory=dict)  # regime -> its fractions
-    full_data_reference: StrictBool = True
+    regime_seeds: dict[Regime, tuple[Seed, ...]] = field(default_factory=dict)  # regime -> its seeds
+    full_data_reference: StrictBool | tuple[Seed, ...] = True  # a tuple: at those seeds only
     scoring: ScoringConfig = field(default_factory=ScoringConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
     attack: AttackConfig = field(default_factory=AttackConfig)
@@ -491,14 +492,23 @@ class GridSpec:
     correction: Correction = "holm"  # across each board's exploratory family
     source: StrictStr = ""  # the grid file it came from
 
+    def seeds_of(self, regime: str) -> tuple[int, ...]:
+        """The seeds a regime's cells are trained with (`regime_seeds`, else `seeds`)."""
+        return self.regime_seeds.get(regime, self.seeds)
+
+    def has_reference(self, seed: int) -> bool:
+        """Whether the full-data reference is trained at this seed."""
+        ref = self.full_data_reference
+        return ref if isinstance(ref, bool) else seed in ref
+
     def cells(self) -> list[Cell]:
         """Every cell of the grid, in a fixed order; full-data references first."""
         out: list[Cell] = []
         for ds in self.datasets:
             for arch in self.architectures:
                 for regime in self.regimes:
-                    for seed in self.seeds:
-                        if self.full_data_reference:
+                    for seed in self.seeds_of(regime):
+                        if self.has_reference(seed):
                             out.append(Cell(ds, arch, arch, regime, MethodSpec(FULL_DATA), 1.0, seed))
                         for scorer in self.scoring_architectures:
                             for method in self.methods:

@@ -177,11 +177,12 @@ def power_lines(spec: GridSpec, results: Path | None) -> list[str]:
         records, _ = scan(results)
         for board in build_boards([s for s in records if s.record.grid.name == spec.name], [], results, facts)[0]:
             boards.setdefault((board.dataset, board.arch, board.regime), board)
-    seeds, images = len(spec.seeds), spec.evaluation.n_examples
+    images = spec.evaluation.n_examples
     out = []
     for ds in spec.datasets:
         for arch in spec.architectures:
             for c in spec.primary:
+                seeds = len(spec.seeds_of(c.regime))
                 board = boards.get((ds.label, arch.label, c.regime))
                 sides = comparison_sides(board, c.method, c.against, c.fraction, c.eps) if board else None
                 observed = sides is not None and compare(*sides).n >= 2

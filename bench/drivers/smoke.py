@@ -53,7 +53,8 @@ def smoke_grid(spec: GridSpec) -> GridSpec:
                     for m in spec.methods)
     return dataclasses.replace(
         spec, methods=methods, datasets=tuple(dataclasses.replace(d, stand_in=True) for d in spec.datasets),
-        fractions=fractions, regime_fractions=regime_fractions, seeds=spec.seeds[:1], scoring=scoring,
+        fractions=fractions, regime_fractions=regime_fractions, seeds=spec.seeds[:1], regime_seeds={},
+        full_data_reference=bool(spec.full_data_reference), scoring=scoring,
         training=training, attack=attack, evaluation=evaluation,
     )
 
