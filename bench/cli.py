@@ -171,8 +171,8 @@ def cmd_publish_scoring(args: argparse.Namespace) -> int:
 
     spec = load_grid(args.grid)
     out = publish_scoring(spec, args.results, args.cache, limit_mb=args.max_mb)
-    print(f"grid {spec.name}: {out.runs} scoring runs published in {out.folder} ({out.bytes / 2**20:.2f} MB); "
-          f"commit the folder with the records")
+    print(f"grid {spec.name}: {out.runs} scoring runs published in {out.folder} ({out.bytes / 2**20:.2f} MB; "
+          f"{out.kept} of them already there, kept as they were); commit the folder with the records")
     return 0
 
 

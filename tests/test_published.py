@@ -4,12 +4,14 @@ committed board", followed step by step on digits, and what a published folder g
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
 
 from corebench.cli import main
 from corebench.selection.published import INDEX, Published
+from corebench.store.cache_entry import read_arrays, read_meta, write_entry
 
 from helpers import write_fast_grid
 
@@ -103,7 +105,41 @@ def test_publish_names_a_run_missing_from_the_cache(tmp_path, capsys):
     grid = write_fast_grid(tmp_path)
     code = _cli("publish-scoring", str(grid), "--results", str(tmp_path / "r"), "--cache", str(tmp_path / "empty"))
     err = capsys.readouterr().err
-    assert code == 2 and "is not in the cache" in err and "--scoring-only" in err
+    assert code == 2 and "is neither published nor in the cache" in err and "--scoring-only" in err
+
+
+def test_publish_keeps_the_runs_already_published_when_their_cache_is_gone(committed, tmp_path, capsys):
+    """A committed grid extended by a seed on another machine: the first seed's run is only
+    published (the maintainer's cache is gone); publishing keeps it byte for byte beside the new one."""
+    _, _, results = committed
+    copy = tmp_path / "results"
+    shutil.copytree(results, copy)
+    folder = copy / "fast" / "scoring"
+    first = {p.name: p.read_bytes() for p in folder.glob("*.npz")}
+    grid = write_fast_grid(tmp_path, seeds=[0, 1])
+    cache = tmp_path / "second-machine"
+    assert _cli("run", str(grid), "--results", str(copy), "--cache", str(cache), "--no-progress") == 0
+    capsys.readouterr()
+    assert _cli("publish-scoring", str(grid), "--results", str(copy), "--cache", str(cache)) == 0
+    assert "2 scoring runs published" in capsys.readouterr().out
+    assert len(Published(folder).runs) == 2 and len(first) == 1
+    assert all((folder / name).read_bytes() == blob for name, blob in first.items())
+
+
+def test_publish_refuses_a_run_that_is_not_the_one_its_records_read(tmp_path, capsys):
+    """A scoring run remade on other CPU kernels differs from the one a record was selected
+    from: publishing it would score a new method from other runs than the board's rows."""
+    grid = write_fast_grid(tmp_path, methods=["easycore"], full_data_reference=False)
+    results, cache = tmp_path / "r", tmp_path / "c"
+    assert _cli("run", str(grid), "--results", str(results), "--cache", str(cache), "--no-progress") == 0
+    (npz,) = (cache / "scoring").glob("*.npz")
+    remade = {k: v + 1e-3 if v.dtype.kind == "f" else v for k, v in read_arrays(npz).items()}
+    write_entry(npz, remade, {k: v for k, v in read_meta(npz).items() if k != "checksum"}, root=cache)
+    capsys.readouterr()
+    code = _cli("publish-scoring", str(grid), "--results", str(results), "--cache", str(cache))
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert code == 2 and "differs from the one record" in err and "seed0.json" in err
+    assert not (results / "fast" / "scoring").exists()
 
 
 def test_force_remakes_the_scoring_runs(tmp_path):

@@ -111,22 +111,26 @@ class Published:
         return until(arrays, epochs), run
 
 
-def write_published(folder: Path, root: Path, runs: list[tuple[dict[str, np.ndarray], dict[str, Any]]],
+def write_published(folder: Path, root: Path,
+                    runs: list[tuple[dict[str, np.ndarray], dict[str, Any], bytes | None]],
                     limit_mb: float = LIMIT_MB) -> int:
-    """Write `runs` ((arrays, row without file/checksum/bytes) each) and their index into
-    `folder` (inside `root`), remove published files no run names any more; the bytes written.
-    Over `limit_mb` compressed, nothing is written (a one-line ConfigError)."""
+    """Write `runs` ((arrays, row without file/checksum/bytes, the file's bytes when it is already
+    published and kept as it is) each) and their index into `folder` (inside `root`), remove
+    published files no run names any more; the bytes written. Over `limit_mb` compressed,
+    nothing is written (a one-line ConfigError)."""
     blobs = []
-    for arrays, _ in runs:
-        buf = io.BytesIO()
-        np.savez_compressed(buf, **arrays)
-        blobs.append(buf.getvalue())
+    for arrays, _, blob in runs:
+        if blob is None:  # a new file (a kept one keeps its bytes: npz entries carry a timestamp)
+            buf = io.BytesIO()
+            np.savez_compressed(buf, **arrays)
+            blob = buf.getvalue()
+        blobs.append(blob)
     total = sum(len(b) for b in blobs)
     if total > limit_mb * 2**20:
         raise ConfigError(f"publish-scoring: the runs take {total / 2**20:.1f} MB compressed, over the limit of "
                           f"{limit_mb:g} MB per board (limit_mb); nothing was written")
     rows = []
-    for (arrays, row), blob in zip(runs, blobs, strict=True):
+    for (arrays, row, _), blob in zip(runs, blobs, strict=True):
         name = f"{row['key']}.npz"
         write_atomic(confined(root, folder / name), lambda f, b=blob: f.write(b), root=root)
         rows.append({**to_jsonable(row), "file": name, "checksum": checksum(blob), "bytes": len(blob),
