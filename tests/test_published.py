@@ -142,6 +142,17 @@ def test_publish_refuses_a_run_that_is_not_the_one_its_records_read(tmp_path, ca
     assert not (results / "fast" / "scoring").exists()
 
 
+def test_publish_into_a_results_folder_named_relatively(tmp_path, monkeypatch):
+    """`--results results`, as CONTRIBUTING writes it: the runs land in results/<grid>/scoring/,
+    not in results/results/<grid>/scoring/ (the folder path was joined onto the root twice)."""
+    monkeypatch.chdir(tmp_path)
+    grid = write_fast_grid(tmp_path, methods=["easycore"], full_data_reference=False)
+    assert _cli("run", str(grid), "--results", "results", "--cache", "cache", "--no-progress") == 0
+    assert _cli("publish-scoring", str(grid), "--results", "results", "--cache", "cache") == 0
+    assert len(Published(tmp_path / "results" / "fast" / "scoring").runs) == 1
+    assert not (tmp_path / "results" / "results").exists()
+
+
 def test_force_remakes_the_scoring_runs(tmp_path):
     grid = write_fast_grid(tmp_path, methods=["easycore"], full_data_reference=False)
     args = ["run", str(grid), "--results", str(tmp_path / "r"), "--cache", str(tmp_path / "c"), "--no-progress"]

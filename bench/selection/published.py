@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from corebench.core.errors import ConfigError, DataError
-from corebench.core.files import confined, write_atomic
+from corebench.core.files import confined, inside, write_atomic
 from corebench.core.spec import slug, to_jsonable
 from corebench.signals import companions, get_signal, list_signals, until
 from corebench.store.cache_entry import checksum
@@ -132,13 +132,13 @@ def write_published(folder: Path, root: Path,
     rows = []
     for (arrays, row, _), blob in zip(runs, blobs, strict=True):
         name = f"{row['key']}.npz"
-        write_atomic(confined(root, folder / name), lambda f, b=blob: f.write(b), root=root)
+        write_atomic(inside(root, folder / name), lambda f, b=blob: f.write(b), root=root)
         rows.append({**to_jsonable(row), "file": name, "checksum": checksum(blob), "bytes": len(blob),
                      "signals": sorted(k for k in arrays if k in list_signals())})
     text = "".join(json.dumps(r, sort_keys=True) + "\n" for r in sorted(rows, key=lambda r: r["key"]))
-    write_atomic(confined(root, folder / INDEX), lambda f: f.write(text.encode()), root=root)
+    write_atomic(inside(root, folder / INDEX), lambda f: f.write(text.encode()), root=root)
     kept = {r["file"] for r in rows}
     for old in folder.glob("*.npz"):
         if old.name not in kept:
-            confined(root, old).unlink()
+            inside(root, old).unlink()
     return total
