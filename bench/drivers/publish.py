@@ -87,7 +87,7 @@ def publish_scoring(spec: GridSpec, results_dir: str | Path, cache_dir: str | Pa
                               f"cop{'ies differ' if len(copies) > 1 else 'y differs'} from the one record "
                               f"{next(p for p, run in readers if not any(_serves(c[1], run) for c in copies))} was "
                               f"selected from (a run remade on other CPU kernels differs); publish from the machine "
-                              f"that ran those cells, or run them again (--force); nothing was written")
+                              f"that ran those cells, or run them again with their scoring runs remade; nothing was written")
         kept += chosen[0] == "published"
         runs.append((chosen[1], chosen[2], chosen[3]))
     total = write_published(folder, results, runs, limit_mb)
