@@ -30,7 +30,7 @@ from corebench.drivers.scoring_runs import run_label
 from corebench.drivers.work import plan_work
 from corebench.selection.published import LIMIT_MB, Published, folder_for, write_published
 from corebench.signals import companions, until
-from corebench.store.inputs import served_digests
+from corebench.store.inputs import unserved
 from corebench.store.record import BoundRun
 from corebench.store.results import scan
 
@@ -81,11 +81,11 @@ def publish_scoring(spec: GridSpec, results_dir: str | Path, cache_dir: str | Pa
                               f"{cache} with {', '.join(sorted(wanted))} for {epochs} epochs; make it first with a "
                               f"scoring-only run of the grid into that cache")
         readers = bound.get(name, [])
-        chosen = next((c for c in copies if all(_serves(c[1], run) for _, run in readers)), None)
+        chosen = next((c for c in copies if not any(unserved(c[1], run) for _, run in readers)), None)
         if chosen is None:
             raise ConfigError(f"publish-scoring: scoring run {run_label(key)}: its {' and '.join(c[0] for c in copies)} "
                               f"cop{'ies differ' if len(copies) > 1 else 'y differs'} from the one record "
-                              f"{next(p for p, run in readers if not any(_serves(c[1], run) for c in copies))} was "
+                              f"{next(p for p, run in readers if all(unserved(c[1], run) for c in copies))} was "
                               f"selected from (a run remade on other CPU kernels differs); publish from the machine "
                               f"that ran those cells, or run them again with their scoring runs remade; nothing was written")
         kept += chosen[0] == "published"
@@ -105,10 +105,3 @@ def recorded_runs(spec: GridSpec, results: Path) -> dict[str, list[tuple[Path, B
                 out.setdefault(run.key, []).append((stored.path, run))
     return out
 
-
-def _serves(arrays: dict, run: BoundRun) -> bool:
-    """True when `arrays` serve the record exactly what it was selected from."""
-    if not set(run.signals) <= set(arrays):
-        return False
-    served = served_digests(until({k: arrays[k] for k in run.signals}, int(run.epochs)))
-    return all(served[k] == d for k, d in run.signals.items())

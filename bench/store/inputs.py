@@ -76,6 +76,13 @@ def changed_inputs(record: Record, path: Path, cache_dir: Path | None = None) ->
     return problems
 
 
+def unserved(arrays: Mapping[str, np.ndarray], run: BoundRun) -> list[str]:
+    """The signals `run` bound that `arrays`, cut to the epochs it was served, do not serve
+    bit for bit (sorted; empty when a copy of the run serves exactly what the record read)."""
+    served = served_digests(until({k: arrays[k] for k in run.signals if k in arrays}, int(run.epochs)))
+    return sorted(k for k, d in run.signals.items() if served.get(k) != d)
+
+
 def _run_changed(run: BoundRun, npz: Path) -> str:
     """Why the cached scoring run no longer serves what the record was selected from ('' if it does)."""
 
@@ -87,8 +94,7 @@ def _run_changed(run: BoundRun, npz: Path) -> str:
         return f"scoring run {run.key}: its cache entry cannot be read"
     if set(arrays) != set(run.signals):
         return ""  # remade without these signals: nothing to compare
-    served = served_digests(until(arrays, int(run.epochs)))
-    changed = sorted(k for k, d in run.signals.items() if served.get(k) != d)
+    changed = unserved(arrays, run)
     if changed:
         return (f"scoring run {run.key}: signal {changed[0]} in the cache differs from the one the coreset "
                 "was selected from")
