@@ -6,14 +6,17 @@ Errors a user can cause print as one line and exit 2; a run whose cells partly f
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 import os
 import sys
+import typing
 from pathlib import Path
 from typing import Any
 
 from corebench.core.errors import BenchError, invalid
+from corebench.core.spec import CpuKernels
 from corebench.drivers.guard import deadline_from
 
 log = logging.getLogger("corebench")
@@ -53,6 +56,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     from corebench.drivers.runner import run_grid
 
     if args.executor == "slurm":
+        if args.cpu_kernels != "native":
+            raise invalid("--cpu-kernels", args.cpu_kernels, "native with --executor slurm (the portable "
+                          "kernels run on the local executor)")
         return _submit(args)
     cores = os.cpu_count() or 1
     if args.workers is not None and args.workers > cores:  # each worker is a torch process with its own threads
@@ -64,7 +70,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     shard = _shard(args.shard)
     summary = run_grid(spec, args.results, cache_dir=args.cache, shard=shard, force=args.force,
                        scoring_only=args.scoring_only, workers=args.workers, progress=not args.no_progress,
-                       deadline=deadline, estimator=_estimator(args.results))
+                       deadline=deadline, estimator=_estimator(args.results), cpu_kernels=args.cpu_kernels)
     busy = f", {summary.busy} running elsewhere" if summary.busy else ""
     print(f"grid {spec.name}: {summary.total} cells, {summary.skipped} already done, "
           f"{summary.finished} finished, {summary.failed} failed{busy}; records in {args.results}")
@@ -85,12 +91,15 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _estimator(results: str):
-    """Each cell's expected seconds for the deadline guard: `plan.cell_seconds`'s probe."""
-    def estimate(work, device):
-        from corebench.drivers.plan import cell_seconds
+    """Each cell's expected seconds for the deadline guard: `plan.cell_seconds`'s probe (a
+    partial, not a closure: a portable run pickles it into its process)."""
+    return functools.partial(_estimate, results)
 
-        return cell_seconds(work, device, Path(results))
-    return estimate
+
+def _estimate(results: str, work: Any, device: Any) -> dict[str, float]:
+    from corebench.drivers.plan import cell_seconds
+
+    return cell_seconds(work, device, Path(results))
 
 
 def _print_deferred(summary: Any) -> None:
@@ -424,6 +433,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="re-run finished cells and remake their scoring runs (published runs are not read)")
     r.add_argument("--scoring-only", action="store_true", help="only make the scoring signals (a cluster's first stage)")
     r.add_argument("--no-progress", action="store_true", help="no progress bars")
+    r.add_argument("--cpu-kernels", choices=typing.get_args(CpuKernels), default="native",
+                   help="portable: compute on CPU kernels that give the same numbers on every x86-64 CPU "
+                        "(about 2.4x slower), so `corebench verify` re-derives the records exactly anywhere; "
+                        "each record's device says which kernels made it (default: native)")
     r.add_argument("--workers", type=_positive_int, default=None,
                    help="train and attack cells in N local processes (scoring runs first); default: one "
                         "per GPU on a machine with several, else 1")

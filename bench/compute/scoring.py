@@ -54,6 +54,7 @@ from corebench.compute.attacks import pgd_attack, trades_adversary, trades_loss
 from corebench.compute.checkpoint import Checkpoint, resume_run, save_run
 from corebench.compute.data import Dataset, host_to_device
 from corebench.compute.fastpath import DeviceData, Execution, autocast, prepare_model, resolve
+from corebench.compute.kernels import kernels_in_effect, portable_active
 from corebench.compute.models import NormalizedModel, create_model
 from corebench.compute.optim import batch_order, make_optimizer, steps_per_epoch
 from corebench.core.faults import fault_point
@@ -124,7 +125,10 @@ def scoring_key(dataset: DatasetSpec, data: Dataset, arch: ArchSpec, cfg: Scorin
     scoring settings, the seed, the torch threads (CPU results depend on them) and how the
     steps run on `device` (`execution`: `auto` is bf16 on a GPU, fp32 on CPU). Not where the
     data's files live (`path`, `root`, `download`): the same file spelled another way, or on
-    another machine, is the same run, so a published run serves every clone."""
+    another machine, is the same run, so a published run serves every clone. A run made on the
+    portable CPU kernels (`corebench.compute.kernels`) computes other numbers: its key says so
+    (left out on the native kernels, so their keys stay as they were)."""
+    portable = {"kernels": "portable"} if (device is None or device.type == "cpu") and portable_active() else {}
     return stable_hash(
         {
             "dataset": without_location(dataset),
@@ -136,6 +140,7 @@ def scoring_key(dataset: DatasetSpec, data: Dataset, arch: ArchSpec, cfg: Scorin
             "threads": threads,
             "execution": execution(cfg, device or torch.device("cpu")).record(),
             "version": 3,
+            **portable,
         }
     )
 
@@ -200,8 +205,9 @@ def get_signals(
     failed: dict[str, str] = {}
     # the run's own checkpoint, beside the entry it will make (named by the signals it records and its length)
     checkpoint = Checkpoint(cache_dir, f"{key}-{stable_hash([sorted(wanted), run_for], 8)}") if cache_dir else None
-    made = run_scoring(data, arch, cfg, seed, wanted, device=device, progress=progress, failed=failed,
-                       checkpoint=checkpoint, train_epochs=run_for)
+    with kernels_in_effect():
+        made = run_scoring(data, arch, cfg, seed, wanted, device=device, progress=progress, failed=failed,
+                           checkpoint=checkpoint, train_epochs=run_for)
     seconds = time.perf_counter() - start
     if path is not None:
         write_entry(path, made, {"key": key, "dataset": dataset, "data": data.fingerprint("train"), "arch": arch,

@@ -52,6 +52,7 @@ from corebench.core.errors import ConfigError
 # --------------------------------------------------------------------------- vocabulary
 
 Regime = Literal["standard", "pgd_at", "trades"]
+CpuKernels = Literal["native", "portable"]  # how a CPU run computes (corebench.compute.kernels)
 REGIMES: tuple[str, ...] = get_args(Regime)
 FULL_DATA = "full"  # method name of the full-data reference cells
 SAME_AS_TARGET = "same"  # scoring architecture placeholder: score with the target architecture

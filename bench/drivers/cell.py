@@ -22,6 +22,7 @@ from corebench.compute.checkpoint import Checkpoint
 from corebench.compute.data import Dataset
 from corebench.compute.datasets import load_dataset
 from corebench.compute.evaluate import EvalResult, evaluate
+from corebench.compute.kernels import PORTABLE_TAG, kernels_in_effect, portable_active
 from corebench.compute.models import create_model, default_scoring_arch
 from corebench.compute.optim import resolve_device, torch_threads
 from corebench.compute.scoring import (
@@ -110,75 +111,76 @@ def run_cell(
                  "n_train": int(data.x_train.shape[0]), "n_test": int(data.x_test.shape[0]),
                  "num_classes": data.info.num_classes, "notes": list(data.info.notes)},
     }
-    try:
-        if options_error is not None:
-            raise options_error
-        indices, scoring_runs, selection_s, measured = select_indices(cell, data, method, scorer, stability=True)
-        bound = [r.pop(INPUTS) for r in scoring_runs]  # what the selection read, by digest
-        scoring_s = sum(r["seconds"] for r in scoring_runs)
-        index_file = path.with_name(path.stem + ".indices.npy")
-        write_indices(index_file, indices, root=results_dir)
-        record["inputs"] = {"indices": file_digest(index_file), "scoring_runs": bound}
-        if measured is not None:
-            block, single = measured
-            single_file = index_file
-            if single is not indices:
-                single_file = path.with_name(path.stem + ".single_run.indices.npy")
-                write_indices(single_file, single, root=results_dir)
-            record["stability"] = {**block, "single_run_indices_file": single_file.name}
-        hist = np.bincount(data.y_train.numpy()[indices], minlength=data.info.num_classes)
-        record["coreset"] = {
-            "n_train": int(data.x_train.shape[0]),
-            "size": int(indices.size),
-            "indices_file": index_file.name,
-            "class_histogram": hist.tolist(),
-        }
-        t0 = time.perf_counter()
-        with seeded(cell.seed, device):
-            model = create_model(cell.arch, data.info).to(device)
-        trained = train_model(
-            model, data, indices, regime=cell.regime, training=config.training,
-            attack=config.attack, seed=cell.seed, device=device, progress=progress, checkpoint=checkpoint,
-        )
-        record["execution"] = trained["execution"]
-        t1 = time.perf_counter()
-        result = evaluate(model, data, config.evaluation, device, progress=progress)
-        t2 = time.perf_counter()
-        robust = [
-            {"eps": r.eps, "pgd_acc": r.pgd_acc, "autoattack_acc": r.autoattack_acc,
-             "autoattack_per_attack": dict(r.autoattack_per_attack)}
-            for r in result.robust
-        ]  # fmt: skip
-        record["metrics"] = {
-            "clean_acc": result.clean_acc,
-            "pgd_acc": result.pgd_acc,
-            "autoattack_acc": result.autoattack_acc,
-            "n_eval": result.n_eval,
-            "autoattack_per_attack": dict(result.autoattack_per_attack),
-            "robust": robust,
-            "predicted_histogram": list(result.predicted_histogram) or None,
-        }
-        record["per_image_outcomes"] = per_image_outcomes(result)
-        record["training"] = {"budget": trained["budget"], "epochs": trained["epochs"], "steps": trained["steps"],
-                              "seconds": round(trained["seconds"], 3)}
-        record["cost"] = {"scoring_runs": scoring_runs, "train_steps": trained["steps"], "train_s": round(t1 - t0, 3)}
-        record["timings"] = {
-            "scoring_s": round(scoring_s, 3),
-            "selection_s": round(selection_s, 4),
-            "train_s": round(t1 - t0, 3),
-            "eval_s": round(t2 - t1, 3),
-        }
-        record["status"] = "ok"
-    except (KeyboardInterrupt, SystemExit, GridStopped):  # GridStopped: not this cell's failure
-        raise
-    except Exception as exc:  # the cell fails, the grid goes on
-        record["error"] = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}".strip()
-        if not isinstance(exc, BenchError):
-            log.exception("cell %s failed", path)
-        else:
-            log.error("cell %s failed: %s", path, exc)
-            log.debug("cell %s: traceback", path, exc_info=True)  # -v: a plug-in's traceback too
-        write_atomic(failure_log(path), lambda f: f.write(traceback.format_exc().encode()), root=results_dir)
+    with kernels_in_effect():  # oneDNN off on the portable CPU kernels
+        try:
+            if options_error is not None:
+                raise options_error
+            indices, scoring_runs, selection_s, measured = select_indices(cell, data, method, scorer, stability=True)
+            bound = [r.pop(INPUTS) for r in scoring_runs]  # what the selection read, by digest
+            scoring_s = sum(r["seconds"] for r in scoring_runs)
+            index_file = path.with_name(path.stem + ".indices.npy")
+            write_indices(index_file, indices, root=results_dir)
+            record["inputs"] = {"indices": file_digest(index_file), "scoring_runs": bound}
+            if measured is not None:
+                block, single = measured
+                single_file = index_file
+                if single is not indices:
+                    single_file = path.with_name(path.stem + ".single_run.indices.npy")
+                    write_indices(single_file, single, root=results_dir)
+                record["stability"] = {**block, "single_run_indices_file": single_file.name}
+            hist = np.bincount(data.y_train.numpy()[indices], minlength=data.info.num_classes)
+            record["coreset"] = {
+                "n_train": int(data.x_train.shape[0]),
+                "size": int(indices.size),
+                "indices_file": index_file.name,
+                "class_histogram": hist.tolist(),
+            }
+            t0 = time.perf_counter()
+            with seeded(cell.seed, device):
+                model = create_model(cell.arch, data.info).to(device)
+            trained = train_model(
+                model, data, indices, regime=cell.regime, training=config.training,
+                attack=config.attack, seed=cell.seed, device=device, progress=progress, checkpoint=checkpoint,
+            )
+            record["execution"] = trained["execution"]
+            t1 = time.perf_counter()
+            result = evaluate(model, data, config.evaluation, device, progress=progress)
+            t2 = time.perf_counter()
+            robust = [
+                {"eps": r.eps, "pgd_acc": r.pgd_acc, "autoattack_acc": r.autoattack_acc,
+                 "autoattack_per_attack": dict(r.autoattack_per_attack)}
+                for r in result.robust
+            ]  # fmt: skip
+            record["metrics"] = {
+                "clean_acc": result.clean_acc,
+                "pgd_acc": result.pgd_acc,
+                "autoattack_acc": result.autoattack_acc,
+                "n_eval": result.n_eval,
+                "autoattack_per_attack": dict(result.autoattack_per_attack),
+                "robust": robust,
+                "predicted_histogram": list(result.predicted_histogram) or None,
+            }
+            record["per_image_outcomes"] = per_image_outcomes(result)
+            record["training"] = {"budget": trained["budget"], "epochs": trained["epochs"], "steps": trained["steps"],
+                                  "seconds": round(trained["seconds"], 3)}
+            record["cost"] = {"scoring_runs": scoring_runs, "train_steps": trained["steps"], "train_s": round(t1 - t0, 3)}
+            record["timings"] = {
+                "scoring_s": round(scoring_s, 3),
+                "selection_s": round(selection_s, 4),
+                "train_s": round(t1 - t0, 3),
+                "eval_s": round(t2 - t1, 3),
+            }
+            record["status"] = "ok"
+        except (KeyboardInterrupt, SystemExit, GridStopped):  # GridStopped: not this cell's failure
+            raise
+        except Exception as exc:  # the cell fails, the grid goes on
+            record["error"] = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}".strip()
+            if not isinstance(exc, BenchError):
+                log.exception("cell %s failed", path)
+            else:
+                log.error("cell %s failed: %s", path, exc)
+                log.debug("cell %s: traceback", path, exc_info=True)  # -v: a plug-in's traceback too
+            write_atomic(failure_log(path), lambda f: f.write(traceback.format_exc().encode()), root=results_dir)
     record["timings"]["total_s"] = round(time.perf_counter() - start, 3)
     built = Record.model_validate(record)  # the model the store reads back; written as its JSON form
     write_record(path, built, root=results_dir)
@@ -269,12 +271,14 @@ def recorded_kernels(device: str) -> str:
 
 @lru_cache(maxsize=1)
 def cpu_kernels() -> str:
-    """Which CPU kernels a run used: torch's vector ISA and a digest of the CPU's model and flags.
+    """Which CPU kernels a run used: `PORTABLE_TAG` on the portable kernels (the same numbers on
+    every x86-64 CPU), else torch's vector ISA and a digest of the CPU's model and flags.
 
-    ATen, oneDNN and MKL pick their kernels from the CPU's features, and different kernels round
-    differently: a CPU run is bit-identical only on a CPU with the same features. On the
-    quickstart's TRADES random 10 % cell, limiting the same machine's kernels to AVX2 moved clean
-    accuracy from 58 % to between 43 % and 60 % (README, 'Checking a board')."""
+    ATen, oneDNN and MKL pick their native kernels from the CPU's features, and different
+    kernels round differently: a native CPU run is bit-identical only on a CPU with the same
+    features (`corebench.compute.kernels`; README, 'Checking a board')."""
+    if portable_active():
+        return PORTABLE_TAG
     first: dict[str, str] = {}  # the first processor's 'model name' and 'flags' (Features on ARM)
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():

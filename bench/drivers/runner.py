@@ -24,12 +24,14 @@ import torch
 
 from corebench.compute.data import Dataset
 from corebench.compute.datasets import load_dataset
+from corebench.compute.kernels import in_portable_process, needs_portable_process
 from corebench.compute.optim import resolve_device, torch_threads
 from corebench.core.errors import GridStopped
 from corebench.core.files import confined, writable_folder
 from corebench.core.spec import (
     FULL_DATA,
     Cell,
+    CpuKernels,
     GridSpec,
     slug,
 )
@@ -75,6 +77,7 @@ def run_grid(
     cells: list[Cell] | None = None,
     deadline: float | None = None,
     estimator: Callable[[Work, torch.device], dict[str, float]] | None = None,
+    cpu_kernels: CpuKernels = "native",
 ) -> RunSummary:
     """Run every cell of `spec` (those of shard k of n) without a valid record, writing one each.
 
@@ -92,12 +95,20 @@ def run_grid(
     (`corebench.drivers.guard`); cells run seed by seed, so what finishes is whole seeds first, and the
     cells not started are `summary.deferred`. `estimator(work, device)` gives each cell's
     expected seconds by cell id (the CLI passes `plan.cell_seconds`).
+
+    `cpu_kernels` "portable" on a CPU runs the whole grid in a fresh process on the portable
+    kernels (`corebench.compute.kernels`: the same numbers on any x86-64 CPU, about 2.4× slower);
+    each record's `device` says which kernels made it.
     """
     results_dir = writable_folder(results_dir, "results_dir")
     cache = writable_folder(Path(cache_dir) if cache_dir is not None else default_cache_dir(), "cache_dir")
     for sub in ("scoring", CHECKPOINTS):  # a link out of the cache fails now, not after compute
         confined(cache, sub)
     device = resolve_device(spec.device)
+    if needs_portable_process(cpu_kernels, device):
+        return in_portable_process(run_grid, spec, results_dir, cache_dir=cache, shard=shard, force=force,
+                                   scoring_only=scoring_only, workers=workers, progress=progress, cells=cells,
+                                   deadline=deadline, estimator=estimator, cpu_kernels=cpu_kernels)
     workers = default_workers(device) if workers is None else workers
     k, n = shard
     cells = [c for i, c in enumerate(spec.cells() if cells is None else cells) if i % n == k]

@@ -8,7 +8,8 @@ training and evaluation are all redone, and the new record is compared with the 
 - **Exactly on the same CPU kernels.** Runs on one CPU are bit-identical (tests/test_resume.py and
   the crash tests check it), so a record re-derived on a CPU with the same kernels
   (`cell.cpu_kernels`, recorded in its `device`) must agree in every number, in its kept indices
-  (byte for byte) and in its inputs' digests.
+  (byte for byte) and in its inputs' digests. A record made on the portable kernels
+  (`corebench.compute.kernels`) is re-derived on them, in a fresh process, on any x86-64 CPU.
 - **Within a tolerance elsewhere.** Another CPU's kernels round differently, and CUDA kernels are
   not bit-reproducible across runs and cards, so a coreset may differ by a few samples and the
   accuracies by more than that: then only the accuracies are compared, within `TOLERANCE_PP`
@@ -36,6 +37,7 @@ from typing import Any
 import torch
 
 from corebench.cells.grid import load_grid
+from corebench.compute.kernels import PORTABLE_TAG, in_portable_process, needs_portable_process
 from corebench.compute.optim import resolve_device, torch_threads
 from corebench.core.errors import invalid
 from corebench.core.spec import FULL_DATA
@@ -92,7 +94,17 @@ def verify(results_dir: str | Path, *, sample: int = 3, seed: int = 0, named: Se
         if not source:
             verdicts += [Verdict(s.path, ["names no grid file; give --grid"]) for s in records]
             continue
-        verdicts += _verify_grid(load_grid(source), records, results_dir, tolerance, progress)
+        spec = load_grid(source)
+        portable: list[Stored] = []
+        native: list[Stored] = []
+        for stored in records:  # a record made on the portable kernels is re-derived on them
+            (portable if recorded_kernels(str(stored.record.device or "")) == PORTABLE_TAG else native).append(stored)
+        if native:
+            verdicts += _verify_grid(spec, native, results_dir, tolerance, progress)
+        if portable and needs_portable_process("portable", resolve_device(spec.device)):
+            verdicts += in_portable_process(_verify_grid, spec, portable, results_dir, tolerance, progress)
+        elif portable:
+            verdicts += _verify_grid(spec, portable, results_dir, tolerance, progress)
     return sorted(verdicts, key=lambda v: str(v.path))
 
 
