@@ -18,7 +18,12 @@ from pathlib import Path
 import pytest
 
 from corebench.cli import main
-from corebench.compute.kernels import PORTABLE_ENV, in_portable_process, portable_active
+from corebench.compute.kernels import (
+    PORTABLE_ENV,
+    PORTABLE_TAG,
+    in_portable_process,
+    portable_active,
+)
 
 from helpers import write_fast_grid
 
@@ -86,7 +91,7 @@ def test_a_portable_grid_says_so_in_its_records_and_verifies_exactly(tmp_path, c
     common = ["--cache", str(tmp_path / "cache"), "--no-progress"]
     assert main(["run", str(grid), "--results", str(tmp_path / "portable"), "--cpu-kernels", "portable", *common]) == 0
     records = sorted((tmp_path / "portable").rglob("seed*.json"))
-    assert records and all(json.loads(p.read_text())["device"].endswith("; kernels portable)") for p in records)
+    assert records and all(json.loads(p.read_text())["device"].endswith(f"; {PORTABLE_TAG})") for p in records)
     assert main(["run", str(grid), "--results", str(tmp_path / "native"), *common]) == 0
     native = sorted((tmp_path / "native").rglob("seed*.json"))
     assert "kernels portable" not in json.loads(native[0].read_text())["device"]

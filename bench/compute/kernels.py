@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import platform
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
@@ -27,7 +28,10 @@ from typing import Any, TypeVar
 import torch
 
 PORTABLE_ENV = {"ATEN_CPU_CAPABILITY": "default", "MKL_CBWR": "COMPATIBLE"}
-PORTABLE_TAG = "kernels portable"  # what a record's `device` says after the ';' (`cell.cpu_kernels`)
+# what a record's `device` says after the ';' (`cell.cpu_kernels`): the same numbers on every CPU
+# of this architecture (measured on x86-64 only)
+PORTABLE_PREFIX = "kernels portable"
+PORTABLE_TAG = f"{PORTABLE_PREFIX} {platform.machine()}"
 
 T = TypeVar("T")
 
@@ -50,6 +54,11 @@ def kernels_in_effect() -> Iterator[None]:
         yield
     finally:
         torch.backends.mkldnn.enabled = before
+
+
+def made_portable(kernels: str) -> bool:
+    """Whether a record's kernels (`cell.recorded_kernels`) are the portable ones, of any architecture."""
+    return kernels.startswith(PORTABLE_PREFIX)
 
 
 def needs_portable_process(kernels: str, device: torch.device) -> bool:

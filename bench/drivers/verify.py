@@ -37,7 +37,7 @@ from typing import Any
 import torch
 
 from corebench.cells.grid import load_grid
-from corebench.compute.kernels import PORTABLE_TAG, in_portable_process, needs_portable_process
+from corebench.compute.kernels import in_portable_process, made_portable, needs_portable_process
 from corebench.compute.optim import resolve_device, torch_threads
 from corebench.core.errors import invalid
 from corebench.core.spec import FULL_DATA
@@ -98,7 +98,7 @@ def verify(results_dir: str | Path, *, sample: int = 3, seed: int = 0, named: Se
         portable: list[Stored] = []
         native: list[Stored] = []
         for stored in records:  # a record made on the portable kernels is re-derived on them
-            (portable if recorded_kernels(str(stored.record.device or "")) == PORTABLE_TAG else native).append(stored)
+            (portable if made_portable(recorded_kernels(str(stored.record.device or ""))) else native).append(stored)
         if native:
             verdicts += _verify_grid(spec, native, results_dir, tolerance, progress)
         if portable and needs_portable_process("portable", resolve_device(spec.device)):
