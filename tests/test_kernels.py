@@ -83,13 +83,14 @@ def test_in_portable_process_runs_a_function_on_the_portable_kernels():
 
 
 def test_a_portable_grid_says_so_in_its_records_and_verifies_exactly(tmp_path, capsys):
-    """`run --cpu-kernels portable` from a native process: every record names the portable
+    """`run --cpu-kernels portable --workers 2` from a native process: every record names the portable
     kernels (no CPU digest: any x86-64 CPU re-derives it), and `verify` re-derives it on them
     exactly; its scoring run is cached under its own key, apart from the native one."""
     grid = write_fast_grid(tmp_path, full_data_reference=False,
                            evaluation={"n_examples": 16, "pgd_steps": 1, "autoattack": {"enabled": False}})
     common = ["--cache", str(tmp_path / "cache"), "--no-progress"]
-    assert main(["run", str(grid), "--results", str(tmp_path / "portable"), "--cpu-kernels", "portable", *common]) == 0
+    assert main(["run", str(grid), "--results", str(tmp_path / "portable"), "--cpu-kernels", "portable",
+                 "--workers", "2", *common]) == 0  # its own workers start from the portable process
     records = sorted((tmp_path / "portable").rglob("seed*.json"))
     assert records and all(json.loads(p.read_text())["device"].endswith(f"; {PORTABLE_TAG})") for p in records)
     assert main(["run", str(grid), "--results", str(tmp_path / "native"), *common]) == 0

@@ -83,19 +83,15 @@ def portable_environment() -> Iterator[None]:
 
 def in_portable_process(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     """`fn(*args, **kwargs)` in a fresh (spawned) process on the portable kernels: its result, or
-    its exception raised here. The child logs at this process's level."""
+    its exception raised here. The process is not a daemon, so `fn` may start workers of its own
+    (`run_grid --workers N`), which inherit the kernels; it logs at this process's level."""
+    from concurrent.futures import ProcessPoolExecutor
+
     ctx = multiprocessing.get_context("spawn")
-    with portable_environment():
-        pool = ctx.Pool(1, initializer=_child_init, initargs=(logging.getLogger().level,))
-    try:
-        out = pool.apply(fn, args, kwargs)
-        pool.close()
-        return out
-    except BaseException:
-        pool.terminate()
-        raise
-    finally:
-        pool.join()
+    with ProcessPoolExecutor(1, mp_context=ctx, initializer=_child_init,
+                             initargs=(logging.getLogger().level,)) as pool, portable_environment():
+        future = pool.submit(fn, *args, **kwargs)  # the process starts here, with the variables set
+    return future.result()
 
 
 def _child_init(level: int) -> None:
