@@ -435,7 +435,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--no-progress", action="store_true", help="no progress bars")
     r.add_argument("--cpu-kernels", choices=typing.get_args(CpuKernels), default="native",
                    help="portable: compute on CPU kernels that give the same numbers on every x86-64 CPU "
-                        "(about 2.4x slower), so `corebench verify` re-derives the records exactly anywhere; "
+                        "(about 2x slower), so `corebench verify` re-derives the records exactly anywhere; "
                         "each record's device says which kernels made it (default: native)")
     r.add_argument("--workers", type=_positive_int, default=None,
                    help="train and attack cells in N local processes (scoring runs first); default: one "

@@ -9,7 +9,7 @@ that made it had 58 %). The portable kernels are ATen's scalar code
 (`MKL_CBWR=COMPATIBLE`) and no oneDNN (`torch.backends.mkldnn` off: its blocking follows the
 CPU's ISA and caches). Measured (docs/PROTOCOL.md, "Portable CPU kernels"): the same numbers on
 an Intel Xeon (AVX-512) and an AMD EPYC, and with AVX-512, AVX2 or FMA hidden from the
-libraries; about 2.4× the native time on the quickstart's cells.
+libraries; 1.9× the native time on the quickstart (its TRADES cells 2.4×).
 
 The two environment variables are read once, when torch first dispatches, so a process cannot
 switch: `in_portable_process` runs a function in a fresh process started with them.

@@ -97,7 +97,7 @@ def run_grid(
     expected seconds by cell id (the CLI passes `plan.cell_seconds`).
 
     `cpu_kernels` "portable" on a CPU runs the whole grid in a fresh process on the portable
-    kernels (`corebench.compute.kernels`: the same numbers on any x86-64 CPU, about 2.4× slower);
+    kernels (`corebench.compute.kernels`: the same numbers on any x86-64 CPU, about 2× slower);
     each record's `device` says which kernels made it.
     """
     results_dir = writable_folder(results_dir, "results_dir")
