@@ -115,3 +115,15 @@ def test_a_bad_cpu_kernels_choice_is_one_line_and_exit_2(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--cpu-kernels: 'portable' is not allowed; allowed: native with --executor slurm" in err
     assert not (tmp_path / "r").exists()
+
+
+def test_the_committed_quickstart_records_are_made_on_the_portable_kernels():
+    """CI's `make verify` re-derives 3 sampled quickstart records exactly on whatever CPU it runs:
+    a record made on some CPU's native kernels would fail it on another kind (CONTRIBUTING, 4)."""
+    from corebench.compute.kernels import made_portable
+    from corebench.drivers.cell import recorded_kernels
+
+    records = sorted((TESTS.parent / "results" / "quickstart").rglob("seed*.json"))
+    assert len(records) == 58
+    native = [str(p) for p in records if not made_portable(recorded_kernels(json.loads(p.read_text())["device"]))]
+    assert native == []
