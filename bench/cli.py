@@ -170,7 +170,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     from corebench.drivers.plan import make_plan, render
 
     spec = load_grid(args.grid)
-    print(render(make_plan(spec, args.results, args.cache, probe=not args.no_probe)))
+    print(render(make_plan(spec, args.results, args.cache, probe=not args.no_probe, cpu_kernels=args.cpu_kernels)))
     return 0
 
 
@@ -453,6 +453,9 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("--results", default="results", help="count the cells already done here (default: results)")
     pl.add_argument("--cache", default=None, help="signal cache folder (default: $COREBENCH_CACHE or ~/.cache/corebench)")
     pl.add_argument("--no-probe", action="store_true", help="only count: no timing, no estimates")
+    pl.add_argument("--cpu-kernels", choices=typing.get_args(CpuKernels), default="native",
+                    help="plan a run on these CPU kernels (as `run --cpu-kernels`): their cached scoring runs "
+                         "and their CPU speed")
     pl.set_defaults(fn=cmd_plan)
 
     pb = sub.add_parser("publish-scoring", help="export the grid's scoring runs from the cache beside its records "

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from corebench.cells.grid import load_grid
 from corebench.cli import main
 from corebench.compute.kernels import (
     PORTABLE_ENV,
@@ -24,6 +25,7 @@ from corebench.compute.kernels import (
     in_portable_process,
     portable_active,
 )
+from corebench.drivers.plan import make_plan
 
 from helpers import write_fast_grid
 
@@ -85,7 +87,8 @@ def test_in_portable_process_runs_a_function_on_the_portable_kernels():
 def test_a_portable_grid_says_so_in_its_records_and_verifies_exactly(tmp_path, capsys):
     """`run --cpu-kernels portable --workers 2` from a native process: every record names the portable
     kernels (no CPU digest: any x86-64 CPU re-derives it), and `verify` re-derives it on them
-    exactly; its scoring run is cached under its own key, apart from the native one."""
+    exactly; its scoring run is cached under its own key, apart from the native one, and `plan`
+    finds it only when asked about the portable kernels."""
     grid = write_fast_grid(tmp_path, full_data_reference=False,
                            evaluation={"n_examples": 16, "pgd_steps": 1, "autoattack": {"enabled": False}})
     common = ["--cache", str(tmp_path / "cache"), "--no-progress"]
@@ -93,6 +96,9 @@ def test_a_portable_grid_says_so_in_its_records_and_verifies_exactly(tmp_path, c
                  "--workers", "2", *common]) == 0  # its own workers start from the portable process
     records = sorted((tmp_path / "portable").rglob("seed*.json"))
     assert records and all(json.loads(p.read_text())["device"].endswith(f"; {PORTABLE_TAG})") for p in records)
+    spec, cache = load_grid(grid), tmp_path / "cache"  # plan looks the run up under the kernels it is asked for
+    assert [r[2] for r in make_plan(spec, None, cache, probe=False, cpu_kernels="portable").scoring_runs] == ["cached"]
+    assert [r[2] for r in make_plan(spec, None, cache, probe=False).scoring_runs] == ["to make"]
     assert main(["run", str(grid), "--results", str(tmp_path / "native"), *common]) == 0
     native = sorted((tmp_path / "native").rglob("seed*.json"))
     assert "kernels portable" not in json.loads(native[0].read_text())["device"]

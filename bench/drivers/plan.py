@@ -44,11 +44,20 @@ from corebench.boards.stats import SEEDS_ONLY
 from corebench.compute.checkpoint import Checkpoint, save_run
 from corebench.compute.data import Dataset
 from corebench.compute.fastpath import DeviceData, autocast, prepare_model, resolve
+from corebench.compute.kernels import in_portable_process, kernels_in_effect, needs_portable_process
 from corebench.compute.models import create_model
 from corebench.compute.optim import make_optimizer, torch_threads
 from corebench.compute.scoring import seeded
 from corebench.core.protocol import eps_text
-from corebench.core.spec import FULL_DATA, AttackConfig, DatasetSpec, GridSpec, TrainingConfig, slug
+from corebench.core.spec import (
+    FULL_DATA,
+    AttackConfig,
+    CpuKernels,
+    DatasetSpec,
+    GridSpec,
+    TrainingConfig,
+    slug,
+)
 from corebench.drivers.cell import default_cache_dir
 from corebench.drivers.scoring_runs import run_label
 from corebench.drivers.work import Work, plan_work
@@ -132,8 +141,13 @@ class Plan:
 
 
 def make_plan(spec: GridSpec, results_dir: str | Path | None = None, cache_dir: str | Path | None = None,
-              *, probe: bool = True, devices: list[str] | None = None) -> Plan:
-    """Count, look up the cache and the records, and (with `probe`) time the grid's models."""
+              *, probe: bool = True, devices: list[str] | None = None, cpu_kernels: CpuKernels = "native") -> Plan:
+    """Count, look up the cache and the records, and (with `probe`) time the grid's models.
+    `cpu_kernels` "portable" makes the plan in a process on the portable kernels, as `run
+    --cpu-kernels portable` runs: their own cached scoring runs, their own (slower) CPU probe."""
+    if needs_portable_process(cpu_kernels, torch.device("cpu")):
+        return in_portable_process(make_plan, spec, results_dir, cache_dir, probe=probe, devices=devices,
+                                   cpu_kernels=cpu_kernels)
     results = Path(results_dir) if results_dir is not None and Path(results_dir).is_dir() else None
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     work = plan_work(spec, results, cache=cache)
@@ -159,7 +173,8 @@ def make_plan(spec: GridSpec, results_dir: str | Path | None = None, cache_dir: 
     shares = observed_shares(spec, results)
     for device in devices:
         dev = torch.device(device)
-        probes = {(ds, arch): probe_model(spec, datasets[ds], ds, arch, dev) for ds, arch in pairs}
+        with kernels_in_effect():  # oneDNN off on the portable kernels, as in their run
+            probes = {(ds, arch): probe_model(spec, datasets[ds], ds, arch, dev) for ds, arch in pairs}
         plan.probes += probes.values()
         plan.estimates.append(estimate(spec, work, probes, dev, shares))
     return plan
