@@ -15,6 +15,7 @@ import typing
 from pathlib import Path
 from typing import Any
 
+from corebench.compute.allocator import keep_freed_memory
 from corebench.core.errors import BenchError, invalid
 from corebench.core.spec import CpuKernels
 from corebench.drivers.guard import deadline_from
@@ -557,6 +558,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("auto-attack").setLevel(logging.WARNING)
+    keep_freed_memory()  # large blocks reused, not page-faulted in again (compute/allocator.py)
     try:
         return args.fn(args)
     except BenchError as exc:

@@ -68,6 +68,7 @@ def child(n: int, epochs: int) -> dict:
     """The measurement, in this (fresh) process."""
     import torch
 
+    from corebench.compute.allocator import keep_freed_memory
     from corebench.compute.models import create_model
     from corebench.compute.scoring import get_signals
     from corebench.core.spec import ArchSpec, DatasetSpec, ScoringConfig
@@ -76,6 +77,7 @@ def child(n: int, epochs: int) -> dict:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from common import random_cifar
 
+    keep_freed_memory()  # as every corebench process (the CLI, its workers) runs
     torch.set_num_threads(1)
     arch = ArchSpec("resnet10t", {"channels": [4, 8, 16, 32], "stem_width": 4})
     data = random_cifar(16)

@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from corebench.compute.allocator import keep_freed_memory
 from corebench.compute.data import Dataset, DatasetInfo
 from corebench.compute.datasets import load_dataset
 from corebench.compute.models import create_model
@@ -103,6 +104,7 @@ def _pass_seconds(data: Dataset, arch: ArchSpec) -> float:
 
 
 def main(epochs: int = 10, n_runs: int = 3, n: int = 2000, runs_epochs: int = 4, repeats: int = 3) -> dict:
+    keep_freed_memory()  # as every corebench process (the CLI, its workers) runs: compute/allocator.py
     torch.set_num_threads(1)
     data = _data(n)
     arch = ArchSpec("resnet18", {"channels": [16, 32, 64, 128], "stem_width": 16})

@@ -95,5 +95,8 @@ def in_portable_process(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
 
 
 def _child_init(level: int) -> None:
+    from corebench.compute.allocator import keep_freed_memory
+
+    keep_freed_memory()
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("auto-attack").setLevel(logging.WARNING)

@@ -26,6 +26,7 @@ from itertools import groupby
 from pathlib import Path
 from typing import Any
 
+from corebench.compute.allocator import keep_freed_memory
 from corebench.core.errors import invalid
 from corebench.core.spec import FULL_DATA, Cell, GridSpec, SlurmConfig
 
@@ -90,6 +91,7 @@ class ScoringTask:
         from corebench.drivers.scoring_runs import ScoringCache
 
         _log_to_stderr()
+        keep_freed_memory()
         cache = Path(self.cache_dir) if self.cache_dir else default_cache_dir()
         device, threads = resolve_device(self.spec.device), self.spec.threads
         scorer = ScoringCache(self.spec.scoring, cache / "scoring", device, progress=False, threads=threads)
@@ -118,6 +120,7 @@ class CellTask:
         from corebench.drivers.runner import run_grid
 
         _log_to_stderr()
+        keep_freed_memory()
         summary = run_grid(self.spec, self.results_dir, cache_dir=self.cache_dir, cells=[self.cell], progress=False)
         if summary.failed:
             return f"failed: {summary.failures[0][1]}"

@@ -22,6 +22,7 @@ from typing import Any
 
 import torch
 
+from corebench.compute.allocator import keep_freed_memory
 from corebench.compute.data import Dataset
 from corebench.compute.datasets import load_dataset
 from corebench.compute.kernels import in_portable_process, needs_portable_process
@@ -280,6 +281,7 @@ def worker_devices(device: torch.device, workers: int) -> list[torch.device]:
 
 def _worker_init(spec: GridSpec, results_dir: Path, cache: Path, threads: int, force: bool, devices: Any,
                  published: Path | None = None, guard: Deadline | None = None) -> None:
+    keep_freed_memory()
     torch.set_num_threads(threads)
     device = torch.device(devices.get())
     if device.type == "cuda":
