@@ -14,7 +14,6 @@ bytes wherever it lies.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import logging
 
 log = logging.getLogger(__name__)
@@ -27,10 +26,8 @@ TRIM_THRESHOLD_BYTES = 1 << 30  # free heap top kept up to 1 GiB
 def keep_freed_memory() -> bool:
     """Tell glibc to serve large blocks from its heap and keep what is freed (mallopt); whether
     it took. A no-op (False) where the C library is not glibc (macOS, musl, Windows)."""
-    name = ctypes.util.find_library("c")
     try:
-        libc = ctypes.CDLL(name)
-        mallopt = libc.mallopt
+        mallopt = ctypes.CDLL(None).mallopt  # the process's own symbols, libc's among them (no ldconfig run)
     except (OSError, AttributeError, TypeError):
         return False
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
