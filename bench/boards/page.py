@@ -519,7 +519,13 @@ def _provenance(board: Board) -> list[str]:
     # default: a record written before a setting existed does not claim its default, and one
     # written after, at the default, reads the same (the cell id's rule: `cells.identity`)
     def written(section: str) -> Iterator[Mapping[str, Any] | None]:
-        return (beyond_defaults(r.config_written.get(section), DEFAULTS[section]) for r in recs)
+        reduced: dict[str, Mapping[str, Any] | None] = {}  # by the section's repr: most records share one
+        for r in recs:
+            raw = r.config_written.get(section)
+            key = repr(raw)
+            if key not in reduced:
+                reduced[key] = beyond_defaults(raw, DEFAULTS[section])
+            yield reduced[key]
 
     lines += settings_lines("Evaluation settings (beyond corebench's defaults)", written("evaluation"))
     lines += settings_lines(f"Training (regime `{board.regime}`; beyond the defaults)", written("training"))
