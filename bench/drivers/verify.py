@@ -101,10 +101,10 @@ def verify(results_dir: str | Path, *, sample: int = 3, seed: int = 0, named: Se
             (portable if made_portable(recorded_kernels(str(stored.record.device or ""))) else native).append(stored)
         if native:
             verdicts += _verify_grid(spec, native, results_dir, tolerance, progress)
-        if portable and needs_portable_process("portable", resolve_device(spec.device)):
-            verdicts += in_portable_process(_verify_grid, spec, portable, results_dir, tolerance, progress)
-        elif portable:
-            verdicts += _verify_grid(spec, portable, results_dir, tolerance, progress)
+        if portable:
+            moved = needs_portable_process("portable", resolve_device(spec.device))
+            args = (spec, portable, results_dir, tolerance, progress)
+            verdicts += in_portable_process(_verify_grid, *args) if moved else _verify_grid(*args)
     return sorted(verdicts, key=lambda v: str(v.path))
 
 
