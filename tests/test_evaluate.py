@@ -97,6 +97,21 @@ def test_evaluate_reports_consistent_accuracies(model, digits):
     assert evaluate(model, digits, cfg, CPU, progress=False) == res  # deterministic
 
 
+def test_the_attacks_run_in_the_layout_the_evaluation_asks_whatever_training_left(model, digits):
+    """`evaluation.channels_last: true` attacks a channels_last model; the CPU default attacks the
+    default layout even when training left the model channels_last, so a resumed model and a
+    freshly trained one are attacked alike. The two layouts differ only in float rounding."""
+    cfg = EvaluationConfig(n_examples=80, batch_size=32, pgd_steps=10, autoattack=APGD_CE)
+    net = copy.deepcopy(model)
+    default = evaluate(net, digits, cfg, CPU, progress=False)
+    fast = evaluate(net, digits, dataclasses.replace(cfg, channels_last=True), CPU, progress=False)
+    assert net.net[3].weight.is_contiguous(memory_format=torch.channels_last)
+    assert fast.clean_acc == default.clean_acc and fast.predicted_histogram == default.predicted_histogram
+    assert abs(fast.pgd_acc - default.pgd_acc) <= 2.5 and abs(fast.autoattack_acc - default.autoattack_acc) <= 2.5
+    assert evaluate(net, digits, cfg, CPU, progress=False) == default  # laid back: the same numbers exactly
+    assert net.net[3].weight.is_contiguous() and not net.net[3].weight.is_contiguous(memory_format=torch.channels_last)
+
+
 def test_several_eps_give_one_robust_entry_each_and_the_largest_on_top(model, digits):
     radii = (32 / 255, 8 / 255, 16 / 255)
     cfg = EvaluationConfig(n_examples=40, batch_size=16, pgd_steps=5, eps=radii, autoattack=APGD_CE)

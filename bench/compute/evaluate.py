@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 from corebench.compute.attacks import pgd_attack
 from corebench.compute.autoattack_adapter import run_autoattack_per_image
 from corebench.compute.data import Dataset
-from corebench.compute.fastpath import autocast
+from corebench.compute.fastpath import autocast, lay_out_for_evaluation
 from corebench.core.faults import fault_point
 from corebench.core.spec import EvaluationConfig
 
@@ -114,7 +114,7 @@ def evaluate(
     cfg = cfg.resolved(data.info.eps)
     n = min(cfg.n_examples, int(data.x_test.shape[0]))
     x_all, y_all = data.x_test[:n], data.y_test[:n]
-    model.to(device).eval()
+    lay_out_for_evaluation(model.to(device), cfg.channels_last, torch.device(device)).eval()
 
     correct_all = []
     predicted = torch.zeros(data.info.num_classes, dtype=torch.int64)

@@ -10,6 +10,9 @@ What a GPU needs to stay busy, as airbench (KellerJordan/cifar10-airbench) does 
   implementation: its random draws come from the run's CPU generator in the same order on
   every device, so a seed means the same crops and flips everywhere);
 - channels_last memory format for the model and the batches;
+- the same layout for the evaluation's attacks (`evaluation.channels_last`, None: on CUDA); on a
+  2-core CPU it also pays, since oneDNN's channels_last convolutions of narrow layers are faster
+  (docs/PROTOCOL.md, "The CIFAR-10 split board": measured figures);
 - bf16 autocast for the training step, the attack steps of PGD-AT and TRADES included
   (`autocast`); evaluation attacks stay fp32 unless `evaluation.precision` says otherwise, so a
   reported robust accuracy is never weakened by low precision;
@@ -153,6 +156,14 @@ def prepare_model(model: nn.Module, execution: Execution, *, backend: str = "ind
     if execution.compile:
         return torch.compile(model, backend=backend)
     return model
+
+
+def lay_out_for_evaluation(model: nn.Module, channels_last: bool | None, device: torch.device) -> nn.Module:
+    """Lay `model` out as the evaluation asks (`evaluation.channels_last`; None: channels_last on
+    CUDA), in place, whatever layout its training left: a resumed model and a freshly trained one
+    are attacked in the same layout. On a CPU with the default this changes nothing."""
+    wanted = torch.device(device).type == "cuda" if channels_last is None else channels_last
+    return model.to(memory_format=torch.channels_last if wanted else torch.contiguous_format)
 
 
 @contextlib.contextmanager

@@ -391,6 +391,7 @@ class EvaluationConfig:
     pgd_step_size: Radii | None = None  # None: eps/4
     autoattack: AutoAttackConfig = field(default_factory=AutoAttackConfig)
     precision: Literal["fp32", "bf16"] = "fp32"  # of the attacks (PGD, AutoAttack): fp32 unless asked
+    channels_last: StrictBool | None = None  # the model's layout during the attacks; None: on CUDA
 
     @model_validator(mode="after")
     def _eps_list(self) -> EvaluationConfig:

@@ -43,7 +43,13 @@ from corebench.boards.significance import PRIOR_TEXT, compare, power_of, prior_d
 from corebench.boards.stats import SEEDS_ONLY
 from corebench.compute.checkpoint import Checkpoint, save_run
 from corebench.compute.data import Dataset
-from corebench.compute.fastpath import DeviceData, autocast, prepare_model, resolve
+from corebench.compute.fastpath import (
+    DeviceData,
+    autocast,
+    lay_out_for_evaluation,
+    prepare_model,
+    resolve,
+)
 from corebench.compute.kernels import in_portable_process, kernels_in_effect, needs_portable_process
 from corebench.compute.models import create_model
 from corebench.compute.optim import make_optimizer, torch_threads
@@ -407,8 +413,9 @@ def probe_model(spec: GridSpec, data: Dataset, ds: DatasetSpec, arch, device: to
 
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
-        times = [_timed(train_step, device) / batch, _timed(attack_step, device) / eval_batch,
-                 _timed(forward, device) / eval_batch]  # fmt: skip
+        train_s = _timed(train_step, device) / batch
+        lay_out_for_evaluation(model, spec.evaluation.channels_last, device)  # the attacks' layout, as evaluate()
+        times = [train_s, _timed(attack_step, device) / eval_batch, _timed(forward, device) / eval_batch]
         aa_step = _autoattack_step(model, xe, data.info.eps, spec.evaluation.batch_size, device)
         with tempfile.TemporaryDirectory(prefix="corebench-probe-") as folder:
             checkpoint = Checkpoint(folder, "probe")
