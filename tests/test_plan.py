@@ -75,6 +75,34 @@ def test_plan_probes_this_machine_and_estimates_time_and_memory(capsys):
     assert "memory per cell" in text and "activations" in text
 
 
+def test_the_probe_times_training_and_the_attacks_each_in_its_own_layout(monkeypatch):
+    """A grid that trains channels_last but attacks in the default layout (or the reverse) is
+    timed as its cells run: the training step in training's layout, the attack step in the
+    evaluation's."""
+    import torch
+
+    from corebench.drivers import plan as plan_module
+
+    layouts, models = [], []
+    timed, create = plan_module._timed, plan_module.create_model
+    monkeypatch.setattr(plan_module, "create_model", lambda *a, **k: models.append(create(*a, **k)) or models[-1])
+
+    def recording(fn, device):
+        conv = next(p for p in models[-1].parameters() if p.ndim == 4 and p.shape[1] > 1)
+        layouts.append((fn.__name__, conv.is_contiguous(memory_format=torch.channels_last)))
+        return timed(fn, device)
+
+    monkeypatch.setattr(plan_module, "_timed", recording)
+    for training_cl, evaluation_cl in ((True, False), (False, True)):
+        layouts.clear()
+        grid = {**GRID, "architectures": GRID["architectures"][:1], "scoring_architectures": ["same"],
+                "training": {**GRID["training"], "channels_last": training_cl},
+                "evaluation": {**GRID["evaluation"], "channels_last": evaluation_cl}}
+        make_plan(parse_grid(grid), None, None)
+        assert ("train_step", training_cl) in layouts and ("attack_step", evaluation_cl) in layouts
+        assert ("forward", evaluation_cl) in layouts
+
+
 def test_plan_says_what_each_declared_comparison_can_detect(tmp_path):
     import numpy as np
 
