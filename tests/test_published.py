@@ -168,7 +168,7 @@ def test_contributing_names_the_signals_the_split_boards_published_runs_hold():
     """CONTRIBUTING tells a contributor which signals the committed split board's runs hold (a
     method reading another one makes new runs): the sentence follows the published index."""
     repo = Path(__file__).resolve().parents[1]
-    runs = Published(repo / "results" / "cifar10_cpu_split" / "scoring").runs.values()
+    runs = Published(repo / "results" / "cifar10_cpu" / "scoring").runs.values()
     holding = {name: sum(name in run.signals for run in runs) for run in runs for name in run.signals}
     text = " ".join((repo / "CONTRIBUTING.md").read_text().split())
     assert f"`input_grad_norm_eval` (all {len(runs)} runs)" in text

@@ -12,7 +12,7 @@ What a GPU needs to stay busy, as airbench (KellerJordan/cifar10-airbench) does 
 - channels_last memory format for the model and the batches;
 - the same layout for the evaluation's attacks (`evaluation.channels_last`, None: on CUDA); on a
   2-core CPU it also pays, since oneDNN's channels_last convolutions of narrow layers are faster
-  (docs/PROTOCOL.md, "The CIFAR-10 split board": measured figures);
+  (docs/PROTOCOL.md, "Remade within 4 hours": measured figures);
 - bf16 autocast for the training step, the attack steps of PGD-AT and TRADES included
   (`autocast`); evaluation attacks stay fp32 unless `evaluation.precision` says otherwise, so a
   reported robust accuracy is never weakened by low precision;
