@@ -415,3 +415,31 @@ def test_one_local_worker_per_gpu_by_default_and_each_takes_its_own(monkeypatch)
     assert worker_devices(cuda, 6) == [torch.device("cuda", i % 4) for i in range(6)]
     assert worker_devices(torch.device("cuda", 2), 3) == [torch.device("cuda", 2)] * 3
     assert worker_devices(CPU, 2) == [CPU, CPU]
+
+
+def test_a_grid_laid_out_channels_last_on_the_cpu_verifies_exactly_under_its_own_ids(tmp_path):
+    """The CIFAR-10 board's CPU layout (channels_last in training, scoring and the attacks):
+    its records say so, `verify` re-derives them exactly on this CPU, and the layout enters the
+    cell ids, so they never pass for the default layout's cells."""
+    import json
+
+    from corebench.cli import main
+
+    from helpers import FAST_GRID, write_fast_grid
+
+    ids = {}
+    for layout, folder in ((None, tmp_path / "default"), (True, tmp_path / "cl")):
+        folder.mkdir()
+        changes = {} if layout is None else {
+            section: {**FAST_GRID[section], "channels_last": True} for section in ("scoring", "training", "evaluation")}
+        grid = write_fast_grid(folder, full_data_reference=False, **changes)
+        assert main(["run", str(grid), "--results", str(folder / "results"), "--cache", str(folder / "cache"),
+                     "--no-progress"]) == 0  # fmt: skip
+        records = {p.parent.parent.name: json.loads(p.read_text()) for p in (folder / "results").rglob("seed0.json")}
+        ids[layout] = {method: rec["cell_id"] for method, rec in records.items()}
+        if layout:
+            assert all(rec["execution"]["channels_last"] for rec in records.values())
+            assert all(rec["config"]["evaluation"]["channels_last"] is True for rec in records.values())
+            assert main(["verify", str(folder / "results"), "--sample", "2", "--no-progress"]) == 0
+    assert set(ids[None]) == set(ids[True]) == {"easycore", "random"}
+    assert not set(ids[None].values()) & set(ids[True].values())
