@@ -82,7 +82,7 @@ AA_GRADIENT_STEPS: dict[str, Callable[[int, int, int, int], float]] = {
 AA_FORWARDS = {"square": 5000}
 # Before records exist, the share of evaluated points AutoAttack attacks (those classified right)
 # and of those the share still robust after its first attack, by regime: a prior, the mean over
-# the committed boards' records and their ε (2026-12-06: quickstart, cifar10_cpu_split (now cifar10_cpu),
+# the committed boards' records and their ε (2026-12-06: quickstart, the CIFAR-10 split board (cifar10_cpu's design),
 # cifar10_adversarial; robust after the first attack 0.04-0.77 standard, 0.35-0.90 TRADES, by
 # board and ε; PGD-AT, with no committed records, takes TRADES'). With records of the grid in the
 # results folder, their means per regime and ε are used.
